@@ -1,0 +1,133 @@
+//! `enclave-ctl build`: resolve the inputs, run the library's build, print the measurements.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use enclave_image::build::{build, BuildRequest};
+use enclave_image::eif::EifSigner;
+use enclave_image::kernel::{KernelInputs, KernelProfile};
+use enclave_image::source::ImageRef;
+use enclave_proto::spec::EnclaveSpec;
+
+use crate::cli::{BuildArgs, EXIT_OK};
+use crate::progress::TerminalProgress;
+
+/// Runs the command; returns the exit status.
+pub fn run(args: BuildArgs) -> Result<i32> {
+    let (spec, spec_dir) = match &args.spec {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the spec {}", path.display()))?;
+            let spec = EnclaveSpec::from_yaml(&text)
+                .with_context(|| format!("in {}", path.display()))?;
+            (spec, path.parent().map(Path::to_path_buf))
+        }
+        None => (EnclaveSpec::default(), None),
+    };
+    let source = resolve_source(&args, &spec, spec_dir.as_deref())?;
+
+    let profile: KernelProfile = args
+        .kernel_profile
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let kernel_dir = args
+        .kernel_dir
+        .clone()
+        .unwrap_or_else(|| KernelInputs::default_dir(profile));
+    let kernel = KernelInputs::load(profile, &kernel_dir).with_context(|| {
+        match profile {
+            KernelProfile::Emulated => "the emulated kernel is fetched by scripts/fetch-kernel.sh (or pass --kernel-dir)",
+            KernelProfile::Nitro => "pass --kernel-dir with nitro-cli's blobs (bzImage, bzImage.config, cmdline, nsm.ko)",
+        }
+    })?;
+
+    let init = match &args.init {
+        Some(p) => p.clone(),
+        None => find_init()?,
+    };
+
+    let signer = match (&args.signing_certificate, &args.private_key) {
+        (Some(cert), Some(key)) => Some(
+            EifSigner::from_pem_files(cert, key).context("loading the signing key")?,
+        ),
+        _ => None,
+    };
+
+    let request = BuildRequest {
+        source,
+        spec,
+        kernel,
+        init,
+        output: args.output.clone(),
+        source_date_epoch: args.source_date_epoch,
+        image_name: args.name.clone(),
+        image_version: args.image_version.clone(),
+        signer,
+    };
+    let progress = TerminalProgress::new(args.quiet || args.json);
+    let result = build(&request, &progress);
+    progress.finish();
+    let out = result.with_context(|| format!("building {}", args.output.display()))?;
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out.measurements.to_nitro_cli())?);
+    } else {
+        println!("Built {} ({} bytes, {})", args.output.display(), out.eif_size, out.eif_digest);
+        println!("PCR0  {}", out.measurements.pcr0_hex());
+        println!("PCR1  {}", out.measurements.pcr1_hex());
+        println!("PCR2  {}", out.measurements.pcr2_hex());
+        if let Some(pcr8) = out.measurements.pcr8_hex() {
+            println!("PCR8  {pcr8}");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `--from` wins over the spec's `from:`, whose relative paths are relative to the spec file.
+fn resolve_source(args: &BuildArgs, spec: &EnclaveSpec, spec_dir: Option<&Path>) -> Result<ImageRef> {
+    if let Some(from) = &args.from {
+        return from.parse().with_context(|| format!("--from {from}"));
+    }
+    let Some(from) = &spec.from else {
+        bail!("no source image: pass --from SOURCE or set `from:` in the spec (-f)");
+    };
+    let source: ImageRef = from.parse().with_context(|| format!("the spec's from: {from}"))?;
+    Ok(match spec_dir {
+        Some(dir) => relative_to(source, dir),
+        None => source,
+    })
+}
+
+/// Makes a relative source path relative to `dir` instead of the working directory.
+fn relative_to(source: ImageRef, dir: &Path) -> ImageRef {
+    let join = |p: PathBuf| if p.is_relative() { dir.join(p) } else { p };
+    match source {
+        ImageRef::Oci { dir: d, tag } => ImageRef::Oci { dir: join(d), tag },
+        ImageRef::OciArchive { archive, tag } => ImageRef::OciArchive { archive: join(archive), tag },
+        ImageRef::DockerArchive { archive, reference } => ImageRef::DockerArchive {
+            archive: join(archive),
+            reference,
+        },
+        ImageRef::Dir { path } => ImageRef::Dir { path: join(path) },
+    }
+}
+
+/// The static init: next to this executable (installed layout or cargo's target dir, where
+/// scripts/build-init.sh puts it).
+fn find_init() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating enclave-ctl")?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let candidates = [
+        dir.join("enclave-init.static"),
+        dir.join("../share/enclave-engine/enclave-init"),
+        dir.join("../enclave-init/enclave-init"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .with_context(|| {
+            "no static enclave-init found: build it with scripts/build-init.sh, or pass --init PATH \
+             (or set ENCLAVE_INIT)"
+        })
+}

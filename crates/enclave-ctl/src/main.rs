@@ -1,0 +1,40 @@
+//! enclave-ctl: the enclave-engine command line. Thin: argument parsing here and in `cli`, the
+//! work in the libraries, presentation in `cmd/`.
+#![deny(unsafe_code)]
+
+mod cli;
+mod cmd;
+mod progress;
+
+use clap::Parser;
+
+use cli::{Cli, Command, EXIT_ERROR};
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Build(args) => cmd::build::run(args),
+        Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Measure(args) => cmd::measure::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            // `{:#}` prints the whole context chain on one line: "building x: reading y: …".
+            eprintln!("error: {err:#}");
+            std::process::exit(EXIT_ERROR);
+        }
+    }
+}
+
+/// Logs go to stderr, quiet unless RUST_LOG asks for more.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,114 @@
+//! Helpers shared by the CLI's end-to-end tests: locating prerequisites (failing under CI=true,
+//! skipping with a note otherwise) and running the real `enclave-ctl` binary.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// True when running in CI, where a missing prerequisite is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Returns `Some(())` when `ok`, else fails (CI) or prints a skip note and returns `None`.
+pub fn require(ok: bool, what: &str) -> Option<()> {
+    if ok {
+        return Some(());
+    }
+    if in_ci() {
+        panic!("prerequisite missing in CI: {what} (scripts/setup.sh installs it)");
+    }
+    eprintln!("SKIP: {what} is missing; run scripts/setup.sh");
+    None
+}
+
+/// Whether a program is on PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The emulated kernel directory and the static init, or `None` (after `require`).
+pub fn build_inputs() -> Option<(PathBuf, PathBuf)> {
+    let kernel = enclave_image::kernel::KernelInputs::default_dir(
+        enclave_image::kernel::KernelProfile::Emulated,
+    );
+    require(kernel.join("bzImage").is_file(), "the emulated kernel (scripts/fetch-kernel.sh)")?;
+    let init = std::env::var_os("ENCLAVE_INIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/enclave-init/enclave-init"));
+    require(init.is_file(), "the static enclave-init (scripts/build-init.sh)")?;
+    Some((kernel, init))
+}
+
+/// A command running the enclave-ctl binary under test, with the init preset.
+pub fn ctl(init: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
+    cmd.env("ENCLAVE_INIT", init).env_remove("SOURCE_DATE_EPOCH");
+    cmd
+}
+
+/// Runs a command and returns its output, with stdout/stderr shown on failure to assert.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("spawning the command")
+}
+
+/// Stdout as a string.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Stderr as a string.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success, printing both streams otherwise.
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// sha256 of a file, hex.
+pub fn sha256(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex_encode(&Sha256::digest(std::fs::read(path).expect("reading file")))
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Files in `dir` whose names start with `.enclave-ctl-build-` (temporary build outputs).
+pub fn leftover_temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".enclave-ctl-build-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Makes the example OCI image (examples/hello/make-image.sh) in `dir`, or `None`.
+pub fn example_image(dir: &Path) -> Option<PathBuf> {
+    require(have("umoci"), "umoci")?;
+    require(Path::new("/bin/busybox").exists() || have("busybox"), "busybox-static")?;
+    let out = dir.join("hello-oci");
+    let o = run(Command::new(workspace().join("examples/hello/make-image.sh")).arg(&out));
+    assert_ok(&o);
+    Some(out)
+}

@@ -1,0 +1,17 @@
+//! enclave-image: reproducible Nitro Enclave images (EIF) from OCI images, with no Docker daemon.
+//!
+//! - [`source`]: image sources in skopeo's notation, layers streamed and verified.
+//! - [`rootfs`]: layers applied (whiteouts, links, modes) into a tree, never onto the host.
+//! - [`cpio`]: the deterministic newc writer of the ramdisks.
+//! - [`eif`]: the EIF writer and reader, PCRs, PCR0 signing (PCR8).
+//! - [`kernel`]: kernel profiles (`nitro`, `emulated`).
+//! - [`metadata`]: the metadata section and the build's provenance.
+//! - [`build`]: the pipeline tying them together.
+#![deny(unsafe_code)]
+pub mod build;
+pub mod kernel;
+pub mod metadata;
+pub mod eif;
+pub mod cpio;
+pub mod rootfs;
+pub mod source;

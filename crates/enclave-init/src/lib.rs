@@ -1,0 +1,157 @@
+//! `enclave-init`: PID 1 inside the enclave.
+//!
+//! The boot, in order ([`boot_enclave`]): mount the kernel filesystems, read
+//! `/enclave-init/config.json`, load the kernel modules, bring up `lo`, take the parent CID from
+//! the kernel command line, seed the RNG (seam), read the app configuration and spec, switch
+//! into `/rootfs`, set the hostname, send the heartbeat to the parent. Then the [`Supervisor`]
+//! runs the services until the main one ends or a shutdown is asked for, stops them, and init
+//! powers off.
+//!
+//! For the control server (later): [`Supervisor::manager`] gives a [`ServiceManager`] (list,
+//! start, stop, restart, shutdown) whose [`LogStore`] serves `logs` and `logs -f`.
+//!
+//! PID 1 must never panic (a panic in init is a kernel panic): errors are values, logged, and
+//! either survived or turned into a clean power-off.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod boot;
+pub mod console;
+pub mod entropy;
+pub mod error;
+pub mod heartbeat;
+pub mod logs;
+pub mod manager;
+pub mod modules;
+pub mod net;
+pub mod policy;
+pub mod reaper;
+pub mod services;
+pub mod shutdown;
+pub mod signals;
+mod supervisor;
+mod sys_unsafe;
+pub mod users;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use enclave_proto::paths;
+
+pub use error::{Error, Result};
+pub use logs::LogStore;
+pub use manager::{ManagerError, ServiceManager, ServiceState, ServiceStatus};
+pub use supervisor::Supervisor;
+
+/// enclave-init's version, logged at boot.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The hostname when the spec sets none.
+pub const DEFAULT_HOSTNAME: &str = "enclave";
+
+fn elapsed_ms(since: Instant) -> String {
+    format!("{:.1} ms", since.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Boots the enclave up to the point where services can start, and returns their supervisor.
+///
+/// `started` is when PID 1 started, for the boot timings in the log. Errors are fatal (the
+/// caller powers off); problems the enclave can live with are logged here and survived.
+pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Supervisor> {
+    let mounted = boot::mount_early();
+    console::ensure_fds();
+    console::attach_store(store.clone());
+    say!(
+        "enclave-init {VERSION} starting as pid {}",
+        std::process::id()
+    );
+    if let Err(e) = mounted {
+        say!("mounting the kernel filesystems: {e}");
+    }
+
+    let config = boot::read_init_config(Path::new(paths::INIT_CONFIG))?;
+    match modules::load_all(Path::new(paths::MODULES_DIR), &config.modules) {
+        Ok(n) => say!("loaded {n} of {} kernel modules", config.modules.len()),
+        Err(e) => say!("kernel modules: {e}"),
+    }
+    if let Err(e) = net::loopback_up() {
+        say!("loopback: {e}");
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let parent_cid = boot::parent_cid_from_cmdline(&cmdline).unwrap_or(config.parent_cid);
+    match entropy::seed_from_nsm() {
+        entropy::NsmSeed::Absent => {}
+        entropy::NsmSeed::NotImplemented => {
+            say!("/dev/nsm present; RNG seeding from it is not in this build")
+        }
+    }
+
+    let app = boot::read_app_config(Path::new(paths::APP_CONFIG))?;
+    let spec = boot::read_spec(Path::new(paths::SPEC))?;
+    if let Err(e) = boot::keep_copies(&[paths::APP_CONFIG, paths::SPEC]) {
+        say!("keeping copies of the app configuration: {e}");
+    }
+    boot::switch_root(Path::new(paths::ROOTFS))?;
+    let hostname = spec.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME);
+    if let Err(e) = boot::set_hostname(hostname) {
+        say!("{e}");
+    }
+    say!(
+        "switched to {} in {} (profile {:?}, hostname {hostname})",
+        paths::ROOTFS,
+        elapsed_ms(started),
+        config.kernel_profile
+    );
+
+    match heartbeat::send(parent_cid, config.heartbeat_port) {
+        Ok(()) => say!("heartbeat ok in {}", elapsed_ms(started)),
+        Err(e) => say!(
+            "heartbeat to cid {parent_cid} port {} failed after {}: {e}; booting on",
+            config.heartbeat_port,
+            elapsed_ms(started)
+        ),
+    }
+
+    let creds = users::resolve_in(&app.user, Path::new("/")).map_err(|e| e.to_string());
+    if let Err(e) = &creds {
+        say!("{e}: no service can start");
+    }
+    let defs = services::build(&app, &spec, creds);
+    Supervisor::new(defs, policy::Timings::from_env(), store)
+}
+
+/// Peak and current resident memory of init, from /proc/self/status (for the log).
+pub fn memory_usage() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    Some(format!(
+        "VmHWM {}, VmRSS {}",
+        field("VmHWM:")?,
+        field("VmRSS:")?
+    ))
+}
+
+/// The whole life of PID 1: boot, supervise, power off. Never returns.
+pub fn run_pid1(started: Instant) -> ! {
+    let store = Arc::new(LogStore::default());
+    let reason = match boot_enclave(started, store) {
+        Ok(supervisor) => {
+            // The control server's seam: it gets `supervisor.manager()` here, on its own thread.
+            supervisor.run()
+        }
+        Err(e) => {
+            say!("boot failed: {e}");
+            "boot failed".to_owned()
+        }
+    };
+    if let Some(mem) = memory_usage() {
+        say!("memory: {mem}");
+    }
+    shutdown::power_off(&reason)
+}

@@ -1,0 +1,62 @@
+//! The only `unsafe` of the crate: two ioctls on a network interface and the signal mask and
+//! credential changes between fork and exec. Each block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+use nix::unistd::{Gid, Uid};
+
+/// Sets `IFF_UP` (and keeps the other flags) on interface `name`, through `sock` (any
+/// AF_INET datagram socket).
+pub fn interface_up(sock: BorrowedFd<'_>, name: &str) -> nix::Result<()> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: `ifreq` is a plain C struct (arrays, integers, a union of those and of raw
+    // pointers that are never dereferenced here); all-zero is a valid value of it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads `ifr_name` (NUL-terminated: the array was zeroed and the name
+    // is shorter than it) and writes `ifr_ifru.ifru_flags` inside `req`, which outlives the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    Errno::result(rc)?;
+    // SAFETY: the kernel just filled the `ifru_flags` member of the union.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS only reads `req`, a valid, initialised ifreq.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    Errno::result(rc).map(drop)
+}
+
+/// Prepares the child started by `cmd`, right before exec: unblocks every signal (init blocks
+/// the ones it reads through its signalfd, the mask survives exec, and std leaves it alone),
+/// then switches to `uid`, `gid` and the supplementary `groups`.
+///
+/// Credentials are set here rather than with `CommandExt::uid/gid` because std clears the
+/// supplementary groups and has no stable way to set them, and the order matters: groups, then
+/// gid, then uid (after setuid the process may no longer change its groups).
+pub fn prepare_exec(cmd: &mut Command, uid: u32, gid: u32, groups: Vec<u32>) {
+    let groups: Vec<Gid> = groups.into_iter().map(Gid::from_raw).collect();
+    let no_signals = SigSet::empty();
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // work is allowed: it allocates nothing (the group vector and the signal set were built
+    // before the fork and are only borrowed) and makes four system calls through thin nix
+    // wrappers.
+    unsafe {
+        cmd.pre_exec(move || {
+            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&no_signals), None)?;
+            nix::unistd::setgroups(&groups)?;
+            nix::unistd::setgid(Gid::from_raw(gid))?;
+            nix::unistd::setuid(Uid::from_raw(uid))?;
+            Ok(())
+        });
+    }
+}

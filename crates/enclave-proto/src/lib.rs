@@ -1,0 +1,29 @@
+//! Types shared by the host tools and the code running inside the enclave.
+//!
+//! - [`spec`]: the enclave spec (`enclave.yaml`), measured into PCR2.
+//! - [`app`]: the application configuration stored in the app ramdisk.
+//! - [`init`]: the configuration of `enclave-init` stored in the bootstrap ramdisk.
+//!
+//! Everything here is plain data with serde derives; unknown fields are rejected everywhere, so a
+//! typo in a spec or a newer file read by an older init is an error, not a silent default.
+#![deny(unsafe_code)]
+
+pub mod app;
+pub mod init;
+pub mod spec;
+pub mod transport;
+pub mod wire;
+
+/// Paths inside the enclave's initramfs. The build writes them; enclave-init reads them.
+pub mod paths {
+    /// The app root filesystem (app ramdisk), switched into by enclave-init.
+    pub const ROOTFS: &str = "/rootfs";
+    /// The application configuration (app ramdisk).
+    pub const APP_CONFIG: &str = "/enclave/app.json";
+    /// The normalised enclave spec (app ramdisk).
+    pub const SPEC: &str = "/enclave/spec.json";
+    /// enclave-init's configuration (bootstrap ramdisk).
+    pub const INIT_CONFIG: &str = "/enclave-init/config.json";
+    /// Directory holding the kernel modules that enclave-init loads (bootstrap ramdisk).
+    pub const MODULES_DIR: &str = "/enclave-init/modules";
+}

@@ -1,0 +1,367 @@
+//! The enclave spec: `enclave.yaml`.
+//!
+//! The spec names the source image and what to run, and declares what the enclave allows. It is
+//! stored, normalised, in the app ramdisk, so it is measured into PCR2: anything it grants (such
+//! as `debug.exec`) is visible in the image's measurements.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the spec format this crate reads.
+pub const SPEC_VERSION: u32 = 1;
+
+/// Errors reading or validating an enclave spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The YAML does not parse or does not match the schema. serde_yaml's message names the
+    /// field and carries the line and column.
+    #[error("invalid enclave spec: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// The spec parsed but says something inconsistent.
+    #[error("invalid enclave spec: {0}")]
+    Invalid(String),
+}
+
+/// The root of `enclave.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnclaveSpec {
+    /// Spec format version; absent means [`SPEC_VERSION`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Image name recorded in the EIF metadata (`ImageName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Source image in skopeo notation (`oci:dir:tag`, `oci-archive:…`, `docker-archive:…`,
+    /// `dir:…`). Relative paths are relative to the spec file. Not measured: the image content is.
+    #[serde(default, skip_serializing)]
+    pub from: Option<String>,
+    /// Overrides the image's Entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// Overrides the image's Cmd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// Added to (and overriding) the image's Env.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Overrides the image's WorkingDir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Overrides the image's User.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Hostname inside the enclave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Services started besides the main one (the image's entrypoint/cmd).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSpec>,
+    /// The debug surface; everything off by default.
+    #[serde(default, skip_serializing_if = "DebugSpec::is_default")]
+    pub debug: DebugSpec,
+}
+
+/// A supervised service inside the enclave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Unique name (`main` is reserved for the image's entrypoint).
+    pub name: String,
+    /// argv.
+    pub command: Vec<String>,
+    /// Extra environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Restarts allowed before the service is given up on (with exponential backoff between).
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    /// Services that must be ready before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// How to tell the service is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Readiness>,
+}
+
+fn default_max_restarts() -> u32 {
+    5
+}
+
+/// When a service that exited is started again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never.
+    #[default]
+    No,
+    /// When it exited non-zero or was killed by a signal.
+    OnFailure,
+    /// Whenever it exited.
+    Always,
+}
+
+/// A readiness check: exactly one of `tcp` or `command`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Readiness {
+    /// Ready when 127.0.0.1:PORT accepts a TCP connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<u16>,
+    /// Ready when this argv exits 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+}
+
+/// The debug surface of the enclave. Off unless the (measured) spec turns it on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugSpec {
+    /// Allow `enclave-ctl exec`.
+    #[serde(default)]
+    pub exec: bool,
+    /// Allow `enclave-ctl cp`.
+    #[serde(default)]
+    pub cp: bool,
+    /// Ed25519 public keys (base64 of the 32 raw bytes, or OpenSSH `ssh-ed25519 …` lines); when
+    /// present every control session must prove possession of one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorized_keys: Vec<String>,
+}
+
+impl DebugSpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl EnclaveSpec {
+    /// Parses and validates a spec from YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
+        // An empty document is an empty spec, not an error: `from:` may come from the CLI.
+        let spec: EnclaveSpec = if text.trim().is_empty() {
+            EnclaveSpec::default()
+        } else {
+            serde_yaml::from_str(text)?
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks what the schema alone cannot: version, unique names, dependencies.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if let Some(v) = self.version {
+            if v != SPEC_VERSION {
+                return Err(SpecError::Invalid(format!(
+                    "version {v} is not supported (this build reads version {SPEC_VERSION})"
+                )));
+            }
+        }
+        let mut names = BTreeSet::new();
+        for svc in &self.services {
+            if svc.name.is_empty() || svc.name == "main" {
+                return Err(SpecError::Invalid(format!(
+                    "service name {:?} is reserved or empty",
+                    svc.name
+                )));
+            }
+            if !names.insert(svc.name.as_str()) {
+                return Err(SpecError::Invalid(format!(
+                    "service {:?} is defined twice",
+                    svc.name
+                )));
+            }
+            if let Some(r) = &svc.readiness {
+                if r.tcp.is_some() == r.command.is_some() {
+                    return Err(SpecError::Invalid(format!(
+                        "service {:?}: readiness needs exactly one of `tcp` or `command`",
+                        svc.name
+                    )));
+                }
+            }
+            if svc.command.is_empty() {
+                return Err(SpecError::Invalid(format!(
+                    "service {:?} has an empty command",
+                    svc.name
+                )));
+            }
+        }
+        for svc in &self.services {
+            for dep in &svc.depends_on {
+                if dep != "main" && !names.contains(dep.as_str()) {
+                    return Err(SpecError::Invalid(format!(
+                        "service {:?} depends on unknown service {dep:?}",
+                        svc.name
+                    )));
+                }
+            }
+        }
+        self.check_dependency_cycles()
+    }
+
+    fn check_dependency_cycles(&self) -> Result<(), SpecError> {
+        let deps: BTreeMap<&str, &[String]> = self
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.depends_on.as_slice()))
+            .collect();
+        // Depth-first search with an explicit "on the current path" set.
+        fn visit<'a>(
+            name: &'a str,
+            deps: &BTreeMap<&'a str, &'a [String]>,
+            path: &mut Vec<&'a str>,
+            done: &mut BTreeSet<&'a str>,
+        ) -> Result<(), SpecError> {
+            if done.contains(name) {
+                return Ok(());
+            }
+            if path.contains(&name) {
+                path.push(name);
+                return Err(SpecError::Invalid(format!(
+                    "services depend on each other in a cycle: {}",
+                    path.join(" -> ")
+                )));
+            }
+            path.push(name);
+            for dep in deps.get(name).copied().unwrap_or_default() {
+                visit(dep, deps, path, done)?;
+            }
+            path.pop();
+            done.insert(name);
+            Ok(())
+        }
+        let mut done = BTreeSet::new();
+        for name in deps.keys() {
+            visit(name, &deps, &mut Vec::new(), &mut done)?;
+        }
+        Ok(())
+    }
+
+    /// The canonical JSON stored in the app ramdisk: field order fixed by the struct, maps
+    /// sorted, `from` left out (the image content is measured instead).
+    pub fn to_canonical_json(&self) -> Vec<u8> {
+        // Serialising a struct of strings, vectors and BTreeMaps cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_spec_parses() {
+        let spec = EnclaveSpec::from_yaml(
+            r#"
+from: oci:./image:latest
+entrypoint: ["/bin/sh", "-c"]
+cmd: ["echo hi"]
+env: {B: "2", A: "1"}
+workdir: /srv
+services:
+  - name: db
+    command: ["/bin/db"]
+    restart: always
+    readiness: {tcp: 5432}
+  - name: web
+    command: ["/bin/web"]
+    restart: on-failure
+    max_restarts: 3
+    depends_on: [db]
+    readiness: {command: ["/bin/true"]}
+debug: {exec: true}
+"#,
+        )
+        .unwrap();
+        assert_eq!(spec.from.as_deref(), Some("oci:./image:latest"));
+        assert_eq!(spec.services[1].restart, RestartPolicy::OnFailure);
+        assert_eq!(spec.services[1].max_restarts, 3);
+        assert_eq!(spec.services[0].max_restarts, 5);
+        assert_eq!(
+            spec.services[0].readiness.as_ref().and_then(|r| r.tcp),
+            Some(5432)
+        );
+        assert!(spec.debug.exec && !spec.debug.cp);
+        // `from` is not measured; maps come out sorted.
+        let json = String::from_utf8(spec.to_canonical_json()).unwrap();
+        assert!(!json.contains("from"));
+        assert!(json.find("\"A\"").unwrap() < json.find("\"B\"").unwrap());
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_line() {
+        let err = EnclaveSpec::from_yaml("from: dir:/x\ncmd: [a]\nentrypont: [b]\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown field `entrypont`"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn nested_unknown_field_is_rejected() {
+        let err = EnclaveSpec::from_yaml(
+            "services:\n  - name: a\n    command: [x]\n    restrat: always\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("restrat"), "{err}");
+        assert!(err.to_string().contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn bad_restart_policy_is_rejected() {
+        let err = EnclaveSpec::from_yaml(
+            "services:\n  - name: a\n    command: [x]\n    restart: sometimes\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_services_are_rejected() {
+        let dup = "services:\n  - {name: a, command: [x]}\n  - {name: a, command: [y]}\n";
+        assert!(EnclaveSpec::from_yaml(dup)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        let unknown = "services:\n  - {name: a, command: [x], depends_on: [b]}\n";
+        assert!(EnclaveSpec::from_yaml(unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown service"));
+        let cycle = "services:\n  - {name: a, command: [x], depends_on: [b]}\n  - {name: b, command: [y], depends_on: [a]}\n";
+        let err = EnclaveSpec::from_yaml(cycle).unwrap_err().to_string();
+        assert!(err.contains("cycle"), "{err}");
+        let empty = "services:\n  - {name: a, command: []}\n";
+        assert!(EnclaveSpec::from_yaml(empty)
+            .unwrap_err()
+            .to_string()
+            .contains("empty command"));
+        let both = "services:\n  - {name: a, command: [x], readiness: {tcp: 1, command: [y]}}\n";
+        assert!(EnclaveSpec::from_yaml(both)
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one"));
+        let reserved = "services:\n  - {name: main, command: [x]}\n";
+        assert!(EnclaveSpec::from_yaml(reserved)
+            .unwrap_err()
+            .to_string()
+            .contains("reserved"));
+    }
+
+    #[test]
+    fn wrong_version_is_rejected() {
+        let err = EnclaveSpec::from_yaml("version: 2\n").unwrap_err();
+        assert!(err.to_string().contains("version 2"), "{err}");
+    }
+
+    #[test]
+    fn empty_spec_is_empty() {
+        assert_eq!(EnclaveSpec::from_yaml("").unwrap(), EnclaveSpec::default());
+    }
+}

@@ -1,0 +1,134 @@
+//! Messages to and from frame payloads: one CBOR item (RFC 8949) per frame, as serde writes it
+//! with `ciborium`.
+//!
+//! CBOR rather than a non-self-describing format because it lets every struct reject unknown
+//! fields, lets the hellos ignore them (version negotiation), and keeps byte strings compact.
+//! Decoding is strict: exactly one item, no trailing bytes, bounded nesting, and the structural
+//! limits of [`WireMessage::check`] (request id not 0, data chunks at most
+//! [`MAX_DATA_CHUNK`]). Semantic checks that depend on the connection's state are the
+//! session's ([`super::session`]).
+
+use std::io::{Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::frame::{read_frame, write_frame, FrameError};
+use super::message::{ClientMessage, ServerMessage};
+use super::MAX_DATA_CHUNK;
+
+/// Nesting depth accepted by the decoder. The deepest message is about 6 levels; the limit
+/// keeps a hostile payload of nested arrays from exhausting the stack.
+const RECURSION_LIMIT: usize = 24;
+
+/// Why a message could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// The payload is not a valid message (bad CBOR, unknown variant or field, wrong type...).
+    #[error("undecodable message: {0}")]
+    Decode(String),
+    /// Bytes follow the message in the frame.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    /// The message decoded but breaks a structural limit.
+    #[error("invalid message: {0}")]
+    Invalid(&'static str),
+    /// Encoding failed (only for a message that breaks a limit or an I/O error).
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+    /// The frame layer failed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// A message type of this protocol.
+pub trait WireMessage: Serialize + DeserializeOwned {
+    /// Structural checks done right after decoding and before encoding.
+    fn check(&self) -> Result<(), MessageError>;
+}
+
+fn check_data(id: u32, data: &[u8]) -> Result<(), MessageError> {
+    check_id(id)?;
+    if data.len() > MAX_DATA_CHUNK {
+        return Err(MessageError::Invalid("data chunk larger than 64 KiB"));
+    }
+    Ok(())
+}
+
+fn check_id(id: u32) -> Result<(), MessageError> {
+    if id == 0 {
+        return Err(MessageError::Invalid("request id 0"));
+    }
+    Ok(())
+}
+
+impl WireMessage for ClientMessage {
+    fn check(&self) -> Result<(), MessageError> {
+        use ClientMessage as M;
+        match self {
+            M::Hello(_) | M::Auth(_) => Ok(()),
+            M::Data { id, data, .. } => check_data(*id, data),
+            M::Request { id, .. }
+            | M::Eof { id, .. }
+            | M::Resize { id, .. }
+            | M::Signal { id, .. }
+            | M::CpEntry { id, .. }
+            | M::CpDone { id }
+            | M::WindowUpdate { id, .. }
+            | M::Cancel { id } => check_id(*id),
+        }
+    }
+}
+
+impl WireMessage for ServerMessage {
+    fn check(&self) -> Result<(), MessageError> {
+        use ServerMessage as M;
+        match self {
+            // Error may carry id 0: it then addresses the connection.
+            M::Hello(_) | M::Authenticated | M::Error { .. } => Ok(()),
+            M::Data { id, data, .. } => check_data(*id, data),
+            M::Started { id, .. }
+            | M::Reply { id, .. }
+            | M::Eof { id, .. }
+            | M::CpEntry { id, .. }
+            | M::CpDone { id }
+            | M::Exit { id, .. }
+            | M::WindowUpdate { id, .. } => check_id(*id),
+        }
+    }
+}
+
+/// Encodes a message into a frame payload.
+pub fn encode<M: WireMessage>(msg: &M) -> Result<Vec<u8>, MessageError> {
+    msg.check()?;
+    let mut out = Vec::new();
+    ciborium::into_writer(msg, &mut out).map_err(|e| MessageError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes a frame payload into a message.
+pub fn decode<M: WireMessage>(payload: &[u8]) -> Result<M, MessageError> {
+    let mut rest = payload;
+    let msg: M = ciborium::de::from_reader_with_recursion_limit(&mut rest, RECURSION_LIMIT)
+        .map_err(|e| MessageError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(MessageError::TrailingBytes(rest.len()));
+    }
+    msg.check()?;
+    Ok(msg)
+}
+
+/// Reads and decodes one message; `Ok(None)` on a clean end of stream.
+pub fn read_message<M: WireMessage>(reader: &mut impl Read) -> Result<Option<M>, MessageError> {
+    match read_frame(reader)? {
+        Some(frame) => decode(frame.payload()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Encodes and writes one message as one frame.
+pub fn write_message<M: WireMessage>(writer: &mut impl Write, msg: &M) -> Result<(), MessageError> {
+    let payload = encode(msg)?;
+    write_frame(writer, &payload)?;
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! The host<->enclave control protocol, sans IO.
+//!
+//! Layers, bottom up (the full specification is `docs/protocol.md`):
+//!
+//! - [`frame`]: `u32` big-endian length prefix + payload, at most [`MAX_FRAME_LEN`] bytes; an
+//!   incremental decoder usable from any IO model and blocking helpers.
+//! - [`message`] / [`ops`]: the typed messages ([`ClientMessage`], [`ServerMessage`]) and the
+//!   payloads of each operation; [`codec`] turns them into CBOR frame payloads and checks their
+//!   limits.
+//! - [`session`]: the per-connection state machine for each side: hello first, authentication
+//!   when required, request ids, per-stream flow control. Every message sent or received goes
+//!   through it, which is what makes malformed or out-of-order peers harmless.
+//! - [`auth`]: the Ed25519 challenge/response, [`path`]: the path rules of `cp`.
+//!
+//! Nothing here does IO except the blocking helpers [`frame::read_frame`],
+//! [`frame::write_frame`], [`codec::read_message`] and [`codec::write_message`]; sockets live in
+//! [`crate::transport`].
+
+pub mod auth;
+pub mod codec;
+pub mod frame;
+pub mod fuzzing;
+pub mod message;
+pub mod ops;
+pub mod path;
+pub mod session;
+
+pub use codec::{decode, encode, read_message, write_message, MessageError};
+pub use frame::{read_frame, write_frame, Frame, FrameDecoder, FrameError};
+pub use message::{
+    Auth, Capability, Channel, ClientHello, ClientMessage, EnclaveInfo, ErrorCode, RequestId,
+    ServerHello, ServerMessage,
+};
+pub use ops::{
+    CpEntry, CpKind, ExecRequest, ExitStatus, Reply, Request, ServiceRequest, ServiceState,
+    ServiceStatus, WindowSize,
+};
+pub use session::{ClientSession, ServerConfig, ServerSession, SessionError, Verdict};
+
+/// The protocol version this code speaks. A peer announces the highest version it speaks in its
+/// hello; the server answers with the version both will use.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The oldest protocol version this code still speaks.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// Hard maximum of a frame payload (the bytes after the length prefix): 1 MiB. A length prefix
+/// above it is refused before anything is allocated.
+pub const MAX_FRAME_LEN: u32 = 1 << 20;
+
+/// Maximum number of payload bytes in one `Data` message: 64 KiB. Keeps a frame far below
+/// [`MAX_FRAME_LEN`] and lets streams interleave fairly on one connection.
+pub const MAX_DATA_CHUNK: usize = 64 << 10;
+
+/// The flow-control window each direction of a stream starts with once the stream is started:
+/// 256 KiB of `Data` payload may be sent before the first `WindowUpdate`.
+pub const INITIAL_WINDOW: u32 = 256 << 10;
+
+/// The largest window a receiver may grant (the sum of what is outstanding); more is a
+/// flow-control error. Bounds what a receiver can be made to buffer.
+pub const MAX_WINDOW: u32 = 16 << 20;
+
+/// Maximum number of requests in progress at once on one connection.
+pub const MAX_STREAMS: usize = 64;

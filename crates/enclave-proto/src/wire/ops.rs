@@ -1,0 +1,271 @@
+//! Payloads of the operations: what a [`Request`] asks and what a [`Reply`] answers.
+
+use serde::{Deserialize, Serialize};
+
+use super::message::{Capability, EnclaveInfo};
+
+/// What a client asks (in [`super::ClientMessage::Request`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Liveness check; answered with [`Reply::Pong`] carrying the same value.
+    Ping {
+        /// Echoed back.
+        payload: u64,
+    },
+    /// Version, uptime, capabilities; answered with [`Reply::Info`].
+    Info,
+    /// Run a command (needs [`Capability::Exec`]).
+    Exec(ExecRequest),
+    /// Copy entries from the client into the enclave (needs [`Capability::Cp`]).
+    CpTo {
+        /// Absolute path of an existing directory in the enclave; entries are created below
+        /// it, never outside.
+        dest: String,
+    },
+    /// Copy a file or directory tree out of the enclave (needs [`Capability::Cp`]).
+    CpFrom {
+        /// Absolute path in the enclave; the entries sent are named relative to its parent
+        /// (a file `/a/b.txt` arrives as `b.txt`, a directory `/a/d` as `d`, `d/...`).
+        src: String,
+    },
+    /// Query or control the services of the spec.
+    Services(ServiceRequest),
+    /// Stop all services and power the enclave off; answered with [`Reply::Done`] first.
+    Shutdown,
+}
+
+impl Request {
+    /// The capability this request needs, if any.
+    pub fn required_capability(&self) -> Option<Capability> {
+        match self {
+            Request::Exec(_) => Some(Capability::Exec),
+            Request::CpTo { .. } | Request::CpFrom { .. } => Some(Capability::Cp),
+            _ => None,
+        }
+    }
+
+    /// Whether the request, once accepted, becomes a stream ([`super::ServerMessage::Started`])
+    /// rather than being answered by a single reply.
+    pub fn is_streaming(&self) -> bool {
+        match self {
+            Request::Exec(e) => !e.detach,
+            Request::CpTo { .. } | Request::CpFrom { .. } => true,
+            Request::Services(ServiceRequest::Logs { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+/// `exec`: what to run and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// Program and arguments; `argv[0]` is looked up in `PATH` when it has no `/`.
+    pub argv: Vec<String>,
+    /// Variables added to (or replacing those of) the application's environment.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Working directory; the application's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Run under a pseudo-terminal of this size (`-t`); stdout and stderr then arrive merged on
+    /// `stdout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<WindowSize>,
+    /// Whether stdin is forwarded (`-i`); when false the process gets `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Start and return the pid at once ([`Reply::Detached`]); no stream.
+    #[serde(default)]
+    pub detach: bool,
+}
+
+/// A terminal size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+/// Header of one `cp` entry. A file entry is followed by exactly `size` bytes of
+/// [`super::Channel::File`] data before the next entry or `CpDone`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpEntry {
+    /// Path relative to the copy's root, `/`-separated; must pass
+    /// [`super::path::safe_relative`]. Parents come before their children.
+    pub path: String,
+    /// Permission bits (`0o7777` at most); file type bits are ignored.
+    pub mode: u32,
+    /// What the entry is.
+    pub kind: CpKind,
+}
+
+/// The type-specific part of a [`CpEntry`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum CpKind {
+    /// A regular file of `size` bytes whose content hashes to `sha256`.
+    File {
+        /// Exact number of content bytes that follow.
+        size: u64,
+        /// SHA-256 of the content, checked by the receiver before the file is renamed into
+        /// place.
+        #[serde(with = "serde_bytes")]
+        sha256: [u8; 32],
+    },
+    /// A directory.
+    Dir,
+    /// A symbolic link; its target must not lead outside the copy's root
+    /// ([`super::path::check_symlink`]).
+    Symlink {
+        /// The link's target, as stored.
+        target: String,
+    },
+}
+
+/// `services` sub-operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServiceRequest {
+    /// All services: [`Reply::Services`].
+    List,
+    /// One service: [`Reply::Service`].
+    Status {
+        /// Service name from the spec.
+        name: String,
+    },
+    /// Start a stopped service: [`Reply::Done`].
+    Start {
+        /// Service name.
+        name: String,
+    },
+    /// Stop a service: [`Reply::Done`].
+    Stop {
+        /// Service name.
+        name: String,
+    },
+    /// Stop then start a service: [`Reply::Done`].
+    Restart {
+        /// Service name.
+        name: String,
+    },
+    /// A service's output: a stream of `stdout`/`stderr` data, ended by [`Reply::Done`]
+    /// (or, with `follow`, by the client's `Cancel`).
+    Logs {
+        /// Service name.
+        name: String,
+        /// Keep sending new output until cancelled.
+        #[serde(default)]
+        follow: bool,
+        /// Only the last this many lines of the retained output.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tail: Option<u32>,
+        /// Only output produced at or after this time (seconds since the Unix epoch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+}
+
+/// The state of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceState {
+    /// Waiting for the services it depends on.
+    Waiting,
+    /// Started, readiness check not passed yet.
+    Starting,
+    /// Running (and ready, when it has a readiness check).
+    Running,
+    /// Being stopped.
+    Stopping,
+    /// Stopped on request.
+    Stopped,
+    /// Ended and will not be restarted.
+    Exited,
+    /// Ended abnormally or failed its readiness check, and will not be restarted.
+    Failed,
+    /// A state this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Status of one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceStatus {
+    /// Name from the spec.
+    pub name: String,
+    /// Current state.
+    pub state: ServiceState,
+    /// Process id while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// How many times it was restarted.
+    #[serde(default)]
+    pub restarts: u32,
+    /// How its last run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<ExitStatus>,
+    /// Milliseconds since the current state was entered.
+    #[serde(default)]
+    pub since_ms: u64,
+}
+
+/// A final, successful answer (in [`super::ServerMessage::Reply`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    /// Answer to [`Request::Ping`].
+    Pong {
+        /// The ping's payload.
+        payload: u64,
+    },
+    /// Answer to [`Request::Info`].
+    Info {
+        /// The enclave.
+        enclave: EnclaveInfo,
+        /// Protocol version in use.
+        version: u16,
+        /// Capabilities granted to this connection.
+        capabilities: Vec<Capability>,
+    },
+    /// A detached exec started.
+    Detached {
+        /// Its process id.
+        pid: u32,
+    },
+    /// Answer to [`ServiceRequest::List`].
+    Services {
+        /// Every service of the spec, in spec order.
+        services: Vec<ServiceStatus>,
+    },
+    /// Answer to [`ServiceRequest::Status`].
+    Service {
+        /// The service.
+        status: ServiceStatus,
+    },
+    /// A `cp` completed: every entry was written (upload: checked and renamed into place).
+    CpComplete {
+        /// Entries transferred.
+        entries: u64,
+        /// File content bytes transferred.
+        bytes: u64,
+    },
+    /// Success without data (service control, end of logs, shutdown accepted).
+    Done,
+}

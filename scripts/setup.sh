@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian 12 machine for enclave-engine: system packages, the guest kernel of the
+# `emulated` profile, and the reproducible static enclave-init. Safe to run again.
+#
+#   scripts/setup.sh
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# Tools the build and its tests use: busybox-static (example rootfs), umoci and skopeo (make and
+# convert real OCI images), cpio (check our archives with GNU cpio), openssl (signing keys).
+packages=(busybox-static umoci skopeo cpio openssl file)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+"$here/fetch-kernel.sh"
+"$here/build-init.sh"
