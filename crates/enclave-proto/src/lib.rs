@@ -14,6 +14,14 @@ pub mod spec;
 pub mod transport;
 pub mod wire;
 
+/// vsock ports of the enclave (guest side) and of the parent (host side).
+pub mod ports {
+    /// enclave-init's control server, in the enclave.
+    pub const CONTROL: u32 = 5000;
+    /// The boot heartbeat, on the parent.
+    pub const HEARTBEAT: u32 = crate::init::HEARTBEAT_PORT;
+}
+
 /// Paths inside the enclave's initramfs. The build writes them; enclave-init reads them.
 pub mod paths {
     /// The app root filesystem (app ramdisk), switched into by enclave-init.

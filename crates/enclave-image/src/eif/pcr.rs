@@ -53,9 +53,8 @@ pub fn pcr8_of_certificate(pem_or_der: &[u8]) -> Result<Pcr, CertificateError> {
 pub(crate) fn certificate_der(pem_or_der: &[u8]) -> Result<Vec<u8>, CertificateError> {
     use der::Decode;
     let der = if looks_like_pem(pem_or_der) {
-        let (label, der) = first_pem_block(pem_or_der, &["CERTIFICATE"])
+        let (_, der) = first_pem_block(pem_or_der, &["CERTIFICATE"])
             .ok_or_else(|| CertificateError::Pem("no CERTIFICATE block found".into()))?;
-        debug_assert_eq!(label, "CERTIFICATE");
         der
     } else {
         pem_or_der.to_vec()

@@ -1,0 +1,41 @@
+//! Command-line arguments. Only clap structs live here; the commands are in `cmd/`.
+
+mod image;
+
+use clap::{Parser, Subcommand};
+
+pub use image::{BuildArgs, InspectArgs, MeasureArgs};
+
+/// Exit status: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit status: the command failed (bad input, I/O error, missing tool…).
+pub const EXIT_ERROR: i32 = 1;
+// Exit status 2 (usage error) is clap's own.
+/// Exit status: a check failed (CRC, signature).
+pub const EXIT_CHECK_FAILED: i32 = 3;
+
+/// enclave-ctl: build, inspect and measure AWS Nitro Enclave images (EIF), without Docker.
+#[derive(Debug, Parser)]
+#[command(
+    name = "enclave-ctl",
+    version,
+    after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 a check failed (CRC or signature).\n\
+                  Set RUST_LOG=debug for detailed logs on stderr."
+)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a reproducible EIF from an OCI image or a root filesystem.
+    Build(BuildArgs),
+    /// Show an EIF's header, measurements, signature, metadata and sections; check CRC and signature.
+    Inspect(InspectArgs),
+    /// Compute the PCRs of an EIF, or PCR8 of a signing certificate (like `nitro-cli pcr`).
+    Measure(MeasureArgs),
+}
+
