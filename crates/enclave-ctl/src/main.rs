@@ -15,8 +15,15 @@ fn main() {
     init_tracing();
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(args),
-        Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Inspect(args) if args.eif.is_file() => cmd::inspect::run(args),
+        Command::Inspect(args) => cmd::enclave_inspect::run(args),
         Command::Measure(args) => cmd::measure::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Ps(args) => cmd::ps::run(args),
+        Command::Logs(args) => cmd::logs::run(args),
+        Command::Stop(args) => cmd::stop::run(args),
+        Command::Rm(args) => cmd::rm::run(args),
+        Command::Console(args) => cmd::console::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

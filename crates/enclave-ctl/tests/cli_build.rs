@@ -81,18 +81,22 @@ fn builds_are_reproducible_across_machines_and_directories() {
     let b = tmp.path().join("elsewhere/b/rootfs");
     std::fs::create_dir_all(b.parent().unwrap()).unwrap();
     assert_ok(&run(Command::new("cp").arg("-a").arg(&a).arg(&b)));
-    // Different mtimes and owners on the copy.
+    // Different owners and mtimes on the copy (chown clears setuid bits: restore them).
     assert_ok(&run(Command::new("sh").arg("-c").arg(format!(
-        "find '{0}' -exec touch -h -d '2001-02-03 04:05:06' {{}} + && chown -hR 1234:5678 '{0}'",
+        "chown -hR 1234:5678 '{0}' && chmod 4755 '{0}/bin/su' && \
+         find '{0}' -exec touch -h -d '2001-02-03 04:05:06' {{}} +",
         b.display()
     ))));
 
+    // Each build reads a spec beside its rootfs; `from:` is relative to the spec file.
     let build = |rootfs: &Path, out: &Path, umask: &str, cwd: &Path, locale: &str| {
+        let spec = rootfs.parent().unwrap().join("enclave.yaml");
+        std::fs::write(&spec, "from: dir:rootfs\ncmd: [/bin/hello]\n").unwrap();
         let tmpdir = cwd.join("tmp");
         std::fs::create_dir_all(&tmpdir).unwrap();
         let script = format!(
-            "umask {umask} && exec \"$0\" build --quiet --from dir:{} -o {} --kernel-dir {}",
-            rootfs.display(),
+            "umask {umask} && exec \"$0\" build --quiet -f {} -o {} --kernel-dir {}",
+            spec.display(),
             out.display(),
             kernel.display()
         );
@@ -116,10 +120,11 @@ fn builds_are_reproducible_across_machines_and_directories() {
     // SOURCE_DATE_EPOCH is an input: another value gives other bytes and another PCR2, and the
     // flag and the variable mean the same.
     let out_c = tmp.path().join("c.eif");
+    let spec_a = tmp.path().join("a/enclave.yaml");
     let o = run(ctl(&init)
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["build", "--quiet", "--json", "--from"])
-        .arg(format!("dir:{}", a.display()))
+        .args(["build", "--quiet", "--json", "-f"])
+        .arg(&spec_a)
         .arg("-o")
         .arg(&out_c)
         .arg("--kernel-dir")
@@ -128,8 +133,8 @@ fn builds_are_reproducible_across_machines_and_directories() {
     assert_ne!(sha256(&out_a), sha256(&out_c));
     let out_d = tmp.path().join("d.eif");
     let o = run(ctl(&init)
-        .args(["build", "--quiet", "--source-date-epoch", "1700000000", "--from"])
-        .arg(format!("dir:{}", a.display()))
+        .args(["build", "--quiet", "--source-date-epoch", "1700000000", "-f"])
+        .arg(&spec_a)
         .arg("-o")
         .arg(&out_d)
         .arg("--kernel-dir")

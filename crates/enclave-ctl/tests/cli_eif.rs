@@ -9,18 +9,20 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-/// A dir: rootfs with one script to run.
+/// A dir: rootfs with one script to run, and a spec naming it; returns the spec.
 fn rootfs(tmp: &Path) -> PathBuf {
     let root = tmp.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::write(root.join("bin/app"), b"#!/bin/sh\necho app\n").unwrap();
-    root
+    let spec = tmp.join("enclave.yaml");
+    std::fs::write(&spec, "from: dir:rootfs\ncmd: [/bin/app]\n").unwrap();
+    spec
 }
 
 fn build(init: &Path, kernel: &Path, tmp: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     run(ctl(init)
-        .args(["build", "--quiet", "--json", "--from"])
-        .arg(format!("dir:{}", rootfs(tmp).display()))
+        .args(["build", "--quiet", "--json", "-f"])
+        .arg(rootfs(tmp))
         .args(["--image-version", "1.0", "--name", "app"])
         .arg("-o")
         .arg(out)
@@ -207,7 +209,9 @@ with tarfile.open(fileobj=layer, mode="w") as t:
             data = b"x"
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
-cfg = json.dumps({"config": {"Cmd": ["/bin/sh"]}, "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+import hashlib
+diff_id = "sha256:" + hashlib.sha256(layer.getvalue()).hexdigest()
+cfg = json.dumps({"config": {"Cmd": ["/bin/sh"]}, "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
 man = json.dumps([{"Config": "config.json", "RepoTags": ["evil:latest"], "Layers": ["layer.tar"]}]).encode()
 with tarfile.open(sys.argv[1], "w") as t:
     for name, data in [("config.json", cfg), ("manifest.json", man), ("layer.tar", layer.getvalue())]:
@@ -241,8 +245,8 @@ with tarfile.open(sys.argv[1], "w") as t:
 
     // A kernel directory that is not one.
     let o = run(ctl(&init)
-        .args(["build", "--quiet", "--from"])
-        .arg(format!("dir:{}", rootfs(dir).display()))
+        .args(["build", "--quiet", "-f"])
+        .arg(rootfs(dir))
         .arg("-o")
         .arg(&out)
         .args(["--kernel-dir", "/nonexistent"]));

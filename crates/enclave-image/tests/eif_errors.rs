@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use eif_common::*;
 use enclave_image::eif::cose::{decode_signature_section, encode_signature_section, CoseSign1};
+use enclave_image::eif::fuzz::fuzz_one;
 use enclave_image::eif::header::{HeaderError, HEADER_LEN, SECTION_HEADER_LEN};
-use enclave_image::eif::reader::fuzz_one;
 use enclave_image::eif::sign::verify_signature_section;
 use enclave_image::eif::{
     EifOptions, EifReader, EifSigner, EifWriter, ReadError, SectionType, SignError, WriteError,

@@ -7,8 +7,8 @@
 //! runs the services until the main one ends or a shutdown is asked for, stops them, and init
 //! powers off.
 //!
-//! For the control server (later): [`Supervisor::manager`] gives a [`ServiceManager`] (list,
-//! start, stop, restart, shutdown) whose [`LogStore`] serves `logs` and `logs -f`.
+//! The control server ([`control`]) gets [`Supervisor::manager`], a [`ServiceManager`] (list,
+//! start, stop, restart, shutdown, exit watching for exec) whose [`LogStore`] serves `logs`.
 //!
 //! PID 1 must never panic (a panic in init is a kernel panic): errors are values, logged, and
 //! either survived or turned into a clean power-off.
@@ -17,6 +17,7 @@
 
 pub mod boot;
 pub mod console;
+pub mod control;
 pub mod entropy;
 pub mod error;
 pub mod heartbeat;
@@ -142,7 +143,8 @@ pub fn run_pid1(started: Instant) -> ! {
     let store = Arc::new(LogStore::default());
     let reason = match boot_enclave(started, store) {
         Ok(supervisor) => {
-            // The control server's seam: it gets `supervisor.manager()` here, on its own thread.
+            // Before the services start: the control server reads the spec's copy in /run.
+            control::start(supervisor.manager(), started);
             supervisor.run()
         }
         Err(e) => {

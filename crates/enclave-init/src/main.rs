@@ -14,6 +14,10 @@ use std::time::Instant;
 /// The program, called by the C `main`.
 fn run() -> i32 {
     let started = Instant::now();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(rest) = enclave_init::control::initctl::invoked_as(&args) {
+        return enclave_init::control::initctl::main(rest);
+    }
     if std::env::args().nth(1).as_deref() == Some("--version") {
         enclave_init::say!("{}", enclave_init::VERSION);
         return 0;

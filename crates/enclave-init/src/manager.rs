@@ -6,10 +6,12 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
+use std::process::{Child, Command};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::control::exits::ExitWatchers;
 use crate::logs::LogStore;
 use crate::policy::Exit;
 
@@ -92,7 +94,13 @@ pub(crate) enum Request {
     Stop(String, Answer),
     Restart(String, Answer),
     Shutdown(String),
+    /// Spawn a process for the control server, on the supervisor's thread: there no reap can
+    /// run between std's fork and its own wait for a failed exec.
+    Spawn(Box<Command>, SyncSender<SpawnResult>),
 }
+
+/// A process spawned through [`ServiceManager::spawn`] and the receiver of its exit.
+pub type SpawnResult = std::io::Result<(Child, Receiver<Exit>)>;
 
 /// Cloneable, thread-safe handle on the supervisor. See the module documentation.
 #[derive(Clone)]
@@ -100,6 +108,7 @@ pub struct ServiceManager {
     tx: Sender<Request>,
     wake: Arc<UnixStream>,
     logs: Arc<LogStore>,
+    exits: Arc<ExitWatchers>,
 }
 
 impl ServiceManager {
@@ -114,6 +123,7 @@ impl ServiceManager {
             tx,
             wake: Arc::new(wake),
             logs,
+            exits: Arc::default(),
         };
         Ok((handle, rx, wake_rx))
     }
@@ -165,5 +175,22 @@ impl ServiceManager {
     /// The log store, for `logs` (snapshot) and `logs -f` (follow).
     pub fn logs(&self) -> &Arc<LogStore> {
         &self.logs
+    }
+
+    /// Spawns `cmd` on the supervisor's thread and registers it with [`ExitWatchers`]: its
+    /// exit arrives on the receiver (never `wait` on the child). Used for the control server's
+    /// exec, whose spawn must not race the supervisor's `waitpid(-1)`.
+    pub fn spawn(&self, cmd: Command) -> SpawnResult {
+        let no_answer = || std::io::Error::other(ManagerError::NoAnswer);
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Request::Spawn(Box::new(cmd), tx))
+            .map_err(|_| no_answer())?;
+        rx.recv_timeout(ANSWER_TIMEOUT).map_err(|_| no_answer())?
+    }
+
+    /// Processes started outside the services (the control server's exec) whose exits the
+    /// supervisor's reaper delivers; see [`ExitWatchers`].
+    pub fn exits(&self) -> &Arc<ExitWatchers> {
+        &self.exits
     }
 }

@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod client;
 pub mod init;
 pub mod spec;
 pub mod transport;

@@ -1,10 +1,12 @@
 //! Command-line arguments. Only clap structs live here; the commands are in `cmd/`.
 
 mod image;
+mod lifecycle;
 
 use clap::{Parser, Subcommand};
 
 pub use image::{BuildArgs, InspectArgs, MeasureArgs};
+pub use lifecycle::{ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs};
 
 /// Exit status: success.
 pub const EXIT_OK: i32 = 0;
@@ -37,5 +39,17 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Compute the PCRs of an EIF, or PCR8 of a signing certificate (like `nitro-cli pcr`).
     Measure(MeasureArgs),
+    /// Run an enclave from an EIF (emulated with QEMU, or on Nitro).
+    Run(RunArgs),
+    /// List enclaves.
+    Ps(PsArgs),
+    /// Show an enclave's logs.
+    Logs(LogsArgs),
+    /// Stop enclaves (gracefully, then killed after -t seconds).
+    Stop(StopArgs),
+    /// Remove ended enclaves (-f: running ones too).
+    Rm(RmArgs),
+    /// Follow the console of an enclave started with --debug-mode.
+    Console(ConsoleArgs),
 }
 

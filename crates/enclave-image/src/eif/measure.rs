@@ -38,8 +38,8 @@ struct Job {
     lane: Lane,
 }
 
-/// The two-thread hasher. Dropping it without [`Pipeline::finish`] stops the worker too (its
-/// channel closes), so no thread outlives an abandoned writer or reader.
+/// The two-thread hasher. Dropping it without [`Pipeline::finish`] (an error path) closes the
+/// worker's channel and joins it, so no thread outlives an abandoned writer or reader.
 pub(crate) struct Pipeline {
     pcr0: Sha384,
     jobs: Option<SyncSender<Job>>,
@@ -155,15 +155,28 @@ impl Pipeline {
 
     /// Waits for the worker and returns the extended PCRs.
     pub(crate) fn finish(mut self) -> io::Result<Pcrs> {
-        drop(self.jobs.take());
-        let worker = self.worker.take().ok_or_else(worker_gone)?;
-        let (bootstrap, app) = worker.join().map_err(|_| worker_gone())?;
+        let (bootstrap, app) = self.stop().ok_or_else(worker_gone)?;
         let pcr0 = std::mem::take(&mut self.pcr0);
         Ok(Pcrs {
             pcr0: extend(&pcr0.finalize().into()),
             pcr1: extend(&bootstrap.finalize().into()),
             pcr2: extend(&app.finalize().into()),
         })
+    }
+}
+
+impl Pipeline {
+    /// Closes the job channel (ending the worker's loop) and joins the worker; `None` if it
+    /// was already stopped or panicked.
+    fn stop(&mut self) -> Option<(Sha384, Sha384)> {
+        drop(self.jobs.take());
+        self.worker.take()?.join().ok()
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -33,6 +33,8 @@
 
 pub mod cert_info;
 pub mod cose;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod header;
 mod measure;
 pub mod pcr;

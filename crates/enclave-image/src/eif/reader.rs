@@ -424,30 +424,3 @@ fn check_section_set(sections: &[SectionInfo]) -> Result<(), ReadError> {
     }
     Ok(())
 }
-
-/// The body of the `eif_reader` fuzz target, public so that a normal test can run it over seed
-/// inputs: every reader operation on arbitrary bytes must return, never panic.
-#[doc(hidden)]
-pub fn fuzz_one(data: &[u8]) {
-    // Signature parsing is reachable through the reader only past the CRC check, which random
-    // mutations rarely pass; exercise it on the raw input too.
-    let _ = super::cose::decode_signature_section(data);
-    let _ = super::cose::CoseSign1::from_bytes(data);
-    let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-    let Ok(mut reader) = EifReader::new(io::Cursor::new(data)) else {
-        return;
-    };
-    let _ = reader.kernel();
-    let _ = reader.cmdline();
-    let _ = reader.metadata();
-    if let Ok(Some(section)) = reader.signature_section() {
-        let _ = sign::pcr8_of_section(&section);
-        let _ = sign::verify_signature_section(&section, &[0; 48], at);
-    }
-    for n in 0..reader.ramdisk_count() {
-        let _ = reader.copy_ramdisk_to(n, &mut io::sink());
-    }
-    let _ = reader.check_crc();
-    let _ = reader.measure();
-    let _ = reader.verify_signature(at);
-}

@@ -22,6 +22,12 @@ impl Supervisor {
                 let _ = reply.send(self.request_restart(&name, now));
             }
             Request::Shutdown(reason) => self.begin_shutdown(reason, now),
+            Request::Spawn(mut cmd, reply) => {
+                let spawned = self.manager.exits().spawn(&mut cmd);
+                // Dropping the command closes what it holds for the child (a pty's slave).
+                drop(cmd);
+                let _ = reply.send(spawned);
+            }
         }
     }
 

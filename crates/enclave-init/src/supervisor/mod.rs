@@ -270,6 +270,10 @@ impl Supervisor {
 
     fn handle_exits(&mut self, exits: Vec<(Pid, Exit)>, now: Instant) {
         for (pid, exit) in exits {
+            // A process of the control server's exec: its waiter gets the exit.
+            if self.manager.exits().deliver(pid.as_raw(), exit) {
+                continue;
+            }
             let running = self
                 .services
                 .iter()

@@ -1,5 +1,8 @@
 //! A fake enclave for the PID 1 tests: an initramfs directory and the unshare'd init in it.
 
+#[allow(dead_code)] // used by the control tests only
+pub mod control;
+
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -283,5 +286,23 @@ impl Run {
         let _ = self.child.kill();
         let _ = self.child.wait();
         None
+    }
+}
+
+impl Run {
+    /// The initramfs directory on the host (its `rootfs/` is the enclave's `/`).
+    #[allow(dead_code)] // used by the control tests only
+    pub fn root(&self) -> &Path {
+        self._enclave.dir.path()
+    }
+
+    /// Prints the console if the test is still running after `after` (debugging hangs).
+    #[allow(dead_code)] // used by the control tests only
+    pub fn watchdog(&self, after: Duration) {
+        let output = self.output.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            eprintln!("---- console after {after:?} ----\n{}", output.lock().unwrap());
+        });
     }
 }

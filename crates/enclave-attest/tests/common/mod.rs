@@ -1,0 +1,106 @@
+//! Shared test support: the real fixtures with their manifest, and a forger that builds its own
+//! P-384 CA chain and signs COSE_Sign1 documents with it.
+#![allow(dead_code)]
+
+pub mod forge;
+
+use std::path::PathBuf;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// One entry of testdata/manifest.json.
+pub struct Fixture {
+    pub file: String,
+    pub bytes: Vec<u8>,
+    pub timestamp_ms: u64,
+    pub leaf_not_after: OffsetDateTime,
+    pub module_id: String,
+    pub debug_mode: bool,
+    pub pcrs: Vec<(u8, String)>,
+    pub nonce_len: Option<usize>,
+    pub user_data_len: Option<usize>,
+    pub public_key_len: Option<usize>,
+}
+
+impl Fixture {
+    /// The document's own creation time, when its leaf certificate is valid.
+    pub fn at(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.timestamp_ms) * 1_000_000).unwrap()
+    }
+}
+
+pub fn testdata() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+/// All fixtures of the manifest, with their bytes checked against the recorded SHA-256.
+pub fn fixtures() -> Vec<Fixture> {
+    use sha2::{Digest, Sha256};
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(testdata().join("manifest.json")).unwrap()).unwrap();
+    let fixtures: Vec<Fixture> = manifest
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let file = e["file"].as_str().unwrap().to_string();
+            let bytes = std::fs::read(testdata().join(&file)).unwrap();
+            assert_eq!(hex::encode(Sha256::digest(&bytes)), e["sha256"].as_str().unwrap(), "{file}");
+            let len = |k: &str| e[k].as_u64().map(|n| n as usize);
+            Fixture {
+                bytes,
+                timestamp_ms: e["timestamp_ms"].as_u64().unwrap(),
+                leaf_not_after: OffsetDateTime::parse(e["leaf_not_after"].as_str().unwrap(), &Rfc3339).unwrap(),
+                module_id: e["module_id"].as_str().unwrap().to_string(),
+                debug_mode: e["debug_mode"].as_bool().unwrap(),
+                pcrs: e["pcrs"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.parse().unwrap(), v.as_str().unwrap().to_string()))
+                    .collect(),
+                nonce_len: len("nonce_len"),
+                user_data_len: len("user_data_len"),
+                public_key_len: len("public_key_len"),
+                file,
+            }
+        })
+        .collect();
+    assert_eq!(fixtures.len(), 7, "manifest lists the seven real documents");
+    fixtures
+}
+
+/// Splits a raw untagged COSE_Sign1 into (payload range, signature range) by reading the heads.
+pub fn payload_and_signature(doc: &[u8]) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    // 0x84, protected bstr, unprotected map (empty: 0xa0), payload bstr, signature bstr.
+    assert_eq!(doc[0], 0x84);
+    let mut pos = 1;
+    let head = |pos: &mut usize| -> usize {
+        let b = doc[*pos];
+        *pos += 1;
+        let n = match b & 0x1f {
+            n @ 0..=23 => n as usize,
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            _ => panic!("unexpected head"),
+        };
+        if b & 0x1f < 24 {
+            return n;
+        }
+        let v = doc[*pos..*pos + n].iter().fold(0usize, |a, &x| (a << 8) | x as usize);
+        *pos += n;
+        v
+    };
+    let plen = head(&mut pos);
+    pos += plen;
+    assert_eq!(doc[pos], 0xa0, "empty unprotected header");
+    pos += 1;
+    let len = head(&mut pos);
+    let payload = pos..pos + len;
+    pos += len;
+    let slen = head(&mut pos);
+    assert_eq!(pos + slen, doc.len());
+    (payload, pos..pos + slen)
+}

@@ -1,0 +1,120 @@
+//! Arguments of the lifecycle commands: run, ps, logs, stop, rm, console.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use enclave_engine::backend::BackendChoice;
+use enclave_engine::policy::RestartPolicy;
+
+/// Where the enclaves' state lives.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// State directory (default: /run/enclave-engine as root, $XDG_RUNTIME_DIR/enclave-engine otherwise).
+    #[arg(long, value_name = "DIR", env = "ENCLAVE_ENGINE_STATE_DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `enclave-ctl run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The EIF to run.
+    pub eif: PathBuf,
+    /// Run in the background and print the enclave's id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// A unique name (default: <EIF name>-<4 hex digits>).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// vCPUs.
+    #[arg(long, default_value_t = enclave_engine::lifecycle::DEFAULT_CPUS)]
+    pub cpus: u32,
+    /// Memory in MiB.
+    #[arg(long, value_name = "MiB", default_value_t = enclave_engine::lifecycle::DEFAULT_MEMORY_MIB)]
+    pub memory: u64,
+    /// auto (nitro where /dev/nitro_enclaves exists, else qemu), qemu or nitro.
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(BackendChoice))]
+    pub backend: BackendChoice,
+    /// Debug mode: the console is available (on Nitro, the PCRs read as zeros).
+    #[arg(long)]
+    pub debug_mode: bool,
+    /// Restart policy: no, on-failure[:N], always.
+    #[arg(long, default_value = "no", value_parser = clap::value_parser!(RestartPolicy))]
+    pub restart: RestartPolicy,
+    /// Seconds to wait for the boot heartbeat.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub boot_timeout: u64,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `enclave-ctl ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all enclaves (default: those not ended).
+    #[arg(short, long)]
+    pub all: bool,
+    /// JSON output (the records).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `enclave-ctl logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Name or id (prefix).
+    pub enclave: String,
+    /// Keep printing new lines until the enclave ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only lines since this time: RFC 3339, or a duration ago (30s, 5m, 2h).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Print time stamps and sources.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `enclave-ctl stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Names or ids (prefixes).
+    #[arg(required = true)]
+    pub enclaves: Vec<String>,
+    /// Seconds to wait for a graceful shutdown before killing.
+    #[arg(short = 't', long = "time", value_name = "SECS", default_value_t = 10)]
+    pub time: u64,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `enclave-ctl rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Names or ids (prefixes).
+    #[arg(required = true)]
+    pub enclaves: Vec<String>,
+    /// Stop running enclaves first (without grace).
+    #[arg(short, long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `enclave-ctl console`.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Name or id (prefix).
+    pub enclave: String,
+    /// Print what is there and return instead of following.
+    #[arg(long)]
+    pub no_follow: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}

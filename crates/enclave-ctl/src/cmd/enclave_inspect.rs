@@ -1,0 +1,26 @@
+//! `enclave-ctl inspect ENCLAVE` (when the argument is not an EIF file): the enclave's record
+//! as JSON: state, backend, CID, PCRs, ports, restarts, the supervisor's liveness.
+
+use anyhow::Result;
+use enclave_engine::state::{default_root, StateRoot};
+
+use crate::cli::{InspectArgs, EXIT_OK};
+
+/// Runs the command; returns the exit status.
+pub fn run(args: InspectArgs) -> Result<i32> {
+    let query = args.eif.to_string_lossy().into_owned();
+    let path = std::env::var_os("ENCLAVE_ENGINE_STATE_DIR")
+        .map(Into::into)
+        .unwrap_or_else(default_root);
+    let root = StateRoot::open(&path)?;
+    let rec = root.resolve(&query).map_err(|e| {
+        anyhow::anyhow!("{e} (and {query} is not an EIF file)")
+    })?;
+    let mut value = serde_json::to_value(&rec)?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("supervisor_alive".into(), root.supervisor_alive(&rec.id).into());
+        obj.insert("state_dir".into(), root.dir(&rec.id).display().to_string().into());
+    }
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(EXIT_OK)
+}

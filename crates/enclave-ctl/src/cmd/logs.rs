@@ -1,0 +1,69 @@
+//! `enclave-ctl logs`: the JSON-lines logs the supervisor collected (kernel lines left out).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use enclave_engine::logs::{read_all, Follower, LogEntry};
+use enclave_engine::util::parse_rfc3339;
+use time::OffsetDateTime;
+
+use crate::cli::{LogsArgs, EXIT_OK};
+
+/// Prints one entry: `source: text`, with the time stamp first when asked.
+pub fn print_entry(e: &LogEntry, timestamps: bool) {
+    if e.source == "kernel" {
+        return;
+    }
+    if timestamps {
+        println!("{} {}: {}", e.time, e.source, e.text);
+    } else {
+        println!("{}: {}", e.source, e.text);
+    }
+}
+
+/// `--since`: RFC 3339, or a duration ago (`30s`, `5m`, `2h`).
+fn parse_since(s: &str) -> Result<OffsetDateTime> {
+    if let Some(t) = parse_rfc3339(s) {
+        return Ok(t);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("invalid --since {s:?}: expected RFC 3339 or 30s, 5m, 2h"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => bail!("invalid --since {s:?}: expected RFC 3339 or 30s, 5m, 2h"),
+    };
+    Ok(OffsetDateTime::now_utc() - Duration::from_secs(secs))
+}
+
+/// Runs the command; returns the exit status.
+pub fn run(args: LogsArgs) -> Result<i32> {
+    let root = super::run::state_root(&args.state)?;
+    let rec = root.resolve(&args.enclave)?;
+    let dir = root.dir(&rec.id).join("logs");
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let keep = |e: &LogEntry| {
+        e.source != "kernel"
+            && since.is_none_or(|s| parse_rfc3339(&e.time).is_none_or(|t| t >= s))
+    };
+    let mut follower = Follower::at_end(&dir);
+    let entries: Vec<LogEntry> = read_all(&dir).into_iter().filter(|e| keep(e)).collect();
+    let start = args.tail.map_or(0, |n| entries.len().saturating_sub(n));
+    for e in &entries[start..] {
+        print_entry(e, args.timestamps);
+    }
+    if args.follow {
+        loop {
+            let alive = root.supervisor_alive(&rec.id);
+            for e in follower.poll().into_iter().filter(|e| keep(e)) {
+                print_entry(&e, args.timestamps);
+            }
+            if !alive {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(EXIT_OK)
+}

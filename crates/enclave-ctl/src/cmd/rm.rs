@@ -1,0 +1,27 @@
+//! `enclave-ctl rm`: remove ended enclaves (`-f`: running ones too).
+
+use anyhow::{Context, Result};
+use enclave_engine::lifecycle;
+
+use crate::cli::{RmArgs, EXIT_ERROR, EXIT_OK};
+
+/// Runs the command; returns the exit status.
+pub fn run(args: RmArgs) -> Result<i32> {
+    let root = super::run::state_root(&args.state)?;
+    let mut code = EXIT_OK;
+    for q in &args.enclaves {
+        let result = root.resolve(q).map_err(anyhow::Error::from).and_then(|rec| {
+            lifecycle::remove(&root, &rec, args.force)
+                .with_context(|| format!("removing {}", rec.name))
+                .map(|()| rec)
+        });
+        match result {
+            Ok(rec) => println!("{}", rec.name),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                code = EXIT_ERROR;
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,218 @@
+//! System tests of the lifecycle commands: real QEMU microvms (TCG is fine) booting the example
+//! EIF, supervised by the real `enclave-engine` binary. One sequential scenario keeps the VM
+//! count at three or fewer on small machines. Missing prerequisites skip (fail with CI=true).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{assert_ok, build_inputs, example_image, have, require, run, stderr, stdout};
+use serde_json::Value;
+
+struct Env {
+    state: PathBuf,
+    engine: PathBuf,
+}
+
+impl Env {
+    fn ctl(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
+        cmd.env("ENCLAVE_ENGINE_STATE_DIR", &self.state)
+            .env("ENCLAVE_ENGINE_BIN", &self.engine)
+            .env_remove("ENCLAVE_ENGINE_EXTRA_CMDLINE");
+        cmd
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = run(self.ctl().args(args));
+        assert_ok(&o);
+        stdout(&o)
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let o = run(self.ctl().args(args));
+        assert!(!o.status.success(), "{args:?} succeeded:\n{}", stdout(&o));
+        stderr(&o)
+    }
+
+    fn inspect(&self, name: &str) -> Value {
+        serde_json::from_str(&self.ok(&["inspect", name])).expect("inspect prints JSON")
+    }
+
+    fn dirs(&self) -> usize {
+        std::fs::read_dir(self.state.join("enclaves")).map(|d| d.count()).unwrap_or(0)
+    }
+
+    fn wait_for(&self, name: &str, what: &str, limit: Duration, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let v = self.inspect(name);
+            if ok(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{name}: {what} not reached: {v:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The enclave-engine binary next to enclave-ctl (built with the workspace).
+fn engine_binary() -> Option<PathBuf> {
+    let ctl = Path::new(env!("CARGO_BIN_EXE_enclave-ctl"));
+    let p = ctl.with_file_name("enclave-engine");
+    require(p.is_file(), "the enclave-engine binary (cargo build --workspace)")?;
+    Some(p)
+}
+
+fn vm_prerequisites() -> Option<()> {
+    require(have("qemu-system-x86_64"), "qemu-system-x86_64 (apt qemu-system-x86)")?;
+    let home = std::env::var("HOME").unwrap_or_default();
+    require(
+        have("vhost-device-vsock") || Path::new(&home).join(".cargo/bin/vhost-device-vsock").is_file(),
+        "vhost-device-vsock (cargo install vhost-device-vsock --locked)",
+    )
+}
+
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !zombie && text.contains(needle) {
+            found.push(text);
+        }
+    }
+    found
+}
+
+fn kill(pid: u64, sig: &str) {
+    let o: Output = run(Command::new("kill").args([sig, &pid.to_string()]));
+    assert_ok(&o);
+}
+
+#[test]
+fn enclaves_run_restart_stop_and_clean_up() {
+    let Some(()) = vm_prerequisites() else { return };
+    let Some(engine) = engine_binary() else { return };
+    let Some((_kernel, init)) = build_inputs() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(oci) = example_image(tmp.path()) else { return };
+    let eif = tmp.path().join("hello.eif");
+    let spec = common::workspace().join("examples/hello/enclave.yaml");
+    assert_ok(&run(common::ctl(&init).args(["build", "-f"]).arg(&spec).arg("--from")
+        .arg(format!("oci:{}:latest", oci.display())).arg("-o").arg(&eif)));
+    let eif_s = eif.to_str().unwrap();
+    let env = Env { state: tmp.path().join("state"), engine };
+
+    // Bad input: a clear error, nothing created.
+    let e = env.fails(&["run", "-d", "/nonexistent.eif"]);
+    assert!(e.contains("no such EIF"), "{e}");
+    let corrupt = tmp.path().join("corrupt.eif");
+    let mut bytes = std::fs::read(&eif).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&corrupt, bytes).unwrap();
+    let e = env.fails(&["run", "-d", corrupt.to_str().unwrap()]);
+    assert!(e.contains("CRC"), "{e}");
+    let e = env.fails(&["run", "-d", "--memory", "16", eif_s]);
+    assert!(e.contains("--memory"), "{e}");
+    let e = env.fails(&["stop", "nosuch"]);
+    assert!(e.contains("no such enclave"), "{e}");
+    assert_eq!(env.dirs(), 0);
+
+    // Three enclaves started at once: distinct CIDs, all running (heartbeat received).
+    let started = Instant::now();
+    let runs: Vec<_> = [("a", "on-failure"), ("b", "no"), ("c", "no")]
+        .iter()
+        .map(|(name, policy)| {
+            env.ctl()
+                .args(["run", "-d", "--cpus", "1", "--memory", "128", "--boot-timeout", "90"])
+                .args(["--debug-mode", "--name", name, "--restart", policy, eif_s])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for r in runs {
+        assert_ok(&r.wait_with_output().unwrap());
+    }
+    eprintln!("three enclaves up in {:.1} s", started.elapsed().as_secs_f64());
+    let ps: Value = serde_json::from_str(&env.ok(&["ps", "--json"])).unwrap();
+    let ps = ps.as_array().unwrap();
+    assert_eq!(ps.len(), 3);
+    let mut cids: Vec<u64> = ps.iter().map(|r| r["cid"].as_u64().unwrap()).collect();
+    cids.sort_unstable();
+    cids.dedup();
+    assert_eq!(cids.len(), 3, "distinct CIDs");
+    assert!(ps.iter().all(|r| r["status"] == "running" && r["boot_ms"].is_u64()));
+    let table = env.ok(&["ps"]);
+    assert_eq!(table.lines().count(), 4, "{table}");
+
+    // inspect: PCRs are the EIF's, ports, backend.
+    let measured: Value = serde_json::from_str(&stdout(&run(common::ctl(&init).args(["measure", "--json", eif_s])))).unwrap();
+    let a = env.inspect("a");
+    let pcr0 = measured.pointer("/Measurements/PCR0").or(measured.get("PCR0")).cloned();
+    assert_eq!(Some(a["measurements"]["PCR0"].clone()), pcr0, "{measured:#}");
+    assert_eq!(a["backend"], "qemu");
+    assert_eq!(a["ports"]["heartbeat"], 9000);
+    assert!(a["control_addr"].as_str().unwrap().starts_with("hybrid:"));
+    // Id prefixes work as names do.
+    let prefix = &a["id"].as_str().unwrap()[..8];
+    assert_eq!(env.inspect(prefix)["name"], "a");
+
+    // Logs and console.
+    let logs = env.ok(&["logs", "a"]);
+    assert!(logs.contains("main: hello from the enclave"), "{logs}");
+    assert!(env.ok(&["logs", "--tail", "1", "a"]).lines().count() <= 1);
+    let console = env.ok(&["console", "--no-follow", "a"]);
+    assert!(console.contains("Run /init"), "{console}");
+
+    // A duplicate name fails and leaves nothing behind.
+    let e = env.fails(&["run", "-d", "--name", "a", "--memory", "128", eif_s]);
+    assert!(e.contains("already used"), "{e}");
+    assert_eq!(env.dirs(), 3);
+
+    // Killing the VM: restarted under on-failure, dead under no.
+    kill(a["instance"]["pid"].as_u64().unwrap(), "-KILL");
+    let b = env.inspect("b");
+    kill(b["instance"]["pid"].as_u64().unwrap(), "-KILL");
+    env.wait_for("a", "a restart", Duration::from_secs(60), |v| v["restarts"] == 1 && v["status"] == "running");
+    env.wait_for("b", "failure", Duration::from_secs(10), |v| v["status"] == "failed" && v["restarts"] == 0);
+
+    // Killing the supervisor leaves no QEMU or vhost-device-vsock behind.
+    let c = env.inspect("c");
+    let c_dir = c["state_dir"].as_str().unwrap().to_owned();
+    kill(c["supervisor_pid"].as_u64().unwrap(), "-KILL");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_mentioning(&c_dir).is_empty() {
+        assert!(Instant::now() < deadline, "left behind: {:?}", processes_mentioning(&c_dir));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(env.inspect("c")["status"], "failed");
+
+    // stop ends it within its timeout.
+    let t = Instant::now();
+    env.ok(&["stop", "-t", "5", "a"]);
+    assert!(t.elapsed() < Duration::from_secs(10), "stop took {:?}", t.elapsed());
+    assert_eq!(env.inspect("a")["status"], "exited");
+    let a_dir = env.inspect("a")["state_dir"].as_str().unwrap().to_owned();
+    assert!(processes_mentioning(&a_dir).is_empty());
+    assert!(env.ok(&["ps"]).lines().count() == 1);
+
+    // A VM that never sends the heartbeat fails `run` with the console tail.
+    let o = run(env.ctl()
+        .env("ENCLAVE_ENGINE_EXTRA_CMDLINE", "enclave.parent_cid=99")
+        .args(["run", "-d", "--name", "mute", "--cpus", "1", "--memory", "128", "--boot-timeout", "25", eif_s]));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("no boot heartbeat") && e.contains("heartbeat to cid 99"), "{e}");
+
+    // rm: everything goes.
+    env.ok(&["rm", "-f", "a", "b", "c", "mute"]);
+    assert_eq!(env.dirs(), 0);
+}

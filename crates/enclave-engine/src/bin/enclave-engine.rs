@@ -1,0 +1,71 @@
+//! `enclave-engine supervise ID`: the per-enclave supervisor that `enclave-ctl run` starts
+//! detached. Not meant to be run by hand.
+#![deny(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+/// enclave-engine: the per-enclave supervisor.
+#[derive(Debug, Parser)]
+#[command(name = "enclave-engine", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Supervise enclave ID until it ends for good (started by `enclave-ctl run`).
+    Supervise {
+        /// The enclave's full id.
+        id: String,
+        /// The state directory.
+        #[arg(long, env = "ENCLAVE_ENGINE_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Seconds to wait for the boot heartbeat.
+        #[arg(long, default_value_t = 60)]
+        boot_timeout: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Supervise {
+            id,
+            state_dir,
+            boot_timeout,
+        } => {
+            let root = state_dir.unwrap_or_else(enclave_engine::state::default_root);
+            // Before any thread starts, so that every thread has the signals blocked.
+            let stop = enclave_engine::supervisor::signals::termination_flag()?;
+            nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
+            let opts = enclave_engine::supervisor::Options {
+                boot_timeout: Duration::from_secs(boot_timeout),
+                ..Default::default()
+            };
+            let rec = enclave_engine::supervisor::run(&root, &id, &opts, &stop)
+                .with_context(|| format!("supervising enclave {id}"))?;
+            tracing::info!(status = %rec.status, "supervisor done");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! What the engine needs from an EIF: its measurements, the memory it needs, and its kernel,
+//! command line and ramdisks as files for QEMU.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use enclave_image::eif::EifReader;
+
+use crate::error::{EngineError, Result};
+
+const MIB: u64 = 1 << 20;
+
+/// The smallest enclave memory the engine accepts, in MiB.
+pub const MIN_MEMORY_MIB: u64 = 64;
+
+/// A checked EIF.
+#[derive(Debug, Clone)]
+pub struct EifInfo {
+    /// Where it is (absolute).
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// `HashAlgorithm`, `PCR0`, `PCR1`, `PCR2` (and `PCR8` when signed), lower-case hex.
+    pub measurements: BTreeMap<String, String>,
+    /// Number of ramdisks.
+    pub ramdisks: usize,
+}
+
+impl EifInfo {
+    /// Reads `path`, checks its CRC and measures it.
+    pub fn load(path: &Path) -> Result<Self> {
+        let eif_err = |error| EngineError::Eif {
+            path: path.to_owned(),
+            error,
+        };
+        let abs = fs::canonicalize(path).map_err(|e| EngineError::io(path, e))?;
+        let mut reader = EifReader::open(&abs).map_err(eif_err)?;
+        reader.check_crc().map_err(eif_err)?;
+        let measurements = reader.measure().map_err(eif_err)?.to_map();
+        Ok(Self {
+            size: reader.file_len(),
+            ramdisks: reader.ramdisk_count(),
+            path: abs,
+            measurements,
+        })
+    }
+
+    /// The least memory, in MiB, an enclave booting this EIF needs: four times the EIF (the
+    /// rule of nitro-cli: the compressed kernel is unpacked, the ramdisks are kept while their
+    /// content is unpacked into the root tmpfs), and at least [`MIN_MEMORY_MIB`].
+    pub fn min_memory_mib(&self) -> u64 {
+        (self.size * 4).div_ceil(MIB).max(MIN_MEMORY_MIB)
+    }
+
+    /// Fails with [`EngineError::MemoryTooSmall`] when `memory_mib` cannot hold the EIF.
+    pub fn check_memory(&self, memory_mib: u64) -> Result<()> {
+        let needed = self.min_memory_mib();
+        if memory_mib < needed {
+            return Err(EngineError::MemoryTooSmall {
+                requested: memory_mib,
+                needed,
+                eif_bytes: self.size,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The boot files of an EIF, extracted for a VM.
+#[derive(Debug, Clone)]
+pub struct BootFiles {
+    /// The kernel image.
+    pub kernel: PathBuf,
+    /// Every ramdisk, concatenated in order (the kernel unpacks them all into one tmpfs).
+    pub initrd: PathBuf,
+    /// The measured command line.
+    pub cmdline: String,
+}
+
+/// Extracts the kernel and the ramdisks of `eif` into `dir` (`kernel`, `initrd`).
+pub fn extract_boot_files(eif: &Path, dir: &Path) -> Result<BootFiles> {
+    let eif_err = |error| EngineError::Eif {
+        path: eif.to_owned(),
+        error,
+    };
+    let mut reader = EifReader::open(eif).map_err(eif_err)?;
+    let kernel = dir.join("kernel");
+    let initrd = dir.join("initrd");
+    let cmdline = reader.cmdline().map_err(eif_err)?;
+    let kernel_bytes = reader.kernel().map_err(eif_err)?;
+    fs::write(&kernel, kernel_bytes).map_err(|e| EngineError::io(&kernel, e))?;
+    let file = fs::File::create(&initrd).map_err(|e| EngineError::io(&initrd, e))?;
+    let mut out = BufWriter::new(file);
+    for n in 0..reader.ramdisk_count() {
+        reader.copy_ramdisk_to(n, &mut out).map_err(eif_err)?;
+    }
+    out.flush().map_err(|e| EngineError::io(&initrd, e))?;
+    Ok(BootFiles {
+        kernel,
+        initrd,
+        cmdline,
+    })
+}

@@ -1,0 +1,136 @@
+//! The engine's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Shorthand.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Why an engine operation failed. Every message says what to do when there is something to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A file operation failed.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// A JSON file could not be read or written.
+    #[error("{}: {error}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// The EIF is missing, unreadable or corrupt.
+    #[error("{}: {error}", path.display())]
+    Eif {
+        /// The EIF.
+        path: PathBuf,
+        /// Why.
+        error: enclave_image::eif::ReadError,
+    },
+    /// No enclave has this name or id prefix.
+    #[error("no such enclave: {0} (see `enclave-ctl ps -a`)")]
+    NotFound(String),
+    /// An id prefix matches several enclaves.
+    #[error("{query:?} matches several enclaves ({}); give more of the id or the name", matches.join(", "))]
+    Ambiguous {
+        /// What was asked.
+        query: String,
+        /// The matching names.
+        matches: Vec<String>,
+    },
+    /// The name is taken.
+    #[error("the name {name:?} is already used by enclave {id}; remove it (`enclave-ctl rm {name}`) or choose another name")]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The enclave that has it (short id).
+        id: String,
+    },
+    /// The name is not acceptable.
+    #[error("invalid enclave name {0:?}: use 1 to 64 of [a-zA-Z0-9_.-], starting with a letter or digit")]
+    InvalidName(String),
+    /// Bad argument.
+    #[error("{0}")]
+    Invalid(String),
+    /// The memory asked for cannot hold the EIF.
+    #[error("{requested} MiB of memory is too small for this EIF ({eif_bytes} bytes): give --memory {needed} or more")]
+    MemoryTooSmall {
+        /// Asked.
+        requested: u64,
+        /// Needed.
+        needed: u64,
+        /// EIF size.
+        eif_bytes: u64,
+    },
+    /// A program the backend needs is not installed.
+    #[error("{tool} not found: {hint}")]
+    MissingTool {
+        /// The program.
+        tool: String,
+        /// How to get it.
+        hint: String,
+    },
+    /// Starting a process failed.
+    #[error("cannot start {what}: {error}")]
+    Spawn {
+        /// The program.
+        what: String,
+        /// Why.
+        error: io::Error,
+    },
+    /// A backend failed (message already actionable).
+    #[error("{0}")]
+    Backend(String),
+    /// The enclave did not send its heartbeat in time.
+    #[error("the enclave sent no boot heartbeat within {secs} s; last console lines:\n{console_tail}")]
+    BootTimeout {
+        /// The timeout.
+        secs: u64,
+        /// The end of the console.
+        console_tail: String,
+    },
+    /// Every CID of the range is taken.
+    #[error("no free vsock CID left for a new enclave")]
+    NoCidAvailable,
+    /// The enclave is running and the operation needs it stopped.
+    #[error("enclave {0} is running: stop it first, or use -f")]
+    Running(String),
+    /// The console needs debug mode.
+    #[error("enclave {0} was not started with --debug-mode: its console is not available")]
+    NotDebug(String),
+    /// A system call failed.
+    #[error("{what}: {error}")]
+    Sys {
+        /// What was done.
+        what: String,
+        /// The errno.
+        error: nix::Error,
+    },
+    /// Something timed out.
+    #[error("{0}")]
+    Timeout(String),
+}
+
+impl EngineError {
+    /// An [`EngineError::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, error: io::Error) -> Self {
+        EngineError::Io {
+            path: path.into(),
+            error,
+        }
+    }
+
+    /// An [`EngineError::Sys`].
+    pub fn sys(what: impl Into<String>, error: nix::Error) -> Self {
+        EngineError::Sys {
+            what: what.into(),
+            error,
+        }
+    }
+}

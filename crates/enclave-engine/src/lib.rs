@@ -1,0 +1,30 @@
+//! enclave-engine: runs enclaves built by `enclave-ctl build`.
+//!
+//! - [`backend`]: how an enclave runs. [`backend::qemu`] emulates Nitro on any Linux host (a
+//!   QEMU `microvm` booting the EIF's kernel, cmdline and ramdisks, with a vhost-user vsock
+//!   device served by `vhost-device-vsock`); [`backend::nitro`] drives `nitro-cli` on a
+//!   Nitro-enabled EC2 instance; [`backend::fake`] records calls for unit tests.
+//! - [`state`]: the daemonless state directory (`/run/enclave-engine` as root,
+//!   `$XDG_RUNTIME_DIR/enclave-engine` otherwise), one directory and one `state.json` per
+//!   enclave, written atomically.
+//! - [`supervisor`]: the per-enclave process (`enclave-engine supervise ID`, conmon-style) that
+//!   owns the backend's processes, answers the boot heartbeat, collects the console into
+//!   size-capped JSON-lines logs and applies the restart policy.
+//! - [`lifecycle`]: what the CLI calls: create and start, stop, remove, resolve names.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod console;
+pub mod eif;
+mod error;
+pub mod lifecycle;
+pub mod logs;
+pub mod policy;
+mod spawn_unsafe;
+pub mod state;
+pub mod supervisor;
+mod tsc_unsafe;
+pub mod util;
+
+pub use error::{EngineError, Result};

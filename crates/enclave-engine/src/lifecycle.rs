@@ -1,0 +1,230 @@
+//! What the CLI does with enclaves: create and start (`run`), stop, remove.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::backend::{self, BackendChoice, BackendKind, LaunchSpec};
+use crate::eif::EifInfo;
+use crate::error::{EngineError, Result};
+use crate::policy::RestartPolicy;
+use crate::spawn_unsafe::{prepare, Tie};
+use crate::state::{check_name, EnclaveRecord, InstanceInfo, Ports, StateRoot, Status};
+use crate::supervisor::{StopRequest, STOP_FILE};
+use crate::util;
+
+/// The default memory of an enclave, MiB.
+pub const DEFAULT_MEMORY_MIB: u64 = 512;
+/// The default vCPU count.
+pub const DEFAULT_CPUS: u32 = 2;
+
+/// What `run` asks for.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The EIF.
+    pub eif: PathBuf,
+    /// A name (generated when absent).
+    pub name: Option<String>,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Backend.
+    pub backend: BackendChoice,
+    /// Debug mode.
+    pub debug_mode: bool,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+}
+
+/// Checks everything that can be checked before anything is created (EIF, memory, name,
+/// backend prerequisites), then records the enclave. Nothing is left behind on error.
+pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
+    if !opts.eif.is_file() {
+        return Err(EngineError::Invalid(format!(
+            "{}: no such EIF file",
+            opts.eif.display()
+        )));
+    }
+    let eif = EifInfo::load(&opts.eif)?;
+    if let Some(name) = &opts.name {
+        check_name(name)?;
+    }
+    let kind = opts.backend.resolve();
+    let id = util::random_id()?;
+    let name = opts.name.clone().unwrap_or_else(|| default_name(&eif.path, &id));
+    let rec = EnclaveRecord {
+        id,
+        name,
+        created: util::now_rfc3339(),
+        eif: eif.path.clone(),
+        backend: kind,
+        cpus: opts.cpus,
+        memory_mib: opts.memory_mib,
+        debug_mode: opts.debug_mode,
+        restart: opts.restart,
+        cid: 0,
+        status: Status::Created,
+        supervisor_pid: None,
+        instance: InstanceInfo::default(),
+        started_at: None,
+        finished_at: None,
+        boot_ms: None,
+        restarts: 0,
+        exit: None,
+        error: None,
+        measurements: eif.measurements.clone(),
+        ports: Ports::default(),
+        control_addr: String::new(),
+    };
+    let spec = LaunchSpec::from_record(&rec, root.dir(&rec.id), root.socket_dir(&rec.id));
+    backend::make(kind, root.path())?.preflight(&spec, &eif)?;
+    let mut rec = root.create(rec)?;
+    rec.control_addr = match kind {
+        BackendKind::Nitro => format!("vsock:{}:{}", rec.cid, rec.ports.control),
+        _ => format!(
+            "hybrid:{}:{}",
+            root.socket_dir(&rec.id).join(crate::backend::qemu::VSOCK_SOCKET).display(),
+            rec.ports.control
+        ),
+    };
+    root.save(&rec)?;
+    Ok(rec)
+}
+
+/// `<EIF stem>-<4 hex digits of the id>`.
+fn default_name(eif: &Path, id: &str) -> String {
+    let stem: String = eif
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        .take(40)
+        .collect();
+    let stem = stem.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    let stem = if stem.is_empty() { "enclave" } else { stem };
+    format!("{stem}-{}", &id[..4])
+}
+
+/// The `enclave-engine` binary: `ENCLAVE_ENGINE_BIN`, next to the running program (or its
+/// parent directory, for test binaries in `target/*/deps`), or in `$PATH`.
+pub fn engine_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("ENCLAVE_ENGINE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let p = dir.join("enclave-engine");
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    backend::which("enclave-engine").ok_or_else(|| EngineError::MissingTool {
+        tool: "enclave-engine".into(),
+        hint: "build it (`cargo build -p enclave-engine`) and put it next to enclave-ctl or in PATH, or set ENCLAVE_ENGINE_BIN".into(),
+    })
+}
+
+/// Starts the detached supervisor of `rec` (a new session, its output in `supervisor.log`).
+pub fn start_supervisor(root: &StateRoot, rec: &EnclaveRecord, boot_timeout: Option<Duration>) -> Result<u32> {
+    let bin = engine_binary()?;
+    let log_path = root.dir(&rec.id).join("supervisor.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| EngineError::io(&log_path, e))?;
+    let log2 = log.try_clone().map_err(|e| EngineError::io(&log_path, e))?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("supervise")
+        .arg(&rec.id)
+        .arg("--state-dir")
+        .arg(root.path())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    if let Some(t) = boot_timeout {
+        cmd.arg("--boot-timeout").arg(t.as_secs().to_string());
+    }
+    prepare(&mut cmd, Tie::Detach);
+    let child = cmd.spawn().map_err(|error| EngineError::Spawn {
+        what: bin.display().to_string(),
+        error,
+    })?;
+    Ok(child.id())
+}
+
+/// Waits until the enclave runs (heartbeat received): its record, or the boot's error.
+pub fn wait_running(root: &StateRoot, id: &str, timeout: Duration) -> Result<EnclaveRecord> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let rec = root.effective(root.load(id)?);
+        match rec.status {
+            Status::Running => return Ok(rec),
+            Status::Failed | Status::Exited | Status::Restarting if rec.error.is_some() => {
+                return Err(EngineError::Backend(rec.error.unwrap_or_default()));
+            }
+            Status::Exited => return Ok(rec),
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            return Err(EngineError::Timeout(format!(
+                "enclave {} did not come up within {} s (status {}); see `enclave-ctl logs {}`",
+                rec.name,
+                timeout.as_secs(),
+                rec.status,
+                rec.name
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Stops an enclave: asks its supervisor (SIGTERM, with the grace period in `stop.json`),
+/// waits, and kills the supervisor (whose children die with it) if it does not finish.
+pub fn stop(root: &StateRoot, rec: &EnclaveRecord, timeout: Duration) -> Result<EnclaveRecord> {
+    let dir = root.dir(&rec.id);
+    if !rec.status.is_active() || !root.supervisor_alive(&rec.id) {
+        return Ok(root.effective(rec.clone()));
+    }
+    util::write_json_atomic(
+        &dir.join(STOP_FILE),
+        &StopRequest {
+            timeout_secs: timeout.as_secs(),
+        },
+    )?;
+    let pid = rec.supervisor_pid.map(|p| Pid::from_raw(p as i32));
+    if let Some(pid) = pid {
+        let _ = kill(pid, Signal::SIGTERM);
+    }
+    // The grace period, the kill (up to 3 s for QEMU), and a margin.
+    let deadline = Instant::now() + timeout + Duration::from_secs(6);
+    while root.supervisor_alive(&rec.id) {
+        if Instant::now() > deadline {
+            if let Some(pid) = pid {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            let mut r = root.load(&rec.id)?;
+            r.status = Status::Exited;
+            r.exit = Some("stopped: the supervisor was killed".into());
+            root.save(&r)?;
+            return Ok(r);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    root.load(&rec.id)
+}
+
+/// Removes an enclave; a running one only with `force` (which stops it first, with no grace).
+pub fn remove(root: &StateRoot, rec: &EnclaveRecord, force: bool) -> Result<()> {
+    let rec = root.effective(rec.clone());
+    if rec.status.is_active() && root.supervisor_alive(&rec.id) {
+        if !force {
+            return Err(EngineError::Running(rec.name));
+        }
+        stop(root, &rec, Duration::ZERO)?;
+    }
+    root.remove(&rec.id)
+}

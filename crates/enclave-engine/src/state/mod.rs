@@ -1,0 +1,273 @@
+//! The state directory: one directory per enclave, no daemon.
+//!
+//! ```text
+//! <root>/lock                      flock held while creating (names, CIDs) or removing
+//! <root>/enclaves/<id>/state.json  the EnclaveRecord, written atomically
+//!                     supervisor.lock  flock held by the live supervisor
+//!                     supervisor.log   the supervisor's own log
+//!                     console.log      the raw console (size-capped)
+//!                     logs/            JSON-lines logs (size-capped)
+//!                     stop.json        a pending stop request (timeout)
+//!                     kernel, initrd   boot files (qemu)
+//!                     vhost.sock, vsock.sock[_PORT]   vhost-user and hybrid vsock sockets
+//! ```
+
+mod record;
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+pub use record::{EnclaveRecord, InstanceInfo, Ports, Status};
+
+use crate::error::{EngineError, Result};
+use crate::util;
+
+/// The first CID given to an enclave (Nitro's first enclave CID).
+pub const FIRST_CID: u32 = 16;
+/// The last CID the engine gives out.
+pub const LAST_CID: u32 = 0xFFFF_FFFE;
+
+/// Length of the short id (socket directories, `ps`).
+pub const SHORT_ID: usize = 12;
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateRoot {
+    root: PathBuf,
+}
+
+/// The root lock; released on drop.
+pub struct RootLock {
+    _lock: Flock<File>,
+}
+
+/// The default state root: `/run/enclave-engine` as root, `$XDG_RUNTIME_DIR/enclave-engine`
+/// otherwise (`/tmp/enclave-engine-<uid>` when that is unset).
+pub fn default_root() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/enclave-engine");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("enclave-engine"),
+        _ => std::env::temp_dir().join(format!("enclave-engine-{uid}")),
+    }
+}
+
+fn lock_file(path: &Path, arg: FlockArg) -> Result<Option<Flock<File>>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| EngineError::io(path, e))?;
+    match Flock::lock(file, arg) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::Error::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(EngineError::sys(format!("flock {}", path.display()), e)),
+    }
+}
+
+impl StateRoot {
+    /// Opens (creating it, mode 0700) the state directory at `root`.
+    pub fn open(root: &Path) -> Result<Self> {
+        let enclaves = root.join("enclaves");
+        fs::create_dir_all(&enclaves).map_err(|e| EngineError::io(&enclaves, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of enclave `id`.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join("enclaves").join(id)
+    }
+
+    /// The directory of the Unix sockets of `id`: `<root>/sk/<first 12 hex digits>`, short
+    /// because socket paths are limited to 107 bytes.
+    pub fn socket_dir(&self, id: &str) -> PathBuf {
+        self.root.join("sk").join(&id[..id.len().min(SHORT_ID)])
+    }
+
+    /// Takes the root lock (blocking).
+    pub fn lock(&self) -> Result<RootLock> {
+        let lock = lock_file(&self.root.join("lock"), FlockArg::LockExclusive)?
+            .ok_or_else(|| EngineError::Backend("cannot lock the state directory".into()))?;
+        Ok(RootLock { _lock: lock })
+    }
+
+    /// Takes the supervisor lock of enclave `id` without waiting: `None` when a live
+    /// supervisor holds it.
+    pub fn try_lock_supervisor(&self, id: &str) -> Result<Option<Flock<File>>> {
+        lock_file(
+            &self.dir(id).join("supervisor.lock"),
+            FlockArg::LockExclusiveNonblock,
+        )
+    }
+
+    /// Whether the supervisor of `id` is alive (holds its lock).
+    pub fn supervisor_alive(&self, id: &str) -> bool {
+        matches!(self.try_lock_supervisor(id), Ok(None))
+    }
+
+    /// Reads the record of `id`.
+    pub fn load(&self, id: &str) -> Result<EnclaveRecord> {
+        util::read_json(&self.dir(id).join("state.json"))
+    }
+
+    /// Writes the record atomically.
+    pub fn save(&self, rec: &EnclaveRecord) -> Result<()> {
+        util::write_json_atomic(&self.dir(&rec.id).join("state.json"), rec)
+    }
+
+    /// Every enclave, oldest first, with [`effective`](Self::effective) statuses. Directories
+    /// without a readable `state.json` are skipped.
+    pub fn list(&self) -> Result<Vec<EnclaveRecord>> {
+        let dir = self.root.join("enclaves");
+        let entries = fs::read_dir(&dir).map_err(|e| EngineError::io(&dir, e))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(rec) = self.load(&id) {
+                out.push(self.effective(rec));
+            }
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// The record as it really is: an active status whose supervisor died reads as failed.
+    pub fn effective(&self, mut rec: EnclaveRecord) -> EnclaveRecord {
+        if rec.status.is_active() && rec.status != Status::Created && !self.supervisor_alive(&rec.id)
+        {
+            // Re-read: the supervisor may have just written its last state and exited.
+            if let Ok(fresh) = self.load(&rec.id) {
+                rec = fresh;
+            }
+            if rec.status.is_active() {
+                rec.status = Status::Failed;
+                rec.error
+                    .get_or_insert_with(|| "the supervisor died".to_owned());
+            }
+        }
+        rec
+    }
+
+    /// Finds an enclave by full id, name, or unique id prefix (as Docker does).
+    pub fn resolve(&self, query: &str) -> Result<EnclaveRecord> {
+        let all = self.list()?;
+        if query.is_empty() {
+            return Err(EngineError::NotFound(query.to_owned()));
+        }
+        if let Some(rec) = all.iter().find(|r| r.id == query || r.name == query) {
+            return Ok(rec.clone());
+        }
+        let matches: Vec<&EnclaveRecord> = all.iter().filter(|r| r.id.starts_with(query)).collect();
+        match matches.as_slice() {
+            [] => Err(EngineError::NotFound(query.to_owned())),
+            [one] => Ok((*one).clone()),
+            many => Err(EngineError::Ambiguous {
+                query: query.to_owned(),
+                matches: many.iter().map(|r| r.name.clone()).collect(),
+            }),
+        }
+    }
+
+    /// Records a new enclave under the root lock: checks that the name is free, gives it the
+    /// lowest free CID (unless `rec.cid` is already set, non-zero) and writes its directory.
+    /// Either all of it is there afterwards, or none of it.
+    pub fn create(&self, mut rec: EnclaveRecord) -> Result<EnclaveRecord> {
+        check_name(&rec.name)?;
+        let _lock = self.lock()?;
+        let all = self.list()?;
+        let short = &rec.id[..rec.id.len().min(SHORT_ID)];
+        if all.iter().any(|r| r.id.starts_with(short)) {
+            return Err(EngineError::Invalid(format!("id prefix {short} is taken; try again")));
+        }
+        if let Some(other) = all.iter().find(|r| r.name == rec.name) {
+            return Err(EngineError::NameInUse {
+                name: rec.name.clone(),
+                id: other.short_id().to_owned(),
+            });
+        }
+        if rec.cid == 0 {
+            rec.cid = free_cid(&all)?;
+        }
+        let dir = self.dir(&rec.id);
+        let made = fs::create_dir(&dir)
+            .map_err(|e| EngineError::io(&dir, e))
+            .and_then(|()| {
+                let logs = dir.join("logs");
+                fs::create_dir(&logs).map_err(|e| EngineError::io(&logs, e))
+            })
+            .and_then(|()| {
+                let sk = self.socket_dir(&rec.id);
+                fs::create_dir_all(&sk).map_err(|e| EngineError::io(&sk, e))
+            })
+            .and_then(|()| self.save(&rec));
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(self.socket_dir(&rec.id));
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(rec)
+    }
+
+    /// Deletes the directory of `id` (the caller made sure nothing runs).
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let _ = fs::remove_dir_all(self.socket_dir(id));
+        let dir = self.dir(id);
+        fs::remove_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))
+    }
+}
+
+/// The lowest CID from [`FIRST_CID`] that no active enclave uses.
+fn free_cid(all: &[EnclaveRecord]) -> Result<u32> {
+    let mut used: Vec<u32> = all
+        .iter()
+        .filter(|r| r.status.is_active())
+        .map(|r| r.cid)
+        .collect();
+    used.sort_unstable();
+    let mut cid = FIRST_CID;
+    for u in used {
+        if u == cid {
+            cid = cid.checked_add(1).ok_or(EngineError::NoCidAvailable)?;
+        } else if u > cid {
+            break;
+        }
+    }
+    if cid > LAST_CID {
+        return Err(EngineError::NoCidAvailable);
+    }
+    Ok(cid)
+}
+
+/// Names: 1 to 64 of `[a-zA-Z0-9_.-]`, starting with a letter or digit (Docker's rule, which
+/// keeps them safe in paths and shell commands).
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidName(name.to_owned()))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

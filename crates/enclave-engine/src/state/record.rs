@@ -1,0 +1,161 @@
+//! `state.json`: everything known about one enclave.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+use crate::policy::RestartPolicy;
+
+/// The life of an enclave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Recorded; the supervisor has not started it yet.
+    Created,
+    /// Booting; no heartbeat yet.
+    Starting,
+    /// The heartbeat came.
+    Running,
+    /// Ended; waiting to boot again under the restart policy.
+    Restarting,
+    /// `stop` asked for it to end.
+    Stopping,
+    /// Ended and will not be restarted.
+    Exited,
+    /// Could not boot, or the supervisor died.
+    Failed,
+}
+
+impl Status {
+    /// Whether a supervisor should be alive in this state.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            Status::Created
+                | Status::Starting
+                | Status::Running
+                | Status::Restarting
+                | Status::Stopping
+        )
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Starting => "starting",
+            Status::Running => "running",
+            Status::Restarting => "restarting",
+            Status::Stopping => "stopping",
+            Status::Exited => "exited",
+            Status::Failed => "failed",
+        })
+    }
+}
+
+/// The vsock ports the enclave uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    /// Boot heartbeat (on the parent).
+    pub heartbeat: u32,
+    /// enclave-init's control server (in the enclave).
+    pub control: u32,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self {
+            heartbeat: enclave_proto::ports::HEARTBEAT,
+            control: enclave_proto::ports::CONTROL,
+        }
+    }
+}
+
+/// What the backend reported about the running instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// The main process (QEMU; nitro-cli's enclave process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The vhost-device-vsock process (qemu backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vsock_pid: Option<u32>,
+    /// `kvm` or `tcg` (qemu backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
+    /// nitro-cli's EnclaveID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enclave_id: Option<String>,
+    /// Kernel parameters appended at run time (not measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_cmdline: Option<String>,
+}
+
+/// One enclave, as stored in `<state>/enclaves/<id>/state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnclaveRecord {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// When `run` recorded it.
+    pub created: String,
+    /// The EIF (absolute path).
+    pub eif: PathBuf,
+    /// The backend.
+    pub backend: BackendKind,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Debug mode (console available; PCRs read as zero on Nitro).
+    pub debug_mode: bool,
+    /// The restart policy.
+    pub restart: RestartPolicy,
+    /// The enclave's vsock CID.
+    pub cid: u32,
+    /// Where it is in its life.
+    pub status: Status,
+    /// The supervisor process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor_pid: Option<u32>,
+    /// The current (or last) instance.
+    #[serde(default)]
+    pub instance: InstanceInfo,
+    /// When the current (or last) boot started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When the last boot ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Milliseconds from starting the backend to the heartbeat, last boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_ms: Option<u64>,
+    /// How many times the supervisor booted it again.
+    #[serde(default)]
+    pub restarts: u32,
+    /// How the last boot ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The EIF's measurements (the PCRs of the enclave; all zero on Nitro in debug mode).
+    pub measurements: BTreeMap<String, String>,
+    /// vsock ports.
+    #[serde(default)]
+    pub ports: Ports,
+    /// The control server's address for `exec`/`cp` (`hybrid:…:5000` or `vsock:CID:5000`).
+    pub control_addr: String,
+}
+
+impl EnclaveRecord {
+    /// The first 12 hex digits of the id.
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}

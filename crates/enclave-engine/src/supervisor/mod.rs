@@ -1,0 +1,363 @@
+//! The per-enclave supervisor (`enclave-engine supervise ID`): boots the enclave with its
+//! backend, answers the heartbeat, collects the console, applies the restart policy, and
+//! records every step in `state.json`. It owns the backend's processes (they die with it) and
+//! holds `supervisor.lock` while it lives, which is how `ps` tells a live enclave from one whose
+//! supervisor was killed.
+
+mod heartbeat;
+pub mod signals;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use enclave_proto::transport::hybrid;
+use serde::{Deserialize, Serialize};
+
+pub use heartbeat::HeartbeatListener;
+
+use crate::backend::qemu::VSOCK_SOCKET;
+use crate::backend::{Backend, Instance, InstanceExit, LaunchSpec};
+use crate::console::{spawn_reader, ConsoleState};
+use crate::error::{EngineError, Result};
+use crate::logs::LogWriter;
+use crate::policy::{Ending, RestartPolicy};
+use crate::state::{EnclaveRecord, StateRoot, Status};
+use crate::util::now_rfc3339;
+
+/// The default wait for the boot heartbeat.
+pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default grace period of `stop`.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The stop request file in the enclave directory.
+pub const STOP_FILE: &str = "stop.json";
+
+/// A pending `stop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// Grace period before the enclave is killed.
+    pub timeout_secs: u64,
+}
+
+/// Supervisor settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Wait for the heartbeat.
+    pub boot_timeout: Duration,
+    /// How often to look at the instance.
+    pub tick: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            boot_timeout: DEFAULT_BOOT_TIMEOUT,
+            tick: Duration::from_millis(50),
+        }
+    }
+}
+
+struct Ctx<'a> {
+    root: &'a StateRoot,
+    rec: EnclaveRecord,
+    logs: Arc<Mutex<LogWriter>>,
+    stop: &'a AtomicBool,
+    opts: &'a Options,
+}
+
+impl Ctx<'_> {
+    fn save(&self) {
+        if let Err(e) = self.root.save(&self.rec) {
+            tracing::error!("saving state: {e}");
+        }
+    }
+
+    fn event(&self, text: &str) {
+        tracing::info!("{text}");
+        let mut w = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = w.line("supervisor", text);
+    }
+
+    fn stop_timeout(&self) -> Duration {
+        let path = self.root.dir(&self.rec.id).join(STOP_FILE);
+        crate::util::read_json::<StopRequest>(&path)
+            .map(|r| Duration::from_secs(r.timeout_secs))
+            .unwrap_or(DEFAULT_STOP_TIMEOUT)
+    }
+}
+
+/// Supervises enclave `id` until it ends for good. `stop` is set when a stop is asked for.
+pub fn supervise(
+    root: &StateRoot,
+    id: &str,
+    backend: &mut dyn Backend,
+    opts: &Options,
+    stop: &AtomicBool,
+) -> Result<EnclaveRecord> {
+    let dir = root.dir(id);
+    let mut rec = root.load(id)?;
+    rec.supervisor_pid = Some(std::process::id());
+    let logs = Arc::new(Mutex::new(LogWriter::open(&dir.join("logs"))?));
+    let mut ctx = Ctx {
+        root,
+        rec,
+        logs,
+        stop,
+        opts,
+    };
+    loop {
+        let ending = boot_once(&mut ctx, backend);
+        let rec = &mut ctx.rec;
+        rec.finished_at = Some(now_rfc3339());
+        let restart = rec.restart.should_restart(ending, rec.restarts) && !stop.load(Ordering::SeqCst);
+        if !restart {
+            rec.status = match ending {
+                Ending::Failed => Status::Failed,
+                Ending::Clean | Ending::Stopped => Status::Exited,
+            };
+            if ending != Ending::Failed {
+                rec.error = None;
+            }
+            ctx.save();
+            let text = format!("enclave {}: {}", ctx.rec.status, ctx.rec.exit.clone().unwrap_or_default());
+            ctx.event(&text);
+            let _ = std::fs::remove_file(dir.join(STOP_FILE));
+            return Ok(ctx.rec);
+        }
+        rec.status = Status::Restarting;
+        rec.restarts += 1;
+        let n = rec.restarts;
+        let pause = RestartPolicy::backoff(n - 1);
+        ctx.save();
+        ctx.event(&format!("restarting (restart {n}, policy {}) in {} ms", ctx.rec.restart, pause.as_millis()));
+        let until = Instant::now() + pause;
+        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(opts.tick);
+        }
+        if stop.load(Ordering::SeqCst) {
+            ctx.rec.status = Status::Exited;
+            ctx.rec.exit = Some("stopped while waiting to restart".into());
+            ctx.save();
+            return Ok(ctx.rec);
+        }
+    }
+}
+
+/// One boot: launch, heartbeat, run until it ends. Records everything; returns the ending.
+fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
+    let dir = ctx.root.dir(&ctx.rec.id);
+    ctx.rec.status = Status::Starting;
+    ctx.rec.started_at = Some(now_rfc3339());
+    ctx.rec.finished_at = None;
+    ctx.rec.boot_ms = None;
+    ctx.rec.exit = None;
+    ctx.save();
+    let sockets = ctx.root.socket_dir(&ctx.rec.id);
+    let spec = LaunchSpec::from_record(&ctx.rec, dir.clone(), sockets.clone());
+    let uds = sockets.join(VSOCK_SOCKET);
+    let hb_path = hybrid::listen_path(&uds, ctx.rec.ports.heartbeat);
+    // Listen before the VM starts, so that the guest's connection never finds nobody.
+    let listener = match HeartbeatListener::bind(&hb_path) {
+        Ok(l) => Some(l),
+        Err(e) => return fail(ctx, format!("cannot listen for the heartbeat: {e}")),
+    };
+    let started = Instant::now();
+    let mut instance = match backend.launch(&spec) {
+        Ok(i) => i,
+        Err(e) => return fail(ctx, e.to_string()),
+    };
+    ctx.rec.instance = instance.info();
+    ctx.save();
+    let console = Arc::new(ConsoleState::default());
+    let reader = instance
+        .take_console()
+        .map(|c| spawn_reader(c, &dir, ctx.logs.clone(), console.clone()));
+
+    let mut listener = if instance.heartbeat_by_backend() { None } else { listener };
+    if let Some(l) = listener.as_ref() {
+        match wait_heartbeat(ctx, l, instance.as_mut(), started, &console) {
+            Ok(()) => {}
+            Err(ending) => {
+                finish_console(reader);
+                return ending_with_console(ctx, ending, &console);
+            }
+        }
+    }
+    listener.take();
+    ctx.rec.boot_ms = Some(started.elapsed().as_millis() as u64);
+    ctx.rec.status = Status::Running;
+    ctx.rec.error = None;
+    ctx.save();
+    ctx.event(&format!("enclave running (heartbeat after {} ms)", started.elapsed().as_millis()));
+
+    let ending = loop {
+        if ctx.stop.load(Ordering::SeqCst) {
+            break graceful_stop(ctx, instance.as_mut());
+        }
+        match instance.try_wait() {
+            Ok(Some(exit)) => break judge(ctx, exit, &console),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("looking at the instance: {e}"),
+        }
+        std::thread::sleep(ctx.opts.tick);
+    };
+    drop(instance);
+    finish_console(reader);
+    ending
+}
+
+fn finish_console(reader: Option<std::thread::JoinHandle<()>>) {
+    if let Some(r) = reader {
+        let _ = r.join();
+    }
+}
+
+fn fail(ctx: &mut Ctx<'_>, error: String) -> Ending {
+    ctx.event(&format!("boot failed: {error}"));
+    ctx.rec.error = Some(error.clone());
+    ctx.rec.exit = Some(error);
+    ctx.save();
+    Ending::Failed
+}
+
+/// How a boot that never got its heartbeat ended.
+enum NoHeartbeat {
+    Exited(InstanceExit),
+    TimedOut,
+    Stopped,
+}
+
+fn wait_heartbeat(
+    ctx: &mut Ctx<'_>,
+    listener: &HeartbeatListener,
+    instance: &mut dyn Instance,
+    started: Instant,
+    _console: &ConsoleState,
+) -> std::result::Result<(), NoHeartbeat> {
+    loop {
+        match listener.poll() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("heartbeat: {e}"),
+        }
+        if ctx.stop.load(Ordering::SeqCst) {
+            let _ = instance.kill();
+            return Err(NoHeartbeat::Stopped);
+        }
+        if let Ok(Some(exit)) = instance.try_wait() {
+            return Err(NoHeartbeat::Exited(exit));
+        }
+        if started.elapsed() > ctx.opts.boot_timeout {
+            let _ = instance.kill();
+            return Err(NoHeartbeat::TimedOut);
+        }
+        std::thread::sleep(ctx.opts.tick.min(Duration::from_millis(20)));
+    }
+}
+
+fn ending_with_console(ctx: &mut Ctx<'_>, why: NoHeartbeat, console: &ConsoleState) -> Ending {
+    let tail = console.tail();
+    let tail = if tail.is_empty() { "(the console printed nothing)".to_owned() } else { tail };
+    let error = match why {
+        NoHeartbeat::Stopped => {
+            ctx.rec.exit = Some("stopped before the heartbeat".into());
+            ctx.save();
+            return Ending::Stopped;
+        }
+        NoHeartbeat::TimedOut => EngineError::BootTimeout {
+            secs: ctx.opts.boot_timeout.as_secs(),
+            console_tail: tail,
+        }
+        .to_string(),
+        NoHeartbeat::Exited(exit) => format!(
+            "the enclave ended before its boot heartbeat ({}); last console lines:\n{tail}",
+            exit.description
+        ),
+    };
+    fail(ctx, error)
+}
+
+fn judge(ctx: &mut Ctx<'_>, exit: InstanceExit, console: &ConsoleState) -> Ending {
+    let panicked = console.panicked.load(Ordering::SeqCst);
+    let powered_off = console.powered_off.load(Ordering::SeqCst);
+    let failed = panicked || (exit.failed && !powered_off);
+    let mut text = exit.description;
+    if panicked {
+        text.push_str(" after a kernel panic");
+    }
+    ctx.rec.exit = Some(text.clone());
+    if failed {
+        ctx.rec.error = Some(format!("{text}; last console lines:\n{}", console.tail()));
+        ctx.event(&format!("enclave failed: {text}"));
+        Ending::Failed
+    } else {
+        ctx.event(&format!("enclave ended: {text}"));
+        Ending::Clean
+    }
+}
+
+/// Asks enclave-init to shut down through the control protocol, waits for the instance to end
+/// within the stop timeout, then kills it.
+fn graceful_stop(ctx: &mut Ctx<'_>, instance: &mut dyn Instance) -> Ending {
+    ctx.rec.status = Status::Stopping;
+    ctx.save();
+    let timeout = ctx.stop_timeout();
+    let deadline = Instant::now() + timeout;
+    ctx.event(&format!("stopping (grace {} s)", timeout.as_secs()));
+    let asked = !timeout.is_zero() && ask_shutdown(&ctx.rec.control_addr, timeout);
+    let exit = loop {
+        if let Ok(Some(exit)) = instance.try_wait() {
+            break exit;
+        }
+        if !asked || Instant::now() >= deadline {
+            match instance.kill() {
+                Ok(mut exit) => {
+                    exit.description = format!("killed by stop ({})", exit.description);
+                    break exit;
+                }
+                Err(e) => {
+                    break InstanceExit {
+                        failed: true,
+                        description: format!("stop could not kill it: {e}"),
+                    }
+                }
+            }
+        }
+        std::thread::sleep(ctx.opts.tick);
+    };
+    ctx.rec.exit = Some(format!("stopped: {}", exit.description));
+    Ending::Stopped
+}
+
+fn ask_shutdown(addr: &str, timeout: Duration) -> bool {
+    use enclave_proto::client::{Client, ConnectOptions};
+    let Ok(addr) = addr.parse() else { return false };
+    let opts = ConnectOptions {
+        retry: timeout.min(Duration::from_secs(1)),
+        client: "enclave-engine supervisor".into(),
+        ..Default::default()
+    };
+    match Client::connect(&addr, &opts).and_then(|mut c| c.shutdown()) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::info!("no graceful shutdown through the control server ({e}); killing");
+            false
+        }
+    }
+}
+
+/// Runs the supervisor of `id` as the `supervise` command does: takes the supervisor lock,
+/// makes the backend, supervises.
+pub fn run(root_path: &Path, id: &str, opts: &Options, stop: &AtomicBool) -> Result<EnclaveRecord> {
+    let root = StateRoot::open(root_path)?;
+    let _lock = root
+        .try_lock_supervisor(id)?
+        .ok_or_else(|| EngineError::Backend(format!("enclave {id} already has a supervisor")))?;
+    let rec = root.load(id)?;
+    let mut backend = crate::backend::make(rec.backend, root.path())?;
+    supervise(&root, id, backend.as_mut(), opts, stop)
+}
+
+#[cfg(test)]
+mod tests;
