@@ -7,8 +7,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # Tools the build and its tests use: busybox-static (example rootfs), umoci and skopeo (make and
-# convert real OCI images), cpio (check our archives with GNU cpio), openssl (signing keys).
-packages=(busybox-static umoci skopeo cpio openssl file)
+# convert real OCI images), cpio (check our archives with GNU cpio), openssl (signing keys),
+# qemu-system-x86 (the emulated backend of `enclave-ctl run`).
+packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -20,6 +21,12 @@ if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The vhost-user vsock device of the emulated backend (not packaged in Debian 12).
+if ! command -v vhost-device-vsock >/dev/null && [[ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/vhost-device-vsock" ]]; then
+    echo "setup: installing vhost-device-vsock with cargo"
+    cargo install vhost-device-vsock --locked
 fi
 
 "$here/fetch-kernel.sh"

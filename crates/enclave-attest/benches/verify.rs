@@ -21,7 +21,8 @@ struct Doc {
 
 fn docs() -> Vec<Doc> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     manifest
         .as_array()
         .unwrap()
@@ -60,21 +61,30 @@ impl Tally {
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we do not need.
-    let secs: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
+    let secs: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10.0);
     let docs = docs();
     let verifier = Verifier::aws();
-    let policy = Policy { allow_debug: true, ..Policy::default() };
+    let policy = Policy {
+        allow_debug: true,
+        ..Policy::default()
+    };
 
     // Both must accept every document, or the comparison means nothing.
     for d in &docs {
-        verifier.verify(&d.bytes, d.at, &policy).unwrap_or_else(|e| panic!("enclave-attest rejects {}: {e}", d.name));
+        verifier
+            .verify(&d.bytes, d.at, &policy)
+            .unwrap_or_else(|e| panic!("enclave-attest rejects {}: {e}", d.name));
         nitro_attest::UnparsedAttestationDoc::from(d.bytes.as_slice())
             .parse_and_verify(d.at)
             .unwrap_or_else(|e| panic!("nitro_attest rejects {}: {e}", d.name));
     }
 
     let cached = Verifier::aws().with_link_cache(1024);
-    let (mut ours, mut ours_cached, mut theirs) = (Tally::default(), Tally::default(), Tally::default());
+    let (mut ours, mut ours_cached, mut theirs) =
+        (Tally::default(), Tally::default(), Tally::default());
     // Interleaved one document at a time, so load from other processes on the machine falls on
     // all three alike and the ratio stays meaningful even when the absolute numbers do not.
     let start = Instant::now();
@@ -92,9 +102,19 @@ fn main() {
             });
         }
     }
-    let (a, b, c) = (ours.per_second(), ours_cached.per_second(), theirs.per_second());
+    let (a, b, c) = (
+        ours.per_second(),
+        ours_cached.per_second(),
+        theirs.per_second(),
+    );
     println!("documents: {} real Nitro attestation documents, each verified at its own timestamp, {} rounds", docs.len(), ours.n / docs.len() as u64);
-    println!("enclave-attest (every signature checked) {a:>9.1} verifications/s  {:>5.2}x", a / c);
-    println!("enclave-attest (link cache, warm)        {b:>9.1} verifications/s  {:>5.2}x", b / c);
+    println!(
+        "enclave-attest (every signature checked) {a:>9.1} verifications/s  {:>5.2}x",
+        a / c
+    );
+    println!(
+        "enclave-attest (link cache, warm)        {b:>9.1} verifications/s  {:>5.2}x",
+        b / c
+    );
     println!("nitro_attest 0.2                         {c:>9.1} verifications/s  1.00x");
 }

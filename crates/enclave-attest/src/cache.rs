@@ -24,14 +24,22 @@ pub(crate) struct LinkCache {
 
 impl LinkCache {
     pub fn new(capacity: usize) -> LinkCache {
-        LinkCache { seen: Mutex::new(HashSet::new()), capacity: capacity.max(1) }
+        LinkCache {
+            seen: Mutex::new(HashSet::new()),
+            capacity: capacity.max(1),
+        }
     }
 
     /// Checks `cert`'s signature under `issuer`, skipping the check when already done.
     pub fn check(&self, cert: &ParsedCert<'_>, issuer: &PublicKey) -> Result<(), ChainFault> {
         let id = link_id(cert.der, issuer);
         // A poisoned lock only means another thread panicked mid-insert; the set is still valid.
-        if self.seen.lock().unwrap_or_else(|e| e.into_inner()).contains(&id) {
+        if self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+        {
             return Ok(());
         }
         cert.check_signature(issuer)?;

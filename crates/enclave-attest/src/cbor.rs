@@ -62,7 +62,10 @@ pub(crate) fn decode(input: &[u8]) -> Result<Value<'_>, String> {
     let mut r = Reader { input, pos: 0 };
     let v = r.item(0)?;
     if r.pos != input.len() {
-        return Err(format!("{} trailing byte(s) after the item", input.len() - r.pos));
+        return Err(format!(
+            "{} trailing byte(s) after the item",
+            input.len() - r.pos
+        ));
     }
     Ok(v)
 }
@@ -83,7 +86,10 @@ impl<'a> Reader<'a> {
         let remaining = self.input.len() - self.pos;
         // Compare in u64 so a huge length header cannot wrap or allocate.
         if n > remaining as u64 {
-            return Err(format!("length {n} at offset {} runs past the end", self.pos));
+            return Err(format!(
+                "length {n} at offset {} runs past the end",
+                self.pos
+            ));
         }
         let start = self.pos;
         self.pos += n as usize;
@@ -105,7 +111,12 @@ impl<'a> Reader<'a> {
                 Arg::Definite(bytes.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
             }
             31 => Arg::Indefinite,
-            _ => return Err(format!("reserved additional information {info} at offset {}", self.pos - 1)),
+            _ => {
+                return Err(format!(
+                    "reserved additional information {info} at offset {}",
+                    self.pos - 1
+                ))
+            }
         };
         Ok((major, info, arg))
     }
@@ -139,8 +150,14 @@ impl<'a> Reader<'a> {
                     Arg::Indefinite => Cow::Owned(self.chunks(3)?),
                 };
                 let text = match bytes {
-                    Cow::Borrowed(b) => Cow::Borrowed(std::str::from_utf8(b).map_err(|_| format!("invalid UTF-8 in text at offset {at}"))?),
-                    Cow::Owned(b) => Cow::Owned(String::from_utf8(b).map_err(|_| format!("invalid UTF-8 in text at offset {at}"))?),
+                    Cow::Borrowed(b) => Cow::Borrowed(
+                        std::str::from_utf8(b)
+                            .map_err(|_| format!("invalid UTF-8 in text at offset {at}"))?,
+                    ),
+                    Cow::Owned(b) => Cow::Owned(
+                        String::from_utf8(b)
+                            .map_err(|_| format!("invalid UTF-8 in text at offset {at}"))?,
+                    ),
                 };
                 Ok(Value::Text(text))
             }
@@ -186,7 +203,9 @@ impl<'a> Reader<'a> {
                 _ => Value::Other,
             }),
             (7, Arg::Indefinite) => Err(format!("unexpected break at offset {at}")),
-            _ => Err(format!("indefinite length not allowed for major type {major} at offset {at}")),
+            _ => Err(format!(
+                "indefinite length not allowed for major type {major} at offset {at}"
+            )),
         }
     }
 
@@ -207,7 +226,11 @@ impl<'a> Reader<'a> {
             let at = self.pos;
             match self.head()? {
                 (m, _, Arg::Definite(n)) if m == major => out.extend_from_slice(self.take(n)?),
-                _ => return Err(format!("bad chunk in indefinite-length string at offset {at}")),
+                _ => {
+                    return Err(format!(
+                        "bad chunk in indefinite-length string at offset {at}"
+                    ))
+                }
             }
         }
         Ok(out)
@@ -241,7 +264,9 @@ mod tests {
     fn definite_and_indefinite_maps_decode_alike() {
         // {"a": h'01', "b": [1, -2]} both ways.
         let definite = [0xa2, 0x61, b'a', 0x41, 0x01, 0x61, b'b', 0x82, 0x01, 0x21];
-        let indefinite = [0xbf, 0x61, b'a', 0x5f, 0x41, 0x01, 0xff, 0x61, b'b', 0x9f, 0x01, 0x21, 0xff, 0xff];
+        let indefinite = [
+            0xbf, 0x61, b'a', 0x5f, 0x41, 0x01, 0xff, 0x61, b'b', 0x9f, 0x01, 0x21, 0xff, 0xff,
+        ];
         assert_eq!(decode(&definite).unwrap(), decode(&indefinite).unwrap());
     }
 
@@ -265,7 +290,12 @@ mod tests {
 
     #[test]
     fn heads_are_shortest_form() {
-        for (n, want) in [(23u64, vec![0x57]), (24, vec![0x58, 24]), (300, vec![0x59, 1, 44]), (70000, vec![0x5a, 0, 1, 0x11, 0x70])] {
+        for (n, want) in [
+            (23u64, vec![0x57]),
+            (24, vec![0x58, 24]),
+            (300, vec![0x59, 1, 44]),
+            (70000, vec![0x5a, 0, 1, 0x11, 0x70]),
+        ] {
             let mut got = Vec::new();
             write_head(&mut |b: &[u8]| got.extend_from_slice(b), 2, n);
             assert_eq!(got, want);

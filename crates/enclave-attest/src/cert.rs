@@ -2,9 +2,10 @@
 //! signature covers, its key, validity and the extensions we enforce.
 
 use const_oid::db::rfc5912::{
-    ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, ECDSA_WITH_SHA_512, ID_CE_AUTHORITY_KEY_IDENTIFIER, ID_CE_BASIC_CONSTRAINTS,
-    ID_CE_CRL_DISTRIBUTION_POINTS, ID_CE_KEY_USAGE, ID_CE_SUBJECT_ALT_NAME,
-    ID_CE_SUBJECT_KEY_IDENTIFIER, ID_EC_PUBLIC_KEY, SECP_256_R_1, SECP_384_R_1,
+    ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, ECDSA_WITH_SHA_512, ID_CE_AUTHORITY_KEY_IDENTIFIER,
+    ID_CE_BASIC_CONSTRAINTS, ID_CE_CRL_DISTRIBUTION_POINTS, ID_CE_KEY_USAGE,
+    ID_CE_SUBJECT_ALT_NAME, ID_CE_SUBJECT_KEY_IDENTIFIER, ID_EC_PUBLIC_KEY, SECP_256_R_1,
+    SECP_384_R_1,
 };
 use der::{asn1::ObjectIdentifier, Decode, Encode, Reader, SliceReader};
 use ecdsa::signature::hazmat::PrehashVerifier;
@@ -68,23 +69,42 @@ impl<'a> ParsedCert<'a> {
         let tbs = tbs_slice(der).map_err(|e| bad(format!("locating TBSCertificate: {e}")))?;
         // RFC 5280 4.1.1.2: the outer and inner algorithm identifiers must agree.
         if cert.signature_algorithm != cert.tbs_certificate.signature {
-            return Err(bad("signatureAlgorithm differs from the TBSCertificate's signature field".into()));
+            return Err(bad(
+                "signatureAlgorithm differs from the TBSCertificate's signature field".into(),
+            ));
         }
         let key = public_key(&cert).map_err(|reason| Error::ChainBroken { which, reason })?;
-        let constraints = constraints(&cert).map_err(|reason| Error::ChainBroken { which, reason })?;
+        let constraints =
+            constraints(&cert).map_err(|reason| Error::ChainBroken { which, reason })?;
         let validity = &cert.tbs_certificate.validity;
         let not_before = to_time(validity.not_before.to_unix_duration()).map_err(bad)?;
         let not_after = to_time(validity.not_after.to_unix_duration()).map_err(bad)?;
-        Ok(ParsedCert { der, tbs, cert, key, constraints, not_before, not_after })
+        Ok(ParsedCert {
+            der,
+            tbs,
+            cert,
+            key,
+            constraints,
+            not_before,
+            not_after,
+        })
     }
 
     /// Checks `at` lies within notBefore..=notAfter.
     pub fn check_validity(&self, which: CertPosition, at: OffsetDateTime) -> Result<(), Error> {
         if at > self.not_after {
-            return Err(Error::Expired { which, not_after: self.not_after, at });
+            return Err(Error::Expired {
+                which,
+                not_after: self.not_after,
+                at,
+            });
         }
         if at < self.not_before {
-            return Err(Error::NotYetValid { which, not_before: self.not_before, at });
+            return Err(Error::NotYetValid {
+                which,
+                not_before: self.not_before,
+                at,
+            });
         }
         Ok(())
     }
@@ -94,15 +114,25 @@ impl<'a> ParsedCert<'a> {
         let alg = self.cert.signature_algorithm.oid;
         // ecdsa-with-SHA* identifiers carry no parameters (RFC 5758 3.2).
         if self.cert.signature_algorithm.parameters.is_some() {
-            return Err(ChainFault::UnsupportedAlgorithm(format!("{alg} with parameters")));
+            return Err(ChainFault::UnsupportedAlgorithm(format!(
+                "{alg} with parameters"
+            )));
         }
         let prehash: Vec<u8> = match alg {
             ECDSA_WITH_SHA_256 => Sha256::digest(self.tbs).to_vec(),
             ECDSA_WITH_SHA_384 => Sha384::digest(self.tbs).to_vec(),
             ECDSA_WITH_SHA_512 => Sha512::digest(self.tbs).to_vec(),
-            other => return Err(ChainFault::UnsupportedAlgorithm(format!("signature algorithm {other}"))),
+            other => {
+                return Err(ChainFault::UnsupportedAlgorithm(format!(
+                    "signature algorithm {other}"
+                )))
+            }
         };
-        let sig = self.cert.signature.as_bytes().ok_or(ChainFault::BadSignature)?;
+        let sig = self
+            .cert
+            .signature
+            .as_bytes()
+            .ok_or(ChainFault::BadSignature)?;
         if issuer_key.verify(&prehash, sig) {
             Ok(())
         } else {
@@ -112,12 +142,20 @@ impl<'a> ParsedCert<'a> {
 
     /// The subject name's DER (names are compared byte for byte, as most verifiers do).
     pub fn subject_der(&self) -> Vec<u8> {
-        self.cert.tbs_certificate.subject.to_der().unwrap_or_default()
+        self.cert
+            .tbs_certificate
+            .subject
+            .to_der()
+            .unwrap_or_default()
     }
 
     /// The issuer name's DER.
     pub fn issuer_der(&self) -> Vec<u8> {
-        self.cert.tbs_certificate.issuer.to_der().unwrap_or_default()
+        self.cert
+            .tbs_certificate
+            .issuer
+            .to_der()
+            .unwrap_or_default()
     }
 }
 
@@ -133,14 +171,23 @@ fn tbs_slice(der: &[u8]) -> der::Result<&[u8]> {
     let start = u32::from(reader.position()) as usize;
     let header = der::Header::decode(&mut reader)?;
     let end = start + u32::from((header.encoded_len()? + header.length)?) as usize;
-    der.get(start..end).ok_or_else(|| der::ErrorKind::Incomplete { expected_len: der::Length::ZERO, actual_len: der::Length::ZERO }.into())
+    der.get(start..end).ok_or_else(|| {
+        der::ErrorKind::Incomplete {
+            expected_len: der::Length::ZERO,
+            actual_len: der::Length::ZERO,
+        }
+        .into()
+    })
 }
 
 /// The subject's key: an EC key on P-384 or P-256.
 fn public_key(cert: &Certificate) -> Result<PublicKey, ChainFault> {
     let spki = &cert.tbs_certificate.subject_public_key_info;
     if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
-        return Err(ChainFault::UnsupportedAlgorithm(format!("key algorithm {}", spki.algorithm.oid)));
+        return Err(ChainFault::UnsupportedAlgorithm(format!(
+            "key algorithm {}",
+            spki.algorithm.oid
+        )));
     }
     let curve = spki
         .algorithm
@@ -148,11 +195,18 @@ fn public_key(cert: &Certificate) -> Result<PublicKey, ChainFault> {
         .as_ref()
         .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
         .ok_or_else(|| ChainFault::UnsupportedAlgorithm("EC key without a named curve".into()))?;
-    let point = spki.subject_public_key.as_bytes().ok_or_else(|| ChainFault::BadExtension("public key bit string".into()))?;
+    let point = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| ChainFault::BadExtension("public key bit string".into()))?;
     let bad_point = |_| ChainFault::UnsupportedAlgorithm("invalid EC public key point".into());
     match curve {
-        SECP_384_R_1 => Ok(PublicKey::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad_point)?)),
-        SECP_256_R_1 => Ok(PublicKey::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad_point)?)),
+        SECP_384_R_1 => Ok(PublicKey::P384(
+            p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad_point)?,
+        )),
+        SECP_256_R_1 => Ok(PublicKey::P256(
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad_point)?,
+        )),
         other => Err(ChainFault::UnsupportedAlgorithm(format!("curve {other}"))),
     }
 }
@@ -170,7 +224,11 @@ fn constraints(cert: &Certificate) -> Result<Constraints, ChainFault> {
         ID_CE_SUBJECT_ALT_NAME,
     ];
     let mut out = Constraints::default();
-    let exts = cert.tbs_certificate.extensions.as_deref().unwrap_or_default();
+    let exts = cert
+        .tbs_certificate
+        .extensions
+        .as_deref()
+        .unwrap_or_default();
     for (i, ext) in exts.iter().enumerate() {
         if exts[..i].iter().any(|e| e.extn_id == ext.extn_id) {
             return Err(ChainFault::DuplicateExtension(ext.extn_id.to_string()));
@@ -178,11 +236,15 @@ fn constraints(cert: &Certificate) -> Result<Constraints, ChainFault> {
         let value = ext.extn_value.as_bytes();
         match ext.extn_id {
             ID_CE_BASIC_CONSTRAINTS => {
-                let bc = BasicConstraints::from_der(value).map_err(|e| ChainFault::BadExtension(format!("basicConstraints: {e}")))?;
+                let bc = BasicConstraints::from_der(value)
+                    .map_err(|e| ChainFault::BadExtension(format!("basicConstraints: {e}")))?;
                 out.basic = Some((bc.ca, bc.path_len_constraint));
             }
             ID_CE_KEY_USAGE => {
-                out.key_usage = Some(KeyUsage::from_der(value).map_err(|e| ChainFault::BadExtension(format!("keyUsage: {e}")))?);
+                out.key_usage = Some(
+                    KeyUsage::from_der(value)
+                        .map_err(|e| ChainFault::BadExtension(format!("keyUsage: {e}")))?,
+                );
             }
             id if ext.critical && !KNOWN.contains(&id) => {
                 return Err(ChainFault::UnknownCriticalExtension(id.to_string()));

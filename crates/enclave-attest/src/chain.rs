@@ -36,7 +36,10 @@ pub(crate) fn verify(
     };
     let mut path = vec![(CertPosition::Leaf, leaf)];
     for i in (1..cabundle.len()).rev() {
-        path.push((CertPosition::CaBundle(i), ParsedCert::parse(&cabundle[i], CertPosition::CaBundle(i))?));
+        path.push((
+            CertPosition::CaBundle(i),
+            ParsedCert::parse(&cabundle[i], CertPosition::CaBundle(i))?,
+        ));
     }
 
     for (k, (which, cert)) in path.iter().enumerate() {
@@ -45,7 +48,10 @@ pub(crate) fn verify(
         check_role(cert, k).map_err(|reason| Error::ChainBroken { which, reason })?;
         if let Some((_, issuer)) = path.get(k + 1) {
             if cert.issuer_der() != issuer.subject_der() {
-                return Err(Error::ChainBroken { which, reason: ChainFault::IssuerMismatch });
+                return Err(Error::ChainBroken {
+                    which,
+                    reason: ChainFault::IssuerMismatch,
+                });
             }
             check(cert, &issuer.key).map_err(|reason| Error::ChainBroken { which, reason })?;
         }
@@ -63,14 +69,25 @@ pub(crate) fn verify(
             issuer: last.cert.tbs_certificate.issuer.to_string(),
         })?;
     if at > root.not_after {
-        return Err(Error::Expired { which: CertPosition::Root, not_after: root.not_after, at });
+        return Err(Error::Expired {
+            which: CertPosition::Root,
+            not_after: root.not_after,
+            at,
+        });
     }
     if at < root.not_before {
-        return Err(Error::NotYetValid { which: CertPosition::Root, not_before: root.not_before, at });
+        return Err(Error::NotYetValid {
+            which: CertPosition::Root,
+            not_before: root.not_before,
+            at,
+        });
     }
 
     Ok(VerifiedChain {
-        path: path.iter().map(|(w, c)| CertInfo::from_parsed(*w, c)).collect(),
+        path: path
+            .iter()
+            .map(|(w, c)| CertInfo::from_parsed(*w, c))
+            .collect(),
         root: CertInfo::from_root(root),
     })
 }
@@ -90,7 +107,10 @@ fn check_role(cert: &ParsedCert<'_>, k: usize) -> Result<(), ChainFault> {
         Some((true, path_len)) => {
             if let Some(path_len) = path_len {
                 if usize::from(path_len) < k - 1 {
-                    return Err(ChainFault::PathLenExceeded { path_len, below: k - 1 });
+                    return Err(ChainFault::PathLenExceeded {
+                        path_len,
+                        below: k - 1,
+                    });
                 }
             }
         }

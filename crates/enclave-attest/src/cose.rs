@@ -37,29 +37,53 @@ impl<'a> CoseSign1<'a> {
         let top = cbor::decode(input).map_err(Error::BadCose)?;
         let (tagged, body) = match top {
             Value::Tag(TAG_COSE_SIGN1, inner) => (true, *inner),
-            Value::Tag(t, _) => return Err(Error::BadCose(format!("tag {t}, expected 18 (COSE_Sign1) or none"))),
+            Value::Tag(t, _) => {
+                return Err(Error::BadCose(format!(
+                    "tag {t}, expected 18 (COSE_Sign1) or none"
+                )))
+            }
             other => (false, other),
         };
         let Value::Array(items) = body else {
-            return Err(Error::BadCose(format!("expected a 4-element array, found {}", body.kind())));
+            return Err(Error::BadCose(format!(
+                "expected a 4-element array, found {}",
+                body.kind()
+            )));
         };
-        let Ok::<[Value<'a>; 4], _>([protected, unprotected, payload, signature]) = items.try_into() else {
+        let Ok::<[Value<'a>; 4], _>([protected, unprotected, payload, signature]) =
+            items.try_into()
+        else {
             return Err(Error::BadCose("expected a 4-element array".into()));
         };
         let protected = bytes(protected, "protected header")?;
         let Value::Map(unprotected) = unprotected else {
-            return Err(Error::BadCose(format!("unprotected header is a {}, expected a map", unprotected.kind())));
+            return Err(Error::BadCose(format!(
+                "unprotected header is a {}, expected a map",
+                unprotected.kind()
+            )));
         };
         let payload = match payload {
-            Value::Null => return Err(Error::BadCose("detached payload (null) is not supported".into())),
+            Value::Null => {
+                return Err(Error::BadCose(
+                    "detached payload (null) is not supported".into(),
+                ))
+            }
             other => bytes(other, "payload")?,
         };
         let signature = bytes(signature, "signature")?;
         check_headers(&protected, &unprotected)?;
         if signature.len() != 96 {
-            return Err(Error::BadCose(format!("ES384 signature is {} bytes, expected 96 (r || s)", signature.len())));
+            return Err(Error::BadCose(format!(
+                "ES384 signature is {} bytes, expected 96 (r || s)",
+                signature.len()
+            )));
         }
-        Ok(CoseSign1 { protected, payload, signature, tagged })
+        Ok(CoseSign1 {
+            protected,
+            payload,
+            signature,
+            tagged,
+        })
     }
 
     /// SHA-384 of the Sig_structure `["Signature1", protected, h'', payload]`.
@@ -97,7 +121,10 @@ impl<'a> CoseSign1<'a> {
 fn bytes<'a>(v: Value<'a>, what: &str) -> Result<Cow<'a, [u8]>, Error> {
     match v {
         Value::Bytes(b) => Ok(b),
-        other => Err(Error::BadCose(format!("{what} is a {}, expected a byte string", other.kind()))),
+        other => Err(Error::BadCose(format!(
+            "{what} is a {}, expected a byte string",
+            other.kind()
+        ))),
     }
 }
 
@@ -105,9 +132,13 @@ fn bytes<'a>(v: Value<'a>, what: &str) -> Result<Cow<'a, [u8]>, Error> {
 /// would oblige us to understand more) is refused, and `alg` may not be overridden unprotected.
 fn check_headers(protected: &[u8], unprotected: &[(Value<'_>, Value<'_>)]) -> Result<(), Error> {
     if protected.is_empty() {
-        return Err(Error::UnsupportedAlgorithm("no protected header, so no algorithm".into()));
+        return Err(Error::UnsupportedAlgorithm(
+            "no protected header, so no algorithm".into(),
+        ));
     }
-    let Value::Map(entries) = cbor::decode(protected).map_err(|e| Error::BadCose(format!("protected header: {e}")))? else {
+    let Value::Map(entries) =
+        cbor::decode(protected).map_err(|e| Error::BadCose(format!("protected header: {e}")))?
+    else {
         return Err(Error::BadCose("protected header is not a map".into()));
     };
     let mut alg = None;
@@ -117,17 +148,34 @@ fn check_headers(protected: &[u8], unprotected: &[(Value<'_>, Value<'_>)]) -> Re
         }
         match k {
             Value::Uint(LABEL_ALG) => alg = Some(v),
-            Value::Uint(LABEL_CRIT) => return Err(Error::BadCose("critical headers (crit) are not supported".into())),
+            Value::Uint(LABEL_CRIT) => {
+                return Err(Error::BadCose(
+                    "critical headers (crit) are not supported".into(),
+                ))
+            }
             _ => {}
         }
     }
-    if unprotected.iter().any(|(k, _)| matches!(k, Value::Uint(LABEL_ALG | LABEL_CRIT))) {
-        return Err(Error::BadCose("alg or crit in the unprotected header".into()));
+    if unprotected
+        .iter()
+        .any(|(k, _)| matches!(k, Value::Uint(LABEL_ALG | LABEL_CRIT)))
+    {
+        return Err(Error::BadCose(
+            "alg or crit in the unprotected header".into(),
+        ));
     }
     match alg {
         Some(Value::Nint(ES384_NINT)) => Ok(()),
-        Some(Value::Nint(n)) => Err(Error::UnsupportedAlgorithm(format!("COSE alg {}, only ES384 (-35)", -1 - i128::from(*n)))),
-        Some(other) => Err(Error::UnsupportedAlgorithm(format!("COSE alg is a {}, only ES384 (-35)", other.kind()))),
-        None => Err(Error::UnsupportedAlgorithm("protected header has no alg".into())),
+        Some(Value::Nint(n)) => Err(Error::UnsupportedAlgorithm(format!(
+            "COSE alg {}, only ES384 (-35)",
+            -1 - i128::from(*n)
+        ))),
+        Some(other) => Err(Error::UnsupportedAlgorithm(format!(
+            "COSE alg is a {}, only ES384 (-35)",
+            other.kind()
+        ))),
+        None => Err(Error::UnsupportedAlgorithm(
+            "protected header has no alg".into(),
+        )),
     }
 }

@@ -63,7 +63,10 @@ impl AttestationDocument {
         let mut seen: Vec<&str> = Vec::with_capacity(entries.len().min(16));
         for (k, v) in &entries {
             let Value::Text(key) = k else {
-                return Err(Error::BadDocument(format!("map key is a {}, expected text", k.kind())));
+                return Err(Error::BadDocument(format!(
+                    "map key is a {}, expected text",
+                    k.kind()
+                )));
             };
             // A repeated key would let two readers disagree about what was signed.
             if seen.contains(&key.as_ref()) {
@@ -91,7 +94,9 @@ impl AttestationDocument {
         }
         let digest = digest.ok_or(Error::MissingField("digest"))?;
         if digest != "SHA384" {
-            return Err(Error::UnsupportedAlgorithm(format!("document digest {digest:?}, only SHA384")));
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "document digest {digest:?}, only SHA384"
+            )));
         }
         let timestamp_ms = timestamp.ok_or(Error::MissingField("timestamp"))?;
         if timestamp_ms == 0 {
@@ -112,11 +117,17 @@ impl AttestationDocument {
 }
 
 fn limit(field: &str, detail: String) -> Error {
-    Error::FieldLimit { field: field.into(), detail }
+    Error::FieldLimit {
+        field: field.into(),
+        detail,
+    }
 }
 
 fn wrong_type(field: &str, v: &Value<'_>, want: &str) -> Error {
-    Error::BadDocument(format!("field `{field}` is a {}, expected {want}", v.kind()))
+    Error::BadDocument(format!(
+        "field `{field}` is a {}, expected {want}",
+        v.kind()
+    ))
 }
 
 fn text(v: &Value<'_>, field: &str) -> Result<String, Error> {
@@ -136,7 +147,10 @@ fn uint(v: &Value<'_>, field: &str) -> Result<u64, Error> {
 fn cert(v: &Value<'_>, field: &str) -> Result<Vec<u8>, Error> {
     match v {
         Value::Bytes(b) if (1..=MAX_CERT_LEN).contains(&b.len()) => Ok(b.to_vec()),
-        Value::Bytes(b) => Err(limit(field, format!("{} bytes, allowed 1..={MAX_CERT_LEN}", b.len()))),
+        Value::Bytes(b) => Err(limit(
+            field,
+            format!("{} bytes, allowed 1..={MAX_CERT_LEN}", b.len()),
+        )),
         other => Err(wrong_type(field, other, "a byte string")),
     }
 }
@@ -145,7 +159,10 @@ fn optional(v: &Value<'_>, field: &str) -> Result<Option<Vec<u8>>, Error> {
     match v {
         Value::Null => Ok(None),
         Value::Bytes(b) if b.len() <= MAX_OPTIONAL_LEN => Ok(Some(b.to_vec())),
-        Value::Bytes(b) => Err(limit(field, format!("{} bytes, allowed 0..={MAX_OPTIONAL_LEN}", b.len()))),
+        Value::Bytes(b) => Err(limit(
+            field,
+            format!("{} bytes, allowed 0..={MAX_OPTIONAL_LEN}", b.len()),
+        )),
         other => Err(wrong_type(field, other, "a byte string or null")),
     }
 }
@@ -155,7 +172,10 @@ fn parse_pcrs(v: &Value<'_>) -> Result<BTreeMap<u8, Vec<u8>>, Error> {
         return Err(wrong_type("pcrs", v, "a map"));
     };
     if entries.is_empty() || entries.len() > MAX_PCRS {
-        return Err(limit("pcrs", format!("{} entries, allowed 1..={MAX_PCRS}", entries.len())));
+        return Err(limit(
+            "pcrs",
+            format!("{} entries, allowed 1..={MAX_PCRS}", entries.len()),
+        ));
     }
     let mut pcrs = BTreeMap::new();
     for (k, value) in entries {
@@ -165,10 +185,17 @@ fn parse_pcrs(v: &Value<'_>) -> Result<BTreeMap<u8, Vec<u8>>, Error> {
             other => return Err(wrong_type("pcrs index", other, "an unsigned integer")),
         };
         let Value::Bytes(bytes) = value else {
-            return Err(wrong_type(&format!("pcrs[{index}]"), value, "a byte string"));
+            return Err(wrong_type(
+                &format!("pcrs[{index}]"),
+                value,
+                "a byte string",
+            ));
         };
         if ![32, 48, 64].contains(&bytes.len()) {
-            return Err(limit(&format!("pcrs[{index}]"), format!("{} bytes, allowed 32, 48 or 64", bytes.len())));
+            return Err(limit(
+                &format!("pcrs[{index}]"),
+                format!("{} bytes, allowed 32, 48 or 64", bytes.len()),
+            ));
         }
         if pcrs.insert(index, bytes.to_vec()).is_some() {
             return Err(Error::BadDocument(format!("PCR{index} appears twice")));
@@ -182,7 +209,14 @@ fn parse_cabundle(v: &Value<'_>) -> Result<Vec<Vec<u8>>, Error> {
         return Err(wrong_type("cabundle", v, "an array"));
     };
     if items.is_empty() || items.len() > MAX_CABUNDLE {
-        return Err(limit("cabundle", format!("{} entries, allowed 1..={MAX_CABUNDLE}", items.len())));
+        return Err(limit(
+            "cabundle",
+            format!("{} entries, allowed 1..={MAX_CABUNDLE}", items.len()),
+        ));
     }
-    items.iter().enumerate().map(|(i, item)| cert(item, &format!("cabundle[{i}]"))).collect()
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| cert(item, &format!("cabundle[{i}]")))
+        .collect()
 }

@@ -62,15 +62,26 @@ pub enum ChainFault {
 impl fmt::Display for ChainFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ChainFault::IssuerMismatch => f.write_str("issuer name does not match the next certificate's subject"),
-            ChainFault::BadSignature => f.write_str("signature does not verify with the issuer's key"),
+            ChainFault::IssuerMismatch => {
+                f.write_str("issuer name does not match the next certificate's subject")
+            }
+            ChainFault::BadSignature => {
+                f.write_str("signature does not verify with the issuer's key")
+            }
             ChainFault::UnsupportedAlgorithm(a) => write!(f, "unsupported algorithm {a}"),
-            ChainFault::NotCa => f.write_str("issuer is not a CA (basicConstraints CA=true missing)"),
+            ChainFault::NotCa => {
+                f.write_str("issuer is not a CA (basicConstraints CA=true missing)")
+            }
             ChainFault::PathLenExceeded { path_len, below } => {
-                write!(f, "pathLenConstraint {path_len} but {below} CA certificate(s) below it")
+                write!(
+                    f,
+                    "pathLenConstraint {path_len} but {below} CA certificate(s) below it"
+                )
             }
             ChainFault::KeyUsage(bit) => write!(f, "keyUsage lacks {bit}"),
-            ChainFault::UnknownCriticalExtension(oid) => write!(f, "unknown critical extension {oid}"),
+            ChainFault::UnknownCriticalExtension(oid) => {
+                write!(f, "unknown critical extension {oid}")
+            }
             ChainFault::DuplicateExtension(oid) => write!(f, "duplicate extension {oid}"),
             ChainFault::BadExtension(what) => write!(f, "malformed extension: {what}"),
         }

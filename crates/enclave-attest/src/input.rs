@@ -15,7 +15,10 @@ pub const MAX_DOCUMENT_LEN: usize = 64 * 1024;
 pub fn decode_input(input: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
     // Text is at most twice the raw size (hex) plus line breaks.
     if input.len() > 3 * MAX_DOCUMENT_LEN {
-        return Err(Error::BadInput(format!("{} bytes, more than any attestation document", input.len())));
+        return Err(Error::BadInput(format!(
+            "{} bytes, more than any attestation document",
+            input.len()
+        )));
     }
     // A COSE_Sign1 starts with an array of 4 (0x84) or tag 18 (0xd2): neither is a text byte,
     // so raw input cannot be mistaken for base64 or hex.
@@ -24,13 +27,21 @@ pub fn decode_input(input: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
         Some(0x84 | 0xd2) => return within_limit(Cow::Borrowed(input)),
         _ => {}
     }
-    let text: Vec<u8> = input.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let text: Vec<u8> = input
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     let text = text.strip_prefix(b"0x").unwrap_or(&text);
     if text.is_empty() || !text.is_ascii() {
-        return Err(Error::BadInput("neither raw COSE_Sign1 (0x84 or 0xd2 first) nor base64 or hex text".into()));
+        return Err(Error::BadInput(
+            "neither raw COSE_Sign1 (0x84 or 0xd2 first) nor base64 or hex text".into(),
+        ));
     }
     if text.len() % 2 == 0 && text.iter().all(u8::is_ascii_hexdigit) {
-        return within_limit(Cow::Owned(hex::decode(text).map_err(|e| Error::BadInput(format!("hex: {e}")))?));
+        return within_limit(Cow::Owned(
+            hex::decode(text).map_err(|e| Error::BadInput(format!("hex: {e}")))?,
+        ));
     }
     // Safe to view as str: checked ASCII above.
     let s = std::str::from_utf8(text).map_err(|_| Error::BadInput("not ASCII".into()))?;
@@ -44,7 +55,10 @@ pub fn decode_input(input: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
 
 fn within_limit(raw: Cow<'_, [u8]>) -> Result<Cow<'_, [u8]>, Error> {
     if raw.len() > MAX_DOCUMENT_LEN {
-        return Err(Error::BadInput(format!("{} bytes, more than the {MAX_DOCUMENT_LEN}-byte limit", raw.len())));
+        return Err(Error::BadInput(format!(
+            "{} bytes, more than the {MAX_DOCUMENT_LEN}-byte limit",
+            raw.len()
+        )));
     }
     Ok(raw)
 }
@@ -60,7 +74,13 @@ mod tests {
         let b64 = Base64::encode_string(&raw);
         let b64_wrapped = format!("{}\n{}\n", &b64[..4], &b64[4..]);
         let b64url = Base64UrlUnpadded::encode_string(&raw);
-        for input in [&raw[..], hex_text.as_bytes(), b64.as_bytes(), b64_wrapped.as_bytes(), b64url.as_bytes()] {
+        for input in [
+            &raw[..],
+            hex_text.as_bytes(),
+            b64.as_bytes(),
+            b64_wrapped.as_bytes(),
+            b64url.as_bytes(),
+        ] {
             assert_eq!(decode_input(input).unwrap().as_ref(), &raw[..]);
         }
         assert!(decode_input(b"").is_err());

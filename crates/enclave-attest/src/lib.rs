@@ -84,7 +84,10 @@ impl Verifier {
     /// A verifier that trusts only the compiled-in AWS Nitro Enclaves Root-G1.
     pub fn aws() -> Verifier {
         static AWS: OnceLock<TrustRoot> = OnceLock::new();
-        Verifier { roots: vec![AWS.get_or_init(TrustRoot::aws_nitro_root_g1).clone()], cache: None }
+        Verifier {
+            roots: vec![AWS.get_or_init(TrustRoot::aws_nitro_root_g1).clone()],
+            cache: None,
+        }
     }
 
     /// A verifier that trusts exactly `roots` (and not the AWS root unless it is among them).
@@ -109,14 +112,24 @@ impl Verifier {
     }
 
     /// Verifies a raw COSE_Sign1 document at time `at` against `policy`.
-    pub fn verify(&self, cose: &[u8], at: OffsetDateTime, policy: &Policy) -> Result<Report, Error> {
+    pub fn verify(
+        &self,
+        cose: &[u8],
+        at: OffsetDateTime,
+        policy: &Policy,
+    ) -> Result<Report, Error> {
         if cose.len() > MAX_DOCUMENT_LEN {
-            return Err(Error::BadInput(format!("{} bytes, more than the {MAX_DOCUMENT_LEN}-byte limit", cose.len())));
+            return Err(Error::BadInput(format!(
+                "{} bytes, more than the {MAX_DOCUMENT_LEN}-byte limit",
+                cose.len()
+            )));
         }
         let (cose, doc) = parse_unverified(cose)?;
         let leaf = ParsedCert::parse(&doc.certificate, CertPosition::Leaf)?;
         let PublicKey::P384(leaf_key) = &leaf.key else {
-            return Err(Error::UnsupportedAlgorithm("ES384 needs a P-384 leaf key".into()));
+            return Err(Error::UnsupportedAlgorithm(
+                "ES384 needs a P-384 leaf key".into(),
+            ));
         };
         cose.verify(leaf_key)?;
         let chain = chain::verify(leaf, &doc.cabundle, &self.roots, at, self.cache.as_deref())?;
@@ -125,7 +138,10 @@ impl Verifier {
         let timestamp = i128::from(doc.timestamp_ms)
             .checked_mul(1_000_000)
             .and_then(|ns| OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
-            .ok_or_else(|| Error::FieldLimit { field: "timestamp".into(), detail: "beyond year 9999".into() })?;
+            .ok_or_else(|| Error::FieldLimit {
+                field: "timestamp".into(),
+                detail: "beyond year 9999".into(),
+            })?;
         let hex = |v: Option<Vec<u8>>| v.map(HexBytes);
         Ok(Report {
             debug_mode: doc.is_debug_mode(),
@@ -133,7 +149,11 @@ impl Verifier {
             digest: doc.digest,
             timestamp_ms: doc.timestamp_ms,
             timestamp,
-            pcrs: doc.pcrs.into_iter().map(|(i, v)| (i, HexBytes(v))).collect(),
+            pcrs: doc
+                .pcrs
+                .into_iter()
+                .map(|(i, v)| (i, HexBytes(v)))
+                .collect(),
             public_key: hex(doc.public_key),
             user_data: hex(doc.user_data),
             nonce: hex(doc.nonce),
@@ -154,8 +174,15 @@ mod tests {
     #[test]
     fn compiled_in_root_is_the_published_one() {
         let root = TrustRoot::aws_nitro_root_g1();
-        assert_eq!(hex::encode(Sha256::digest(root.der())), AWS_NITRO_ROOT_G1_SHA256);
+        assert_eq!(
+            hex::encode(Sha256::digest(root.der())),
+            AWS_NITRO_ROOT_G1_SHA256
+        );
         assert_eq!(hex::encode(root.sha256()), AWS_NITRO_ROOT_G1_SHA256);
-        assert!(root.subject().contains("CN=aws.nitro-enclaves"), "{}", root.subject());
+        assert!(
+            root.subject().contains("CN=aws.nitro-enclaves"),
+            "{}",
+            root.subject()
+        );
     }
 }

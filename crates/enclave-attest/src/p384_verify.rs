@@ -164,9 +164,17 @@ mod tests {
     fn lincomb_matches_p384() {
         let q = ProjectivePoint::GENERATOR * scalar(999);
         let minus_one = -Scalar::ONE;
-        let specials = [Scalar::ZERO, Scalar::ONE, minus_one, Scalar::from(15u64), Scalar::from(16u64), Scalar::from(31u64)];
+        let specials = [
+            Scalar::ZERO,
+            Scalar::ONE,
+            minus_one,
+            Scalar::from(15u64),
+            Scalar::from(16u64),
+            Scalar::from(31u64),
+        ];
         // Kept small: the reference multiplications are slow in debug builds.
-        let mut pairs: Vec<(Scalar, Scalar)> = (0..8).map(|i| (scalar(i), scalar(i + 1000))).collect();
+        let mut pairs: Vec<(Scalar, Scalar)> =
+            (0..8).map(|i| (scalar(i), scalar(i + 1000))).collect();
         for (i, s) in specials.into_iter().enumerate() {
             pairs.push((s, scalar(i as u32)));
             pairs.push((scalar(i as u32), s));

@@ -49,7 +49,10 @@ impl Policy {
             .ok_or_else(|| Error::BadPolicy(format!("PCR index {index:?} is not 0..=31")))?;
         let value = parse_hex_arg(&format!("PCR{index}"), value)?;
         if ![32, 48, 64].contains(&value.len()) {
-            return Err(Error::BadPolicy(format!("PCR{index} value is {} bytes, PCRs are 32, 48 or 64", value.len())));
+            return Err(Error::BadPolicy(format!(
+                "PCR{index} value is {} bytes, PCRs are 32, 48 or 64",
+                value.len()
+            )));
         }
         Ok((index, value))
     }
@@ -63,12 +66,20 @@ impl Policy {
         for (&index, expected) in &self.pcrs {
             let actual = doc.pcrs.get(&index);
             if actual != Some(expected) {
-                return Err(Error::PcrMismatch { index, expected: hex::encode(expected), actual: actual.map(hex::encode) });
+                return Err(Error::PcrMismatch {
+                    index,
+                    expected: hex::encode(expected),
+                    actual: actual.map(hex::encode),
+                });
             }
         }
-        let differs = |want: &Option<Vec<u8>>, have: &Option<Vec<u8>>| want.is_some() && want != have;
+        let differs =
+            |want: &Option<Vec<u8>>, have: &Option<Vec<u8>>| want.is_some() && want != have;
         let hexes = |want: &Option<Vec<u8>>, have: &Option<Vec<u8>>| {
-            (want.as_deref().map(hex::encode).unwrap_or_default(), have.as_deref().map(hex::encode))
+            (
+                want.as_deref().map(hex::encode).unwrap_or_default(),
+                have.as_deref().map(hex::encode),
+            )
         };
         if differs(&self.nonce, &doc.nonce) {
             let (expected, actual) = hexes(&self.nonce, &doc.nonce);
@@ -89,11 +100,15 @@ impl Policy {
 /// Parses a hex argument (whitespace and a `0x` prefix tolerated); `what` names it in errors.
 pub fn parse_hex_arg(what: &str, arg: &str) -> Result<Vec<u8>, Error> {
     let t = arg.trim();
-    let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
     hex::decode(t).map_err(|e| Error::BadPolicy(format!("{what}: not hex ({e})")))
 }
 
 /// Parses an RFC 3339 time (as in `--at 2025-01-06T17:00:00Z`).
 pub fn parse_time(arg: &str) -> Result<OffsetDateTime, Error> {
-    OffsetDateTime::parse(arg.trim(), &Rfc3339).map_err(|e| Error::BadPolicy(format!("time {arg:?} is not RFC 3339: {e}")))
+    OffsetDateTime::parse(arg.trim(), &Rfc3339)
+        .map_err(|e| Error::BadPolicy(format!("time {arg:?} is not RFC 3339: {e}")))
 }

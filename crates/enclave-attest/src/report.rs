@@ -120,17 +120,39 @@ pub struct Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let size = |v: &Option<HexBytes>| v.as_ref().map_or("absent".to_string(), |b| format!("{} bytes", b.len()));
+        let size = |v: &Option<HexBytes>| {
+            v.as_ref()
+                .map_or("absent".to_string(), |b| format!("{} bytes", b.len()))
+        };
         writeln!(f, "module_id:    {}", self.module_id)?;
-        writeln!(f, "timestamp:    {} ({} ms)", fmt_time(self.timestamp), self.timestamp_ms)?;
+        writeln!(
+            f,
+            "timestamp:    {} ({} ms)",
+            fmt_time(self.timestamp),
+            self.timestamp_ms
+        )?;
         writeln!(f, "digest:       {}", self.digest)?;
-        writeln!(f, "debug mode:   {}", if self.debug_mode { "yes (allowed)" } else { "no" })?;
+        writeln!(
+            f,
+            "debug mode:   {}",
+            if self.debug_mode {
+                "yes (allowed)"
+            } else {
+                "no"
+            }
+        )?;
         for (i, v) in &self.pcrs {
             writeln!(f, "PCR{i:<2}        {}", hex::encode(&v.0))?;
         }
         writeln!(f, "certificate:  {}", self.certificate.subject)?;
         writeln!(f, "  expires:    {}", fmt_time(self.certificate.not_after))?;
-        writeln!(f, "chain:        {} certificate(s) to root {} (sha256 {})", self.chain.len(), self.root.subject, self.root.sha256)?;
+        writeln!(
+            f,
+            "chain:        {} certificate(s) to root {} (sha256 {})",
+            self.chain.len(),
+            self.root.subject,
+            self.root.sha256
+        )?;
         writeln!(f, "public_key:   {}", size(&self.public_key))?;
         writeln!(f, "user_data:    {}", size(&self.user_data))?;
         writeln!(f, "nonce:        {}", size(&self.nonce))?;

@@ -1,8 +1,8 @@
 //! Trust roots: the compiled-in AWS Nitro Enclaves Root-G1, or roots the caller configures.
 
 use der::Decode;
-use time::OffsetDateTime;
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use x509_cert::Certificate;
 
 use crate::cert::{ParsedCert, PublicKey};
@@ -14,7 +14,8 @@ pub const AWS_NITRO_ROOT_G1_PEM: &str = include_str!("../roots/AWS_NitroEnclaves
 
 /// SHA-256 of the DER of [`AWS_NITRO_ROOT_G1_PEM`], the fingerprint AWS publishes; checked by a
 /// test so the pinned file cannot drift.
-pub const AWS_NITRO_ROOT_G1_SHA256: &str = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b";
+pub const AWS_NITRO_ROOT_G1_SHA256: &str =
+    "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b";
 
 /// A certificate trusted by configuration. Its key and name anchor the chain; it is trusted
 /// because the caller pinned it, never because a document carries it.
@@ -41,7 +42,8 @@ impl TrustRoot {
 
     /// Parses one DER certificate as a root.
     pub fn from_der(der: &[u8]) -> Result<TrustRoot, Error> {
-        let parsed = ParsedCert::parse(der, CertPosition::Root).map_err(|e| Error::BadTrustRoot(e.to_string()))?;
+        let parsed = ParsedCert::parse(der, CertPosition::Root)
+            .map_err(|e| Error::BadTrustRoot(e.to_string()))?;
         Ok(TrustRoot {
             der: der.to_vec(),
             subject_der: parsed.subject_der(),
@@ -55,13 +57,18 @@ impl TrustRoot {
 
     /// Parses every `CERTIFICATE` block of a PEM file (a file may hold several roots).
     pub fn from_pem(pem: &[u8]) -> Result<Vec<TrustRoot>, Error> {
-        let certs = Certificate::load_pem_chain(pem).map_err(|e| Error::BadTrustRoot(format!("PEM: {e}")))?;
+        let certs = Certificate::load_pem_chain(pem)
+            .map_err(|e| Error::BadTrustRoot(format!("PEM: {e}")))?;
         if certs.is_empty() {
             return Err(Error::BadTrustRoot("no CERTIFICATE in PEM".into()));
         }
         certs
             .iter()
-            .map(|c| der::Encode::to_der(c).map_err(|e| Error::BadTrustRoot(e.to_string())).and_then(|d| TrustRoot::from_der(&d)))
+            .map(|c| {
+                der::Encode::to_der(c)
+                    .map_err(|e| Error::BadTrustRoot(e.to_string()))
+                    .and_then(|d| TrustRoot::from_der(&d))
+            })
             .collect()
     }
 

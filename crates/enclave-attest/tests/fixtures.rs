@@ -8,13 +8,21 @@ use enclave_attest::{verify, CertPosition, Error, Policy, Verifier, VerifyOption
 use time::Duration;
 
 fn options(at: time::OffsetDateTime, allow_debug: bool) -> VerifyOptions {
-    VerifyOptions { at: Some(at), policy: Policy { allow_debug, ..Policy::default() }, ..VerifyOptions::default() }
+    VerifyOptions {
+        at: Some(at),
+        policy: Policy {
+            allow_debug,
+            ..Policy::default()
+        },
+        ..VerifyOptions::default()
+    }
 }
 
 #[test]
 fn every_fixture_verifies_at_its_timestamp_and_matches_the_manifest() {
     for f in fixtures() {
-        let report = verify(&f.bytes, &options(f.at(), f.debug_mode)).unwrap_or_else(|e| panic!("{}: {e}", f.file));
+        let report = verify(&f.bytes, &options(f.at(), f.debug_mode))
+            .unwrap_or_else(|e| panic!("{}: {e}", f.file));
         assert_eq!(report.module_id, f.module_id, "{}", f.file);
         assert_eq!(report.timestamp_ms, f.timestamp_ms, "{}", f.file);
         assert_eq!(report.digest, "SHA384");
@@ -24,8 +32,18 @@ fn every_fixture_verifies_at_its_timestamp_and_matches_the_manifest() {
         }
         let len = |v: &Option<enclave_attest::HexBytes>| v.as_ref().map(|b| b.len());
         assert_eq!(len(&report.nonce), f.nonce_len, "{} nonce", f.file);
-        assert_eq!(len(&report.user_data), f.user_data_len, "{} user_data", f.file);
-        assert_eq!(len(&report.public_key), f.public_key_len, "{} public_key", f.file);
+        assert_eq!(
+            len(&report.user_data),
+            f.user_data_len,
+            "{} user_data",
+            f.file
+        );
+        assert_eq!(
+            len(&report.public_key),
+            f.public_key_len,
+            "{} public_key",
+            f.file
+        );
         assert_eq!(report.certificate.not_after, f.leaf_not_after, "{}", f.file);
         assert!(report.root.subject.contains("CN=aws.nitro-enclaves"));
         assert_eq!(report.root.sha256, enclave_attest::AWS_NITRO_ROOT_G1_SHA256);
@@ -37,7 +55,10 @@ fn every_fixture_verifies_at_its_timestamp_and_matches_the_manifest() {
         assert!(text.contains(&f.module_id) && text.contains(&f.pcrs[0].1));
         let json: serde_json::Value = serde_json::to_value(&report).unwrap();
         assert_eq!(json["module_id"], f.module_id.as_str());
-        assert_eq!(json["pcrs"]["0"], f.pcrs.iter().find(|(i, _)| *i == 0).unwrap().1.as_str());
+        assert_eq!(
+            json["pcrs"]["0"],
+            f.pcrs.iter().find(|(i, _)| *i == 0).unwrap().1.as_str()
+        );
     }
 }
 
@@ -46,14 +67,19 @@ fn every_fixture_expires_one_second_after_its_leaf() {
     for f in fixtures() {
         let at = f.leaf_not_after + Duration::seconds(1);
         match verify(&f.bytes, &options(at, true)) {
-            Err(Error::Expired { which: CertPosition::Leaf, not_after, at: when }) => {
+            Err(Error::Expired {
+                which: CertPosition::Leaf,
+                not_after,
+                at: when,
+            }) => {
                 assert_eq!(not_after, f.leaf_not_after, "{}", f.file);
                 assert_eq!(when, at);
             }
             other => panic!("{}: expected leaf Expired, got {other:?}", f.file),
         }
         // At the very second of expiry it still holds (notAfter is inclusive).
-        verify(&f.bytes, &options(f.leaf_not_after, true)).unwrap_or_else(|e| panic!("{}: {e}", f.file));
+        verify(&f.bytes, &options(f.leaf_not_after, true))
+            .unwrap_or_else(|e| panic!("{}: {e}", f.file));
     }
 }
 
@@ -61,7 +87,10 @@ fn every_fixture_expires_one_second_after_its_leaf() {
 fn verification_before_the_chain_exists_is_not_yet_valid() {
     let f = &fixtures()[0];
     let at = f.at() - Duration::days(400);
-    assert!(matches!(verify(&f.bytes, &options(at, true)), Err(Error::NotYetValid { .. })));
+    assert!(matches!(
+        verify(&f.bytes, &options(at, true)),
+        Err(Error::NotYetValid { .. })
+    ));
 }
 
 #[test]
@@ -71,7 +100,11 @@ fn debug_fixtures_are_refused_unless_allowed() {
         let refused = verify(&f.bytes, &options(f.at(), false));
         if f.debug_mode {
             debug += 1;
-            assert!(matches!(refused, Err(Error::DebugMode)), "{}: {refused:?}", f.file);
+            assert!(
+                matches!(refused, Err(Error::DebugMode)),
+                "{}: {refused:?}",
+                f.file
+            );
             assert!(verify(&f.bytes, &options(f.at(), true)).unwrap().debug_mode);
         } else {
             assert!(!refused.unwrap().debug_mode, "{}", f.file);
@@ -91,13 +124,33 @@ fn tagged_base64_and_hex_forms_all_verify() {
         let report = verify(&tagged, &opts).unwrap();
         assert!(report.cose_tagged);
         let b64 = base64ct::Base64::encode_string(&f.bytes);
-        let wrapped: String = b64.as_bytes().chunks(76).map(|c| format!("{}\n", std::str::from_utf8(c).unwrap())).collect();
+        let wrapped: String = b64
+            .as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\n", std::str::from_utf8(c).unwrap()))
+            .collect();
         let hex_text = format!("{}\n", hex::encode(&f.bytes));
-        for text in [b64.as_str(), wrapped.as_str(), hex_text.as_str(), &hex::encode_upper(&f.bytes)] {
-            assert_eq!(verify(text.as_bytes(), &opts).unwrap().module_id, f.module_id, "{}", f.file);
+        for text in [
+            b64.as_str(),
+            wrapped.as_str(),
+            hex_text.as_str(),
+            &hex::encode_upper(&f.bytes),
+        ] {
+            assert_eq!(
+                verify(text.as_bytes(), &opts).unwrap().module_id,
+                f.module_id,
+                "{}",
+                f.file
+            );
         }
         // The reusable verifier agrees with the one-shot entry point.
-        assert_eq!(verifier.verify(&f.bytes, f.at(), &opts.policy).unwrap().module_id, f.module_id);
+        assert_eq!(
+            verifier
+                .verify(&f.bytes, f.at(), &opts.policy)
+                .unwrap()
+                .module_id,
+            f.module_id
+        );
     }
 }
 
@@ -120,35 +173,74 @@ fn explicit_roots_replace_the_pinned_one() {
     let f = &fixtures()[0];
     let forged = common::forge::Chain::new("CN=Some Other Root");
     let roots = enclave_attest::TrustRoot::from_pem_or_der(&forged.root).unwrap();
-    let opts = VerifyOptions { roots, ..options(f.at(), true) };
-    assert!(matches!(verify(&f.bytes, &opts), Err(Error::UntrustedRoot { which: CertPosition::CaBundle(1), .. })));
+    let opts = VerifyOptions {
+        roots,
+        ..options(f.at(), true)
+    };
+    assert!(matches!(
+        verify(&f.bytes, &opts),
+        Err(Error::UntrustedRoot {
+            which: CertPosition::CaBundle(1),
+            ..
+        })
+    ));
     // The AWS root given explicitly, as PEM, works like the compiled-in one.
-    let aws = enclave_attest::TrustRoot::from_pem(enclave_attest::AWS_NITRO_ROOT_G1_PEM.as_bytes()).unwrap();
-    verify(&f.bytes, &VerifyOptions { roots: aws, ..options(f.at(), true) }).unwrap();
+    let aws = enclave_attest::TrustRoot::from_pem(enclave_attest::AWS_NITRO_ROOT_G1_PEM.as_bytes())
+        .unwrap();
+    verify(
+        &f.bytes,
+        &VerifyOptions {
+            roots: aws,
+            ..options(f.at(), true)
+        },
+    )
+    .unwrap();
 }
 
 #[test]
 fn link_cache_changes_speed_not_answers() {
     let verifier = Verifier::aws().with_link_cache(64);
-    let policy = Policy { allow_debug: true, ..Policy::default() };
+    let policy = Policy {
+        allow_debug: true,
+        ..Policy::default()
+    };
     for f in fixtures() {
         for _ in 0..2 {
-            assert_eq!(verifier.verify(&f.bytes, f.at(), &policy).unwrap().module_id, f.module_id);
+            assert_eq!(
+                verifier
+                    .verify(&f.bytes, f.at(), &policy)
+                    .unwrap()
+                    .module_id,
+                f.module_id
+            );
         }
         // With every link cached, time, tampering and policy are still checked.
         let late = f.leaf_not_after + Duration::seconds(1);
-        assert!(matches!(verifier.verify(&f.bytes, late, &policy), Err(Error::Expired { .. })));
+        assert!(matches!(
+            verifier.verify(&f.bytes, late, &policy),
+            Err(Error::Expired { .. })
+        ));
         let (payload, _) = common::payload_and_signature(&f.bytes);
         let mut doc = f.bytes.clone();
         doc[payload.end - 1] ^= 1;
         assert!(verifier.verify(&doc, f.at(), &policy).is_err());
         if f.debug_mode {
-            assert!(matches!(verifier.verify(&f.bytes, f.at(), &Policy::default()), Err(Error::DebugMode)));
+            assert!(matches!(
+                verifier.verify(&f.bytes, f.at(), &Policy::default()),
+                Err(Error::DebugMode)
+            ));
         }
     }
     // A forged chain is not let through by a warm cache.
     let forged = common::forge::Chain::new(common::forge::AWS_ROOT_NAME);
     let f = &fixtures()[0];
-    let doc = common::forge::sign_cose(&common::forge::encode(common::forge::forged_payload(&f.bytes, &forged)), &forged.leaf_key, false);
-    assert!(matches!(verifier.verify(&doc, f.at(), &policy), Err(Error::UntrustedRoot { .. })));
+    let doc = common::forge::sign_cose(
+        &common::forge::encode(common::forge::forged_payload(&f.bytes, &forged)),
+        &forged.leaf_key,
+        false,
+    );
+    assert!(matches!(
+        verifier.verify(&doc, f.at(), &policy),
+        Err(Error::UntrustedRoot { .. })
+    ));
 }

@@ -9,11 +9,18 @@ use common::forge::{self, Chain, AWS_ROOT_NAME};
 use enclave_attest::{verify, CertPosition, ChainFault, Error, Policy, TrustRoot, VerifyOptions};
 
 fn real() -> common::Fixture {
-    common::fixtures().into_iter().find(|f| f.file.starts_with("blocky")).unwrap()
+    common::fixtures()
+        .into_iter()
+        .find(|f| f.file.starts_with("blocky"))
+        .unwrap()
 }
 
 fn opts(f: &common::Fixture, roots: Vec<TrustRoot>, policy: Policy) -> VerifyOptions {
-    VerifyOptions { at: Some(f.at()), roots, policy }
+    VerifyOptions {
+        at: Some(f.at()),
+        roots,
+        policy,
+    }
 }
 
 fn forged_root(chain: &Chain) -> Vec<TrustRoot> {
@@ -25,14 +32,24 @@ fn forged_chain_fails_against_pinned_root_and_passes_with_its_own() {
     let f = real();
     for root_name in ["CN=Forged Root,O=Forger", AWS_ROOT_NAME] {
         let chain = Chain::new(root_name);
-        let doc = forge::sign_cose(&forge::encode(forge::forged_payload(&f.bytes, &chain)), &chain.leaf_key, false);
+        let doc = forge::sign_cose(
+            &forge::encode(forge::forged_payload(&f.bytes, &chain)),
+            &chain.leaf_key,
+            false,
+        );
         match verify(&doc, &opts(&f, vec![], Policy::default())) {
-            Err(Error::UntrustedRoot { which: CertPosition::CaBundle(1), issuer }) => assert!(issuer.contains("CN="), "{issuer}"),
+            Err(Error::UntrustedRoot {
+                which: CertPosition::CaBundle(1),
+                issuer,
+            }) => assert!(issuer.contains("CN="), "{issuer}"),
             other => panic!("{root_name}: expected UntrustedRoot, got {other:?}"),
         }
         let report = verify(&doc, &opts(&f, forged_root(&chain), Policy::default())).unwrap();
         assert_eq!(report.module_id, f.module_id);
-        assert_eq!(report.root.subject, TrustRoot::from_der(&chain.root).unwrap().subject());
+        assert_eq!(
+            report.root.subject,
+            TrustRoot::from_der(&chain.root).unwrap().subject()
+        );
     }
 }
 
@@ -42,11 +59,24 @@ fn forged_leaf_under_the_real_cabundle_breaks_the_chain() {
     let chain = Chain::new("CN=Forged Root");
     let mut map = forge::payload_map(&f.bytes);
     // A leaf claiming the real instance CA as issuer, but signed by the forger's key.
-    let Value::Array(cabundle) = &map.iter().find(|(k, _)| k.as_text() == Some("cabundle")).unwrap().1 else { panic!() };
-    let Value::Bytes(instance_ca) = cabundle.last().unwrap() else { panic!() };
+    let Value::Array(cabundle) = &map
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("cabundle"))
+        .unwrap()
+        .1
+    else {
+        panic!()
+    };
+    let Value::Bytes(instance_ca) = cabundle.last().unwrap() else {
+        panic!()
+    };
     let issuer = {
         use der::Decode;
-        x509_cert::Certificate::from_der(instance_ca).unwrap().tbs_certificate.subject.to_string()
+        x509_cert::Certificate::from_der(instance_ca)
+            .unwrap()
+            .tbs_certificate
+            .subject
+            .to_string()
     };
     let leaf = forge::issue(
         "CN=forged-leaf",
@@ -59,7 +89,10 @@ fn forged_leaf_under_the_real_cabundle_breaks_the_chain() {
     forge::set(&mut map, "certificate", Value::Bytes(leaf));
     let doc = forge::sign_cose(&forge::encode(map), &chain.leaf_key, false);
     match verify(&doc, &opts(&f, vec![], Policy::default())) {
-        Err(Error::ChainBroken { which: CertPosition::Leaf, reason: ChainFault::IssuerMismatch | ChainFault::BadSignature }) => {}
+        Err(Error::ChainBroken {
+            which: CertPosition::Leaf,
+            reason: ChainFault::IssuerMismatch | ChainFault::BadSignature,
+        }) => {}
         other => panic!("expected ChainBroken at the leaf, got {other:?}"),
     }
 }
@@ -77,7 +110,10 @@ fn indefinite_length_payloads_verify_over_the_bytes_as_received() {
     for tagged in [false, true] {
         let doc = forge::sign_cose(&indefinite, &chain.leaf_key, tagged);
         let report = verify(&doc, &opts(&f, roots.clone(), Policy::default())).unwrap();
-        assert_eq!((report.module_id.as_str(), report.cose_tagged), (f.module_id.as_str(), tagged));
+        assert_eq!(
+            (report.module_id.as_str(), report.cose_tagged),
+            (f.module_id.as_str(), tagged)
+        );
     }
     // The same document re-encoded with definite lengths is different bytes: a verifier that
     // re-encoded what it decoded would accept this, a correct one does not.
@@ -86,11 +122,20 @@ fn indefinite_length_payloads_verify_over_the_bytes_as_received() {
     let mut swapped = forge::sign_cose(&definite, &chain.leaf_key, false);
     let (_, sig2) = common::payload_and_signature(&swapped);
     swapped[sig2].copy_from_slice(&signed[sig]);
-    assert!(matches!(verify(&swapped, &opts(&f, roots, Policy::default())), Err(Error::SignatureInvalid)));
+    assert!(matches!(
+        verify(&swapped, &opts(&f, roots, Policy::default())),
+        Err(Error::SignatureInvalid)
+    ));
 }
 
+/// A payload map as ciborium decodes it.
+type PayloadMap = Vec<(Value, Value)>;
+
 /// Signs the forged payload after `edit`, and verifies it against the forged root.
-fn verify_edited(edit: impl FnOnce(&mut Vec<(Value, Value)>), policy: Policy) -> Result<enclave_attest::Report, Error> {
+fn verify_edited(
+    edit: impl FnOnce(&mut Vec<(Value, Value)>),
+    policy: Policy,
+) -> Result<enclave_attest::Report, Error> {
     let f = real();
     let chain = Chain::new("CN=Forged Root");
     let mut map = forge::forged_payload(&f.bytes, &chain);
@@ -102,22 +147,64 @@ fn verify_edited(edit: impl FnOnce(&mut Vec<(Value, Value)>), policy: Policy) ->
 #[test]
 fn field_limits_and_missing_fields_are_typed() {
     let bytes = |n: usize| Value::Bytes(vec![7; n]);
-    let pcrs = |n: usize, len: usize| Value::Map((0..n).map(|i| (Value::Integer(i.into()), bytes(len))).collect());
-    let limit = |field: &str, edit: Box<dyn FnOnce(&mut Vec<(Value, Value)>)>| match verify_edited(edit, Policy::default()) {
+    let pcrs = |n: usize, len: usize| {
+        Value::Map(
+            (0..n)
+                .map(|i| (Value::Integer(i.into()), bytes(len)))
+                .collect(),
+        )
+    };
+    let limit = |field: &str, edit: Box<dyn FnOnce(&mut PayloadMap)>| match verify_edited(
+        edit,
+        Policy::default(),
+    ) {
         Err(Error::FieldLimit { field: got, .. }) => assert_eq!(got, field),
         other => panic!("{field}: expected FieldLimit, got {other:?}"),
     };
-    limit("pcrs", Box::new(move |m| forge::set(m, "pcrs", pcrs(0, 48))));
-    limit("pcrs", Box::new(move |m| forge::set(m, "pcrs", pcrs(33, 48))));
-    limit("pcrs[0]", Box::new(move |m| forge::set(m, "pcrs", pcrs(3, 47))));
-    limit("nonce", Box::new(move |m| forge::set(m, "nonce", bytes(1025))));
-    limit("user_data", Box::new(move |m| forge::set(m, "user_data", bytes(1025))));
-    limit("public_key", Box::new(move |m| forge::set(m, "public_key", bytes(1025))));
-    limit("certificate", Box::new(move |m| forge::set(m, "certificate", bytes(1025))));
-    limit("certificate", Box::new(move |m| forge::set(m, "certificate", bytes(0))));
-    limit("cabundle", Box::new(move |m| forge::set(m, "cabundle", Value::Array(vec![]))));
-    limit("cabundle[1]", Box::new(move |m| forge::set(m, "cabundle", Value::Array(vec![bytes(10), bytes(1025)]))));
-    limit("module_id", Box::new(move |m| forge::set(m, "module_id", Value::Text(String::new()))));
+    limit(
+        "pcrs",
+        Box::new(move |m| forge::set(m, "pcrs", pcrs(0, 48))),
+    );
+    limit(
+        "pcrs",
+        Box::new(move |m| forge::set(m, "pcrs", pcrs(33, 48))),
+    );
+    limit(
+        "pcrs[0]",
+        Box::new(move |m| forge::set(m, "pcrs", pcrs(3, 47))),
+    );
+    limit(
+        "nonce",
+        Box::new(move |m| forge::set(m, "nonce", bytes(1025))),
+    );
+    limit(
+        "user_data",
+        Box::new(move |m| forge::set(m, "user_data", bytes(1025))),
+    );
+    limit(
+        "public_key",
+        Box::new(move |m| forge::set(m, "public_key", bytes(1025))),
+    );
+    limit(
+        "certificate",
+        Box::new(move |m| forge::set(m, "certificate", bytes(1025))),
+    );
+    limit(
+        "certificate",
+        Box::new(move |m| forge::set(m, "certificate", bytes(0))),
+    );
+    limit(
+        "cabundle",
+        Box::new(move |m| forge::set(m, "cabundle", Value::Array(vec![]))),
+    );
+    limit(
+        "cabundle[1]",
+        Box::new(move |m| forge::set(m, "cabundle", Value::Array(vec![bytes(10), bytes(1025)]))),
+    );
+    limit(
+        "module_id",
+        Box::new(move |m| forge::set(m, "module_id", Value::Text(String::new()))),
+    );
     // The limits themselves are accepted: 32 PCRs of 64 bytes, 1024-byte optional fields.
     let ok = verify_edited(
         |m| {
@@ -128,18 +215,45 @@ fn field_limits_and_missing_fields_are_typed() {
         Policy::default(),
     )
     .unwrap();
-    assert_eq!((ok.pcrs.len(), ok.nonce.unwrap().len(), ok.user_data.unwrap().len()), (32, 1024, 0));
+    assert_eq!(
+        (
+            ok.pcrs.len(),
+            ok.nonce.unwrap().len(),
+            ok.user_data.unwrap().len()
+        ),
+        (32, 1024, 0)
+    );
     // Optional fields may be absent altogether or CBOR null.
-    let ok = verify_edited(|m| (forge::remove(m, "nonce"), forge::set(m, "user_data", Value::Null)).0, Policy::default()).unwrap();
+    let ok = verify_edited(
+        |m| {
+            (
+                forge::remove(m, "nonce"),
+                forge::set(m, "user_data", Value::Null),
+            )
+                .0
+        },
+        Policy::default(),
+    )
+    .unwrap();
     assert!(ok.nonce.is_none() && ok.user_data.is_none());
-    for field in ["module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle"] {
+    for field in [
+        "module_id",
+        "digest",
+        "timestamp",
+        "pcrs",
+        "certificate",
+        "cabundle",
+    ] {
         match verify_edited(|m| forge::remove(m, field), Policy::default()) {
             Err(Error::MissingField(got)) => assert_eq!(got, field),
             other => panic!("{field}: expected MissingField, got {other:?}"),
         }
     }
     assert!(matches!(
-        verify_edited(|m| forge::set(m, "digest", Value::Text("SHA256".into())), Policy::default()),
+        verify_edited(
+            |m| forge::set(m, "digest", Value::Text("SHA256".into())),
+            Policy::default()
+        ),
         Err(Error::UnsupportedAlgorithm(_))
     ));
 }
@@ -148,7 +262,11 @@ fn field_limits_and_missing_fields_are_typed() {
 fn policy_mismatches_are_typed() {
     let f = real();
     let good = Policy {
-        pcrs: f.pcrs.iter().map(|(i, v)| (*i, hex::decode(v).unwrap())).collect(),
+        pcrs: f
+            .pcrs
+            .iter()
+            .map(|(i, v)| (*i, hex::decode(v).unwrap()))
+            .collect(),
         ..Policy::default()
     };
     let verifier = enclave_attest::Verifier::aws();
@@ -164,16 +282,70 @@ fn policy_mismatches_are_typed() {
     let check = |policy: Policy| verifier.verify(&f.bytes, f.at(), &policy).unwrap_err();
     let mut pcr = good.clone();
     pcr.pcrs.get_mut(&2).unwrap()[5] ^= 1;
-    assert!(matches!(check(pcr), Error::PcrMismatch { index: 2, actual: Some(_), .. }));
+    assert!(matches!(
+        check(pcr),
+        Error::PcrMismatch {
+            index: 2,
+            actual: Some(_),
+            ..
+        }
+    ));
     let (i, v) = Policy::parse_pcr_arg(&format!("20={}", "00".repeat(48))).unwrap();
-    assert!(matches!(check(Policy { pcrs: [(i, v)].into(), ..good.clone() }), Error::PcrMismatch { index: 20, actual: None, .. }));
-    assert!(matches!(check(Policy { nonce: Some(vec![1, 2, 3]), ..full.clone() }), Error::NonceMismatch { .. }));
-    assert!(matches!(check(Policy { user_data: Some(vec![]), ..full.clone() }), Error::UserDataMismatch { .. }));
-    assert!(matches!(check(Policy { public_key: Some(vec![9]), ..full.clone() }), Error::PublicKeyMismatch { .. }));
+    assert!(matches!(
+        check(Policy {
+            pcrs: [(i, v)].into(),
+            ..good.clone()
+        }),
+        Error::PcrMismatch {
+            index: 20,
+            actual: None,
+            ..
+        }
+    ));
+    assert!(matches!(
+        check(Policy {
+            nonce: Some(vec![1, 2, 3]),
+            ..full.clone()
+        }),
+        Error::NonceMismatch { .. }
+    ));
+    assert!(matches!(
+        check(Policy {
+            user_data: Some(vec![]),
+            ..full.clone()
+        }),
+        Error::UserDataMismatch { .. }
+    ));
+    assert!(matches!(
+        check(Policy {
+            public_key: Some(vec![9]),
+            ..full.clone()
+        }),
+        Error::PublicKeyMismatch { .. }
+    ));
     // An expected field the document lacks is a mismatch too.
-    let prod = common::fixtures().into_iter().find(|f| f.file.starts_with("anjuna_2021")).unwrap();
-    let err = verifier.verify(&prod.bytes, prod.at(), &Policy { nonce: Some(vec![1]), ..Policy::default() }).unwrap_err();
-    assert!(matches!(err, Error::NonceMismatch { actual: None, .. }), "{err}");
+    let prod = common::fixtures()
+        .into_iter()
+        .find(|f| f.file.starts_with("anjuna_2021"))
+        .unwrap();
+    let err = verifier
+        .verify(
+            &prod.bytes,
+            prod.at(),
+            &Policy {
+                nonce: Some(vec![1]),
+                ..Policy::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NonceMismatch { actual: None, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("nonce"));
-    assert!(Policy::parse_pcr_arg("32=00").is_err() && Policy::parse_pcr_arg("1=zz").is_err() && Policy::parse_pcr_arg("1=00").is_err());
+    assert!(
+        Policy::parse_pcr_arg("32=00").is_err()
+            && Policy::parse_pcr_arg("1=zz").is_err()
+            && Policy::parse_pcr_arg("1=00").is_err()
+    );
 }

@@ -16,7 +16,10 @@ fn sample(range: std::ops::Range<usize>) -> Vec<usize> {
 #[test]
 fn single_byte_flips_in_payload_and_signature_all_fail() {
     let verifier = Verifier::aws();
-    let policy = Policy { allow_debug: true, ..Policy::default() };
+    let policy = Policy {
+        allow_debug: true,
+        ..Policy::default()
+    };
     let mut kinds = std::collections::BTreeMap::<String, usize>::new();
     let mut total = 0;
     for f in common::fixtures() {
@@ -34,7 +37,11 @@ fn single_byte_flips_in_payload_and_signature_all_fail() {
                     Ok(Err(e)) => e,
                     Err(_) => panic!("{}: flip {mask:#04x} at {pos} panicked", f.file),
                 };
-                let kind = format!("{err:?}").split([' ', '(', '{']).next().unwrap_or_default().to_string();
+                let kind = format!("{err:?}")
+                    .split([' ', '(', '{'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 *kinds.entry(kind).or_default() += 1;
                 total += 1;
             }
@@ -42,7 +49,10 @@ fn single_byte_flips_in_payload_and_signature_all_fail() {
     }
     eprintln!("{total} flips, errors by kind: {kinds:?}");
     // Most flips leave a well-formed document whose signature no longer matches.
-    assert!(kinds.get("SignatureInvalid").copied().unwrap_or(0) > total / 3, "{kinds:?}");
+    assert!(
+        kinds.get("SignatureInvalid").copied().unwrap_or(0) > total / 3,
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -50,10 +60,15 @@ fn truncations_fail_cleanly() {
     let verifier = Verifier::aws();
     for f in common::fixtures() {
         for len in (0..f.bytes.len()).step_by(101) {
-            assert!(verifier.verify(&f.bytes[..len], f.at(), &Policy::default()).is_err());
+            assert!(verifier
+                .verify(&f.bytes[..len], f.at(), &Policy::default())
+                .is_err());
         }
         let mut longer = f.bytes.clone();
         longer.push(0);
-        assert!(matches!(verifier.verify(&longer, f.at(), &Policy::default()), Err(Error::BadCose(_))));
+        assert!(matches!(
+            verifier.verify(&longer, f.at(), &Policy::default()),
+            Err(Error::BadCose(_))
+        ));
     }
 }

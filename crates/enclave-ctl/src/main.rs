@@ -24,6 +24,10 @@ fn main() {
         Command::Stop(args) => cmd::stop::run(args),
         Command::Rm(args) => cmd::rm::run(args),
         Command::Console(args) => cmd::console::run(args),
+        Command::Exec(args) => cmd::exec::run(args),
+        Command::Cp(args) => cmd::cp::run(args),
+        Command::Services(args) => cmd::services::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -28,10 +28,16 @@ fn inspect_json(init: &Path, eif: &Path) -> (i32, Value) {
 
 #[test]
 fn every_transport_of_the_same_image_gives_the_same_pcrs() {
-    let Some((kernel, init)) = build_inputs() else { return };
+    let Some((kernel, init)) = build_inputs() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let Some(oci) = example_image(tmp.path()) else { return };
-    let Some(()) = require(have("skopeo"), "skopeo") else { return };
+    let Some(oci) = example_image(tmp.path()) else {
+        return;
+    };
+    let Some(()) = require(have("skopeo"), "skopeo") else {
+        return;
+    };
     let oci_ref = format!("oci:{}:latest", oci.display());
     let archive = tmp.path().join("hello-oci.tar");
     let docker = tmp.path().join("hello-docker.tar");
@@ -39,8 +45,13 @@ fn every_transport_of_the_same_image_gives_the_same_pcrs() {
         format!("oci-archive:{}:latest", archive.display()),
         format!("docker-archive:{}:hello:latest", docker.display()),
     ] {
-        assert_ok(&run(Command::new("skopeo")
-            .args(["--insecure-policy", "copy", "--quiet", &oci_ref, &dest])));
+        assert_ok(&run(Command::new("skopeo").args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            &oci_ref,
+            &dest,
+        ])));
     }
 
     let sources = [
@@ -74,7 +85,9 @@ fn every_transport_of_the_same_image_gives_the_same_pcrs() {
 /// directory, TMPDIR and locale: the EIFs must be byte-identical.
 #[test]
 fn builds_are_reproducible_across_machines_and_directories() {
-    let Some((kernel, init)) = build_inputs() else { return };
+    let Some((kernel, init)) = build_inputs() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a/rootfs");
     make_rootfs(&a);
@@ -114,7 +127,13 @@ fn builds_are_reproducible_across_machines_and_directories() {
     let out_a = tmp.path().join("a.eif");
     let out_b = tmp.path().join("b.eif");
     build(&a, &out_a, "022", &tmp.path().join("a"), "C");
-    build(&b, &out_b, "077", &tmp.path().join("elsewhere"), "fr_FR.UTF-8");
+    build(
+        &b,
+        &out_b,
+        "077",
+        &tmp.path().join("elsewhere"),
+        "fr_FR.UTF-8",
+    );
     assert_eq!(sha256(&out_a), sha256(&out_b));
 
     // SOURCE_DATE_EPOCH is an input: another value gives other bytes and another PCR2, and the
@@ -133,7 +152,13 @@ fn builds_are_reproducible_across_machines_and_directories() {
     assert_ne!(sha256(&out_a), sha256(&out_c));
     let out_d = tmp.path().join("d.eif");
     let o = run(ctl(&init)
-        .args(["build", "--quiet", "--source-date-epoch", "1700000000", "-f"])
+        .args([
+            "build",
+            "--quiet",
+            "--source-date-epoch",
+            "1700000000",
+            "-f",
+        ])
         .arg(&spec_a)
         .arg("-o")
         .arg(&out_d)
@@ -161,24 +186,31 @@ fn make_rootfs(root: &Path) {
     std::fs::hard_link(root.join("etc/hostname"), root.join("etc/hostname.bak")).unwrap();
     std::fs::write(root.join("bin/hello"), b"#!/bin/sh\necho hello\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(root.join("bin/hello"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        root.join("bin/hello"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(root.join("bin/su"), b"setuid").unwrap();
-    std::fs::set_permissions(root.join("bin/su"), std::fs::Permissions::from_mode(0o4755))
-        .unwrap();
+    std::fs::set_permissions(root.join("bin/su"), std::fs::Permissions::from_mode(0o4755)).unwrap();
 }
 
 #[test]
 fn spec_overrides_are_measured_and_bad_specs_are_refused() {
-    let Some((kernel, init)) = build_inputs() else { return };
+    let Some((kernel, init)) = build_inputs() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = tmp.path().join("rootfs");
     make_rootfs(&rootfs);
     let spec_ok = tmp.path().join("ok.yaml");
     std::fs::write(&spec_ok, "from: dir:rootfs\ncmd: [/bin/hello]\n").unwrap();
     let spec_debug = tmp.path().join("debug.yaml");
-    std::fs::write(&spec_debug, "from: dir:rootfs\ncmd: [/bin/hello]\ndebug: {exec: true}\n")
-        .unwrap();
+    std::fs::write(
+        &spec_debug,
+        "from: dir:rootfs\ncmd: [/bin/hello]\ndebug: {exec: true}\n",
+    )
+    .unwrap();
     let pcrs = |spec: &Path, out: &str| {
         let o = run(ctl(&init)
             .current_dir("/")
@@ -199,7 +231,11 @@ fn spec_overrides_are_measured_and_bad_specs_are_refused() {
     assert_eq!(ok["PCR1"], debug["PCR1"]);
 
     let bad = tmp.path().join("bad.yaml");
-    std::fs::write(&bad, "from: dir:rootfs\ncmd: [/bin/hello]\ndebgu: {exec: true}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "from: dir:rootfs\ncmd: [/bin/hello]\ndebgu: {exec: true}\n",
+    )
+    .unwrap();
     let out = tmp.path().join("bad.eif");
     let o = run(ctl(&init)
         .args(["build", "--quiet", "-f"])

@@ -19,7 +19,13 @@ fn rootfs(tmp: &Path) -> PathBuf {
     spec
 }
 
-fn build(init: &Path, kernel: &Path, tmp: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+fn build(
+    init: &Path,
+    kernel: &Path,
+    tmp: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
     run(ctl(init)
         .args(["build", "--quiet", "--json", "-f"])
         .arg(rootfs(tmp))
@@ -37,28 +43,53 @@ fn openssl(args: &[&str], dir: &Path) {
 
 #[test]
 fn signed_build_has_pcr8_and_verifies() {
-    let Some((kernel, init)) = build_inputs() else { return };
-    let Some(()) = require(have("openssl"), "openssl") else { return };
+    let Some((kernel, init)) = build_inputs() else {
+        return;
+    };
+    let Some(()) = require(have("openssl"), "openssl") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     openssl(
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1", "-nodes",
-            "-keyout", "key.pem", "-out", "cert.pem", "-subj", "/CN=enclave-engine test", "-days",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp384r1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=enclave-engine test",
+            "-days",
             "30",
         ],
         dir,
     );
     let out = dir.join("signed.eif");
-    let o = build(&init, &kernel, dir, &out, &[
-        "--signing-certificate",
-        dir.join("cert.pem").to_str().unwrap(),
-        "--private-key",
-        dir.join("key.pem").to_str().unwrap(),
-    ]);
+    let o = build(
+        &init,
+        &kernel,
+        dir,
+        &out,
+        &[
+            "--signing-certificate",
+            dir.join("cert.pem").to_str().unwrap(),
+            "--private-key",
+            dir.join("key.pem").to_str().unwrap(),
+        ],
+    );
     assert_ok(&o);
     let built: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let pcr8 = built["Measurements"]["PCR8"].as_str().expect("PCR8 printed").to_owned();
+    let pcr8 = built["Measurements"]["PCR8"]
+        .as_str()
+        .expect("PCR8 printed")
+        .to_owned();
 
     // measure --signing-certificate computes the same PCR8 from the certificate alone.
     let o = run(ctl(&init)
@@ -88,67 +119,121 @@ fn signed_build_has_pcr8_and_verifies() {
 
     // Signing is deterministic (RFC 6979): the same inputs give the same signed bytes.
     let again = dir.join("signed-again.eif");
-    assert_ok(&build(&init, &kernel, dir, &again, &[
-        "--signing-certificate",
-        dir.join("cert.pem").to_str().unwrap(),
-        "--private-key",
-        dir.join("key.pem").to_str().unwrap(),
-    ]));
+    assert_ok(&build(
+        &init,
+        &kernel,
+        dir,
+        &again,
+        &[
+            "--signing-certificate",
+            dir.join("cert.pem").to_str().unwrap(),
+            "--private-key",
+            dir.join("key.pem").to_str().unwrap(),
+        ],
+    ));
     assert_eq!(sha256(&out), sha256(&again));
 }
 
 #[test]
 fn wrong_signing_keys_are_refused_without_output() {
-    let Some((kernel, init)) = build_inputs() else { return };
-    let Some(()) = require(have("openssl"), "openssl") else { return };
+    let Some((kernel, init)) = build_inputs() else {
+        return;
+    };
+    let Some(()) = require(have("openssl"), "openssl") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     openssl(
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rsa.pem", "-out",
-            "rsa-cert.pem", "-subj", "/CN=rsa", "-days", "30",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "rsa.pem",
+            "-out",
+            "rsa-cert.pem",
+            "-subj",
+            "/CN=rsa",
+            "-days",
+            "30",
         ],
         dir,
     );
     openssl(
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1", "-nodes",
-            "-keyout", "other.pem", "-out", "other-cert.pem", "-subj", "/CN=other", "-days", "30",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp384r1",
+            "-nodes",
+            "-keyout",
+            "other.pem",
+            "-out",
+            "other-cert.pem",
+            "-subj",
+            "/CN=other",
+            "-days",
+            "30",
         ],
         dir,
     );
     let out = dir.join("x.eif");
-    let o = build(&init, &kernel, dir, &out, &[
-        "--signing-certificate",
-        dir.join("rsa-cert.pem").to_str().unwrap(),
-        "--private-key",
-        dir.join("rsa.pem").to_str().unwrap(),
-    ]);
+    let o = build(
+        &init,
+        &kernel,
+        dir,
+        &out,
+        &[
+            "--signing-certificate",
+            dir.join("rsa-cert.pem").to_str().unwrap(),
+            "--private-key",
+            dir.join("rsa.pem").to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("P-384"), "{}", stderr(&o));
     assert!(!out.exists());
 
     // A P-384 key that does not match the certificate.
-    let o = build(&init, &kernel, dir, &out, &[
-        "--signing-certificate",
-        dir.join("other-cert.pem").to_str().unwrap(),
-        "--private-key",
-        dir.join("rsa.pem").to_str().unwrap(),
-    ]);
+    let o = build(
+        &init,
+        &kernel,
+        dir,
+        &out,
+        &[
+            "--signing-certificate",
+            dir.join("other-cert.pem").to_str().unwrap(),
+            "--private-key",
+            dir.join("rsa.pem").to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(!out.exists());
 
     // Half of the pair is a usage error.
-    let o = build(&init, &kernel, dir, &out, &[
-        "--signing-certificate",
-        dir.join("other-cert.pem").to_str().unwrap(),
-    ]);
+    let o = build(
+        &init,
+        &kernel,
+        dir,
+        &out,
+        &[
+            "--signing-certificate",
+            dir.join("other-cert.pem").to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]
 fn inspect_names_crc_failures_and_never_panics() {
-    let Some((kernel, init)) = build_inputs() else { return };
+    let Some((kernel, init)) = build_inputs() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let eif = tmp.path().join("good.eif");
     assert_ok(&build(&init, &kernel, tmp.path(), &eif, &[]));
@@ -172,18 +257,30 @@ fn inspect_names_crc_failures_and_never_panics() {
         std::fs::write(&path, &bytes[..len]).unwrap();
         let o = run(ctl(&init).arg("inspect").arg(&path));
         let code = o.status.code();
-        assert!(matches!(code, Some(1) | Some(3)), "len {len}: {code:?} {}", stderr(&o));
-        assert!(!stderr(&o).contains("panicked"), "len {len}: {}", stderr(&o));
+        assert!(
+            matches!(code, Some(1) | Some(3)),
+            "len {len}: {code:?} {}",
+            stderr(&o)
+        );
+        assert!(
+            !stderr(&o).contains("panicked"),
+            "len {len}: {}",
+            stderr(&o)
+        );
     }
 
-    let o = run(ctl(&init).arg("inspect").arg(tmp.path().join("missing.eif")));
+    let o = run(ctl(&init)
+        .arg("inspect")
+        .arg(tmp.path().join("missing.eif")));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing.eif"));
 }
 
 #[test]
 fn malicious_or_missing_sources_fail_cleanly() {
-    let Some((kernel, init)) = build_inputs() else { return };
+    let Some((kernel, init)) = build_inputs() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let out = dir.join("out.eif");
@@ -220,8 +317,13 @@ with tarfile.open(sys.argv[1], "w") as t:
         t.addfile(info, io.BytesIO(data))
 "#;
     let evil = dir.join("evil.tar");
-    let Some(()) = require(have("python3"), "python3") else { return };
-    assert_ok(&run(Command::new("python3").arg("-c").arg(script).arg(&evil)));
+    let Some(()) = require(have("python3"), "python3") else {
+        return;
+    };
+    assert_ok(&run(Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&evil)));
     let o = try_build(&format!("docker-archive:{}", evil.display()));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains(".."), "{}", stderr(&o));
@@ -235,13 +337,21 @@ with tarfile.open(sys.argv[1], "w") as t:
     assert!(!out.exists());
 
     // Missing sources and unknown transports.
-    for from in ["oci:/nonexistent/layout:latest", "dir:/nonexistent", "docker://busybox"] {
+    for from in [
+        "oci:/nonexistent/layout:latest",
+        "dir:/nonexistent",
+        "docker://busybox",
+    ] {
         let o = try_build(from);
         assert_eq!(o.status.code(), Some(1), "{from}: {}", stderr(&o));
         assert!(!stderr(&o).is_empty());
         assert!(!out.exists());
     }
-    assert!(leftover_temp_files(dir).is_empty(), "{:?}", leftover_temp_files(dir));
+    assert!(
+        leftover_temp_files(dir).is_empty(),
+        "{:?}",
+        leftover_temp_files(dir)
+    );
 
     // A kernel directory that is not one.
     let o = run(ctl(&init)

@@ -16,6 +16,16 @@ struct Env {
     engine: PathBuf,
 }
 
+/// Removes (and so stops) every enclave of the test, even when an assertion failed.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self
+            .ctl()
+            .args(["rm", "-f", "a", "b", "c", "mute"])
+            .output();
+    }
+}
+
 impl Env {
     fn ctl(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
@@ -42,17 +52,28 @@ impl Env {
     }
 
     fn dirs(&self) -> usize {
-        std::fs::read_dir(self.state.join("enclaves")).map(|d| d.count()).unwrap_or(0)
+        std::fs::read_dir(self.state.join("enclaves"))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
-    fn wait_for(&self, name: &str, what: &str, limit: Duration, ok: impl Fn(&Value) -> bool) -> Value {
+    fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let v = self.inspect(name);
             if ok(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{name}: {what} not reached: {v:#}");
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {what} not reached: {v:#}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -62,15 +83,24 @@ impl Env {
 fn engine_binary() -> Option<PathBuf> {
     let ctl = Path::new(env!("CARGO_BIN_EXE_enclave-ctl"));
     let p = ctl.with_file_name("enclave-engine");
-    require(p.is_file(), "the enclave-engine binary (cargo build --workspace)")?;
+    require(
+        p.is_file(),
+        "the enclave-engine binary (cargo build --workspace)",
+    )?;
     Some(p)
 }
 
 fn vm_prerequisites() -> Option<()> {
-    require(have("qemu-system-x86_64"), "qemu-system-x86_64 (apt qemu-system-x86)")?;
+    require(
+        have("qemu-system-x86_64"),
+        "qemu-system-x86_64 (apt qemu-system-x86)",
+    )?;
     let home = std::env::var("HOME").unwrap_or_default();
     require(
-        have("vhost-device-vsock") || Path::new(&home).join(".cargo/bin/vhost-device-vsock").is_file(),
+        have("vhost-device-vsock")
+            || Path::new(&home)
+                .join(".cargo/bin/vhost-device-vsock")
+                .is_file(),
         "vhost-device-vsock (cargo install vhost-device-vsock --locked)",
     )
 }
@@ -80,7 +110,10 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
         let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if !zombie && text.contains(needle) {
             found.push(text);
@@ -97,16 +130,30 @@ fn kill(pid: u64, sig: &str) {
 #[test]
 fn enclaves_run_restart_stop_and_clean_up() {
     let Some(()) = vm_prerequisites() else { return };
-    let Some(engine) = engine_binary() else { return };
-    let Some((_kernel, init)) = build_inputs() else { return };
+    let Some(engine) = engine_binary() else {
+        return;
+    };
+    let Some((_kernel, init)) = build_inputs() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let Some(oci) = example_image(tmp.path()) else { return };
+    let Some(oci) = example_image(tmp.path()) else {
+        return;
+    };
     let eif = tmp.path().join("hello.eif");
     let spec = common::workspace().join("examples/hello/enclave.yaml");
-    assert_ok(&run(common::ctl(&init).args(["build", "-f"]).arg(&spec).arg("--from")
-        .arg(format!("oci:{}:latest", oci.display())).arg("-o").arg(&eif)));
+    assert_ok(&run(common::ctl(&init)
+        .args(["build", "-f"])
+        .arg(&spec)
+        .arg("--from")
+        .arg(format!("oci:{}:latest", oci.display()))
+        .arg("-o")
+        .arg(&eif)));
     let eif_s = eif.to_str().unwrap();
-    let env = Env { state: tmp.path().join("state"), engine };
+    let env = Env {
+        state: tmp.path().join("state"),
+        engine,
+    };
 
     // Bad input: a clear error, nothing created.
     let e = env.fails(&["run", "-d", "/nonexistent.eif"]);
@@ -130,7 +177,16 @@ fn enclaves_run_restart_stop_and_clean_up() {
         .iter()
         .map(|(name, policy)| {
             env.ctl()
-                .args(["run", "-d", "--cpus", "1", "--memory", "128", "--boot-timeout", "90"])
+                .args([
+                    "run",
+                    "-d",
+                    "--cpus",
+                    "1",
+                    "--memory",
+                    "128",
+                    "--boot-timeout",
+                    "90",
+                ])
                 .args(["--debug-mode", "--name", name, "--restart", policy, eif_s])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -141,7 +197,10 @@ fn enclaves_run_restart_stop_and_clean_up() {
     for r in runs {
         assert_ok(&r.wait_with_output().unwrap());
     }
-    eprintln!("three enclaves up in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "three enclaves up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let ps: Value = serde_json::from_str(&env.ok(&["ps", "--json"])).unwrap();
     let ps = ps.as_array().unwrap();
     assert_eq!(ps.len(), 3);
@@ -149,15 +208,27 @@ fn enclaves_run_restart_stop_and_clean_up() {
     cids.sort_unstable();
     cids.dedup();
     assert_eq!(cids.len(), 3, "distinct CIDs");
-    assert!(ps.iter().all(|r| r["status"] == "running" && r["boot_ms"].is_u64()));
+    assert!(ps
+        .iter()
+        .all(|r| r["status"] == "running" && r["boot_ms"].is_u64()));
     let table = env.ok(&["ps"]);
     assert_eq!(table.lines().count(), 4, "{table}");
 
     // inspect: PCRs are the EIF's, ports, backend.
-    let measured: Value = serde_json::from_str(&stdout(&run(common::ctl(&init).args(["measure", "--json", eif_s])))).unwrap();
+    let measured: Value = serde_json::from_str(&stdout(&run(
+        common::ctl(&init).args(["measure", "--json", eif_s])
+    )))
+    .unwrap();
     let a = env.inspect("a");
-    let pcr0 = measured.pointer("/Measurements/PCR0").or(measured.get("PCR0")).cloned();
-    assert_eq!(Some(a["measurements"]["PCR0"].clone()), pcr0, "{measured:#}");
+    let pcr0 = measured
+        .pointer("/Measurements/PCR0")
+        .or(measured.get("PCR0"))
+        .cloned();
+    assert_eq!(
+        Some(a["measurements"]["PCR0"].clone()),
+        pcr0,
+        "{measured:#}"
+    );
     assert_eq!(a["backend"], "qemu");
     assert_eq!(a["ports"]["heartbeat"], 9000);
     assert!(a["control_addr"].as_str().unwrap().starts_with("hybrid:"));
@@ -181,8 +252,12 @@ fn enclaves_run_restart_stop_and_clean_up() {
     kill(a["instance"]["pid"].as_u64().unwrap(), "-KILL");
     let b = env.inspect("b");
     kill(b["instance"]["pid"].as_u64().unwrap(), "-KILL");
-    env.wait_for("a", "a restart", Duration::from_secs(60), |v| v["restarts"] == 1 && v["status"] == "running");
-    env.wait_for("b", "failure", Duration::from_secs(10), |v| v["status"] == "failed" && v["restarts"] == 0);
+    env.wait_for("a", "a restart", Duration::from_secs(60), |v| {
+        v["restarts"] == 1 && v["status"] == "running"
+    });
+    env.wait_for("b", "failure", Duration::from_secs(10), |v| {
+        v["status"] == "failed" && v["restarts"] == 0
+    });
 
     // Killing the supervisor leaves no QEMU or vhost-device-vsock behind.
     let c = env.inspect("c");
@@ -190,7 +265,11 @@ fn enclaves_run_restart_stop_and_clean_up() {
     kill(c["supervisor_pid"].as_u64().unwrap(), "-KILL");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !processes_mentioning(&c_dir).is_empty() {
-        assert!(Instant::now() < deadline, "left behind: {:?}", processes_mentioning(&c_dir));
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            processes_mentioning(&c_dir)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(env.inspect("c")["status"], "failed");
@@ -198,19 +277,39 @@ fn enclaves_run_restart_stop_and_clean_up() {
     // stop ends it within its timeout.
     let t = Instant::now();
     env.ok(&["stop", "-t", "5", "a"]);
-    assert!(t.elapsed() < Duration::from_secs(10), "stop took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        t.elapsed()
+    );
     assert_eq!(env.inspect("a")["status"], "exited");
     let a_dir = env.inspect("a")["state_dir"].as_str().unwrap().to_owned();
     assert!(processes_mentioning(&a_dir).is_empty());
     assert!(env.ok(&["ps"]).lines().count() == 1);
 
     // A VM that never sends the heartbeat fails `run` with the console tail.
-    let o = run(env.ctl()
+    let o = run(env
+        .ctl()
         .env("ENCLAVE_ENGINE_EXTRA_CMDLINE", "enclave.parent_cid=99")
-        .args(["run", "-d", "--name", "mute", "--cpus", "1", "--memory", "128", "--boot-timeout", "25", eif_s]));
+        .args([
+            "run",
+            "-d",
+            "--name",
+            "mute",
+            "--cpus",
+            "1",
+            "--memory",
+            "128",
+            "--boot-timeout",
+            "25",
+            eif_s,
+        ]));
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("no boot heartbeat") && e.contains("heartbeat to cid 99"), "{e}");
+    assert!(
+        e.contains("no boot heartbeat") && e.contains("heartbeat to cid 99"),
+        "{e}"
+    );
 
     // rm: everything goes.
     env.ok(&["rm", "-f", "a", "b", "c", "mute"]);

@@ -58,8 +58,16 @@ struct CappedFile {
 
 impl CappedFile {
     fn open(path: PathBuf) -> Self {
-        let file = fs::OpenOptions::new().create(true).append(true).open(&path).ok();
-        let size = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .ok();
+        let size = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.len())
+            .unwrap_or(0);
         Self { path, file, size }
     }
 

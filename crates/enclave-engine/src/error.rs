@@ -88,7 +88,9 @@ pub enum EngineError {
     #[error("{0}")]
     Backend(String),
     /// The enclave did not send its heartbeat in time.
-    #[error("the enclave sent no boot heartbeat within {secs} s; last console lines:\n{console_tail}")]
+    #[error(
+        "the enclave sent no boot heartbeat within {secs} s; last console lines:\n{console_tail}"
+    )]
     BootTimeout {
         /// The timeout.
         secs: u64,

@@ -55,7 +55,10 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
     }
     let kind = opts.backend.resolve();
     let id = util::random_id()?;
-    let name = opts.name.clone().unwrap_or_else(|| default_name(&eif.path, &id));
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&eif.path, &id));
     let rec = EnclaveRecord {
         id,
         name,
@@ -87,7 +90,9 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
         BackendKind::Nitro => format!("vsock:{}:{}", rec.cid, rec.ports.control),
         _ => format!(
             "hybrid:{}:{}",
-            root.socket_dir(&rec.id).join(crate::backend::qemu::VSOCK_SOCKET).display(),
+            root.socket_dir(&rec.id)
+                .join(crate::backend::qemu::VSOCK_SOCKET)
+                .display(),
             rec.ports.control
         ),
     };
@@ -131,7 +136,11 @@ pub fn engine_binary() -> Result<PathBuf> {
 }
 
 /// Starts the detached supervisor of `rec` (a new session, its output in `supervisor.log`).
-pub fn start_supervisor(root: &StateRoot, rec: &EnclaveRecord, boot_timeout: Option<Duration>) -> Result<u32> {
+pub fn start_supervisor(
+    root: &StateRoot,
+    rec: &EnclaveRecord,
+    boot_timeout: Option<Duration>,
+) -> Result<u32> {
     let bin = engine_binary()?;
     let log_path = root.dir(&rec.id).join("supervisor.log");
     let log = std::fs::File::create(&log_path).map_err(|e| EngineError::io(&log_path, e))?;

@@ -119,7 +119,9 @@ impl LogWriter {
 }
 
 fn read_file(path: &Path, from: u64, out: &mut Vec<LogEntry>) -> u64 {
-    let Ok(mut f) = File::open(path) else { return from };
+    let Ok(mut f) = File::open(path) else {
+        return from;
+    };
     if f.seek(SeekFrom::Start(from)).is_err() {
         return from;
     }
@@ -193,8 +195,14 @@ mod tests {
 
     #[test]
     fn console_lines_are_classified() {
-        assert_eq!(classify("[    1.234] Run /init"), ("kernel".into(), "Run /init".into()));
-        assert_eq!(classify("enclave-init: heartbeat ok"), ("enclave-init".into(), "heartbeat ok".into()));
+        assert_eq!(
+            classify("[    1.234] Run /init"),
+            ("kernel".into(), "Run /init".into())
+        );
+        assert_eq!(
+            classify("enclave-init: heartbeat ok"),
+            ("enclave-init".into(), "heartbeat ok".into())
+        );
         assert_eq!(classify("[main] hello"), ("main".into(), "hello".into()));
         assert_eq!(classify("[a b] x"), ("console".into(), "[a b] x".into()));
         assert_eq!(classify("plain"), ("console".into(), "plain".into()));
@@ -214,7 +222,10 @@ mod tests {
         assert_eq!(seen[19].text, "line 19");
         let kept = read_all(dir.path());
         assert!(kept.len() < 20 && kept.last().unwrap().text == "line 19");
-        let total: u64 = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        let total: u64 = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
         assert!(total <= 600, "{total}");
     }
 }

@@ -26,7 +26,11 @@ pub fn prepare(cmd: &mut Command, tie: Tie) {
         cmd.pre_exec(move || {
             // The supervisor blocks SIGTERM/SIGINT to wait for them; children must not inherit
             // that mask, or SIGTERM would not end them.
-            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+            let _ = nix::sys::signal::sigprocmask(
+                SigmaskHow::SIG_SETMASK,
+                Some(&SigSet::empty()),
+                None,
+            );
             match tie {
                 Tie::DieWithParent => {
                     let parent = nix::unistd::getppid();

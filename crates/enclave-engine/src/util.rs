@@ -17,7 +17,8 @@ pub fn now_rfc3339() -> String {
 
 /// A time in RFC 3339.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 /// Parses RFC 3339.

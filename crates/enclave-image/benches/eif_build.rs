@@ -1,19 +1,38 @@
-//! EIF build benchmark: our streaming `EifWriter` against the official `EifBuilder` and against
-//! `sha384sum` over the same input bytes (the floor: one SHA-384 pass).
+//! Image build benchmark, two suites side by side with the same references:
+//!
+//! - `writer`: our streaming `EifWriter` from ready-made kernel and ramdisk files, against the
+//!   official `EifBuilder` and `sha384sum` over the same input bytes (the floor: one SHA-384
+//!   pass).
+//! - `build`: the whole pipeline, `enclave_image::build::build`, from a synthetic ~200 MiB
+//!   rootfs given once as a `dir:` tree and once as an `oci:` layout with one gzip layer, with
+//!   the emulated kernel profile and the real enclave-init; against the official `EifBuilder`
+//!   given the two ramdisks our build produced (plus the same kernel, cmdline and metadata), and
+//!   `sha384sum` over the kernel and both ramdisks.
 //!
 //! ```text
-//! cargo bench -p enclave-image --bench eif_build -- [--app-mib 200] [--runs 3]
+//! cargo bench -p enclave-image --bench eif_build -- [--suite all|writer|build] [--runs 3]
+//!     [--app-mib 200] [--rootfs-mib 200] [--files 2000]
 //! ```
+//!
+//! The build suite needs the emulated kernel (`scripts/fetch-kernel.sh`, or `BENCH_KERNEL_DIR`)
+//! and the init binary (`scripts/build-init.sh`, or `BENCH_INIT`). Inputs go to a temporary
+//! directory in `EIF_BENCH_DIR` (default: the system's temporary directory).
 //!
 //! Each measurement runs in its own child process, so peak RSS is per workload: the bench
 //! re-executes itself as a *runner* (`--runner MODE DIR`), which spawns the workload (itself
 //! with `--work MODE DIR`, or `sha384sum`), waits for it, and reports the wall time and the
 //! child's `ru_maxrss` from `getrusage(RUSAGE_CHILDREN)` (the runner has only that child, so
-//! the maximum is that workload's). Inputs are written once and stay in the page cache, so the
-//! numbers measure CPU and memory, not the disk.
+//! the maximum is that workload's). Inputs are written once and stay in the page cache, and a
+//! warm-up round runs first, so the numbers measure CPU and memory rather than reading the disk.
+//! The build workloads also write per-phase times (from the build's `Progress` callbacks) and
+//! their PCRs to `result-MODE.txt`, which the parent reads to explain where the time goes.
 
+#[path = "support/rootfs.rs"]
+mod rootfs;
+
+use std::cell::RefCell;
 use std::error::Error;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,7 +40,12 @@ use std::time::Instant;
 
 use aws_nitro_enclaves_image_format::defs::{EifBuildInfo, EifIdentityInfo};
 use aws_nitro_enclaves_image_format::utils::EifBuilder;
-use enclave_image::eif::{EifOptions, EifWriter};
+use enclave_image::build::{build, BuildRequest, Progress};
+use enclave_image::eif::reader::Metadata;
+use enclave_image::eif::{EifOptions, EifReader, EifWriter};
+use enclave_image::kernel::{KernelInputs, KernelProfile};
+use enclave_image::source::ImageRef;
+use enclave_proto::spec::EnclaveSpec;
 use nix::sys::resource::{getrusage, UsageWho};
 use sha2::{Digest, Sha384};
 
@@ -30,7 +54,11 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 const KERNEL_MIB: usize = 12;
 const BOOTSTRAP_MIB: usize = 4;
 const CMDLINE: &str = "reboot=k panic=30 pci=off nomodules console=ttyS0";
-const MODES: [&str; 3] = ["ours", "official", "sha384sum"];
+const WRITER_MODES: [&str; 3] = ["writer-ours", "writer-official", "sha384sum"];
+const BUILD_MODES: [&str; 4] = ["build-dir", "build-oci", "build-official", "sha384sum"];
+const OCI_TAG: &str = "bench";
+/// SOURCE_DATE_EPOCH of the builds.
+const EPOCH: i64 = 1_700_000_000;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -46,13 +74,41 @@ fn main() -> Result<()> {
     if let (Some(mode), Some(dir)) = (arg_after("--work", 1), arg_after("--work", 2)) {
         return work(&mode, Path::new(&dir));
     }
+    let suite = arg_after("--suite", 1).unwrap_or_else(|| "all".into());
     let app_mib = arg_after("--app-mib", 1).map_or(Ok(200), |v| v.parse())?;
+    let rootfs_mib: u64 = arg_after("--rootfs-mib", 1).map_or(Ok(200), |v| v.parse())?;
+    let files = arg_after("--files", 1).map_or(Ok(2000), |v| v.parse())?;
     let runs = arg_after("--runs", 1).map_or(Ok(3), |v| v.parse())?;
-    parent(app_mib, runs)
+    if !["all", "writer", "build"].contains(&suite.as_str()) {
+        return Err(format!("unknown suite {suite} (all, writer or build)").into());
+    }
+    let base = std::env::var_os("EIF_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    if suite != "build" {
+        writer_suite(&base, app_mib, runs)?;
+    }
+    if suite != "writer" {
+        build_suite(&base, rootfs_mib << 20, files, runs)?;
+    }
+    Ok(())
 }
 
+/// The files `sha384sum` reads, and the official builder's kernel and ramdisks.
 fn inputs(dir: &Path) -> [PathBuf; 3] {
     ["kernel", "bootstrap.cpio", "app.cpio"].map(|n| dir.join(n))
+}
+
+fn kernel_dir() -> PathBuf {
+    std::env::var_os("BENCH_KERNEL_DIR").map_or_else(
+        || KernelInputs::default_dir(KernelProfile::Emulated),
+        PathBuf::from,
+    )
+}
+
+fn init_path() -> PathBuf {
+    std::env::var_os("BENCH_INIT").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/enclave-init/enclave-init"),
+        PathBuf::from,
+    )
 }
 
 fn identity() -> EifIdentityInfo {
@@ -71,37 +127,101 @@ fn identity() -> EifIdentityInfo {
     }
 }
 
+/// Records when each build phase starts, for the breakdown.
+struct Phases {
+    marks: RefCell<Vec<(String, Instant)>>,
+}
+
+impl Progress for Phases {
+    fn phase(&self, name: &str, _: u64) {
+        self.marks
+            .borrow_mut()
+            .push((name.to_owned(), Instant::now()));
+    }
+    fn advance(&self, _: u64) {}
+}
+
 /// The workload, in the grandchild process.
 fn work(mode: &str, dir: &Path) -> Result<()> {
+    let start = Instant::now();
     let [kernel, bootstrap, app] = inputs(dir);
     let out_path = dir.join(format!("out-{mode}.eif"));
-    let pcr0 = match mode {
-        "ours" => {
+    let official = |kernel: &Path, cmdline: String, identity: EifIdentityInfo| {
+        let mut b = EifBuilder::new(kernel, cmdline, None, Sha384::new(), 0, identity);
+        b.add_ramdisk(&bootstrap);
+        b.add_ramdisk(&app);
+        File::create(&out_path).map(|mut f| b.write_to(&mut f))
+    };
+    let mut result = String::new();
+    match mode {
+        "writer-ours" => {
             let mut w = EifWriter::new(File::create(&out_path)?, EifOptions::default())?;
             w.kernel(&mut File::open(&kernel)?)?;
             w.cmdline(CMDLINE)?;
             w.metadata(&serde_json::to_vec(&identity())?)?;
             w.ramdisk_from(&mut File::open(&bootstrap)?)?;
             w.ramdisk_from(&mut File::open(&app)?)?;
-            w.finish(None)?.pcr0_hex()
+            w.finish(None)?;
         }
-        "official" => {
-            let mut b = EifBuilder::new(
-                &kernel,
-                CMDLINE.to_string(),
-                None,
-                Sha384::new(),
-                0,
-                identity(),
+        "writer-official" => {
+            official(&kernel, CMDLINE.into(), identity())?;
+        }
+        "build-official" => {
+            // The cmdline and our build's metadata, as the parent saved them.
+            let cmdline = fs::read_to_string(dir.join("cmdline"))?;
+            let identity = serde_json::from_slice(&fs::read(dir.join("metadata.json"))?)?;
+            let pcrs = official(&kernel, cmdline, identity)?;
+            for pcr in ["PCR0", "PCR1", "PCR2"] {
+                let value = pcrs.get(pcr).map_or("", String::as_str);
+                result += &format!("{} {value}\n", pcr.to_lowercase());
+            }
+        }
+        "build-dir" | "build-oci" => {
+            let source = if mode == "build-dir" {
+                ImageRef::Dir {
+                    path: dir.join("rootfs"),
+                }
+            } else {
+                ImageRef::Oci {
+                    dir: dir.join("oci"),
+                    tag: Some(OCI_TAG.into()),
+                }
+            };
+            let request = BuildRequest {
+                source,
+                spec: EnclaveSpec {
+                    cmd: Some(vec![rootfs::APP.into()]),
+                    ..EnclaveSpec::default()
+                },
+                kernel: KernelInputs::load(KernelProfile::Emulated, &kernel_dir())?,
+                init: init_path(),
+                output: out_path.clone(),
+                source_date_epoch: EPOCH,
+                image_name: Some("bench".into()),
+                image_version: Some("1".into()),
+                signer: None,
+            };
+            let phases = Phases {
+                marks: RefCell::new(vec![("loading kernel inputs".into(), start)]),
+            };
+            let out = build(&request, &phases)?;
+            let end = Instant::now();
+            let m = &out.measurements;
+            result += &format!(
+                "pcr0 {}\npcr1 {}\npcr2 {}\n",
+                m.pcr0_hex(),
+                m.pcr1_hex(),
+                m.pcr2_hex()
             );
-            b.add_ramdisk(&bootstrap);
-            b.add_ramdisk(&app);
-            let m = b.write_to(&mut File::create(&out_path)?);
-            m.get("PCR0").cloned().unwrap_or_default()
+            let marks = phases.marks.into_inner();
+            for (i, (name, at)) in marks.iter().enumerate() {
+                let until = marks.get(i + 1).map_or(end, |next| next.1);
+                result += &format!("phase {} {name}\n", (until - *at).as_secs_f64() * 1000.0);
+            }
         }
         other => return Err(format!("unknown mode {other}").into()),
-    };
-    println!("{pcr0}");
+    }
+    fs::write(dir.join(format!("result-{mode}.txt")), result)?;
     Ok(())
 }
 
@@ -126,6 +246,92 @@ fn runner(mode: &str, dir: &Path) -> Result<()> {
     // ru_maxrss is in KiB on Linux.
     println!("{} {}", wall.as_secs_f64() * 1000.0, usage.max_rss());
     Ok(())
+}
+
+/// One run of one workload.
+#[derive(Clone, Default)]
+struct Sample {
+    wall_ms: f64,
+    rss_kib: u64,
+    /// `pcr0`.. and `phase` lines of the workload's result file.
+    pcrs: Vec<(String, String)>,
+    phases: Vec<(String, f64)>,
+}
+
+fn run_once(dir: &Path, mode: &str) -> Result<Sample> {
+    let result_file = dir.join(format!("result-{mode}.txt"));
+    let _ = fs::remove_file(&result_file);
+    let out = Command::new(std::env::current_exe()?)
+        .arg("--runner")
+        .arg(mode)
+        .arg(dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("{mode}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let mut fields = text.split_whitespace();
+    let mut sample = Sample {
+        wall_ms: fields.next().ok_or("no wall time")?.parse()?,
+        rss_kib: fields.next().ok_or("no rss")?.parse()?,
+        ..Sample::default()
+    };
+    for line in fs::read_to_string(&result_file).unwrap_or_default().lines() {
+        match line.split_once(' ') {
+            Some(("phase", rest)) => {
+                let (ms, name) = rest.split_once(' ').ok_or("bad phase line")?;
+                sample.phases.push((name.to_owned(), ms.parse()?));
+            }
+            Some((key, value)) => sample.pcrs.push((key.to_owned(), value.to_owned())),
+            None => {}
+        }
+    }
+    Ok(sample)
+}
+
+/// `runs` rounds, the modes interleaved within each.
+fn measure(dir: &Path, modes: &[&str], runs: usize) -> Result<Vec<Vec<Sample>>> {
+    let mut results = vec![Vec::new(); modes.len()];
+    for _ in 0..runs {
+        for (i, mode) in modes.iter().enumerate() {
+            results[i].push(run_once(dir, mode)?);
+        }
+    }
+    Ok(results)
+}
+
+struct Stats {
+    best: f64,
+    median: f64,
+    rss_mib: f64,
+    /// The fastest run.
+    fastest: Sample,
+}
+
+fn stats(samples: &[Sample]) -> Stats {
+    let mut walls: Vec<f64> = samples.iter().map(|s| s.wall_ms).collect();
+    walls.sort_by(f64::total_cmp);
+    let fastest = samples
+        .iter()
+        .min_by(|a, b| a.wall_ms.total_cmp(&b.wall_ms))
+        .cloned()
+        .unwrap_or_default();
+    Stats {
+        best: walls[0],
+        median: walls[walls.len() / 2],
+        rss_mib: samples.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0,
+        fastest,
+    }
+}
+
+fn print_table(rows: &[(&str, &Stats)]) {
+    println!("\n| workload | wall time, best (median) | peak RSS |\n|---|---|---|");
+    for (name, s) in rows {
+        println!(
+            "| {name} | {:.0} ms ({:.0} ms) | {:.1} MiB |",
+            s.best, s.median, s.rss_mib
+        );
+    }
 }
 
 fn write_random(path: &Path, mib: usize, seed: u64) -> Result<()> {
@@ -165,8 +371,15 @@ fn same_file(a: &Path, b: &Path) -> Result<bool> {
     }
 }
 
-fn parent(app_mib: usize, runs: usize) -> Result<()> {
-    let base = std::env::var_os("EIF_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(path.metadata()?.len())
+}
+
+fn writer_suite(base: &Path, app_mib: usize, runs: usize) -> Result<()> {
     let dir = tempfile::tempdir_in(base)?;
     let [kernel, bootstrap, app] = inputs(dir.path());
     write_random(&kernel, KERNEL_MIB, 1)?;
@@ -174,60 +387,148 @@ fn parent(app_mib: usize, runs: usize) -> Result<()> {
     write_random(&app, app_mib, 3)?;
     let total: u64 = inputs(dir.path())
         .iter()
-        .map(|p| p.metadata().map(|m| m.len()))
-        .sum::<std::io::Result<u64>>()?;
+        .map(|p| file_len(p))
+        .sum::<Result<u64>>()?;
     println!(
-        "inputs: kernel {KERNEL_MIB} MiB, bootstrap {BOOTSTRAP_MIB} MiB, app {app_mib} MiB \
-         ({:.1} MiB in all), {runs} runs, modes interleaved",
-        total as f64 / (1 << 20) as f64
+        "== EIF writer: kernel {KERNEL_MIB} MiB, bootstrap {BOOTSTRAP_MIB} MiB, app {app_mib} \
+         MiB ({:.1} MiB in all), {runs} runs, modes interleaved",
+        mib(total)
+    );
+    let results = measure(dir.path(), &WRITER_MODES, runs)?;
+    let s: Vec<Stats> = results.iter().map(|r| stats(r)).collect();
+    let identical = same_file(
+        &dir.path().join("out-writer-ours.eif"),
+        &dir.path().join("out-writer-official.eif"),
+    )?;
+    print_table(&[
+        ("enclave-image `EifWriter`", &s[0]),
+        ("official `EifBuilder` 0.8.1", &s[1]),
+        ("`sha384sum` (same input bytes)", &s[2]),
+    ]);
+    println!(
+        "\nours / official: {:.2}x; ours / sha384sum: {:.2}x; outputs byte-identical: \
+         {identical}\n",
+        s[0].best / s[1].best,
+        s[0].best / s[2].best
+    );
+    Ok(())
+}
+
+fn pcr<'a>(s: &'a Sample, name: &str) -> &'a str {
+    s.pcrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+fn build_suite(base: &Path, rootfs_bytes: u64, files: usize, runs: usize) -> Result<()> {
+    let (kdir, init) = (kernel_dir(), init_path());
+    let kernel = KernelInputs::load(KernelProfile::Emulated, &kdir).map_err(|e| {
+        format!("{e} (run scripts/fetch-kernel.sh, or set BENCH_KERNEL_DIR; or --suite writer)")
+    })?;
+    if !init.is_file() {
+        return Err(format!(
+            "no init binary at {} (run scripts/build-init.sh, or set BENCH_INIT; or --suite \
+             writer)",
+            init.display()
+        )
+        .into());
+    }
+    let dir = tempfile::tempdir_in(base)?;
+    let d = dir.path();
+
+    let setup = Instant::now();
+    let plan = rootfs::plan(rootfs_bytes, files);
+    let sum = rootfs::summary(&plan);
+    rootfs::write_dir(&plan, &d.join("rootfs"))?;
+    let layer = rootfs::write_oci(&plan, &d.join("oci"), OCI_TAG)?;
+    fs::copy(&kernel.kernel.path, d.join("kernel"))?;
+    fs::write(d.join("cmdline"), &kernel.cmdline)?;
+    let modules: u64 = kernel.modules.iter().map(|m| m.size).sum();
+    println!(
+        "== Image build: rootfs {} files ({:.1} MiB), {} directories, {} symlinks; OCI layer: \
+         tar {:.1} MiB, gzip {:.1} MiB ({:.2}x); kernel {:.1} MiB, {} modules {:.1} MiB, init \
+         {:.1} MiB; {runs} runs after a warm-up, modes interleaved (setup {:.0} s)",
+        sum.files,
+        mib(sum.bytes),
+        sum.dirs,
+        sum.symlinks,
+        mib(layer.tar_len),
+        mib(layer.gz_len),
+        layer.tar_len as f64 / layer.gz_len as f64,
+        mib(kernel.kernel.size),
+        kernel.modules.len(),
+        mib(modules),
+        mib(file_len(&init)?),
+        setup.elapsed().as_secs_f64()
     );
 
-    let exe = std::env::current_exe()?;
-    let mut results: Vec<Vec<(f64, u64)>> = vec![Vec::new(); MODES.len()];
-    for _ in 0..runs {
-        for (i, mode) in MODES.iter().enumerate() {
-            let out = Command::new(&exe)
-                .arg("--runner")
-                .arg(mode)
-                .arg(dir.path())
-                .output()?;
-            if !out.status.success() {
-                return Err(format!("{mode}: {}", String::from_utf8_lossy(&out.stderr)).into());
-            }
-            let text = String::from_utf8(out.stdout)?;
-            let mut fields = text.split_whitespace();
-            let wall: f64 = fields.next().ok_or("no wall time")?.parse()?;
-            let rss: u64 = fields.next().ok_or("no rss")?.parse()?;
-            results[i].push((wall, rss));
-        }
-    }
-    let identical = same_file(
-        &dir.path().join("out-ours.eif"),
-        &dir.path().join("out-official.eif"),
-    )?;
+    // Warm-up (page cache, and the ramdisks and metadata the references need).
+    run_once(d, "build-dir")?;
+    run_once(d, "build-oci")?;
+    let mut eif = EifReader::open(&d.join("out-build-dir.eif"))?;
+    let [_, bootstrap, app] = inputs(d);
+    eif.copy_ramdisk_to(0, &mut BufWriter::new(File::create(&bootstrap)?))?;
+    eif.copy_ramdisk_to(1, &mut BufWriter::new(File::create(&app)?))?;
+    let Some(Metadata::Json(metadata)) = eif.metadata()? else {
+        return Err("our EIF has no JSON metadata".into());
+    };
+    fs::write(d.join("metadata.json"), serde_json::to_vec(&metadata)?)?;
+    println!(
+        "ramdisks of our build: bootstrap {:.1} MiB, app {:.1} MiB; sha384sum reads {:.1} MiB",
+        mib(file_len(&bootstrap)?),
+        mib(file_len(&app)?),
+        inputs(d)
+            .iter()
+            .map(|p| file_len(p).map(mib))
+            .sum::<Result<f64>>()?
+    );
 
-    println!("\n| workload | wall time, best (median) | peak RSS |\n|---|---|---|");
-    let mut best = Vec::new();
-    for (mode, runs) in MODES.iter().zip(&results) {
-        let mut walls: Vec<f64> = runs.iter().map(|r| r.0).collect();
-        walls.sort_by(f64::total_cmp);
-        let rss = runs.iter().map(|r| r.1).max().unwrap_or(0);
-        let (min, median) = (walls[0], walls[walls.len() / 2]);
-        best.push(min);
-        let name = match *mode {
-            "ours" => "enclave-image `EifWriter`",
-            "official" => "official `EifBuilder` 0.8.1",
-            _ => "`sha384sum` (same input bytes)",
-        };
-        println!(
-            "| {name} | {min:.0} ms ({median:.0} ms) | {:.1} MiB |",
-            rss as f64 / 1024.0
-        );
+    let results = measure(d, &BUILD_MODES, runs)?;
+    let s: Vec<Stats> = results.iter().map(|r| stats(r)).collect();
+    print_table(&[
+        ("`build()` from `dir:`", &s[0]),
+        ("`build()` from `oci:` (gzip layer)", &s[1]),
+        ("official `EifBuilder` 0.8.1 (our ramdisks)", &s[2]),
+        ("`sha384sum` (kernel + both ramdisks)", &s[3]),
+    ]);
+    let last = |i: usize| results[i].last().cloned().unwrap_or_default();
+    let (dir_run, oci_run, official_run) = (last(0), last(1), last(2));
+    let same_ramdisks = pcr(&dir_run, "pcr1") == pcr(&oci_run, "pcr1")
+        && pcr(&dir_run, "pcr2") == pcr(&oci_run, "pcr2");
+    let same_pcrs = ["pcr0", "pcr1", "pcr2"]
+        .iter()
+        .all(|p| !pcr(&dir_run, p).is_empty() && pcr(&dir_run, p) == pcr(&official_run, p));
+    let identical = same_file(
+        &d.join("out-build-dir.eif"),
+        &d.join("out-build-official.eif"),
+    )?;
+    println!(
+        "\ndir / official: {:.2}x; dir / sha384sum: {:.2}x; oci / official: {:.2}x; \
+         oci / sha384sum: {:.2}x",
+        s[0].best / s[2].best,
+        s[0].best / s[3].best,
+        s[1].best / s[2].best,
+        s[1].best / s[3].best
+    );
+    println!(
+        "dir and oci builds have the same ramdisks (PCR1, PCR2): {same_ramdisks}; official \
+         PCR0-2 equal ours: {same_pcrs}; official EIF byte-identical to our dir build: \
+         {identical}"
+    );
+
+    println!("\nPhases of the fastest run (ms):\n\n| phase | `dir:` | `oci:` |\n|---|---|---|");
+    let (pd, po) = (&s[0].fastest.phases, &s[1].fastest.phases);
+    for i in 0..pd.len().max(po.len()) {
+        let (nd, td) = pd.get(i).cloned().unwrap_or_default();
+        let (no, to) = po.get(i).cloned().unwrap_or_default();
+        let name = if nd == no { nd } else { format!("{nd} / {no}") };
+        println!("| {name} | {td:.0} | {to:.0} |");
     }
     println!(
-        "\nours / official: {:.2}x; ours / sha384sum: {:.2}x; outputs byte-identical: {identical}",
-        best[0] / best[1],
-        best[0] / best[2]
+        "| (total inside the process) | {:.0} | {:.0} |",
+        pd.iter().map(|p| p.1).sum::<f64>(),
+        po.iter().map(|p| p.1).sum::<f64>()
     );
     Ok(())
 }

@@ -9,9 +9,9 @@
 //! - [`build`]: the pipeline tying them together.
 #![deny(unsafe_code)]
 pub mod build;
+pub mod cpio;
+pub mod eif;
 pub mod kernel;
 pub mod metadata;
-pub mod eif;
-pub mod cpio;
 pub mod rootfs;
 pub mod source;

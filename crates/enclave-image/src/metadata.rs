@@ -106,9 +106,8 @@ impl Provenance {
 pub fn rfc3339(epoch: i64) -> Result<String, String> {
     let t = time::OffsetDateTime::from_unix_timestamp(epoch)
         .map_err(|e| format!("SOURCE_DATE_EPOCH {epoch} is out of range: {e}"))?;
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]+00:00"
-    );
+    let fmt =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+00:00");
     t.format(&fmt)
         .map_err(|e| format!("cannot format time {epoch}: {e}"))
 }

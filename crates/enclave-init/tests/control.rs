@@ -43,8 +43,16 @@ fn exec_streams_exit_codes_and_signals() {
 
     // stdout and stderr apart, the exit code.
     eprintln!("step: streams");
-    let o = exec(&mut c, req(&["sh", "-c", "echo out; echo err >&2; exit 3"]), None).unwrap();
-    assert_eq!((o.stdout.as_slice(), o.stderr.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
+    let o = exec(
+        &mut c,
+        req(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        (o.stdout.as_slice(), o.stderr.as_slice()),
+        (&b"out\n"[..], &b"err\n"[..])
+    );
     assert_eq!(o.status, ExitStatus::Code(3));
     // Killed by a signal.
     let o = exec(&mut c, req(&["sh", "-c", "kill -9 $$"]), None).unwrap();
@@ -78,7 +86,12 @@ fn exec_streams_exit_codes_and_signals() {
     std::thread::sleep(Duration::from_millis(300));
     let mut logs = Vec::new();
     let name = format!("exec-{pid}");
-    let logs_req = ServiceRequest::Logs { name, follow: false, tail: None, since: None };
+    let logs_req = ServiceRequest::Logs {
+        name,
+        follow: false,
+        tail: None,
+        since: None,
+    };
     c.logs(logs_req, |_, d| {
         logs.extend_from_slice(d);
         Ok(())
@@ -89,7 +102,10 @@ fn exec_streams_exit_codes_and_signals() {
     eprintln!("step: pty");
     // A pty: `tty` names it, the size is the one asked, stdout carries the terminal.
     let mut r = req(&["sh", "-c", "tty; stty size; echo err >&2"]);
-    r.tty = Some(WindowSize { rows: 33, cols: 101 });
+    r.tty = Some(WindowSize {
+        rows: 33,
+        cols: 101,
+    });
     let o = exec(&mut c, r, None).unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.starts_with("/dev/pts/"), "{text:?}");
@@ -100,7 +116,11 @@ fn exec_streams_exit_codes_and_signals() {
 
     eprintln!("step: resize");
     // Resize and signal through the handle: the shell reports its new size, then is killed.
-    let mut r = req(&["sh", "-c", "trap 'stty size; exit 7' USR1; echo ready; while :; do sleep 0.05; done"]);
+    let mut r = req(&[
+        "sh",
+        "-c",
+        "trap 'stty size; exit 7' USR1; echo ready; while :; do sleep 0.05; done",
+    ]);
     r.tty = Some(WindowSize { rows: 10, cols: 20 });
     let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let io = ExecIo {
@@ -135,7 +155,7 @@ impl std::io::Write for Shared {
 
 #[test]
 fn services_logs_and_initctl() {
-    let Some(b) = boot(&spec()) else { return };
+    let Some(mut b) = boot(&spec()) else { return };
     // Needs no capability.
     let mut c = Client::connect(&b.addr, &opts(&[], None)).unwrap();
     let Reply::Services { services } = c.service(ServiceRequest::List).unwrap() else {
@@ -143,23 +163,39 @@ fn services_logs_and_initctl() {
     };
     let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["main", "ticker"]);
-    assert!(services.iter().all(|s| s.state == ServiceState::Running && s.pid.is_some()));
+    assert!(services
+        .iter()
+        .all(|s| s.state == ServiceState::Running && s.pid.is_some()));
 
     // Logs with tail, both streams.
     std::thread::sleep(Duration::from_millis(500));
     let mut got = Vec::new();
-    let logs = ServiceRequest::Logs { name: "ticker".into(), follow: false, tail: Some(4), since: None };
+    let logs = ServiceRequest::Logs {
+        name: "ticker".into(),
+        follow: false,
+        tail: Some(4),
+        since: None,
+    };
     c.logs(logs, |ch, d| {
         got.push((ch, String::from_utf8_lossy(d).into_owned()));
         Ok(())
     })
     .unwrap();
     assert_eq!(got.len(), 4, "{got:?}");
-    assert!(got.iter().any(|(ch, t)| *ch == Channel::Stdout && t.starts_with("tick-")));
-    assert!(got.iter().any(|(ch, t)| *ch == Channel::Stderr && t.starts_with("tock-")));
+    assert!(got
+        .iter()
+        .any(|(ch, t)| *ch == Channel::Stdout && t.starts_with("tick-")));
+    assert!(got
+        .iter()
+        .any(|(ch, t)| *ch == Channel::Stderr && t.starts_with("tock-")));
     // Follow: new lines keep coming; the client leaves after a few.
     let mut seen = 0;
-    let follow = ServiceRequest::Logs { name: "ticker".into(), follow: true, tail: Some(0), since: None };
+    let follow = ServiceRequest::Logs {
+        name: "ticker".into(),
+        follow: true,
+        tail: Some(0),
+        since: None,
+    };
     let started = Instant::now();
     let end = c.logs(follow, |_, _| {
         seen += 1;
@@ -172,10 +208,19 @@ fn services_logs_and_initctl() {
 
     // Control.
     let mut c = Client::connect(&b.addr, &opts(&[Capability::Exec], None)).unwrap();
-    let e = c.service(ServiceRequest::Status { name: "nope".into() }).unwrap_err();
+    let e = c
+        .service(ServiceRequest::Status {
+            name: "nope".into(),
+        })
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::NotFound));
-    c.service(ServiceRequest::Stop { name: "ticker".into() }).unwrap();
-    let status = |c: &mut Client| match c.service(ServiceRequest::Status { name: "ticker".into() }) {
+    c.service(ServiceRequest::Stop {
+        name: "ticker".into(),
+    })
+    .unwrap();
+    let status = |c: &mut Client| match c.service(ServiceRequest::Status {
+        name: "ticker".into(),
+    }) {
         Ok(Reply::Service { status }) => status.state,
         other => panic!("{other:?}"),
     };
@@ -184,8 +229,15 @@ fn services_logs_and_initctl() {
         assert!(Instant::now() < deadline, "ticker did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
-    c.service(ServiceRequest::Start { name: "ticker".into() }).unwrap();
-    let e = c.service(ServiceRequest::Start { name: "main".into() }).unwrap_err();
+    c.service(ServiceRequest::Start {
+        name: "ticker".into(),
+    })
+    .unwrap();
+    let e = c
+        .service(ServiceRequest::Start {
+            name: "main".into(),
+        })
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Conflict));
 
     // initctl inside the enclave, over the local socket.
@@ -198,10 +250,16 @@ fn services_logs_and_initctl() {
     assert_eq!(o.status, ExitStatus::Code(2));
 
     // Shutdown over the channel powers the enclave off.
-    let mut run = b.run;
     c.shutdown().unwrap();
-    assert!(run.wait_exit(Duration::from_secs(10)).is_some(), "{}", run.output());
-    assert!(run.output().contains("powering off: shutdown requested over the control channel"));
+    let run = &mut b.run;
+    assert!(
+        run.wait_exit(Duration::from_secs(10)).is_some(),
+        "{}",
+        run.output()
+    );
+    assert!(run
+        .output()
+        .contains("powering off: shutdown requested over the control channel"));
 }
 
 #[test]

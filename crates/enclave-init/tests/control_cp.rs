@@ -71,7 +71,11 @@ fn cp_tree_and_big_file_round_trip() {
     assert_eq!(fs::read_to_string(t.join("sub/up")).unwrap(), "alpha");
     assert_eq!(fs::read_link(t.join("link")).unwrap(), Path::new("a.txt"));
     assert_eq!(
-        (mode(&t.join("a.txt")), mode(&t.join("sub/run.sh")), mode(&t.join("sub/deeper"))),
+        (
+            mode(&t.join("a.txt")),
+            mode(&t.join("sub/run.sh")),
+            mode(&t.join("sub/deeper"))
+        ),
         (0o640, 0o755, 0o750)
     );
     assert_eq!(fs::read(t.join("sub/deeper/empty")).unwrap(), b"");
@@ -82,7 +86,8 @@ fn cp_tree_and_big_file_round_trip() {
     f.set_len(1 << 30).unwrap();
     for (i, off) in [0u64, 12345, 1 << 29, (1 << 30) - 100].iter().enumerate() {
         f.seek(SeekFrom::Start(*off)).unwrap();
-        f.write_all(format!("chunk {i} at {off}").as_bytes()).unwrap();
+        f.write_all(format!("chunk {i} at {off}").as_bytes())
+            .unwrap();
     }
     drop(f);
     let want = sha_file(&big);
@@ -105,17 +110,30 @@ fn raw_upload(addr: &enclave_proto::transport::Addr, dest: &str, entries: &[CpEn
     s.write_all(&hello_frame(&[Capability::Cp])).unwrap();
     assert!(matches!(read_one(&mut s), ServerMessage::Hello(_)));
     let request = Request::CpTo { dest: dest.into() };
-    s.write_all(&frame(&ClientMessage::Request { id: 1, request })).unwrap();
-    assert!(matches!(read_one(&mut s), ServerMessage::Started { id: 1, .. }));
+    s.write_all(&frame(&ClientMessage::Request { id: 1, request }))
+        .unwrap();
+    assert!(matches!(
+        read_one(&mut s),
+        ServerMessage::Started { id: 1, .. }
+    ));
     for entry in entries {
-        let msg = ClientMessage::CpEntry { id: 1, entry: entry.clone() };
+        let msg = ClientMessage::CpEntry {
+            id: 1,
+            entry: entry.clone(),
+        };
         s.write_all(&frame(&msg)).unwrap();
         if let CpKind::File { size, .. } = entry.kind {
             let data = vec![b'x'; size as usize];
-            s.write_all(&frame(&ClientMessage::Data { id: 1, channel: enclave_proto::wire::Channel::File, data })).unwrap();
+            s.write_all(&frame(&ClientMessage::Data {
+                id: 1,
+                channel: enclave_proto::wire::Channel::File,
+                data,
+            }))
+            .unwrap();
         }
     }
-    s.write_all(&frame(&ClientMessage::CpDone { id: 1 })).unwrap();
+    s.write_all(&frame(&ClientMessage::CpDone { id: 1 }))
+        .unwrap();
     loop {
         match read_one(&mut s) {
             ServerMessage::Error { id: 1, code, .. } => return code,
@@ -129,7 +147,10 @@ fn file(path: &str, content: &[u8]) -> CpEntry {
     CpEntry {
         path: path.into(),
         mode: 0o644,
-        kind: CpKind::File { size: content.len() as u64, sha256: Sha256::digest(content).into() },
+        kind: CpKind::File {
+            size: content.len() as u64,
+            sha256: Sha256::digest(content).into(),
+        },
     }
 }
 
@@ -137,34 +158,70 @@ fn file(path: &str, content: &[u8]) -> CpEntry {
 fn cp_refuses_traversal() {
     let Some(b) = boot(&spec()) else { return };
     let mut c = client(&b.addr);
-    shell(&mut c, "mkdir -p /tmp/d && ln -s /etc /tmp/d/evil && ln -s sub /tmp/d/inner && mkdir /tmp/d/sub");
-    let link = |p: &str, t: &str| CpEntry { path: p.into(), mode: 0o777, kind: CpKind::Symlink { target: t.into() } };
-    let dir = |p: &str| CpEntry { path: p.into(), mode: 0o755, kind: CpKind::Dir };
+    shell(
+        &mut c,
+        "mkdir -p /tmp/d && ln -s /etc /tmp/d/evil && ln -s sub /tmp/d/inner && mkdir /tmp/d/sub",
+    );
+    let link = |p: &str, t: &str| CpEntry {
+        path: p.into(),
+        mode: 0o777,
+        kind: CpKind::Symlink { target: t.into() },
+    };
+    let dir = |p: &str| CpEntry {
+        path: p.into(),
+        mode: 0o755,
+        kind: CpKind::Dir,
+    };
     for (what, entries) in [
         ("..", vec![file("../escape", b"x")]),
         ("inner ..", vec![dir("a"), file("a/../../escape", b"x")]),
         ("absolute", vec![file("/tmp/abs", b"x")]),
         ("escaping link", vec![link("out", "../../etc")]),
         ("absolute link", vec![link("out", "/etc/passwd")]),
-        ("symlink in the destination", vec![file("evil/passwd", b"owned")]),
-        ("inner symlink in the destination", vec![file("inner/x", b"x")]),
-        ("link made by the tree", vec![link("l", "sub"), file("l/x", b"x")]),
+        (
+            "symlink in the destination",
+            vec![file("evil/passwd", b"owned")],
+        ),
+        (
+            "inner symlink in the destination",
+            vec![file("inner/x", b"x")],
+        ),
+        (
+            "link made by the tree",
+            vec![link("l", "sub"), file("l/x", b"x")],
+        ),
     ] {
         let code = raw_upload(&b.addr, "/tmp/d", &entries);
         assert_eq!(code, ErrorCode::BadRequest, "{what}");
     }
     // A checksum that does not match.
     let mut bad = file("bad", b"xxxx");
-    bad.kind = CpKind::File { size: 4, sha256: [0; 32] };
-    assert_eq!(raw_upload(&b.addr, "/tmp/d", &[bad]), ErrorCode::ChecksumMismatch);
+    bad.kind = CpKind::File {
+        size: 4,
+        sha256: [0; 32],
+    };
+    assert_eq!(
+        raw_upload(&b.addr, "/tmp/d", &[bad]),
+        ErrorCode::ChecksumMismatch
+    );
     // Nothing landed outside, no temporary file was left behind.
-    let check = shell(&mut c, "ls -a /tmp /tmp/d /tmp/d/sub; grep -c owned /etc/passwd || true");
-    assert!(!check.contains("escape") && !check.contains("abs") && !check.contains(".enclave-cp"), "{check}");
+    let check = shell(
+        &mut c,
+        "ls -a /tmp /tmp/d /tmp/d/sub; grep -c owned /etc/passwd || true",
+    );
+    assert!(
+        !check.contains("escape") && !check.contains("abs") && !check.contains(".enclave-cp"),
+        "{check}"
+    );
     assert!(!check.contains("bad"), "{check}");
     assert!(check.ends_with("0\n"), "{check}");
     // Sources the client would refuse to name stay out too: cp_from of a missing path.
-    let e = c.cp_from("/no/such", Path::new("/tmp"), |_| {}).unwrap_err();
+    let e = c
+        .cp_from("/no/such", Path::new("/tmp"), |_| {})
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::NotFound), "{e}");
-    let e = c.cp_to(Path::new("/etc/hostname"), "/no/such/dir", |_| {}).unwrap_err();
+    let e = c
+        .cp_to(Path::new("/etc/hostname"), "/no/such/dir", |_| {})
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::NotFound), "{e}");
 }

@@ -36,17 +36,37 @@ pub enum Role {
 }
 
 /// Issues a certificate for `subject`'s key, signed with `issuer_key` under `issuer` name.
-pub fn issue(subject: &str, subject_key: &SigningKey, issuer: &str, issuer_key: &SigningKey, role: Role, window: Window) -> Vec<u8> {
-    let ecdsa_sha384 = AlgorithmIdentifierOwned { oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_384, parameters: None };
+pub fn issue(
+    subject: &str,
+    subject_key: &SigningKey,
+    issuer: &str,
+    issuer_key: &SigningKey,
+    role: Role,
+    window: Window,
+) -> Vec<u8> {
+    let ecdsa_sha384 = AlgorithmIdentifierOwned {
+        oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_384,
+        parameters: None,
+    };
     let time = |s: u64| Time::UtcTime(UtcTime::from_unix_duration(Duration::from_secs(s)).unwrap());
-    let ext = |oid, critical, value: Vec<u8>| Extension { extn_id: oid, critical, extn_value: OctetString::new(value).unwrap() };
+    let ext = |oid, critical, value: Vec<u8>| Extension {
+        extn_id: oid,
+        critical,
+        extn_value: OctetString::new(value).unwrap(),
+    };
     let (bc, ku) = match role {
         Role::Ca(path_len) => (
-            BasicConstraints { ca: true, path_len_constraint: path_len },
+            BasicConstraints {
+                ca: true,
+                path_len_constraint: path_len,
+            },
             KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign | KeyUsages::DigitalSignature),
         ),
         Role::Leaf => (
-            BasicConstraints { ca: false, path_len_constraint: None },
+            BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            },
             KeyUsage(KeyUsages::DigitalSignature | KeyUsages::NonRepudiation),
         ),
     };
@@ -55,14 +75,26 @@ pub fn issue(subject: &str, subject_key: &SigningKey, issuer: &str, issuer_key: 
         serial_number: SerialNumber::new(&Sha384::digest(subject.as_bytes())[..8]).unwrap(),
         signature: ecdsa_sha384.clone(),
         issuer: Name::from_str(issuer).unwrap(),
-        validity: Validity { not_before: time(window.0), not_after: time(window.1) },
+        validity: Validity {
+            not_before: time(window.0),
+            not_after: time(window.1),
+        },
         subject: Name::from_str(subject).unwrap(),
-        subject_public_key_info: SubjectPublicKeyInfoOwned::from_key(*subject_key.verifying_key()).unwrap(),
+        subject_public_key_info: SubjectPublicKeyInfoOwned::from_key(*subject_key.verifying_key())
+            .unwrap(),
         issuer_unique_id: None,
         subject_unique_id: None,
         extensions: Some(vec![
-            ext(const_oid::db::rfc5912::ID_CE_BASIC_CONSTRAINTS, true, bc.to_der().unwrap()),
-            ext(const_oid::db::rfc5912::ID_CE_KEY_USAGE, true, ku.to_der().unwrap()),
+            ext(
+                const_oid::db::rfc5912::ID_CE_BASIC_CONSTRAINTS,
+                true,
+                bc.to_der().unwrap(),
+            ),
+            ext(
+                const_oid::db::rfc5912::ID_CE_KEY_USAGE,
+                true,
+                ku.to_der().unwrap(),
+            ),
         ]),
     };
     let sig: DerSignature = issuer_key.sign(&tbs.to_der().unwrap());
@@ -89,12 +121,30 @@ pub const AWS_ROOT_NAME: &str = "CN=aws.nitro-enclaves,OU=AWS,O=Amazon,C=US";
 impl Chain {
     /// A root named `root_name`, an intermediate and a leaf, valid 2001..2049.
     pub fn new(root_name: &str) -> Chain {
-        let (root_key, int_key, leaf_key) = (key("forged root"), key("forged intermediate"), key("forged leaf"));
+        let (root_key, int_key, leaf_key) = (
+            key("forged root"),
+            key("forged intermediate"),
+            key("forged leaf"),
+        );
         let w = || Window(978_307_200, 2_500_000_000);
         let (int_name, leaf_name) = ("CN=forged-intermediate,O=Forger", "CN=forged-leaf,O=Forger");
         Chain {
-            root: issue(root_name, &root_key, root_name, &root_key, Role::Ca(None), w()),
-            intermediate: issue(int_name, &int_key, root_name, &root_key, Role::Ca(Some(0)), w()),
+            root: issue(
+                root_name,
+                &root_key,
+                root_name,
+                &root_key,
+                Role::Ca(None),
+                w(),
+            ),
+            intermediate: issue(
+                int_name,
+                &int_key,
+                root_name,
+                &root_key,
+                Role::Ca(Some(0)),
+                w(),
+            ),
             leaf: issue(leaf_name, &leaf_key, int_name, &int_key, Role::Leaf, w()),
             leaf_key,
         }
@@ -127,7 +177,14 @@ pub fn remove(map: &mut Vec<(Value, Value)>, key: &str) {
 pub fn forged_payload(doc: &[u8], chain: &Chain) -> Vec<(Value, Value)> {
     let mut map = payload_map(doc);
     set(&mut map, "certificate", Value::Bytes(chain.leaf.clone()));
-    set(&mut map, "cabundle", Value::Array(vec![Value::Bytes(chain.root.clone()), Value::Bytes(chain.intermediate.clone())]));
+    set(
+        &mut map,
+        "cabundle",
+        Value::Array(vec![
+            Value::Bytes(chain.root.clone()),
+            Value::Bytes(chain.intermediate.clone()),
+        ]),
+    );
     map
 }
 

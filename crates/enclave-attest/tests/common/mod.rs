@@ -26,7 +26,8 @@ pub struct Fixture {
 impl Fixture {
     /// The document's own creation time, when its leaf certificate is valid.
     pub fn at(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.timestamp_ms) * 1_000_000).unwrap()
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.timestamp_ms) * 1_000_000)
+            .unwrap()
     }
 }
 
@@ -46,12 +47,20 @@ pub fn fixtures() -> Vec<Fixture> {
         .map(|e| {
             let file = e["file"].as_str().unwrap().to_string();
             let bytes = std::fs::read(testdata().join(&file)).unwrap();
-            assert_eq!(hex::encode(Sha256::digest(&bytes)), e["sha256"].as_str().unwrap(), "{file}");
+            assert_eq!(
+                hex::encode(Sha256::digest(&bytes)),
+                e["sha256"].as_str().unwrap(),
+                "{file}"
+            );
             let len = |k: &str| e[k].as_u64().map(|n| n as usize);
             Fixture {
                 bytes,
                 timestamp_ms: e["timestamp_ms"].as_u64().unwrap(),
-                leaf_not_after: OffsetDateTime::parse(e["leaf_not_after"].as_str().unwrap(), &Rfc3339).unwrap(),
+                leaf_not_after: OffsetDateTime::parse(
+                    e["leaf_not_after"].as_str().unwrap(),
+                    &Rfc3339,
+                )
+                .unwrap(),
                 module_id: e["module_id"].as_str().unwrap().to_string(),
                 debug_mode: e["debug_mode"].as_bool().unwrap(),
                 pcrs: e["pcrs"]
@@ -89,7 +98,9 @@ pub fn payload_and_signature(doc: &[u8]) -> (std::ops::Range<usize>, std::ops::R
         if b & 0x1f < 24 {
             return n;
         }
-        let v = doc[*pos..*pos + n].iter().fold(0usize, |a, &x| (a << 8) | x as usize);
+        let v = doc[*pos..*pos + n]
+            .iter()
+            .fold(0usize, |a, &x| (a << 8) | x as usize);
         *pos += n;
         v
     };

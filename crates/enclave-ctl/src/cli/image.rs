@@ -6,7 +6,8 @@ use clap::Args;
 
 /// `enclave-ctl build`.
 #[derive(Debug, Args)]
-#[command(after_help = "Sources (skopeo's notation, no Docker daemon needed):\n  \
+#[command(
+    after_help = "Sources (skopeo's notation, no Docker daemon needed):\n  \
     oci:<dir>[:<tag>]           OCI image layout directory\n  \
     oci-archive:<tar>[:<tag>]   OCI image layout in a tar\n  \
     docker-archive:<tar>        `docker save` output\n  \
@@ -15,7 +16,8 @@ use clap::Args;
     locale or file mtimes. Time stamps come from --source-date-epoch (default 0).\n\n\
     Examples:\n  \
     enclave-ctl build --from oci:./hello:latest -o hello.eif\n  \
-    enclave-ctl build -f enclave.yaml -o app.eif --json")]
+    enclave-ctl build -f enclave.yaml -o app.eif --json"
+)]
 pub struct BuildArgs {
     /// Source image, e.g. `oci:./image:latest`; overrides the spec's `from:`.
     #[arg(long, value_name = "SOURCE")]
@@ -43,7 +45,12 @@ pub struct BuildArgs {
     pub init: Option<PathBuf>,
 
     /// Seconds since the epoch used for every time stamp in the image.
-    #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "SOURCE_DATE_EPOCH",
+        default_value_t = 0,
+        value_name = "SECONDS"
+    )]
     pub source_date_epoch: i64,
 
     /// Image name recorded in the metadata (default: the spec's name or the source's).

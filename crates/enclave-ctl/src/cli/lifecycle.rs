@@ -10,7 +10,12 @@ use enclave_engine::policy::RestartPolicy;
 #[derive(Debug, Clone, Args)]
 pub struct StateArgs {
     /// State directory (default: /run/enclave-engine as root, $XDG_RUNTIME_DIR/enclave-engine otherwise).
-    #[arg(long, value_name = "DIR", env = "ENCLAVE_ENGINE_STATE_DIR", global = true)]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "ENCLAVE_ENGINE_STATE_DIR",
+        global = true
+    )]
     pub state_dir: Option<PathBuf>,
 }
 

@@ -1,10 +1,14 @@
 //! Command-line arguments. Only clap structs live here; the commands are in `cmd/`.
 
+mod attest;
+mod debug;
 mod image;
 mod lifecycle;
 
 use clap::{Parser, Subcommand};
 
+pub use attest::VerifyArgs;
+pub use debug::{ControlArgs, CpArgs, ExecArgs, ServiceAction, ServicesArgs};
 pub use image::{BuildArgs, InspectArgs, MeasureArgs};
 pub use lifecycle::{ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs};
 
@@ -51,5 +55,12 @@ pub enum Command {
     Rm(RmArgs),
     /// Follow the console of an enclave started with --debug-mode.
     Console(ConsoleArgs),
+    /// Run a command in an enclave (needs `debug.exec` in its spec).
+    Exec(ExecArgs),
+    /// Copy files and directory trees into or out of an enclave (needs `debug.cp`).
+    Cp(CpArgs),
+    /// List, start, stop and restart an enclave's services; show their logs.
+    Services(ServicesArgs),
+    /// Verify an attestation document against the pinned AWS root (or given roots) and a policy.
+    Verify(VerifyArgs),
 }
-

@@ -18,26 +18,25 @@ pub fn run(args: BuildArgs) -> Result<i32> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the spec {}", path.display()))?;
-            let spec = EnclaveSpec::from_yaml(&text)
-                .with_context(|| format!("in {}", path.display()))?;
+            let spec =
+                EnclaveSpec::from_yaml(&text).with_context(|| format!("in {}", path.display()))?;
             (spec, path.parent().map(Path::to_path_buf))
         }
         None => (EnclaveSpec::default(), None),
     };
     let source = resolve_source(&args, &spec, spec_dir.as_deref())?;
 
-    let profile: KernelProfile = args
-        .kernel_profile
-        .parse()
-        .map_err(anyhow::Error::msg)?;
+    let profile: KernelProfile = args.kernel_profile.parse().map_err(anyhow::Error::msg)?;
     let kernel_dir = args
         .kernel_dir
         .clone()
         .unwrap_or_else(|| KernelInputs::default_dir(profile));
-    let kernel = KernelInputs::load(profile, &kernel_dir).with_context(|| {
-        match profile {
-            KernelProfile::Emulated => "the emulated kernel is fetched by scripts/fetch-kernel.sh (or pass --kernel-dir)",
-            KernelProfile::Nitro => "pass --kernel-dir with nitro-cli's blobs (bzImage, bzImage.config, cmdline, nsm.ko)",
+    let kernel = KernelInputs::load(profile, &kernel_dir).with_context(|| match profile {
+        KernelProfile::Emulated => {
+            "the emulated kernel is fetched by scripts/fetch-kernel.sh (or pass --kernel-dir)"
+        }
+        KernelProfile::Nitro => {
+            "pass --kernel-dir with nitro-cli's blobs (bzImage, bzImage.config, cmdline, nsm.ko)"
         }
     })?;
 
@@ -47,9 +46,9 @@ pub fn run(args: BuildArgs) -> Result<i32> {
     };
 
     let signer = match (&args.signing_certificate, &args.private_key) {
-        (Some(cert), Some(key)) => Some(
-            EifSigner::from_pem_files(cert, key).context("loading the signing key")?,
-        ),
+        (Some(cert), Some(key)) => {
+            Some(EifSigner::from_pem_files(cert, key).context("loading the signing key")?)
+        }
         _ => None,
     };
 
@@ -70,9 +69,17 @@ pub fn run(args: BuildArgs) -> Result<i32> {
     let out = result.with_context(|| format!("building {}", args.output.display()))?;
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out.measurements.to_nitro_cli())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out.measurements.to_nitro_cli())?
+        );
     } else {
-        println!("Built {} ({} bytes, {})", args.output.display(), out.eif_size, out.eif_digest);
+        println!(
+            "Built {} ({} bytes, {})",
+            args.output.display(),
+            out.eif_size,
+            out.eif_digest
+        );
         println!("PCR0  {}", out.measurements.pcr0_hex());
         println!("PCR1  {}", out.measurements.pcr1_hex());
         println!("PCR2  {}", out.measurements.pcr2_hex());
@@ -84,14 +91,20 @@ pub fn run(args: BuildArgs) -> Result<i32> {
 }
 
 /// `--from` wins over the spec's `from:`, whose relative paths are relative to the spec file.
-fn resolve_source(args: &BuildArgs, spec: &EnclaveSpec, spec_dir: Option<&Path>) -> Result<ImageRef> {
+fn resolve_source(
+    args: &BuildArgs,
+    spec: &EnclaveSpec,
+    spec_dir: Option<&Path>,
+) -> Result<ImageRef> {
     if let Some(from) = &args.from {
         return from.parse().with_context(|| format!("--from {from}"));
     }
     let Some(from) = &spec.from else {
         bail!("no source image: pass --from SOURCE or set `from:` in the spec (-f)");
     };
-    let source: ImageRef = from.parse().with_context(|| format!("the spec's from: {from}"))?;
+    let source: ImageRef = from
+        .parse()
+        .with_context(|| format!("the spec's from: {from}"))?;
     Ok(match spec_dir {
         Some(dir) => relative_to(source, dir),
         None => source,
@@ -103,7 +116,10 @@ fn relative_to(source: ImageRef, dir: &Path) -> ImageRef {
     let join = |p: PathBuf| if p.is_relative() { dir.join(p) } else { p };
     match source {
         ImageRef::Oci { dir: d, tag } => ImageRef::Oci { dir: join(d), tag },
-        ImageRef::OciArchive { archive, tag } => ImageRef::OciArchive { archive: join(archive), tag },
+        ImageRef::OciArchive { archive, tag } => ImageRef::OciArchive {
+            archive: join(archive),
+            tag,
+        },
         ImageRef::DockerArchive { archive, reference } => ImageRef::DockerArchive {
             archive: join(archive),
             reference,

@@ -13,13 +13,19 @@ pub fn run(args: InspectArgs) -> Result<i32> {
         .map(Into::into)
         .unwrap_or_else(default_root);
     let root = StateRoot::open(&path)?;
-    let rec = root.resolve(&query).map_err(|e| {
-        anyhow::anyhow!("{e} (and {query} is not an EIF file)")
-    })?;
+    let rec = root
+        .resolve(&query)
+        .map_err(|e| anyhow::anyhow!("{e} (and {query} is not an EIF file)"))?;
     let mut value = serde_json::to_value(&rec)?;
     if let Some(obj) = value.as_object_mut() {
-        obj.insert("supervisor_alive".into(), root.supervisor_alive(&rec.id).into());
-        obj.insert("state_dir".into(), root.dir(&rec.id).display().to_string().into());
+        obj.insert(
+            "supervisor_alive".into(),
+            root.supervisor_alive(&rec.id).into(),
+        );
+        obj.insert(
+            "state_dir".into(),
+            root.dir(&rec.id).display().to_string().into(),
+        );
     }
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(EXIT_OK)

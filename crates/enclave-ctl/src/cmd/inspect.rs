@@ -78,10 +78,19 @@ pub fn run(args: InspectArgs) -> Result<i32> {
         };
         out.insert("SignatureCheck".into(), json!(check));
     }
-    let provenance = metadata.as_ref().and_then(|m| m.get("CustomMetadata")).and_then(Provenance::from_custom);
+    let provenance = metadata
+        .as_ref()
+        .and_then(|m| m.get("CustomMetadata"))
+        .and_then(Provenance::from_custom);
     if let Some(meta) = &metadata {
-        out.insert("ImageName".into(), meta.get("ImageName").cloned().unwrap_or(Value::Null));
-        out.insert("ImageVersion".into(), meta.get("ImageVersion").cloned().unwrap_or(Value::Null));
+        out.insert(
+            "ImageName".into(),
+            meta.get("ImageName").cloned().unwrap_or(Value::Null),
+        );
+        out.insert(
+            "ImageVersion".into(),
+            meta.get("ImageVersion").cloned().unwrap_or(Value::Null),
+        );
         // describe-eif flattens BuildMetadata next to DockerInfo and CustomMetadata.
         let mut m = meta
             .get("BuildMetadata")
@@ -149,7 +158,10 @@ fn print_text(path: &std::path::Path, out: &Map<String, Value>, provenance: Opti
         }
     }
     if let Some(Value::Array(sections)) = out.get("Sections") {
-        println!("Sections\n  {:<3} {:<10} {:>12} {:>12}", "#", "type", "offset", "size");
+        println!(
+            "Sections\n  {:<3} {:<10} {:>12} {:>12}",
+            "#", "type", "offset", "size"
+        );
         for sec in sections {
             println!(
                 "  {:<3} {:<10} {:>12} {:>12}",
@@ -161,7 +173,10 @@ fn print_text(path: &std::path::Path, out: &Map<String, Value>, provenance: Opti
         }
     }
     if let Some(p) = provenance {
-        println!("Provenance (profile {}, SOURCE_DATE_EPOCH {})", p.kernel_profile, p.source_date_epoch);
+        println!(
+            "Provenance (profile {}, SOURCE_DATE_EPOCH {})",
+            p.kernel_profile, p.source_date_epoch
+        );
         println!("  cmdline: {}", p.cmdline);
         for input in &p.inputs {
             println!("  {:<15} {:<48} {}", input.role, input.name, input.digest);

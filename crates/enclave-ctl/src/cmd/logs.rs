@@ -27,7 +27,9 @@ fn parse_since(s: &str) -> Result<OffsetDateTime> {
         return Ok(t);
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("invalid --since {s:?}: expected RFC 3339 or 30s, 5m, 2h"))?;
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid --since {s:?}: expected RFC 3339 or 30s, 5m, 2h"))?;
     let secs = match unit {
         "s" | "" => n,
         "m" => n * 60,
@@ -44,8 +46,7 @@ pub fn run(args: LogsArgs) -> Result<i32> {
     let dir = root.dir(&rec.id).join("logs");
     let since = args.since.as_deref().map(parse_since).transpose()?;
     let keep = |e: &LogEntry| {
-        e.source != "kernel"
-            && since.is_none_or(|s| parse_rfc3339(&e.time).is_none_or(|t| t >= s))
+        e.source != "kernel" && since.is_none_or(|s| parse_rfc3339(&e.time).is_none_or(|t| t >= s))
     };
     let mut follower = Follower::at_end(&dir);
     let entries: Vec<LogEntry> = read_all(&dir).into_iter().filter(|e| keep(e)).collect();

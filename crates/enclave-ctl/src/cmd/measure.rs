@@ -13,7 +13,10 @@ pub fn run(args: MeasureArgs) -> Result<i32> {
             .with_context(|| format!("{} is not a PEM or DER certificate", cert.display()))?;
         let pcr8 = hex::encode(pcr8);
         if args.json {
-            println!("{}", serde_json::json!({ "HashAlgorithm": enclave_image::eif::pcr::HASH_ALGORITHM, "PCR8": pcr8 }));
+            println!(
+                "{}",
+                serde_json::json!({ "HashAlgorithm": enclave_image::eif::pcr::HASH_ALGORITHM, "PCR8": pcr8 })
+            );
         } else {
             println!("PCR8  {pcr8}");
         }
@@ -28,13 +31,19 @@ pub fn run(args: MeasureArgs) -> Result<i32> {
     let measurements = match reader.measure() {
         Ok(m) => m,
         Err(e @ enclave_image::eif::ReadError::CrcMismatch { .. }) => {
-            eprintln!("error: {}: {e}; the image is corrupt, its PCRs are meaningless", path.display());
+            eprintln!(
+                "error: {}: {e}; the image is corrupt, its PCRs are meaningless",
+                path.display()
+            );
             return Ok(EXIT_CHECK_FAILED);
         }
         Err(e) => return Err(e).with_context(|| format!("measuring {}", path.display())),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&measurements.to_nitro_cli())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&measurements.to_nitro_cli())?
+        );
     } else {
         println!("PCR0  {}", measurements.pcr0_hex());
         println!("PCR1  {}", measurements.pcr1_hex());

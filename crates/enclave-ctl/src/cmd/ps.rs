@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use crate::cli::{PsArgs, EXIT_OK};
 
 fn ago(t: Option<&str>) -> String {
-    let Some(t) = t.and_then(parse_rfc3339) else { return String::new() };
+    let Some(t) = t.and_then(parse_rfc3339) else {
+        return String::new();
+    };
     let s = (OffsetDateTime::now_utc() - t).whole_seconds().max(0);
     match s {
         0..=59 => format!("{s}s"),
@@ -21,7 +23,9 @@ fn ago(t: Option<&str>) -> String {
 /// "running 5m", "exited 2m ago", "failed".
 pub fn status_text(r: &EnclaveRecord) -> String {
     if r.status.is_active() {
-        format!("{} {}", r.status, ago(r.started_at.as_deref())).trim_end().to_owned()
+        format!("{} {}", r.status, ago(r.started_at.as_deref()))
+            .trim_end()
+            .to_owned()
     } else {
         match r.finished_at.as_deref() {
             Some(t) => format!("{} {} ago", r.status, ago(Some(t))),

@@ -10,11 +10,14 @@ pub fn run(args: RmArgs) -> Result<i32> {
     let root = super::run::state_root(&args.state)?;
     let mut code = EXIT_OK;
     for q in &args.enclaves {
-        let result = root.resolve(q).map_err(anyhow::Error::from).and_then(|rec| {
-            lifecycle::remove(&root, &rec, args.force)
-                .with_context(|| format!("removing {}", rec.name))
-                .map(|()| rec)
-        });
+        let result = root
+            .resolve(q)
+            .map_err(anyhow::Error::from)
+            .and_then(|rec| {
+                lifecycle::remove(&root, &rec, args.force)
+                    .with_context(|| format!("removing {}", rec.name))
+                    .map(|()| rec)
+            });
         match result {
             Ok(rec) => println!("{}", rec.name),
             Err(e) => {

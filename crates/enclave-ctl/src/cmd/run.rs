@@ -14,7 +14,8 @@ use crate::cli::{RunArgs, StateArgs, EXIT_ERROR, EXIT_OK};
 /// Opens the state directory the arguments name.
 pub fn state_root(args: &StateArgs) -> Result<StateRoot> {
     let path = args.state_dir.clone().unwrap_or_else(default_root);
-    StateRoot::open(&path).with_context(|| format!("opening the state directory {}", path.display()))
+    StateRoot::open(&path)
+        .with_context(|| format!("opening the state directory {}", path.display()))
 }
 
 /// Runs the command; returns the exit status.
@@ -32,7 +33,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let rec = lifecycle::create(&root, &opts)
         .with_context(|| format!("cannot run {}", args.eif.display()))?;
     // Before any thread exists: Ctrl-C becomes a flag (the supervisor unblocks it for itself).
-    let interrupted = if args.detach { None } else { Some(termination_flag()?) };
+    let interrupted = if args.detach {
+        None
+    } else {
+        Some(termination_flag()?)
+    };
     let boot_timeout = Duration::from_secs(args.boot_timeout);
     lifecycle::start_supervisor(&root, &rec, Some(boot_timeout))
         .with_context(|| format!("starting the supervisor of {}", rec.name))?;
@@ -47,7 +52,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         up.name,
         up.short_id(),
         up.backend,
-        up.instance.accel.as_deref().map(|a| format!(" ({a})")).unwrap_or_default(),
+        up.instance
+            .accel
+            .as_deref()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default(),
         up.cid
     );
     let logs_dir = root.dir(&up.id).join("logs");
@@ -62,14 +71,22 @@ pub fn run(args: RunArgs) -> Result<i32> {
         if interrupted.load(Ordering::SeqCst) {
             eprintln!("stopping {}", up.name);
             let done = lifecycle::stop(&root, &up, Duration::from_secs(10))?;
-            return Ok(if done.status == Status::Failed { EXIT_ERROR } else { EXIT_OK });
+            return Ok(if done.status == Status::Failed {
+                EXIT_ERROR
+            } else {
+                EXIT_OK
+            });
         }
         if !root.supervisor_alive(&up.id) {
             for e in follower.poll() {
                 super::logs::print_entry(&e, false);
             }
             let done = root.load(&up.id)?;
-            return Ok(if done.status == Status::Failed { EXIT_ERROR } else { EXIT_OK });
+            return Ok(if done.status == Status::Failed {
+                EXIT_ERROR
+            } else {
+                EXIT_OK
+            });
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -12,10 +12,13 @@ pub fn run(args: StopArgs) -> Result<i32> {
     let root = super::run::state_root(&args.state)?;
     let mut code = EXIT_OK;
     for q in &args.enclaves {
-        let result = root.resolve(q).map_err(anyhow::Error::from).and_then(|rec| {
-            lifecycle::stop(&root, &rec, Duration::from_secs(args.time))
-                .with_context(|| format!("stopping {}", rec.name))
-        });
+        let result = root
+            .resolve(q)
+            .map_err(anyhow::Error::from)
+            .and_then(|rec| {
+                lifecycle::stop(&root, &rec, Duration::from_secs(args.time))
+                    .with_context(|| format!("stopping {}", rec.name))
+            });
         match result {
             Ok(rec) => println!("{}", rec.name),
             Err(e) => {

@@ -40,18 +40,25 @@ pub fn build_inputs() -> Option<(PathBuf, PathBuf)> {
     let kernel = enclave_image::kernel::KernelInputs::default_dir(
         enclave_image::kernel::KernelProfile::Emulated,
     );
-    require(kernel.join("bzImage").is_file(), "the emulated kernel (scripts/fetch-kernel.sh)")?;
+    require(
+        kernel.join("bzImage").is_file(),
+        "the emulated kernel (scripts/fetch-kernel.sh)",
+    )?;
     let init = std::env::var_os("ENCLAVE_INIT")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/enclave-init/enclave-init"));
-    require(init.is_file(), "the static enclave-init (scripts/build-init.sh)")?;
+    require(
+        init.is_file(),
+        "the static enclave-init (scripts/build-init.sh)",
+    )?;
     Some((kernel, init))
 }
 
 /// A command running the enclave-ctl binary under test, with the init preset.
 pub fn ctl(init: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
-    cmd.env("ENCLAVE_INIT", init).env_remove("SOURCE_DATE_EPOCH");
+    cmd.env("ENCLAVE_INIT", init)
+        .env_remove("SOURCE_DATE_EPOCH");
     cmd
 }
 
@@ -106,7 +113,10 @@ pub fn leftover_temp_files(dir: &Path) -> Vec<String> {
 /// Makes the example OCI image (examples/hello/make-image.sh) in `dir`, or `None`.
 pub fn example_image(dir: &Path) -> Option<PathBuf> {
     require(have("umoci"), "umoci")?;
-    require(Path::new("/bin/busybox").exists() || have("busybox"), "busybox-static")?;
+    require(
+        Path::new("/bin/busybox").exists() || have("busybox"),
+        "busybox-static",
+    )?;
     let out = dir.join("hello-oci");
     let o = run(Command::new(workspace().join("examples/hello/make-image.sh")).arg(&out));
     assert_ok(&o);

@@ -94,14 +94,23 @@ fn probe(qemu: &Path, kernel: &Path, key: String) -> AccelChoice {
         return choice(Accel::Tcg, "/dev/kvm is absent or not accessible", key);
     }
     let mut cmd = Command::new(qemu);
-    cmd.args(["-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "128"])
-        .args(["-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio"])
-        .arg("-kernel")
-        .arg(kernel)
-        .args(["-append", "console=ttyS0 panic=-1 pci=off"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "128",
+    ])
+    .args([
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+    ])
+    .arg("-kernel")
+    .arg(kernel)
+    .args(["-append", "console=ttyS0 panic=-1 pci=off"])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     crate::spawn_unsafe::prepare(&mut cmd, crate::spawn_unsafe::Tie::DieWithParent);
     let mut child = match cmd.spawn() {
         Ok(c) => c,

@@ -64,12 +64,18 @@ impl FakeBackend {
     /// A fake with this script.
     pub fn with_script(boots: impl IntoIterator<Item = FakeBoot>) -> Self {
         let f = Self::default();
-        f.script.lock().unwrap_or_else(|p| p.into_inner()).extend(boots);
+        f.script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(boots);
         f
     }
 
     fn record(&self, call: String) {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(call);
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(call);
     }
 
     /// The recorded calls.
@@ -98,7 +104,12 @@ impl Backend for FakeBackend {
             .unwrap_or_else(FakeBoot::forever);
         match boot {
             FakeBoot::LaunchFails(msg) => Err(EngineError::Backend(msg)),
-            FakeBoot::Runs { console, heartbeat, runs_for, fails } => Ok(Box::new(FakeInstance {
+            FakeBoot::Runs {
+                console,
+                heartbeat,
+                runs_for,
+                fails,
+            } => Ok(Box::new(FakeInstance {
                 fake: self.clone(),
                 name: spec.name.clone(),
                 console: Some(console),

@@ -62,7 +62,9 @@ impl FromStr for BackendChoice {
             "auto" => Ok(BackendChoice::Auto),
             "qemu" => Ok(BackendChoice::Kind(BackendKind::Qemu)),
             "nitro" => Ok(BackendChoice::Kind(BackendKind::Nitro)),
-            _ => Err(format!("unknown backend {s:?}: expected auto, qemu or nitro")),
+            _ => Err(format!(
+                "unknown backend {s:?}: expected auto, qemu or nitro"
+            )),
         }
     }
 }

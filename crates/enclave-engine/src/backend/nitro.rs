@@ -104,7 +104,9 @@ impl NitroBackend {
 
 fn parse<T: serde::de::DeserializeOwned>(out: &str, command: &str) -> Result<T> {
     serde_json::from_str(out).map_err(|e| {
-        EngineError::Backend(format!("cannot read the output of nitro-cli {command}: {e}"))
+        EngineError::Backend(format!(
+            "cannot read the output of nitro-cli {command}: {e}"
+        ))
     })
 }
 
@@ -112,7 +114,13 @@ fn parse<T: serde::de::DeserializeOwned>(out: &str, command: &str) -> Result<T> 
 fn yaml_number(text: &str, key: &str) -> Option<u64> {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
-        .find_map(|l| l.trim().strip_prefix(key)?.trim().strip_prefix(':').map(str::trim))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(key)?
+                .trim()
+                .strip_prefix(':')
+                .map(str::trim)
+        })
         .and_then(|v| v.parse().ok())
 }
 
@@ -168,7 +176,10 @@ impl Backend for NitroBackend {
             }
         }
         let mounts = std::fs::read_to_string(&self.paths.mounts).unwrap_or_default();
-        if !mounts.lines().any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs")) {
+        if !mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"))
+        {
             return Err(EngineError::Backend(
                 "no hugetlbfs is mounted (nitro-cli would fail with E35): in a container, request hugepages-2Mi and mount an emptyDir with medium HugePages at /dev/hugepages".into(),
             ));
@@ -191,8 +202,15 @@ impl Backend for NitroBackend {
         let mem = spec.memory_mib.to_string();
         let cid = spec.cid.to_string();
         let mut args = vec![
-            "run-enclave", "--eif-path", &eif, "--cpu-count", &cpus, "--memory", &mem,
-            "--enclave-cid", &cid,
+            "run-enclave",
+            "--eif-path",
+            &eif,
+            "--cpu-count",
+            &cpus,
+            "--memory",
+            &mem,
+            "--enclave-cid",
+            &cid,
         ];
         if spec.debug_mode {
             args.push("--debug-mode");

@@ -128,6 +128,9 @@ mod tests {
         assert_eq!(error_code("no code here"), None);
         assert_eq!(error_code("[ Exx ]"), None);
         let msg = failure_message("run-enclave", e35);
-        assert!(msg.contains("hugepages") && msg.contains("EIF file parsing error"), "{msg}");
+        assert!(
+            msg.contains("hugepages") && msg.contains("EIF file parsing error"),
+            "{msg}"
+        );
     }
 }

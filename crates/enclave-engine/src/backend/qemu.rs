@@ -104,7 +104,13 @@ pub fn extra_cmdline(accel: Accel) -> String {
 }
 
 /// QEMU's arguments (everything but the binary).
-pub fn qemu_args(spec: &LaunchSpec, accel: Accel, kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<String> {
+pub fn qemu_args(
+    spec: &LaunchSpec,
+    accel: Accel,
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+) -> Vec<String> {
     let mem = spec.memory_mib;
     let mut args: Vec<String> = vec![
         "-M".into(),
@@ -132,7 +138,10 @@ pub fn qemu_args(spec: &LaunchSpec, accel: Accel, kernel: &Path, initrd: &Path, 
         "-serial".into(),
         "chardev:console".into(),
         "-chardev".into(),
-        format!("socket,id=vsock,path={}", spec.sockets.join(VHOST_SOCKET).display()),
+        format!(
+            "socket,id=vsock,path={}",
+            spec.sockets.join(VHOST_SOCKET).display()
+        ),
         "-device".into(),
         "vhost-user-vsock-device,chardev=vsock".into(),
         "-kernel".into(),
@@ -200,7 +209,8 @@ impl Backend for QemuBackend {
         let deadline = Instant::now() + VHOST_SOCKET_WAIT;
         while !vhost_sock.exists() {
             if let Ok(Some(status)) = vdev.try_wait() {
-                let err = std::fs::read_to_string(spec.dir.join("vhost-device-vsock.err")).unwrap_or_default();
+                let err = std::fs::read_to_string(spec.dir.join("vhost-device-vsock.err"))
+                    .unwrap_or_default();
                 return Err(EngineError::Backend(format!(
                     "vhost-device-vsock exited ({status}) before creating its socket: {}",
                     err.trim()
@@ -233,7 +243,10 @@ impl Backend for QemuBackend {
                 return Err(e);
             }
         };
-        let console = qemu_child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
+        let console = qemu_child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
         Ok(Box::new(QemuInstance {
             info: InstanceInfo {
                 pid: Some(qemu_child.id()),
@@ -270,7 +283,9 @@ impl QemuInstance {
             (Some(code), _) => format!("qemu exited with status {code}"),
             (None, Some(sig)) => format!(
                 "qemu killed by {}",
-                Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("a signal")
+                Signal::try_from(sig)
+                    .map(|s| s.as_str())
+                    .unwrap_or("a signal")
             ),
             _ => "qemu ended".to_owned(),
         };
@@ -314,7 +329,11 @@ impl Instance for QemuInstance {
         let _ = kill(pid, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
-            if let Some(status) = self.qemu.try_wait().map_err(|e| EngineError::Backend(format!("waiting for qemu: {e}")))? {
+            if let Some(status) = self
+                .qemu
+                .try_wait()
+                .map_err(|e| EngineError::Backend(format!("waiting for qemu: {e}")))?
+            {
                 let mut exit = self.describe(status);
                 exit.failed = true;
                 return Ok(exit);

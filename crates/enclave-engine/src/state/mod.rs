@@ -147,7 +147,9 @@ impl StateRoot {
 
     /// The record as it really is: an active status whose supervisor died reads as failed.
     pub fn effective(&self, mut rec: EnclaveRecord) -> EnclaveRecord {
-        if rec.status.is_active() && rec.status != Status::Created && !self.supervisor_alive(&rec.id)
+        if rec.status.is_active()
+            && rec.status != Status::Created
+            && !self.supervisor_alive(&rec.id)
         {
             // Re-read: the supervisor may have just written its last state and exited.
             if let Ok(fresh) = self.load(&rec.id) {
@@ -191,7 +193,9 @@ impl StateRoot {
         let all = self.list()?;
         let short = &rec.id[..rec.id.len().min(SHORT_ID)];
         if all.iter().any(|r| r.id.starts_with(short)) {
-            return Err(EngineError::Invalid(format!("id prefix {short} is taken; try again")));
+            return Err(EngineError::Invalid(format!(
+                "id prefix {short} is taken; try again"
+            )));
         }
         if let Some(other) = all.iter().find(|r| r.name == rec.name) {
             return Err(EngineError::NameInUse {

@@ -65,7 +65,10 @@ fn resolve_takes_ids_names_and_unique_prefixes() {
     assert_eq!(root.resolve("web").unwrap().id, "abc123");
     assert_eq!(root.resolve("abd").unwrap().name, "db");
     assert_eq!(root.resolve("abc123").unwrap().name, "web");
-    assert!(matches!(root.resolve("ab"), Err(EngineError::Ambiguous { .. })));
+    assert!(matches!(
+        root.resolve("ab"),
+        Err(EngineError::Ambiguous { .. })
+    ));
     assert!(matches!(root.resolve("zz"), Err(EngineError::NotFound(_))));
     assert!(matches!(root.resolve(""), Err(EngineError::NotFound(_))));
 }

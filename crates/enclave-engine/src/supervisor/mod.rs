@@ -110,7 +110,8 @@ pub fn supervise(
         let ending = boot_once(&mut ctx, backend);
         let rec = &mut ctx.rec;
         rec.finished_at = Some(now_rfc3339());
-        let restart = rec.restart.should_restart(ending, rec.restarts) && !stop.load(Ordering::SeqCst);
+        let restart =
+            rec.restart.should_restart(ending, rec.restarts) && !stop.load(Ordering::SeqCst);
         if !restart {
             rec.status = match ending {
                 Ending::Failed => Status::Failed,
@@ -120,9 +121,17 @@ pub fn supervise(
                 rec.error = None;
             }
             ctx.save();
-            let text = format!("enclave {}: {}", ctx.rec.status, ctx.rec.exit.clone().unwrap_or_default());
+            let text = format!(
+                "enclave {}: {}",
+                ctx.rec.status,
+                ctx.rec.exit.clone().unwrap_or_default()
+            );
             ctx.event(&text);
             let _ = std::fs::remove_file(dir.join(STOP_FILE));
+            return Ok(ctx.rec);
+        }
+        if !dir.join("state.json").exists() {
+            tracing::warn!("the enclave's state directory is gone; giving up");
             return Ok(ctx.rec);
         }
         rec.status = Status::Restarting;
@@ -130,7 +139,11 @@ pub fn supervise(
         let n = rec.restarts;
         let pause = RestartPolicy::backoff(n - 1);
         ctx.save();
-        ctx.event(&format!("restarting (restart {n}, policy {}) in {} ms", ctx.rec.restart, pause.as_millis()));
+        ctx.event(&format!(
+            "restarting (restart {n}, policy {}) in {} ms",
+            ctx.rec.restart,
+            pause.as_millis()
+        ));
         let until = Instant::now() + pause;
         while Instant::now() < until && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(opts.tick);
@@ -174,7 +187,11 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
         .take_console()
         .map(|c| spawn_reader(c, &dir, ctx.logs.clone(), console.clone()));
 
-    let mut listener = if instance.heartbeat_by_backend() { None } else { listener };
+    let mut listener = if instance.heartbeat_by_backend() {
+        None
+    } else {
+        listener
+    };
     if let Some(l) = listener.as_ref() {
         match wait_heartbeat(ctx, l, instance.as_mut(), started, &console) {
             Ok(()) => {}
@@ -189,7 +206,10 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     ctx.rec.status = Status::Running;
     ctx.rec.error = None;
     ctx.save();
-    ctx.event(&format!("enclave running (heartbeat after {} ms)", started.elapsed().as_millis()));
+    ctx.event(&format!(
+        "enclave running (heartbeat after {} ms)",
+        started.elapsed().as_millis()
+    ));
 
     let ending = loop {
         if ctx.stop.load(Ordering::SeqCst) {
@@ -258,7 +278,11 @@ fn wait_heartbeat(
 
 fn ending_with_console(ctx: &mut Ctx<'_>, why: NoHeartbeat, console: &ConsoleState) -> Ending {
     let tail = console.tail();
-    let tail = if tail.is_empty() { "(the console printed nothing)".to_owned() } else { tail };
+    let tail = if tail.is_empty() {
+        "(the console printed nothing)".to_owned()
+    } else {
+        tail
+    };
     let error = match why {
         NoHeartbeat::Stopped => {
             ctx.rec.exit = Some("stopped before the heartbeat".into());

@@ -35,8 +35,13 @@ fn a_crash_is_restarted_under_on_failure_up_to_its_limit() {
     assert_eq!(rec.restarts, 1);
     assert_eq!(fake.calls(), ["launch fake cid=16", "launch fake cid=16"]);
     let logs = crate::logs::read_all(&root.dir(&id).join("logs"));
-    assert!(logs.iter().any(|e| e.source == "main" && e.text == "hello"), "{logs:?}");
-    assert!(logs.iter().any(|e| e.source == "supervisor" && e.text.starts_with("restarting")));
+    assert!(
+        logs.iter().any(|e| e.source == "main" && e.text == "hello"),
+        "{logs:?}"
+    );
+    assert!(logs
+        .iter()
+        .any(|e| e.source == "supervisor" && e.text.starts_with("restarting")));
 }
 
 #[test]
@@ -60,7 +65,10 @@ fn no_heartbeat_fails_with_the_console_tail() {
     let rec = supervise(&root, &id, &mut fake, &opts(), &AtomicBool::new(false)).unwrap();
     assert_eq!(rec.status, Status::Failed);
     let err = rec.error.unwrap();
-    assert!(err.contains("no boot heartbeat") && err.contains("stuck here"), "{err}");
+    assert!(
+        err.contains("no boot heartbeat") && err.contains("stuck here"),
+        "{err}"
+    );
     assert_eq!(fake.calls(), ["launch fake cid=16", "kill fake"]);
 }
 
@@ -69,7 +77,10 @@ fn a_launch_failure_is_recorded() {
     let (_d, root, id) = setup("no");
     let mut fake = FakeBackend::with_script([FakeBoot::LaunchFails("no qemu".into())]);
     let rec = supervise(&root, &id, &mut fake, &opts(), &AtomicBool::new(false)).unwrap();
-    assert_eq!((rec.status, rec.error.as_deref()), (Status::Failed, Some("no qemu")));
+    assert_eq!(
+        (rec.status, rec.error.as_deref()),
+        (Status::Failed, Some("no qemu"))
+    );
 }
 
 #[test]

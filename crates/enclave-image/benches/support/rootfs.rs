@@ -5,8 +5,8 @@
 //! the rest spread over ~2,000 files of log-uniformly distributed sizes (64 B to 512 KiB before
 //! scaling), ~100 relative symlinks, and ~150 directories. Contents are pseudo-random but not
 //! uniformly so, so the layer compresses roughly like a real one: "text" files are words from
-//! a small vocabulary (about 3x with gzip), "binary" files mix incompressible 4 KiB blocks with
-//! sparse and low-entropy ones.
+//! a small vocabulary, "binary" files mix incompressible 4 KiB blocks (3 in 8) with sparse and
+//! repetitive ones; gzip makes the layer about half the size of the tar.
 
 use std::fs::{self, File, Permissions};
 use std::io::{self, BufWriter, Read, Write};
@@ -73,9 +73,9 @@ fn mix(a: u64, b: u64) -> u64 {
 
 /// Plans a tree of about `total` bytes in about `file_count` regular files, parents first.
 pub fn plan(total: u64, file_count: usize) -> Vec<Entry> {
-    let mut rng = Rng(0x5EED_0F_B007);
+    let mut rng = Rng(0x5EED_F00D_B007);
     let mut entries = Vec::new();
-    let mut dir = |path: &str, entries: &mut Vec<Entry>| {
+    let dir = |path: &str, entries: &mut Vec<Entry>| {
         entries.push(Entry {
             path: path.to_owned(),
             kind: Kind::Dir,
@@ -273,29 +273,28 @@ impl Content {
             return;
         }
         match rng.below(8) {
-            // Incompressible: half of the blocks.
-            0..=3 => {
+            // Incompressible: 3 blocks in 8, like already-compressed data.
+            0..=2 => {
                 for _ in 0..BLOCK / 8 {
                     self.buf.extend_from_slice(&rng.next().to_le_bytes());
                 }
             }
             // Sparse: zeros with a few values, like tables and padding.
-            4 => {
+            3 => {
                 self.buf.resize(BLOCK, 0);
                 for _ in 0..64 {
                     let at = rng.below(BLOCK as u64) as usize;
                     self.buf[at] = rng.next() as u8;
                 }
             }
-            // Low entropy: bytes from a small alphabet, like code.
+            // Repetitive: 16-byte snippets from a per-file set of 256, like machine code.
             _ => {
-                let alphabet: Vec<u8> = (0..16).map(|_| rng.next() as u8).collect();
+                let mut snippets = Rng(mix(self.seed, u64::MAX));
+                let dict: Vec<u64> = (0..512).map(|_| snippets.next()).collect();
                 while self.buf.len() < BLOCK {
-                    let mut x = rng.next();
-                    for _ in 0..16 {
-                        self.buf.push(alphabet[(x & 15) as usize]);
-                        x >>= 4;
-                    }
+                    let at = 2 * rng.below(256) as usize;
+                    self.buf.extend_from_slice(&dict[at].to_le_bytes());
+                    self.buf.extend_from_slice(&dict[at + 1].to_le_bytes());
                 }
             }
         }
@@ -477,6 +476,9 @@ pub fn write_oci(entries: &[Entry], layout: &Path, tag: &str) -> io::Result<Laye
         }],
     });
     fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
-    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     Ok(Layer { tar_len, gz_len })
 }

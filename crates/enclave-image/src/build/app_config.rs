@@ -92,7 +92,10 @@ mod tests {
         assert_eq!(app.working_dir, "/app");
 
         spec.cmd = Some(vec!["-c".into(), "echo hi".into()]);
-        assert_eq!(merge(&image(), &spec).unwrap().argv(), ["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(
+            merge(&image(), &spec).unwrap().argv(),
+            ["/bin/sh", "-c", "echo hi"]
+        );
     }
 
     #[test]

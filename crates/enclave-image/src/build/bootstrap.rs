@@ -30,7 +30,13 @@ pub fn write_bootstrap<W: Write>(
     // Component-wise sorted order, parents first: the archive is the same on every machine.
     cpio.add_dir(b"dev", dir)?;
     // The kernel opens /dev/console for PID 1's stdio before devtmpfs is mounted.
-    cpio.add_device(b"dev/console", EntryMeta::root(0o600), DeviceKind::Char, 5, 1)?;
+    cpio.add_device(
+        b"dev/console",
+        EntryMeta::root(0o600),
+        DeviceKind::Char,
+        5,
+        1,
+    )?;
     // Rust's runtime needs /dev/null if the kernel left fds 0-2 closed.
     cpio.add_device(b"dev/null", EntryMeta::root(0o666), DeviceKind::Char, 1, 3)?;
     cpio.add_dir(b"enclave-init", dir)?;

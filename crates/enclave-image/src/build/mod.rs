@@ -209,12 +209,28 @@ pub fn build(req: &BuildRequest, progress: &dyn Progress) -> Result<BuildOutput,
 
     progress.phase("writing app ramdisk", 0);
     let rd = eif.ramdisk()?;
-    let mut cpio = CpioWriter::new(Counting { inner: rd, progress }, mtime);
+    let mut cpio = CpioWriter::new(
+        Counting {
+            inner: rd,
+            progress,
+        },
+        mtime,
+    );
     let dir = EntryMeta::root(0o755);
     cpio.add_dir(b"enclave", dir)?;
     let file_meta = EntryMeta::root(0o644);
-    cpio.add_file(b"enclave/app.json", file_meta, &app_json[..], len(&app_json))?;
-    cpio.add_file(b"enclave/spec.json", file_meta, &spec_json[..], len(&spec_json))?;
+    cpio.add_file(
+        b"enclave/app.json",
+        file_meta,
+        &app_json[..],
+        len(&app_json),
+    )?;
+    cpio.add_file(
+        b"enclave/spec.json",
+        file_meta,
+        &spec_json[..],
+        len(&spec_json),
+    )?;
     tree.write_cpio("rootfs", &mut cpio)?;
     cpio.finish()?.inner.finish()?;
 
@@ -261,12 +277,7 @@ fn apply_layers(image: &Image, progress: &dyn Progress) -> Result<RootfsTree, Bu
     Ok(tree)
 }
 
-fn provenance(
-    req: &BuildRequest,
-    image: &Image,
-    init: &InputFile,
-    spec_json: &[u8],
-) -> Provenance {
+fn provenance(req: &BuildRequest, image: &Image, init: &InputFile, spec_json: &[u8]) -> Provenance {
     let file = |role: &str, f: &InputFile| ProvenanceInput {
         role: role.into(),
         name: f.name.clone(),
@@ -346,9 +357,7 @@ fn default_image_name(source: &ImageRef) -> String {
 
 fn default_image_version(source: &ImageRef) -> String {
     match source {
-        ImageRef::Oci { tag: Some(t), .. } | ImageRef::OciArchive { tag: Some(t), .. } => {
-            t.clone()
-        }
+        ImageRef::Oci { tag: Some(t), .. } | ImageRef::OciArchive { tag: Some(t), .. } => t.clone(),
         ImageRef::DockerArchive {
             reference: Some(r), ..
         } => r.rsplit_once(':').map_or(r.clone(), |(_, t)| t.to_owned()),

@@ -15,9 +15,10 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use enclave_proto::client::encode_frame;
 use enclave_proto::transport::Connection;
 use enclave_proto::wire::{
-    encode, read_message, Channel, ClientMessage, ErrorCode, MessageError, RequestId, ServerConfig,
+    read_message, Channel, ClientMessage, ErrorCode, MessageError, RequestId, ServerConfig,
     ServerMessage, ServerSession, SessionError, Verdict,
 };
 
@@ -56,6 +57,7 @@ pub(super) struct Conn {
     state: Mutex<State>,
     /// Signalled on window updates, request ends and close.
     changed: Condvar,
+    /// Whole frames for the writer thread.
     out: mpsc::Sender<Vec<u8>>,
     closed: AtomicBool,
     pub(super) ctx: Arc<Context>,
@@ -68,8 +70,8 @@ impl Conn {
 
     fn push(&self, msg: &ServerMessage) {
         // Only a message breaking a structural limit fails to encode: a bug, dropped.
-        if let Ok(payload) = encode(msg) {
-            let _ = self.out.send(payload);
+        if let Ok(frame) = encode_frame(msg) {
+            let _ = self.out.send(frame);
         }
     }
 
@@ -192,7 +194,8 @@ impl Conn {
 
 /// Writes queued frames until the queue is closed, or the connection is and the queue drained.
 fn write_loop(conn: Connection, rx: mpsc::Receiver<Vec<u8>>, closed: Arc<Conn>) {
-    let mut w = BufWriter::with_capacity(256 << 10, conn);
+    // Small: it only coalesces small messages; data frames are larger and bypass it.
+    let mut w = BufWriter::with_capacity(16 << 10, conn);
     let mut pending = false;
     loop {
         let payload = if pending {
@@ -214,12 +217,7 @@ fn write_loop(conn: Connection, rx: mpsc::Receiver<Vec<u8>>, closed: Arc<Conn>) 
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         };
-        // Payloads are encoded messages: never empty, never above the frame limit.
-        let len = (payload.len() as u32).to_be_bytes();
-        if w.write_all(&len)
-            .and_then(|()| w.write_all(&payload))
-            .is_err()
-        {
+        if w.write_all(&payload).is_err() {
             break;
         }
         pending = true;

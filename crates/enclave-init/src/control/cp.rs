@@ -13,6 +13,11 @@ use enclave_proto::wire::{
 
 use super::conn::{Active, Conn, THREAD_STACK};
 
+/// The window a `cp_to` grants the client: the initial 256 KiB is too little to keep a fast
+/// local transport busy while each chunk waits for the disk. Credit is returned in batches of
+/// a quarter of it.
+const CP_WINDOW: u32 = 4 << 20;
+
 /// What the reader hands the `cp_to` worker.
 pub(super) enum Upload {
     Entry(CpEntry),
@@ -60,15 +65,19 @@ pub(super) fn start_to(conn: &Arc<Conn>, id: RequestId, dest: String) {
     if !conn.started(id, None, Active::CpTo(tx)) {
         return;
     }
+    let grow = CP_WINDOW - enclave_proto::wire::INITIAL_WINDOW;
+    let _ = conn.send(&ServerMessage::WindowUpdate { id, bytes: grow });
     let c = conn.clone();
     let ok = spawn("cp-to", move || {
+        let mut consumed = 0u32;
         for up in rx {
             let result = match up {
                 Upload::Entry(entry) => writer.entry(&entry),
                 Upload::Data(data) => {
-                    let bytes = data.len() as u32;
                     let r = writer.data(&data);
-                    if r.is_ok() {
+                    consumed += data.len() as u32;
+                    if r.is_ok() && consumed >= CP_WINDOW / 4 {
+                        let bytes = std::mem::take(&mut consumed);
                         let _ = c.send(&ServerMessage::WindowUpdate { id, bytes });
                     }
                     r

@@ -149,7 +149,8 @@ pub(super) fn detached(conn: &Conn, req: &ExecRequest) -> Result<u32, (ErrorCode
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let (mut child, _exit) = (conn.ctx.manager.spawn(cmd)).map_err(|e| spawn_error(&req.argv[0], e))?;
+    let (mut child, _exit) =
+        (conn.ctx.manager.spawn(cmd)).map_err(|e| spawn_error(&req.argv[0], e))?;
     let pid = child.id();
     let name: Arc<str> = Arc::from(format!("exec-{pid}"));
     let store = conn.ctx.manager.logs().clone();

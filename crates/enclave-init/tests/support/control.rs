@@ -24,6 +24,14 @@ pub struct Booted {
     pub addr: Addr,
 }
 
+impl Drop for Booted {
+    /// Ends the enclave with the test: killing unshare kills its init (`--kill-child`).
+    fn drop(&mut self) {
+        let _ = self.run.child.kill();
+        let _ = self.run.child.wait();
+    }
+}
+
 /// `sh -c script`.
 pub fn sh(script: &str) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script.into()]

@@ -302,7 +302,10 @@ impl Run {
         let output = self.output.clone();
         std::thread::spawn(move || {
             std::thread::sleep(after);
-            eprintln!("---- console after {after:?} ----\n{}", output.lock().unwrap());
+            eprintln!(
+                "---- console after {after:?} ----\n{}",
+                output.lock().unwrap()
+            );
         });
     }
 }

@@ -8,6 +8,10 @@ use super::tree::{self, SourceEntry, TreeSink, TreeWriter};
 use super::{Client, ClientError};
 use crate::wire::{Channel, ClientMessage, CpEntry, Reply, Request, RequestId, ServerMessage};
 
+/// The window a download grants the enclave (the initial 256 KiB is too little to keep a fast
+/// transport busy); credit is returned in batches of a quarter of it.
+const CP_WINDOW: u32 = 4 << 20;
+
 /// What a completed `cp` transferred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpStats {
@@ -144,16 +148,25 @@ impl Client {
         let id = self.start(Request::CpFrom {
             src: src.to_owned(),
         })?;
+        let mut consumed = 0u32;
         loop {
             let msg = self.recv()?;
             let local = match msg {
+                ServerMessage::Started { id: rid, .. } if rid == id => {
+                    let bytes = CP_WINDOW - crate::wire::INITIAL_WINDOW;
+                    self.send(&ClientMessage::WindowUpdate { id, bytes })?;
+                    Ok(())
+                }
                 ServerMessage::CpEntry { id: rid, entry } if rid == id => writer.entry(&entry),
                 ServerMessage::Data { id: rid, data, .. } if rid == id => {
                     let r = writer.data(&data);
                     if r.is_ok() {
                         progress(data.len() as u64);
-                        let bytes = data.len() as u32;
-                        self.send(&ClientMessage::WindowUpdate { id, bytes })?;
+                        consumed += data.len() as u32;
+                        if consumed >= CP_WINDOW / 4 {
+                            let bytes = std::mem::take(&mut consumed);
+                            self.send(&ClientMessage::WindowUpdate { id, bytes })?;
+                        }
                     }
                     r
                 }

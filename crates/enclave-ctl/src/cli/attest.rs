@@ -1,0 +1,52 @@
+//! Arguments of the attestation commands.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// `enclave-ctl verify`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 the document is genuine and the policy holds, 3 it is not \
+    (the message names what failed), 1 the document or an argument could not be read.\n\n\
+    The document's chain must end at a trusted root: the AWS Nitro Enclaves Root-G1 compiled \
+    into this tool, or the roots given with --trust-root (which replace it). The cabundle's \
+    first certificate, carried by the document itself, is never trusted.\n\n\
+    Example:\n  enclave-ctl verify doc.cose --nonce 0011… --pcr 0=$(jq -r .Measurements.PCR0 build.json)"
+)]
+pub struct VerifyArgs {
+    /// The attestation document: a file of raw COSE_Sign1 bytes, base64 or hex (`-` for stdin).
+    pub doc: PathBuf,
+
+    /// Check certificate validity at this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+
+    /// Trust this root (PEM or DER) instead of the AWS root; repeatable.
+    #[arg(long = "trust-root", value_name = "PEM")]
+    pub trust_roots: Vec<PathBuf>,
+
+    /// Expect PCR N to be HEX; repeatable.
+    #[arg(long = "pcr", value_name = "N=HEX")]
+    pub pcrs: Vec<String>,
+
+    /// Expect this nonce.
+    #[arg(long, value_name = "HEX")]
+    pub nonce: Option<String>,
+
+    /// Expect this user_data.
+    #[arg(long, value_name = "HEX")]
+    pub user_data: Option<String>,
+
+    /// Expect this public_key.
+    #[arg(long, value_name = "HEX")]
+    pub public_key: Option<String>,
+
+    /// Accept a debug-mode document (PCR0..2 all zero), which proves nothing about the code.
+    #[arg(long)]
+    pub allow_debug: bool,
+
+    /// Print the decoded document as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

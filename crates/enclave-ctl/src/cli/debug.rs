@@ -1,0 +1,140 @@
+//! Arguments of the commands that talk to a running enclave's control server: exec, cp,
+//! services.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::StateArgs;
+
+/// How to reach and authenticate to an enclave.
+#[derive(Debug, Clone, Args)]
+pub struct ControlArgs {
+    /// Ed25519 private key answering the enclave's challenge when its spec lists
+    /// `debug.authorized_keys` (OpenSSH format without passphrase, or base64 of the seed).
+    #[arg(long, value_name = "FILE", env = "ENCLAVE_CTL_KEY", global = true)]
+    pub key: Option<PathBuf>,
+
+    /// Seconds to keep retrying while the enclave is not answering yet.
+    #[arg(long, value_name = "SECS", default_value_t = 10, global = true)]
+    pub connect_timeout: u64,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `enclave-ctl exec`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "ENCLAVE is a name or id from `enclave-ctl ps`, or a control address: \
+    vsock:CID:5000, hybrid:/path/to/uds:5000, unix:/path.\n\n\
+    The exit status is the command's (128+N when a signal N killed it; 127 when it cannot be \
+    found).\n\nExamples:\n  enclave-ctl exec app -- ls -l /\n  enclave-ctl exec -it app -- /bin/sh\n  \
+    echo hi | enclave-ctl exec -i -e A=1 -w /tmp app -- sh -c 'cat; echo $A'"
+)]
+pub struct ExecArgs {
+    /// Forward stdin to the command.
+    #[arg(short, long)]
+    pub interactive: bool,
+
+    /// Run the command under a pseudo-terminal (raw mode here, window size followed).
+    #[arg(short, long)]
+    pub tty: bool,
+
+    /// Start the command in the background and print its pid.
+    #[arg(short, long, conflicts_with_all = ["interactive", "tty"])]
+    pub detach: bool,
+
+    /// Environment variable for the command (repeatable).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Working directory of the command (absolute).
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    #[command(flatten)]
+    pub control: ControlArgs,
+
+    /// The enclave.
+    pub enclave: String,
+
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `enclave-ctl cp`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "One of SRC and DST is ENCLAVE:PATH (PATH absolute), the other a local \
+    path. DST is an existing directory; SRC, a file or a directory, is copied into it (no -r \
+    needed), modes kept, every file checked by SHA-256 and renamed into place once complete.\n\n\
+    Examples:\n  enclave-ctl cp ./config app:/etc/app\n  enclave-ctl cp app:/var/log/app.log ."
+)]
+pub struct CpArgs {
+    /// Source: a local path or ENCLAVE:PATH.
+    pub src: String,
+
+    /// Destination directory: a local path or ENCLAVE:PATH.
+    pub dst: String,
+
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// `enclave-ctl services`.
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    /// The enclave.
+    pub enclave: String,
+
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub action: Option<ServiceAction>,
+
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// `enclave-ctl services ENCLAVE <action>`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ServiceAction {
+    /// List the services and their states.
+    List,
+    /// Show one service.
+    Status {
+        /// Service name.
+        name: String,
+    },
+    /// Start a stopped service.
+    Start {
+        /// Service name.
+        name: String,
+    },
+    /// Stop a service (stopping `main` shuts the enclave down).
+    Stop {
+        /// Service name.
+        name: String,
+    },
+    /// Stop then start a service.
+    Restart {
+        /// Service name.
+        name: String,
+    },
+    /// Show a service's output.
+    Logs {
+        /// Keep printing new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+        /// Service name.
+        name: String,
+    },
+}

@@ -1,0 +1,80 @@
+//! `enclave-ctl verify DOC`: verify an attestation document against a pinned root and a policy.
+
+use std::io::Read;
+
+use anyhow::{Context, Result};
+use enclave_attest::{parse_hex_arg, parse_time, verify, Policy, TrustRoot, VerifyOptions};
+
+use crate::cli::{VerifyArgs, EXIT_CHECK_FAILED, EXIT_OK};
+
+/// Runs the command; returns the exit status.
+pub fn run(args: VerifyArgs) -> Result<i32> {
+    let options = options(&args)?;
+    let doc = if args.doc.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .take(enclave_attest::MAX_DOCUMENT_LEN as u64 * 4)
+            .read_to_end(&mut buf)
+            .context("reading the document from stdin")?;
+        buf
+    } else {
+        std::fs::read(&args.doc).with_context(|| format!("reading {}", args.doc.display()))?
+    };
+    match verify(&doc, &options) {
+        Ok(report) => {
+            if args.json {
+                let mut value = serde_json::to_value(&report)?;
+                value["Verified"] = serde_json::Value::Bool(true);
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("{report}");
+                println!("OK: the document is genuine and the policy holds");
+            }
+            Ok(EXIT_OK)
+        }
+        Err(err) => {
+            if args.json {
+                let value = serde_json::json!({ "Verified": false, "Error": err.to_string() });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            }
+            eprintln!("verification failed: {err}");
+            Ok(EXIT_CHECK_FAILED)
+        }
+    }
+}
+
+fn options(args: &VerifyArgs) -> Result<VerifyOptions> {
+    let mut policy = Policy {
+        allow_debug: args.allow_debug,
+        ..Policy::default()
+    };
+    for pcr in &args.pcrs {
+        let (index, value) = Policy::parse_pcr_arg(pcr)?;
+        policy.pcrs.insert(index, value);
+    }
+    policy.nonce = args
+        .nonce
+        .as_deref()
+        .map(|h| parse_hex_arg("nonce", h))
+        .transpose()?;
+    policy.user_data = args
+        .user_data
+        .as_deref()
+        .map(|h| parse_hex_arg("user data", h))
+        .transpose()?;
+    policy.public_key = args
+        .public_key
+        .as_deref()
+        .map(|h| parse_hex_arg("public key", h))
+        .transpose()?;
+    let mut roots = Vec::new();
+    for path in &args.trust_roots {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        roots.extend(
+            TrustRoot::from_pem_or_der(&bytes)
+                .with_context(|| format!("{} is not a PEM or DER certificate", path.display()))?,
+        );
+    }
+    let at = args.at.as_deref().map(parse_time).transpose()?;
+    Ok(VerifyOptions { at, roots, policy })
+}

@@ -1,0 +1,186 @@
+//! Control channel benchmark (docs/benchmarks.md, "Control channel"): enclave-init as PID 1 of
+//! a PID + mount namespace, its control server on a Unix socket, measured side by side with
+//! raw baselines on the same transport (AF_UNIX stream sockets):
+//!
+//! - `cp` of a 1 GiB file into the enclave's tmpfs and back out, against a raw copy of the same
+//!   bytes file -> socket -> file (fsynced) on tmpfs;
+//! - `exec true` round trips against spawning `true` locally plus a one-byte socket round trip.
+//!
+//! `cargo bench -p enclave-init --bench control_bench [-- --size-mib N --execs N]`
+
+#[allow(dead_code)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::control::{boot, client, exec, req, scratch};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn mib_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+/// file -> AF_UNIX stream -> file (fsynced), 256 KiB at a time, on two threads.
+fn raw_copy(src: &std::path::Path, dst: &std::path::Path) -> Duration {
+    let (mut a, mut b) = UnixStream::pair().unwrap();
+    let dst = dst.to_owned();
+    let start = Instant::now();
+    let receiver = std::thread::spawn(move || {
+        let mut out = File::create(&dst).unwrap();
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = b.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).unwrap();
+        }
+        out.sync_all().unwrap();
+    });
+    let mut input = File::open(src).unwrap();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = input.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        a.write_all(&buf[..n]).unwrap();
+    }
+    drop(a);
+    receiver.join().unwrap();
+    start.elapsed()
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    (at(0.50), at(0.99))
+}
+
+fn status_field(pid: i32, name: &str) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+        .unwrap_or_default()
+}
+
+fn main() {
+    let size = arg("--size-mib", 1024) << 20;
+    let execs = arg("--execs", 500) as usize;
+    let Some(b) = boot(&serde_json::json!({"debug": {"exec": true, "cp": true}})) else {
+        return;
+    };
+    let init = b.run.init_host_pid().expect("init pid");
+    let mut c = client(&b.addr);
+    let dir = scratch();
+
+    // The file: sparse with a few written chunks, so that it is cheap to make and not all zeros.
+    let src = dir.path().join("big.bin");
+    let mut f = File::create(&src).unwrap();
+    f.set_len(size).unwrap();
+    for off in [0, size / 3, size - 64] {
+        f.seek(SeekFrom::Start(off)).unwrap();
+        f.write_all(&[0xa5; 64]).unwrap();
+    }
+    drop(f);
+    let mut raw_times = Vec::new();
+    let (mut up_times, mut down_times) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        let copy = dir.path().join("raw.bin");
+        raw_times.push(raw_copy(&src, &copy));
+        fs::remove_file(&copy).unwrap();
+        let t = Instant::now();
+        c.cp_to(&src, "/tmp", |_| {}).unwrap();
+        up_times.push(t.elapsed());
+        let back = dir.path().join(format!("back{round}"));
+        fs::create_dir(&back).unwrap();
+        let t = Instant::now();
+        c.cp_from("/tmp/big.bin", &back, |_| {}).unwrap();
+        down_times.push(t.elapsed());
+        fs::remove_dir_all(&back).unwrap();
+    }
+    // What the sender must do before the first byte: hash the whole file (the entry header
+    // carries its SHA-256).
+    let t = Instant::now();
+    enclave_proto::client::tree::hash_file(&src).unwrap();
+    let hash = t.elapsed();
+    let best = |v: &[Duration]| *v.iter().min().unwrap();
+    let (raw, up, down) = (best(&raw_times), best(&up_times), best(&down_times));
+    println!(
+        "cp {} MiB, best of 3 (all: raw {raw_times:?}, up {up_times:?}, down {down_times:?})",
+        size >> 20
+    );
+    println!(
+        "  SHA-256 of the file {:>8.1} MiB/s (the sender's pass before sending)",
+        mib_s(size, hash)
+    );
+    println!("  raw socket copy   {:>8.1} MiB/s", mib_s(size, raw));
+    println!(
+        "  cp into enclave   {:>8.1} MiB/s  ({:.0}% of raw)",
+        mib_s(size, up),
+        100.0 * raw.as_secs_f64() / up.as_secs_f64()
+    );
+    println!(
+        "  cp out of enclave {:>8.1} MiB/s  ({:.0}% of raw)",
+        mib_s(size, down),
+        100.0 * raw.as_secs_f64() / down.as_secs_f64()
+    );
+
+    // exec true, interleaved with the baselines.
+    let (mut a, mut bsock) = UnixStream::pair().unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        while bsock.read_exact(&mut byte).is_ok() {
+            if bsock.write_all(&byte).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut remote, mut spawn, mut rtt) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..execs {
+        let t = Instant::now();
+        let o = exec(&mut c, req(&["true"]), None).unwrap();
+        remote.push(t.elapsed());
+        assert!(matches!(o.status, enclave_proto::wire::ExitStatus::Code(0)));
+        let t = Instant::now();
+        Command::new("true").status().unwrap();
+        spawn.push(t.elapsed());
+        let t = Instant::now();
+        a.write_all(&[1]).unwrap();
+        a.read_exact(&mut [0u8; 1]).unwrap();
+        rtt.push(t.elapsed());
+    }
+    drop(a);
+    echo.join().unwrap();
+    let (r50, r99) = percentiles(remote);
+    let (s50, s99) = percentiles(spawn);
+    let (t50, t99) = percentiles(rtt);
+    println!("exec true, {execs} round trips on one connection:");
+    println!("  enclave-ctl exec true   p50 {r50:>10.3?}  p99 {r99:>10.3?}");
+    println!("  local spawn of true     p50 {s50:>10.3?}  p99 {s99:>10.3?}");
+    println!("  raw socket round trip   p50 {t50:>10.3?}  p99 {t99:>10.3?}");
+    println!(
+        "  exec - (spawn + rtt)    p50 {:>10.3?}  p99 {:>10.3?}",
+        r50.saturating_sub(s50 + t50),
+        r99.saturating_sub(s99 + t99)
+    );
+    println!(
+        "enclave-init RSS after the runs: VmRSS {}, VmHWM {}",
+        status_field(init, "VmRSS:"),
+        status_field(init, "VmHWM:")
+    );
+}
