@@ -263,3 +263,65 @@ fn spec_overrides_are_measured_and_bad_specs_are_refused() {
     assert!(!out.exists());
     assert!(leftover_temp_files(tmp.path()).is_empty());
 }
+
+/// The `nitro` profile reads nitro-cli's blobs layout (bzImage, bzImage.config, cmdline, nsm.ko)
+/// and puts nsm.ko in the bootstrap ramdisk; without nsm.ko it names what is missing.
+#[test]
+fn nitro_kernel_profile_uses_the_blobs_directory() {
+    let Some((kernel, init)) = build_inputs() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let blobs = tmp.path().join("blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for f in ["bzImage", "bzImage.config"] {
+        std::fs::copy(kernel.join(f), blobs.join(f)).unwrap();
+    }
+    std::fs::write(
+        blobs.join("cmdline"),
+        "reboot=k panic=30 pci=off nomodules console=ttyS0\n",
+    )
+    .unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    make_rootfs(&rootfs);
+    let spec = tmp.path().join("enclave.yaml");
+    std::fs::write(&spec, "from: dir:rootfs\ncmd: [/bin/hello]\n").unwrap();
+    let out = tmp.path().join("nitro.eif");
+    let build = || {
+        run(ctl(&init)
+            .args([
+                "build",
+                "--quiet",
+                "--kernel-profile",
+                "nitro",
+                "--kernel-dir",
+            ])
+            .arg(&blobs)
+            .arg("-f")
+            .arg(&spec)
+            .arg("-o")
+            .arg(&out))
+    };
+    let o = build();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nsm.ko"), "{}", stderr(&o));
+    assert!(!out.exists());
+
+    std::fs::write(blobs.join("nsm.ko"), b"not really a module").unwrap();
+    assert_ok(&build());
+    let (code, v) = inspect_json(&init, &out);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["Provenance"]["kernel_profile"], "nitro");
+    assert_eq!(
+        v["Provenance"]["cmdline"],
+        "reboot=k panic=30 pci=off nomodules console=ttyS0"
+    );
+    let modules: Vec<&str> = v["Provenance"]["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["role"] == "module")
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(modules, ["nsm.ko"]);
+}

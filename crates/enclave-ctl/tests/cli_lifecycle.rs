@@ -236,6 +236,45 @@ fn enclaves_run_restart_stop_and_clean_up() {
     let prefix = &a["id"].as_str().unwrap()[..8];
     assert_eq!(env.inspect(prefix)["name"], "a");
 
+    // exec and cp through the hybrid vsock path (vhost-device-vsock's Unix socket) into the VM.
+    let out = env.ok(&[
+        "exec",
+        "b",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo $GREETING; hostname",
+    ]);
+    assert_eq!(out, "hello from enclave-engine\nhello-enclave\n");
+    let o = run(env
+        .ctl()
+        .args(["exec", "b", "--", "/bin/sh", "-c", "exit 7"]));
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let payload = tmp.path().join("payload");
+    std::fs::create_dir_all(payload.join("sub")).unwrap();
+    std::fs::write(payload.join("sub/data.bin"), vec![0xa5u8; 300_000]).unwrap();
+    std::os::unix::fs::symlink("sub/data.bin", payload.join("link")).unwrap();
+    env.ok(&["cp", payload.to_str().unwrap(), "b:/tmp"]);
+    let listing = env.ok(&[
+        "exec",
+        "b",
+        "--",
+        "/bin/sh",
+        "-c",
+        "sha256sum /tmp/payload/sub/data.bin; readlink /tmp/payload/link",
+    ]);
+    let expected = common::sha256(&payload.join("sub/data.bin"));
+    assert!(listing.contains(&expected), "{listing}");
+    assert!(listing.contains("sub/data.bin"), "{listing}");
+    let back = tmp.path().join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    env.ok(&["cp", "b:/tmp/payload", back.to_str().unwrap()]);
+    assert_eq!(common::sha256(&back.join("payload/sub/data.bin")), expected);
+    assert_eq!(
+        std::fs::read_link(back.join("payload/link")).unwrap(),
+        Path::new("sub/data.bin")
+    );
+
     // Logs and console.
     let logs = env.ok(&["logs", "a"]);
     assert!(logs.contains("main: hello from the enclave"), "{logs}");
