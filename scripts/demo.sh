@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The main job, end to end: set up, make the example OCI image (busybox, with umoci), build a
-# reproducible EIF from it with no Docker daemon, print its PCRs, inspect it.
+# The main job, end to end: set up, make the example OCI image (busybox, with umoci, no Docker),
+# build a reproducible EIF from it, run it as an emulated Nitro enclave (QEMU microvm), exec into
+# it, copy a file out, show its logs, stop and remove it.
 #
 #   scripts/demo.sh
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$here/.."
+root="$(cd "$here/.." && pwd)"
 cd "$root"
 
 "$here/setup.sh"
-cargo build --release --locked -p enclave-ctl
+cargo build --release --locked -p enclave-ctl -p enclave-engine
 ctl="$root/target/release/enclave-ctl"
 export ENCLAVE_INIT="$root/target/enclave-init/enclave-init"
 
@@ -17,9 +18,33 @@ out="$root/target/demo"
 mkdir -p "$out"
 examples/hello/make-image.sh "$out/hello-oci"
 
-echo "== enclave-ctl build"
-"$ctl" build -f examples/hello/enclave.yaml --from "oci:$out/hello-oci:latest" -o "$out/hello.eif"
-echo "== enclave-ctl inspect"
-"$ctl" inspect "$out/hello.eif"
-echo "== sha256 (the same on every machine with the same inputs)"
+step() { printf '\n== %s\n' "$*"; }
+step "enclave-ctl build (no Docker daemon; the same bytes on every machine)"
+"$ctl" build -f examples/hello/enclave.yaml -o "$out/hello.eif"
 sha256sum "$out/hello.eif"
+
+step "enclave-ctl inspect"
+"$ctl" inspect "$out/hello.eif"
+
+# A previous run of this script may have left its enclave behind.
+"$ctl" rm -f hello-demo >/dev/null 2>&1 || true
+step "enclave-ctl run -d (emulated Nitro enclave: QEMU microvm + vhost-device-vsock)"
+"$ctl" run -d --name hello-demo "$out/hello.eif"
+trap '"$ctl" rm -f hello-demo >/dev/null 2>&1 || true' EXIT
+"$ctl" ps
+
+step "enclave-ctl exec"
+"$ctl" exec hello-demo -- /bin/sh -c 'echo "$GREETING from $(hostname), kernel $(uname -r)"; ls /app'
+
+step "enclave-ctl cp (out of the enclave)"
+rm -rf "$out/copied" && mkdir -p "$out/copied"
+"$ctl" cp hello-demo:/app/hello.sh "$out/copied"
+ls -l "$out/copied"
+
+step "enclave-ctl logs"
+"$ctl" logs hello-demo
+
+step "enclave-ctl stop, rm"
+"$ctl" stop hello-demo
+"$ctl" rm hello-demo
+trap - EXIT

@@ -1,5 +1,5 @@
 //! The Nitro backend against a fake `nitro-cli` that replays the outputs recorded on a real
-//! Nitro instance (/work/shared/fixtures/nitro-cli, or NITRO_CLI_FIXTURES).
+//! Nitro instance (testdata/nitro-cli, copied from the shared fixtures; or NITRO_CLI_FIXTURES).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use enclave_engine::eif::EifInfo;
 fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("NITRO_CLI_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| "/work/shared/fixtures/nitro-cli".into());
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/nitro-cli"));
     if dir.join("run-enclave.json").is_file() {
         return Some(dir);
     }

@@ -20,12 +20,14 @@ pub const EXIT_ERROR: i32 = 1;
 /// Exit status: a check failed (CRC, signature).
 pub const EXIT_CHECK_FAILED: i32 = 3;
 
-/// enclave-ctl: build, inspect and measure AWS Nitro Enclave images (EIF), without Docker.
+/// enclave-ctl: build reproducible AWS Nitro Enclave images (EIF) without Docker, run and manage
+/// enclaves (real Nitro or emulated with QEMU), and verify attestation documents.
 #[derive(Debug, Parser)]
 #[command(
     name = "enclave-ctl",
     version,
-    after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 a check failed (CRC or signature).\n\
+    after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 a check failed (CRC, signature,\n\
+                  attestation); `exec` exits with the remote command's status.\n\
                   Set RUST_LOG=debug for detailed logs on stderr."
 )]
 pub struct Cli {
