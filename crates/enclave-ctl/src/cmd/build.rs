@@ -74,12 +74,7 @@ pub fn run(args: BuildArgs) -> Result<i32> {
             serde_json::to_string_pretty(&out.measurements.to_nitro_cli())?
         );
     } else {
-        println!(
-            "Built {} ({} bytes, {})",
-            args.output.display(),
-            out.eif_size,
-            out.eif_digest
-        );
+        println!("Built {} ({} bytes)", args.output.display(), out.eif_size);
         println!("PCR0  {}", out.measurements.pcr0_hex());
         println!("PCR1  {}", out.measurements.pcr1_hex());
         println!("PCR2  {}", out.measurements.pcr2_hex());
