@@ -64,9 +64,16 @@ pub(crate) fn verify(
         .iter()
         .filter(|r| r.subject_der() == issuer.as_slice())
         .find(|r| check(last, &r.key).is_ok())
-        .ok_or_else(|| Error::UntrustedRoot {
-            which: *last_pos,
-            issuer: last.cert.tbs_certificate.issuer.to_string(),
+        .ok_or_else(|| {
+            let issuer = last.cert.tbs_certificate.issuer.to_string();
+            if crate::emulated::is_emulation_root_name(&issuer) {
+                Error::EmulationRoot { issuer }
+            } else {
+                Error::UntrustedRoot {
+                    which: *last_pos,
+                    issuer,
+                }
+            }
         })?;
     if at > root.not_after {
         return Err(Error::Expired {

@@ -142,6 +142,13 @@ pub enum Error {
         /// Its issuer name as the certificate states it.
         issuer: String,
     },
+    /// The chain ends at an enclave-engine emulation root, which is not configured: the
+    /// document comes from an emulated enclave (or claims to).
+    #[error("the document is signed by an enclave-engine emulation root ({issuer}), not by AWS; pass --trust-root <state>/emulation-ca/root.pem to accept emulated enclaves")]
+    EmulationRoot {
+        /// The root's name as the last certificate of the path states it.
+        issuer: String,
+    },
     /// A certificate is past its notAfter at the verification time.
     #[error("{which} expired at {not_after} (verification time {at})")]
     Expired {

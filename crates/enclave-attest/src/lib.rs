@@ -31,6 +31,7 @@ mod cert;
 mod chain;
 mod cose;
 mod document;
+pub mod emulated;
 mod error;
 mod input;
 mod p384_verify;

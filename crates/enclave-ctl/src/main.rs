@@ -27,6 +27,7 @@ fn main() {
         Command::Exec(args) => cmd::exec::run(args),
         Command::Cp(args) => cmd::cp::run(args),
         Command::Services(args) => cmd::services::run(args),
+        Command::Attest(args) => cmd::attest::run(args),
         Command::Verify(args) => cmd::verify::run(args),
     };
     match result {

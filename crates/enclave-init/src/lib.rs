@@ -25,6 +25,8 @@ pub mod logs;
 pub mod manager;
 pub mod modules;
 pub mod net;
+pub mod nsm;
+mod nsm_unsafe;
 pub mod policy;
 pub mod reaper;
 pub mod services;
@@ -81,6 +83,7 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Supervisor
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let parent_cid = boot::parent_cid_from_cmdline(&cmdline).unwrap_or(config.parent_cid);
+    nsm::configure(&config.kernel_profile, parent_cid);
     match entropy::seed_from_nsm() {
         entropy::NsmSeed::Absent => {}
         entropy::NsmSeed::NotImplemented => {

@@ -42,7 +42,6 @@ fn exec_streams_exit_codes_and_signals() {
     }
 
     // stdout and stderr apart, the exit code.
-    eprintln!("step: streams");
     let o = exec(
         &mut c,
         req(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
@@ -67,7 +66,6 @@ fn exec_streams_exit_codes_and_signals() {
     let e = exec(&mut c, req(&["/no/such"]), None).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::NotFound), "{e}");
 
-    eprintln!("step: stdin");
     // stdin streamed: 3 MiB through `tr`, more than the flow-control windows.
     let input: Vec<u8> = (0..3 << 20).map(|i| b"abcdefghij\n"[i % 11]).collect();
     let o = exec(&mut c, req(&["tr", "a-z", "A-Z"]), Some(input.clone())).unwrap();
@@ -77,7 +75,6 @@ fn exec_streams_exit_codes_and_signals() {
     let o = exec(&mut c, req(&["wc", "-c"]), Some(b"12345".to_vec())).unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "5");
 
-    eprintln!("step: detached");
     // Detached: a pid at once, output kept in the logs.
     let pid = c
         .exec_detached(req(&["sh", "-c", "echo detached-ran"]))
@@ -99,7 +96,6 @@ fn exec_streams_exit_codes_and_signals() {
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&logs), "detached-ran\n");
 
-    eprintln!("step: pty");
     // A pty: `tty` names it, the size is the one asked, stdout carries the terminal.
     let mut r = req(&["sh", "-c", "tty; stty size; echo err >&2"]);
     r.tty = Some(WindowSize {
@@ -114,7 +110,6 @@ fn exec_streams_exit_codes_and_signals() {
     assert!(o.stderr.is_empty());
     assert_eq!(o.status, ExitStatus::Code(0));
 
-    eprintln!("step: resize");
     // Resize and signal through the handle: the shell reports its new size, then is killed.
     let mut r = req(&[
         "sh",

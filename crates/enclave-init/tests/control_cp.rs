@@ -104,8 +104,21 @@ fn cp_tree_and_big_file_round_trip() {
     fs::remove_file(&big).unwrap();
 }
 
+/// One entry of a raw upload: its header and, for a file, its content and the SHA-256 its
+/// `cp_file_end` trailer carries.
+#[derive(Clone)]
+struct RawEntry {
+    entry: CpEntry,
+    content: Vec<u8>,
+    trailer: [u8; 32],
+}
+
 /// Sends `entries` of a cp_to on a raw connection; returns the error code that ended it.
-fn raw_upload(addr: &enclave_proto::transport::Addr, dest: &str, entries: &[CpEntry]) -> ErrorCode {
+fn raw_upload(
+    addr: &enclave_proto::transport::Addr,
+    dest: &str,
+    entries: &[RawEntry],
+) -> ErrorCode {
     let mut s = raw(addr);
     s.write_all(&hello_frame(&[Capability::Cp])).unwrap();
     assert!(matches!(read_one(&mut s), ServerMessage::Hello(_)));
@@ -116,20 +129,26 @@ fn raw_upload(addr: &enclave_proto::transport::Addr, dest: &str, entries: &[CpEn
         read_one(&mut s),
         ServerMessage::Started { id: 1, .. }
     ));
-    for entry in entries {
+    for raw in entries {
         let msg = ClientMessage::CpEntry {
             id: 1,
-            entry: entry.clone(),
+            entry: raw.entry.clone(),
         };
         s.write_all(&frame(&msg)).unwrap();
-        if let CpKind::File { size, .. } = entry.kind {
-            let data = vec![b'x'; size as usize];
-            s.write_all(&frame(&ClientMessage::Data {
+        if let CpKind::File { .. } = raw.entry.kind {
+            if !raw.content.is_empty() {
+                s.write_all(&frame(&ClientMessage::Data {
+                    id: 1,
+                    channel: enclave_proto::wire::Channel::File,
+                    data: raw.content.clone(),
+                }))
+                .unwrap();
+            }
+            let end = ClientMessage::CpFileEnd {
                 id: 1,
-                channel: enclave_proto::wire::Channel::File,
-                data,
-            }))
-            .unwrap();
+                sha256: raw.trailer,
+            };
+            s.write_all(&frame(&end)).unwrap();
         }
     }
     s.write_all(&frame(&ClientMessage::CpDone { id: 1 }))
@@ -143,14 +162,25 @@ fn raw_upload(addr: &enclave_proto::transport::Addr, dest: &str, entries: &[CpEn
     }
 }
 
-fn file(path: &str, content: &[u8]) -> CpEntry {
-    CpEntry {
-        path: path.into(),
-        mode: 0o644,
-        kind: CpKind::File {
-            size: content.len() as u64,
-            sha256: Sha256::digest(content).into(),
+fn file(path: &str, content: &[u8]) -> RawEntry {
+    RawEntry {
+        entry: CpEntry {
+            path: path.into(),
+            mode: 0o644,
+            kind: CpKind::File {
+                size: content.len() as u64,
+            },
         },
+        content: content.to_vec(),
+        trailer: Sha256::digest(content).into(),
+    }
+}
+
+fn other(entry: CpEntry) -> RawEntry {
+    RawEntry {
+        entry,
+        content: Vec::new(),
+        trailer: [0; 32],
     }
 }
 
@@ -162,15 +192,19 @@ fn cp_refuses_traversal() {
         &mut c,
         "mkdir -p /tmp/d && ln -s /etc /tmp/d/evil && ln -s sub /tmp/d/inner && mkdir /tmp/d/sub",
     );
-    let link = |p: &str, t: &str| CpEntry {
-        path: p.into(),
-        mode: 0o777,
-        kind: CpKind::Symlink { target: t.into() },
+    let link = |p: &str, t: &str| {
+        other(CpEntry {
+            path: p.into(),
+            mode: 0o777,
+            kind: CpKind::Symlink { target: t.into() },
+        })
     };
-    let dir = |p: &str| CpEntry {
-        path: p.into(),
-        mode: 0o755,
-        kind: CpKind::Dir,
+    let dir = |p: &str| {
+        other(CpEntry {
+            path: p.into(),
+            mode: 0o755,
+            kind: CpKind::Dir,
+        })
     };
     for (what, entries) in [
         ("..", vec![file("../escape", b"x")]),
@@ -194,12 +228,10 @@ fn cp_refuses_traversal() {
         let code = raw_upload(&b.addr, "/tmp/d", &entries);
         assert_eq!(code, ErrorCode::BadRequest, "{what}");
     }
-    // A checksum that does not match.
+    // A trailer whose checksum does not match the content: refused, the temporary file removed
+    // and nothing renamed into place (checked below).
     let mut bad = file("bad", b"xxxx");
-    bad.kind = CpKind::File {
-        size: 4,
-        sha256: [0; 32],
-    };
+    bad.trailer = [0; 32];
     assert_eq!(
         raw_upload(&b.addr, "/tmp/d", &[bad]),
         ErrorCode::ChecksumMismatch

@@ -11,6 +11,7 @@
 pub mod app;
 pub mod client;
 pub mod init;
+pub mod nsm;
 pub mod spec;
 pub mod transport;
 pub mod wire;
@@ -21,6 +22,8 @@ pub mod ports {
     pub const CONTROL: u32 = 5000;
     /// The boot heartbeat, on the parent.
     pub const HEARTBEAT: u32 = crate::init::HEARTBEAT_PORT;
+    /// The emulated NSM, on the parent (served by the supervisor of an emulated enclave).
+    pub const NSM_EMULATION: u32 = 9001;
 }
 
 /// Paths inside the enclave's initramfs. The build writes them; enclave-init reads them.

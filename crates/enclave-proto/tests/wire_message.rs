@@ -81,10 +81,7 @@ fn entries() -> Vec<CpEntry> {
         CpEntry {
             path: "d/f".into(),
             mode: 0o644,
-            kind: CpKind::File {
-                size: 3,
-                sha256: [9; 32],
-            },
+            kind: CpKind::File { size: 3 },
         },
         CpEntry {
             path: "d/l".into(),
@@ -128,6 +125,10 @@ fn client_messages() -> Vec<ClientMessage> {
             },
         },
         ClientMessage::Signal { id: 1, signal: 2 },
+        ClientMessage::CpFileEnd {
+            id: 3,
+            sha256: [9; 32],
+        },
         ClientMessage::CpDone { id: 3 },
         ClientMessage::WindowUpdate {
             id: 1,
@@ -200,6 +201,10 @@ fn server_messages() -> Vec<ServerMessage> {
         ServerMessage::Eof {
             id: 1,
             channel: Channel::Stdout,
+        },
+        ServerMessage::CpFileEnd {
+            id: 2,
+            sha256: [7; 32],
         },
         ServerMessage::CpDone { id: 2 },
         ServerMessage::Exit {

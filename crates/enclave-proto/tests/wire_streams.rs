@@ -277,8 +277,9 @@ fn entry(path: &str, kind: CpKind) -> ClientMessage {
 
 #[test]
 fn cp_stream_structure_and_paths() {
-    let file = |size| CpKind::File {
-        size,
+    let file = |size| CpKind::File { size };
+    let end = ClientMessage::CpFileEnd {
+        id: 1,
         sha256: [0; 32],
     };
     let mut s = cp_server();
@@ -319,7 +320,8 @@ fn cp_stream_structure_and_paths() {
         assert_eq!(err.code(), ErrorCode::BadRequest, "{path}");
     }
 
-    // More content than announced; done before content is complete; done twice.
+    // More content than announced; done or the trailer before the content is complete; done
+    // or the next entry before the trailer; a trailer without a file; done twice.
     let mut s = cp_server();
     s.on_recv(&entry("f", file(2))).unwrap();
     assert_eq!(
@@ -329,17 +331,40 @@ fn cp_stream_structure_and_paths() {
     let mut s = cp_server();
     s.on_recv(&entry("f", file(2))).unwrap();
     assert!(s.on_recv(&ClientMessage::CpDone { id: 1 }).is_err());
+    let mut s = cp_server();
+    s.on_recv(&entry("f", file(2))).unwrap();
+    s.on_recv(&data(1, Channel::File, 1)).unwrap();
+    assert_eq!(s.on_recv(&end).unwrap_err().code(), ErrorCode::BadRequest);
+    let mut s = cp_server();
+    s.on_recv(&entry("f", file(2))).unwrap();
+    s.on_recv(&data(1, Channel::File, 2)).unwrap();
+    assert!(s.on_recv(&ClientMessage::CpDone { id: 1 }).is_err());
+    let mut s = cp_server();
+    s.on_recv(&entry("f", file(0))).unwrap();
+    assert_eq!(
+        s.on_recv(&entry("g", file(0))).unwrap_err().code(),
+        ErrorCode::BadRequest
+    );
+    let mut s = cp_server();
+    s.on_recv(&entry("d", CpKind::Dir)).unwrap();
+    assert!(s.on_recv(&end).is_err());
+    let mut s = cp_server();
+    s.on_recv(&entry("d", CpKind::Dir)).unwrap();
+    assert!(s.on_recv(&data(1, Channel::File, 1)).is_err());
 
     // A complete upload: the reply only after CpDone.
     let mut s = cp_server();
     s.on_recv(&entry("f", file(2))).unwrap();
     s.on_recv(&data(1, Channel::File, 2)).unwrap();
+    s.on_recv(&end).unwrap();
+    s.on_recv(&entry("e", file(0))).unwrap();
+    s.on_recv(&end).unwrap();
     s.on_recv(&entry("link", CpKind::Symlink { target: "f".into() }))
         .unwrap();
     let complete = ServerMessage::Reply {
         id: 1,
         reply: Reply::CpComplete {
-            entries: 2,
+            entries: 3,
             bytes: 2,
         },
     };
@@ -404,10 +429,7 @@ fn cp_download_is_checked_by_the_client() {
         },
     };
     let (mut c, id) = downloading_client();
-    let file = CpKind::File {
-        size: 4,
-        sha256: [0; 32],
-    };
+    let file = CpKind::File { size: 4 };
     c.on_recv(&down(id, "etc", CpKind::Dir)).unwrap();
     c.on_recv(&down(id, "etc/hosts", file.clone())).unwrap();
     c.on_recv(&ServerMessage::Data {
@@ -419,6 +441,12 @@ fn cp_download_is_checked_by_the_client() {
     assert_eq!(c.send_credit(id), Some(INITIAL_WINDOW));
     c.check_send(&ClientMessage::WindowUpdate { id, bytes: 4 })
         .unwrap();
+    // The trailer (its SHA-256 is the writer's to check) ends the file entry.
+    c.on_recv(&ServerMessage::CpFileEnd {
+        id,
+        sha256: [0; 32],
+    })
+    .unwrap();
     c.on_recv(&ServerMessage::CpDone { id }).unwrap();
     let done = ServerMessage::Reply {
         id,

@@ -50,3 +50,42 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// `enclave-ctl attest`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Fetches a fresh attestation document from a running enclave's NSM (/dev/nsm \
+    on Nitro; on the emulated backend, the supervisor's emulated NSM, signed by this host's \
+    emulation root). Needs no debug capability. Without --nonce a random 32-byte nonce is used \
+    and printed (to stderr) so that it can be passed to `verify --nonce`.\n\n\
+    Example:\n  enclave-ctl attest app -o doc.cose\n  \
+    enclave-ctl verify doc.cose --trust-root $(enclave-ctl attest --print-root) --nonce … --pcr 0=…"
+)]
+pub struct AttestArgs {
+    /// The enclave: a name or id from `enclave-ctl ps`, or a control address.
+    #[arg(required_unless_present = "print_root")]
+    pub enclave: Option<String>,
+
+    /// Nonce to bind into the document (default: 32 random bytes, printed).
+    #[arg(long, value_name = "HEX")]
+    pub nonce: Option<String>,
+
+    /// user_data to bind into the document.
+    #[arg(long, value_name = "HEX")]
+    pub user_data: Option<String>,
+
+    /// A public key file (DER, or PEM whose first block is used) to bind into the document.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+
+    /// Where to write the raw COSE_Sign1 document (`-`: stdout, refused on a terminal).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Print the path of this host's emulation root certificate (creating it if needed) and exit.
+    #[arg(long)]
+    pub print_root: bool,
+
+    #[command(flatten)]
+    pub control: super::ControlArgs,
+}

@@ -7,7 +7,7 @@ mod lifecycle;
 
 use clap::{Parser, Subcommand};
 
-pub use attest::VerifyArgs;
+pub use attest::{AttestArgs, VerifyArgs};
 pub use debug::{ControlArgs, CpArgs, ExecArgs, ServiceAction, ServicesArgs};
 pub use image::{BuildArgs, InspectArgs, MeasureArgs};
 pub use lifecycle::{ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs};
@@ -63,6 +63,8 @@ pub enum Command {
     Cp(CpArgs),
     /// List, start, stop and restart an enclave's services; show their logs.
     Services(ServicesArgs),
+    /// Fetch a fresh attestation document from a running enclave.
+    Attest(AttestArgs),
     /// Verify an attestation document against the pinned AWS root (or given roots) and a policy.
     Verify(VerifyArgs),
 }

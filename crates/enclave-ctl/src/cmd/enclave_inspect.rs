@@ -26,6 +26,17 @@ pub fn run(args: InspectArgs) -> Result<i32> {
             "state_dir".into(),
             root.dir(&rec.id).display().to_string().into(),
         );
+        if rec.backend == enclave_engine::backend::BackendKind::Qemu {
+            // What `verify --trust-root` needs for this enclave's documents.
+            let ca = path.join(enclave_attest::emulated::EMULATION_CA_DIR);
+            obj.insert(
+                "emulation_root".into(),
+                ca.join(enclave_attest::emulated::ROOT_CERT_FILE)
+                    .display()
+                    .to_string()
+                    .into(),
+            );
+        }
     }
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(EXIT_OK)

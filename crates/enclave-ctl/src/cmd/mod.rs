@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod attest;
 pub mod build;
 pub mod console;
 pub mod cp;

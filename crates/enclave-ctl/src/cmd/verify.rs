@@ -1,6 +1,7 @@
 //! `enclave-ctl verify DOC`: verify an attestation document against a pinned root and a policy.
 
 use std::io::Read;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use enclave_attest::{parse_hex_arg, parse_time, verify, Policy, TrustRoot, VerifyOptions};
@@ -38,6 +39,14 @@ pub fn run(args: VerifyArgs) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&value)?);
             }
             eprintln!("verification failed: {err}");
+            if matches!(err, enclave_attest::Error::EmulationRoot { .. }) {
+                let state = std::env::var_os("ENCLAVE_ENGINE_STATE_DIR").map(PathBuf::from);
+                let root = super::attest::emulation_ca_dir(state.as_deref())
+                    .join(enclave_attest::emulated::ROOT_CERT_FILE);
+                if root.is_file() {
+                    eprintln!("this host's emulation root is {}", root.display());
+                }
+            }
             Ok(EXIT_CHECK_FAILED)
         }
     }

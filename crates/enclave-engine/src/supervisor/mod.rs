@@ -5,6 +5,7 @@
 //! supervisor was killed.
 
 mod heartbeat;
+pub mod nsm;
 pub mod signals;
 
 use std::path::Path;
@@ -175,6 +176,7 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
         Ok(l) => Some(l),
         Err(e) => return fail(ctx, format!("cannot listen for the heartbeat: {e}")),
     };
+    let _nsm = start_nsm(ctx, &uds);
     let started = Instant::now();
     let mut instance = match backend.launch(&spec) {
         Ok(i) => i,
@@ -225,6 +227,28 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     drop(instance);
     finish_console(reader);
     ending
+}
+
+/// Serves the emulated NSM for this boot (qemu backend only; on Nitro the enclave has
+/// `/dev/nsm`). A CA that cannot be loaded is logged, not fatal: only `attest` needs it.
+fn start_nsm(ctx: &Ctx<'_>, uds: &Path) -> Option<nsm::NsmServer> {
+    if ctx.rec.backend != crate::backend::BackendKind::Qemu {
+        return None;
+    }
+    let started = nsm::emulation_ca(ctx.root.path()).and_then(|ca| {
+        let pcrs = nsm::measured_pcrs(&ctx.rec.measurements);
+        let device =
+            enclave_attest::emulated::EmulatedDevice::new(Arc::new(ca), &ctx.rec.id, &pcrs);
+        let path = hybrid::listen_path(uds, enclave_proto::ports::NSM_EMULATION);
+        nsm::NsmServer::start(&path, device)
+    });
+    match started {
+        Ok(server) => Some(server),
+        Err(e) => {
+            ctx.event(&format!("no emulated NSM for this boot: {e}"));
+            None
+        }
+    }
 }
 
 fn finish_console(reader: Option<std::thread::JoinHandle<()>>) {

@@ -382,6 +382,8 @@ impl<W> Hashing<W> {
 
 /// Sizes of the written layout, for the report.
 pub struct Layer {
+    /// The layer blob.
+    pub blob: std::path::PathBuf,
     pub tar_len: u64,
     pub gz_len: u64,
 }
@@ -438,7 +440,8 @@ pub fn write_oci(entries: &[Entry], layout: &Path, tag: &str) -> io::Result<Laye
     file.flush()?;
     let (layer_digest, gz_len) = (file.digest(), file.len);
     drop(file);
-    fs::rename(&tmp, blobs.join(&layer_digest[7..]))?;
+    let blob = blobs.join(&layer_digest[7..]);
+    fs::rename(&tmp, &blob)?;
 
     let config = serde_json::json!({
         "architecture": match std::env::consts::ARCH {
@@ -480,5 +483,9 @@ pub fn write_oci(entries: &[Entry], layout: &Path, tag: &str) -> io::Result<Laye
         layout.join("oci-layout"),
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )?;
-    Ok(Layer { tar_len, gz_len })
+    Ok(Layer {
+        blob,
+        tar_len,
+        gz_len,
+    })
 }

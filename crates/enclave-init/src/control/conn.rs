@@ -365,6 +365,7 @@ fn stream_id(msg: &ClientMessage) -> RequestId {
         | M::Resize { id, .. }
         | M::Signal { id, .. }
         | M::CpEntry { id, .. }
+        | M::CpFileEnd { id, .. }
         | M::CpDone { id }
         | M::WindowUpdate { id, .. }
         | M::Cancel { id }

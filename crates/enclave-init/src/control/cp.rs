@@ -22,6 +22,7 @@ const CP_WINDOW: u32 = 4 << 20;
 pub(super) enum Upload {
     Entry(CpEntry),
     Data(Vec<u8>),
+    FileEnd([u8; 32]),
     Done,
 }
 
@@ -30,6 +31,7 @@ pub(super) fn deliver(tx: &mpsc::Sender<Upload>, msg: ClientMessage) {
     let up = match msg {
         ClientMessage::CpEntry { entry, .. } => Upload::Entry(entry),
         ClientMessage::Data { data, .. } => Upload::Data(data),
+        ClientMessage::CpFileEnd { sha256, .. } => Upload::FileEnd(sha256),
         ClientMessage::CpDone { .. } => Upload::Done,
         _ => return,
     };
@@ -82,6 +84,7 @@ pub(super) fn start_to(conn: &Arc<Conn>, id: RequestId, dest: String) {
                     }
                     r
                 }
+                Upload::FileEnd(sha256) => writer.file_end(&sha256),
                 Upload::Done => {
                     let reply = writer
                         .finish()
@@ -142,6 +145,14 @@ impl TreeSink for Download<'_> {
             id: self.id,
             channel: Channel::File,
             data,
+        };
+        self.conn.send(&msg).map_err(|_| SinkError::Ended)
+    }
+
+    fn file_end(&mut self, sha256: [u8; 32]) -> Result<(), SinkError> {
+        let msg = ServerMessage::CpFileEnd {
+            id: self.id,
+            sha256,
         };
         self.conn.send(&msg).map_err(|_| SinkError::Ended)
     }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enclave_proto::wire::{
-    Channel, ErrorCode, ExitStatus, Reply, Request, RequestId, ServerMessage, ServiceRequest,
-    ServiceState, ServiceStatus,
+    AttestRequest, Channel, ErrorCode, ExitStatus, Reply, Request, RequestId, ServerMessage,
+    ServiceRequest, ServiceState, ServiceStatus,
 };
 
 use super::conn::{Conn, THREAD_STACK};
@@ -49,6 +49,7 @@ pub(super) fn dispatch(conn: &Arc<Conn>, id: RequestId, request: Request) {
             Ok(r) => reply(r),
             Err(e) => conn.fail(id, error_code(&e), e.to_string()),
         },
+        Request::Attest(req) => attest(conn, id, req),
         Request::Shutdown => {
             reply(Reply::Done);
             say!("shutdown requested over the control channel");
@@ -57,6 +58,36 @@ pub(super) fn dispatch(conn: &Arc<Conn>, id: RequestId, request: Request) {
                 .manager
                 .shutdown("shutdown requested over the control channel");
         }
+    }
+}
+
+/// A fresh document from the NSM, on a thread: the emulated NSM is a round trip to the host.
+fn attest(conn: &Arc<Conn>, id: RequestId, req: AttestRequest) {
+    let Some(nsm) = crate::nsm::device() else {
+        return conn.fail(
+            id,
+            ErrorCode::NotFound,
+            "this enclave has no NSM (no /dev/nsm, and not an emulated enclave)",
+        );
+    };
+    let c = conn.clone();
+    let spawned = std::thread::Builder::new()
+        .name("attest".into())
+        .stack_size(THREAD_STACK)
+        .spawn(
+            move || match nsm.attest(req.user_data, req.nonce, req.public_key) {
+                Ok(document) => c.end(
+                    id,
+                    &ServerMessage::Reply {
+                        id,
+                        reply: Reply::Attestation { document },
+                    },
+                ),
+                Err(e) => c.fail(id, ErrorCode::Internal, format!("NSM: {e}")),
+            },
+        );
+    if spawned.is_err() {
+        conn.fail(id, ErrorCode::Internal, "no thread for the attestation");
     }
 }
 

@@ -74,6 +74,13 @@ impl<P: FnMut(u64)> TreeSink for Upload<'_, P> {
         (self.progress)(n);
         Ok(())
     }
+
+    fn file_end(&mut self, sha256: [u8; 32]) -> Result<(), ClientError> {
+        self.client.send(&ClientMessage::CpFileEnd {
+            id: self.id,
+            sha256,
+        })
+    }
 }
 
 fn complete(reply: Reply) -> CpStats {
@@ -169,6 +176,9 @@ impl Client {
                         }
                     }
                     r
+                }
+                ServerMessage::CpFileEnd { id: rid, sha256 } if rid == id => {
+                    writer.file_end(&sha256)
                 }
                 ServerMessage::CpDone { id: rid } if rid == id => writer.finish().map(drop),
                 ServerMessage::Reply { id: rid, reply } if rid == id => return Ok(complete(reply)),

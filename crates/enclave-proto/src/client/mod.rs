@@ -284,6 +284,14 @@ impl Client {
         self.call(Request::Shutdown).map(drop)
     }
 
+    /// A fresh attestation document from the enclave's NSM (raw COSE_Sign1 bytes).
+    pub fn attest(&mut self, request: crate::wire::AttestRequest) -> Result<Vec<u8>, ClientError> {
+        match self.call(Request::Attest(request))? {
+            Reply::Attestation { document } => Ok(document),
+            _ => Err(SessionError::Unexpected("reply").into()),
+        }
+    }
+
     /// A service's logs; `out` gets each chunk with its channel (`stdout`/`stderr`). With
     /// `follow` this returns only when the enclave ends the stream or the connection closes.
     pub fn logs(

@@ -73,6 +73,7 @@ impl WireMessage for ClientMessage {
             | M::Resize { id, .. }
             | M::Signal { id, .. }
             | M::CpEntry { id, .. }
+            | M::CpFileEnd { id, .. }
             | M::CpDone { id }
             | M::WindowUpdate { id, .. }
             | M::Cancel { id } => check_id(*id),
@@ -91,6 +92,7 @@ impl WireMessage for ServerMessage {
             | M::Reply { id, .. }
             | M::Eof { id, .. }
             | M::CpEntry { id, .. }
+            | M::CpFileEnd { id, .. }
             | M::CpDone { id }
             | M::Exit { id, .. }
             | M::WindowUpdate { id, .. } => check_id(*id),

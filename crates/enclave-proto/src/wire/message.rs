@@ -68,6 +68,15 @@ pub enum ClientMessage {
         /// The entry.
         entry: CpEntry,
     },
+    /// Trailer of a `cp` upload file entry, right after its content: the SHA-256 of the content
+    /// just sent, checked by the receiver before the file is renamed into place.
+    CpFileEnd {
+        /// The cp request.
+        id: RequestId,
+        /// SHA-256 of the file's content.
+        #[serde(with = "serde_bytes")]
+        sha256: [u8; 32],
+    },
     /// All entries of a `cp` upload were sent.
     CpDone {
         /// The cp request.
@@ -135,6 +144,15 @@ pub enum ServerMessage {
         id: RequestId,
         /// The entry.
         entry: CpEntry,
+    },
+    /// Trailer of a `cp` download file entry, right after its content: the SHA-256 of the content
+    /// just sent, checked by the receiver before the file is renamed into place.
+    CpFileEnd {
+        /// The cp request.
+        id: RequestId,
+        /// SHA-256 of the file's content.
+        #[serde(with = "serde_bytes")]
+        sha256: [u8; 32],
     },
     /// All entries of a `cp` download were sent (the request ends with a reply).
     CpDone {
@@ -289,7 +307,7 @@ pub enum ErrorCode {
     Protocol,
     /// The request was cancelled by the client.
     Cancelled,
-    /// `cp` content did not match its SHA-256.
+    /// `cp` content did not match the SHA-256 of its `cp_file_end` trailer.
     ChecksumMismatch,
     /// Anything else that went wrong in the server.
     Internal,

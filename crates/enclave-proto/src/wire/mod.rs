@@ -32,8 +32,8 @@ pub use message::{
     ServerHello, ServerMessage,
 };
 pub use ops::{
-    CpEntry, CpKind, ExecRequest, ExitStatus, Reply, Request, ServiceRequest, ServiceState,
-    ServiceStatus, WindowSize,
+    AttestRequest, CpEntry, CpKind, ExecRequest, ExitStatus, Reply, Request, ServiceRequest,
+    ServiceState, ServiceStatus, WindowSize,
 };
 pub use session::{ClientSession, ServerConfig, ServerSession, SessionError, Verdict};
 

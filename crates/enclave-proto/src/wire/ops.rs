@@ -33,6 +33,24 @@ pub enum Request {
     Services(ServiceRequest),
     /// Stop all services and power the enclave off; answered with [`Reply::Done`] first.
     Shutdown,
+    /// A fresh attestation document from the enclave's NSM; answered with
+    /// [`Reply::Attestation`]. Needs no capability: a document is public.
+    Attest(AttestRequest),
+}
+
+/// `attest`: the optional fields the document should carry (at most 1024 bytes each).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestRequest {
+    /// The verifier's nonce.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<Vec<u8>>,
+    /// Data the verifier wants bound to the document.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<Vec<u8>>,
+    /// A public key (DER) to bind to the document.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -102,7 +120,8 @@ pub enum ExitStatus {
 }
 
 /// Header of one `cp` entry. A file entry is followed by exactly `size` bytes of
-/// [`super::Channel::File`] data before the next entry or `CpDone`.
+/// [`super::Channel::File`] data, then its `CpFileEnd` trailer carrying the content's SHA-256,
+/// before the next entry or `CpDone`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CpEntry {
@@ -119,14 +138,11 @@ pub struct CpEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum CpKind {
-    /// A regular file of `size` bytes whose content hashes to `sha256`.
+    /// A regular file of `size` bytes. Its SHA-256 comes after the content, in the
+    /// `CpFileEnd` trailer, so that both sides hash while streaming.
     File {
         /// Exact number of content bytes that follow.
         size: u64,
-        /// SHA-256 of the content, checked by the receiver before the file is renamed into
-        /// place.
-        #[serde(with = "serde_bytes")]
-        sha256: [u8; 32],
     },
     /// A directory.
     Dir,
@@ -268,4 +284,10 @@ pub enum Reply {
     },
     /// Success without data (service control, end of logs, shutdown accepted).
     Done,
+    /// Answer to [`Request::Attest`]: the NSM's COSE_Sign1 document, as the NSM returned it.
+    Attestation {
+        /// The document.
+        #[serde(with = "serde_bytes")]
+        document: Vec<u8>,
+    },
 }

@@ -3,10 +3,11 @@
 //! - [`scan`] lists a file or directory tree as protocol entries, parents first, checking every
 //!   name and symlink with the rules of [`crate::wire::path`] so that nothing is sent that the
 //!   receiver would refuse;
-//! - [`hash_file`] computes the SHA-256 an entry announces;
+//! - [`send_tree`] sends them, hashing each file while its content is streamed (the SHA-256
+//!   follows the content, in the entry's `cp_file_end` trailer);
 //! - [`TreeWriter`] creates received entries below a destination directory: never following a
 //!   symlink that already exists there, each file written to a temporary name, fsynced, checked
-//!   against its SHA-256, then renamed into place.
+//!   against the SHA-256 of its trailer, then renamed into place.
 
 mod write;
 
@@ -103,17 +104,14 @@ pub struct SourceEntry {
 }
 
 impl SourceEntry {
-    /// The protocol entry; files need their SHA-256.
-    pub fn to_entry(&self, sha256: Option<[u8; 32]>) -> CpEntry {
+    /// The protocol entry (a file's SHA-256 is sent after its content, not here).
+    pub fn to_entry(&self) -> CpEntry {
         let kind = match &self.kind {
             SourceKind::Dir => CpKind::Dir,
             SourceKind::Symlink(target) => CpKind::Symlink {
                 target: target.clone(),
             },
-            SourceKind::File { size, .. } => CpKind::File {
-                size: *size,
-                sha256: sha256.unwrap_or_default(),
-            },
+            SourceKind::File { size, .. } => CpKind::File { size: *size },
         };
         CpEntry {
             path: self.rel.clone(),
@@ -211,7 +209,7 @@ pub fn scan(src: &Path) -> Result<Vec<SourceEntry>, TreeError> {
     Ok(out)
 }
 
-/// SHA-256 and size of a file's content.
+/// SHA-256 and size of a file's content (a separate pass; [`send_tree`] does not need it).
 pub fn hash_file(path: &Path) -> Result<([u8; 32], u64), TreeError> {
     let mut file = File::open(path).map_err(|e| TreeError::io(path.display(), e))?;
     let mut hasher = Sha256::new();
@@ -231,7 +229,7 @@ pub fn hash_file(path: &Path) -> Result<([u8; 32], u64), TreeError> {
 }
 
 /// Reads the next chunk of a file being sent: exactly `want` bytes unless the file ended
-/// (then an error: it shrank since it was hashed).
+/// (then an error: it shrank since it was scanned).
 pub fn read_chunk(file: &mut File, buf: &mut [u8], what: &str) -> Result<(), TreeError> {
     file.read_exact(buf).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -252,32 +250,33 @@ pub trait TreeSink {
     fn credit(&mut self) -> Result<usize, Self::Error>;
     /// Sends a chunk of content (at most the credit and [`crate::wire::MAX_DATA_CHUNK`]).
     fn data(&mut self, data: Vec<u8>) -> Result<(), Self::Error>;
+    /// Sends the trailer of a file entry: the SHA-256 of the content just sent.
+    fn file_end(&mut self, sha256: [u8; 32]) -> Result<(), Self::Error>;
 }
 
-/// Sends `entries` (from [`scan`]): each file is hashed first (its entry carries the SHA-256),
-/// then its content is sent in chunks within the sink's credit. The caller sends `cp_done`.
+/// Sends `entries` (from [`scan`]): each file's entry announces the size it was scanned with,
+/// then its content follows in chunks within the sink's credit, hashed as it is read (one pass),
+/// then its SHA-256 in the trailer. The caller sends `cp_done`.
 pub fn send_tree<S: TreeSink>(entries: &[SourceEntry], sink: &mut S) -> Result<(), S::Error> {
     for entry in entries {
-        let SourceKind::File { path, .. } = &entry.kind else {
-            sink.entry(entry.to_entry(None))?;
+        let SourceKind::File { path, size } = &entry.kind else {
+            sink.entry(entry.to_entry())?;
             continue;
         };
-        let (sha, size) = hash_file(path)?;
-        let mut e = entry.to_entry(Some(sha));
-        if let CpKind::File { size: s, .. } = &mut e.kind {
-            *s = size;
-        }
-        sink.entry(e)?;
         let mut file = File::open(path).map_err(|e| TreeError::io(path.display(), e))?;
-        let mut remaining = size;
+        sink.entry(entry.to_entry())?;
+        let mut hasher = Sha256::new();
+        let mut remaining = *size;
         while remaining > 0 {
             let credit = sink.credit()?;
             let n = (credit.min(crate::wire::MAX_DATA_CHUNK) as u64).min(remaining) as usize;
             let mut buf = vec![0u8; n];
             read_chunk(&mut file, &mut buf, &entry.rel)?;
+            hasher.update(&buf);
             sink.data(buf)?;
             remaining -= n as u64;
         }
+        sink.file_end(hasher.finalize().into())?;
     }
     Ok(())
 }

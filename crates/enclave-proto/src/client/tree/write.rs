@@ -5,7 +5,8 @@
 //! exists in the destination (or that the tree itself created) can never redirect a write:
 //! walking through it fails with `ELOOP`/`ENOTDIR`. Files and symlinks are created under a
 //! temporary name (`O_CREAT | O_EXCL | O_NOFOLLOW`) and renamed into place only once complete
-//! (files: fsynced and their SHA-256 checked); `rename` replaces a symlink in the way instead of
+//! (files: fsynced and their SHA-256 checked against the `cp_file_end` trailer that follows
+//! their content; a mismatch deletes the temporary file); `rename` replaces a symlink in the way instead of
 //! following it.
 
 use std::fs::File;
@@ -31,7 +32,6 @@ struct Pending {
     hasher: Sha256,
     remaining: u64,
     size: u64,
-    expected: [u8; 32],
     mode: u32,
 }
 
@@ -82,7 +82,7 @@ impl TreeWriter {
         (self.entries, self.bytes)
     }
 
-    /// Whether a file's content is still expected.
+    /// Whether a file's content or trailer is still expected.
     pub fn in_file(&self) -> bool {
         self.current.is_some()
     }
@@ -119,12 +119,12 @@ impl TreeWriter {
     }
 
     /// Starts an entry. A file entry is complete once its content was given to
-    /// [`data`](Self::data) (at once when it is empty).
+    /// [`data`](Self::data) and its trailer to [`file_end`](Self::file_end).
     pub fn entry(&mut self, entry: &CpEntry) -> Result<(), TreeError> {
         if let Some(p) = &self.current {
             return Err(TreeError::refused(
                 &entry.path,
-                format!("entry before the content of {} was complete", p.rel),
+                format!("entry before {} was ended", p.rel),
             ));
         }
         let rel = safe_relative(&entry.path)?;
@@ -164,7 +164,7 @@ impl TreeWriter {
                 }
                 self.entries += 1;
             }
-            CpKind::File { size, sha256 } => {
+            CpKind::File { size } => {
                 let tmp = tmp_name();
                 let fd = rfs::openat(
                     &dir,
@@ -186,12 +186,8 @@ impl TreeWriter {
                     hasher: Sha256::new(),
                     remaining: *size,
                     size: *size,
-                    expected: *sha256,
                     mode: entry.mode,
                 });
-                if *size == 0 {
-                    self.complete()?;
-                }
             }
         }
         Ok(())
@@ -217,23 +213,29 @@ impl TreeWriter {
         }
         p.hasher.update(data);
         p.remaining -= data.len() as u64;
-        if p.remaining == 0 {
-            self.complete()?;
-        }
         Ok(())
     }
 
-    /// Sets the mode, fsyncs, checks the SHA-256 and renames the current file into place.
-    fn complete(&mut self) -> Result<(), TreeError> {
+    /// Trailer of the current file entry: checks the content's SHA-256 against `sha256`, then
+    /// sets the mode, fsyncs and renames the file into place. On any failure the temporary file
+    /// is removed.
+    pub fn file_end(&mut self, sha256: &[u8; 32]) -> Result<(), TreeError> {
         let Some(p) = self.current.take() else {
-            return Ok(());
+            return Err(TreeError::refused(
+                "(cp_file_end)",
+                "file trailer without a file entry",
+            ));
         };
         let fail = |p: &Pending, err: TreeError| {
             let _ = rfs::unlinkat(&p.dir, p.tmp.as_str(), AtFlags::empty());
             err
         };
+        if p.remaining > 0 {
+            let err = TreeError::refused(&p.rel, "content shorter than the entry announced");
+            return Err(fail(&p, err));
+        }
         let digest: [u8; 32] = p.hasher.clone().finalize().into();
-        if digest != p.expected {
+        if digest != *sha256 {
             return Err(fail(&p, TreeError::Checksum(p.rel.clone())));
         }
         if let Err(e) = rfs::fchmod(&p.file, mode(p.mode)).and_then(|()| rfs::fsync(&p.file)) {
@@ -254,7 +256,7 @@ impl TreeWriter {
             self.abort();
             return Err(TreeError::refused(
                 rel,
-                "content shorter than the entry announced",
+                "file not ended (content or trailer missing)",
             ));
         }
         Ok(self.stats())

@@ -34,6 +34,7 @@ enum Op {
     ServiceControl,
     Logs,
     Shutdown,
+    Attest,
 }
 
 impl Op {
@@ -53,6 +54,7 @@ impl Op {
             Request::Services(ServiceRequest::Logs { .. }) => Op::Logs,
             Request::Services(_) => Op::ServiceControl,
             Request::Shutdown => Op::Shutdown,
+            Request::Attest(_) => Op::Attest,
         }
     }
 
@@ -67,6 +69,7 @@ impl Op {
             (Op::Ping, Reply::Pong { .. })
                 | (Op::Info, Reply::Info { .. })
                 | (Op::ExecDetached, Reply::Detached { .. })
+                | (Op::Attest, Reply::Attestation { .. })
                 | (Op::CpTo | Op::CpFrom, Reply::CpComplete { .. })
                 | (Op::ServiceList, Reply::Services { .. })
                 | (Op::ServiceStatus, Reply::Service { .. })
@@ -98,9 +101,13 @@ impl Op {
     }
 }
 
-/// Structure of a cp stream: entries, each file followed by exactly its size in data, then done.
+/// Structure of a cp stream: entries, each file followed by exactly its size in data and its
+/// `cp_file_end` trailer, then done.
 #[derive(Debug, Default)]
 struct CpState {
+    /// A file entry was sent and its trailer not yet.
+    in_file: bool,
+    /// Content bytes the current file entry still owes.
     remaining: u64,
     done: bool,
 }
@@ -185,6 +192,9 @@ impl Stream {
                         })?;
                 let mut remaining = self.cp.remaining;
                 if channel == Channel::File {
+                    if !self.cp.in_file {
+                        return Err(self.bad("file content outside a file entry"));
+                    }
                     remaining = (remaining.checked_sub(len as u64))
                         .ok_or_else(|| self.bad("more file content than its entry announced"))?;
                 }
@@ -211,12 +221,22 @@ impl Stream {
                 self.cp_entry(entry)?;
                 Ok(false)
             }
+            (_, Kind::CpFileEnd) if self.op.cp_sender() == Some(from) => {
+                if !self.cp.in_file {
+                    return Err(self.protocol("cp file end without a file entry"));
+                }
+                if self.cp.remaining > 0 {
+                    return Err(self.bad("file content shorter than its entry announced"));
+                }
+                self.cp.in_file = false;
+                Ok(false)
+            }
             (_, Kind::CpDone) if self.op.cp_sender() == Some(from) => {
                 if self.cp.done {
                     return Err(self.protocol("second cp done"));
                 }
-                if self.cp.remaining > 0 {
-                    return Err(self.bad("file content shorter than its entry announced"));
+                if self.cp.in_file {
+                    return Err(self.bad("file entry not ended (content or cp file end missing)"));
                 }
                 self.cp.done = true;
                 Ok(false)
@@ -236,15 +256,18 @@ impl Stream {
         if self.cp.done {
             return Err(self.protocol("cp entry after cp done"));
         }
-        if self.cp.remaining > 0 {
-            return Err(self.bad("entry before the previous file's content was complete"));
+        if self.cp.in_file {
+            return Err(self.bad("entry before the previous file was ended"));
         }
         let path = safe_relative(&entry.path).map_err(|e| self.bad(e))?;
         if entry.mode & !0o7777 != 0 {
             return Err(self.bad(format!("mode {:o} has bits beyond 0o7777", entry.mode)));
         }
         match &entry.kind {
-            CpKind::File { size, .. } => self.cp.remaining = *size,
+            CpKind::File { size } => {
+                self.cp.remaining = *size;
+                self.cp.in_file = true;
+            }
             CpKind::Symlink { target } => check_symlink(&path, target).map_err(|e| self.bad(e))?,
             CpKind::Dir => {}
         }

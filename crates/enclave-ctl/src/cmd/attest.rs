@@ -1,0 +1,106 @@
+//! `enclave-ctl attest ENCLAVE`: a fresh attestation document from a running enclave.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use enclave_attest::emulated::{EmulationCa, EMULATION_CA_DIR};
+use enclave_attest::parse_hex_arg;
+use enclave_proto::wire::AttestRequest;
+
+use crate::cli::{AttestArgs, EXIT_OK};
+
+/// This host's emulation CA directory (`<state root>/emulation-ca`).
+pub fn emulation_ca_dir(state_dir: Option<&Path>) -> PathBuf {
+    state_dir
+        .map(Path::to_owned)
+        .unwrap_or_else(enclave_engine::state::default_root)
+        .join(EMULATION_CA_DIR)
+}
+
+/// Runs the command; returns the exit status.
+pub fn run(args: AttestArgs) -> Result<i32> {
+    if args.print_root {
+        let dir = emulation_ca_dir(args.control.state.state_dir.as_deref());
+        let ca = EmulationCa::load_or_create(&dir)
+            .with_context(|| format!("the emulation CA in {}", dir.display()))?;
+        println!("{}", ca.root_path().display());
+        return Ok(EXIT_OK);
+    }
+    let Some(enclave) = args.enclave.as_deref() else {
+        bail!("which enclave? (a name, an id or a control address)");
+    };
+    let nonce = match &args.nonce {
+        Some(h) => parse_hex_arg("nonce", h)?,
+        None => {
+            let mut n = vec![0u8; 32];
+            random_nonce(&mut n)?;
+            eprintln!("nonce: {}", hex::encode(&n));
+            n
+        }
+    };
+    let user_data = args
+        .user_data
+        .as_deref()
+        .map(|h| parse_hex_arg("user data", h))
+        .transpose()?;
+    let public_key = args.public_key.as_deref().map(read_key).transpose()?;
+    let to_stdout = args.output.as_ref().is_none_or(|p| p.as_os_str() == "-");
+    if to_stdout && std::io::stdout().is_terminal() {
+        bail!("refusing to write a binary document to a terminal; use -o FILE");
+    }
+
+    let mut client = super::exec::connect(enclave, &args.control, &[])?;
+    let document = client
+        .attest(AttestRequest {
+            nonce: Some(nonce),
+            user_data,
+            public_key,
+        })
+        .with_context(|| format!("{enclave}: attestation"))?;
+    match args.output.as_ref().filter(|_| !to_stdout) {
+        Some(path) => {
+            std::fs::write(path, &document)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote {} ({} bytes); check it with `enclave-ctl verify`",
+                path.display(),
+                document.len()
+            );
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&document).context("writing the document")?;
+            out.flush().context("writing the document")?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// A public key file: DER as is, or the first PEM block's content.
+fn read_key(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Ok(bytes);
+    };
+    let Some(start) = text.find("-----BEGIN ") else {
+        return Ok(bytes);
+    };
+    let body: String = text[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END "))
+        .collect();
+    base64_decode(&body).with_context(|| format!("{}: malformed PEM", path.display()))
+}
+
+fn base64_decode(s: &str) -> Result<Vec<u8>> {
+    use base64ct::{Base64, Encoding};
+    Base64::decode_vec(s.trim()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn random_nonce(buf: &mut [u8]) -> Result<()> {
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, buf))
+        .context("reading /dev/urandom for a nonce")
+}

@@ -1,0 +1,196 @@
+//! System test of `attest` on the emulated backend: one real QEMU microvm booting the example
+//! EIF; a document fetched through the control channel from the supervisor's emulated NSM,
+//! verified against the emulation root and the PCRs `build` printed. Missing prerequisites skip
+//! (fail with CI=true).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{assert_ok, build_inputs, example_image, have, require, run, stderr, stdout};
+
+struct Env {
+    state: PathBuf,
+    engine: PathBuf,
+}
+
+/// Removes (and so stops) the enclave even when an assertion failed.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.ctl().args(["rm", "-f", "att"]).output();
+    }
+}
+
+impl Env {
+    fn ctl(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
+        cmd.env("ENCLAVE_ENGINE_STATE_DIR", &self.state)
+            .env("ENCLAVE_ENGINE_BIN", &self.engine)
+            .env_remove("ENCLAVE_ENGINE_EXTRA_CMDLINE");
+        cmd
+    }
+
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let o = run(self.ctl().args(args));
+        assert_ok(&o);
+        (stdout(&o), stderr(&o))
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let o = run(self.ctl().args(args));
+        assert!(!o.status.success(), "{args:?} succeeded:\n{}", stdout(&o));
+        stderr(&o)
+    }
+}
+
+fn prerequisites() -> Option<(PathBuf, PathBuf)> {
+    require(
+        have("qemu-system-x86_64"),
+        "qemu-system-x86_64 (apt qemu-system-x86)",
+    )?;
+    let home = std::env::var("HOME").unwrap_or_default();
+    require(
+        have("vhost-device-vsock")
+            || Path::new(&home)
+                .join(".cargo/bin/vhost-device-vsock")
+                .is_file(),
+        "vhost-device-vsock (cargo install vhost-device-vsock --locked)",
+    )?;
+    let engine = Path::new(env!("CARGO_BIN_EXE_enclave-ctl")).with_file_name("enclave-engine");
+    require(
+        engine.is_file(),
+        "the enclave-engine binary (cargo build --workspace)",
+    )?;
+    let (_kernel, init) = build_inputs()?;
+    Some((engine, init))
+}
+
+/// `PCRn  HEX` lines of `build`'s output.
+fn build_pcrs(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(char::is_whitespace)?;
+            let n = k.strip_prefix("PCR")?;
+            Some((n.to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn an_emulated_document_verifies_only_with_the_emulation_root() {
+    let Some((engine, init)) = prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(oci) = example_image(tmp.path()) else {
+        return;
+    };
+    let eif = tmp.path().join("hello.eif");
+    let spec = common::workspace().join("examples/hello/enclave.yaml");
+    let built = run(common::ctl(&init)
+        .args(["build", "-f"])
+        .arg(&spec)
+        .arg("--from")
+        .arg(format!("oci:{}:latest", oci.display()))
+        .arg("-o")
+        .arg(&eif));
+    assert_ok(&built);
+    let pcrs = build_pcrs(&stdout(&built));
+    assert!(pcrs.len() >= 3, "build printed {pcrs:?}");
+    let env = Env {
+        state: tmp.path().join("state"),
+        engine,
+    };
+    env.ok(&[
+        "run",
+        "-d",
+        "--cpus",
+        "1",
+        "--memory",
+        "128",
+        "--boot-timeout",
+        "90",
+        "--name",
+        "att",
+        eif.to_str().unwrap(),
+    ]);
+
+    // The root: created by the supervisor, key private, shown by inspect and --print-root.
+    let ca = env.state.join("emulation-ca");
+    let mode = std::fs::metadata(ca.join("root.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let root = ca.join("root.pem");
+    let (printed, _) = env.ok(&["attest", "--print-root"]);
+    assert_eq!(printed.trim(), root.to_str().unwrap());
+    let (inspect, _) = env.ok(&["inspect", "att"]);
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["emulation_root"], root.to_str().unwrap());
+
+    // A document with a fresh (default) nonce, printed for verify.
+    let doc = tmp.path().join("doc.cose");
+    let (_, err) = env.ok(&["attest", "att", "-o", doc.to_str().unwrap()]);
+    let nonce = err
+        .lines()
+        .find_map(|l| l.strip_prefix("nonce: "))
+        .unwrap_or_else(|| panic!("no nonce printed: {err}"))
+        .trim()
+        .to_owned();
+    assert_eq!(nonce.len(), 64);
+
+    let doc_s = doc.to_str().unwrap();
+    let root_s = root.to_str().unwrap();
+    let mut args = vec!["verify", doc_s, "--trust-root", root_s, "--nonce", &nonce];
+    let pcr_args: Vec<String> = pcrs.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    for p in &pcr_args {
+        args.extend(["--pcr", p]);
+    }
+    let (report, _) = env.ok(&args);
+    eprintln!("{report}");
+    assert!(report.contains("OK: the document is genuine"), "{report}");
+    assert!(report.contains("i-"), "module id shown: {report}");
+
+    // A wrong PCR, a wrong nonce.
+    let mut wrong_pcr = args.clone();
+    let bad = format!("0={}", "00".repeat(48));
+    wrong_pcr.extend(["--pcr", &bad]);
+    let e = env.fails(&wrong_pcr);
+    assert!(e.contains("PCR0 mismatch"), "{e}");
+    let other_nonce = "11".repeat(32);
+    let mut wrong_nonce = args.clone();
+    wrong_nonce[5] = &other_nonce;
+    let e = env.fails(&wrong_nonce);
+    assert!(e.contains("nonce mismatch"), "{e}");
+
+    // Without the emulation root: refused, saying why and where the root is.
+    let e = env.fails(&["verify", doc_s, "--nonce", &nonce]);
+    assert!(e.contains("enclave-engine emulation root"), "{e}");
+    assert!(e.contains("--trust-root"), "{e}");
+    assert!(e.contains(root_s), "{e}");
+
+    // user_data and an explicit nonce go in as given.
+    let (_, _) = env.ok(&[
+        "attest",
+        "att",
+        "--nonce",
+        "abcd",
+        "--user-data",
+        "0102",
+        "-o",
+        doc_s,
+    ]);
+    env.ok(&[
+        "verify",
+        doc_s,
+        "--trust-root",
+        root_s,
+        "--nonce",
+        "abcd",
+        "--user-data",
+        "0102",
+    ]);
+}
