@@ -229,26 +229,12 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     ending
 }
 
-/// Serves the emulated NSM for this boot (qemu backend only; on Nitro the enclave has
-/// `/dev/nsm`). A CA that cannot be loaded is logged, not fatal: only `attest` needs it.
+/// The emulated NSM for this boot (qemu backend only); a failure is logged, not fatal.
 fn start_nsm(ctx: &Ctx<'_>, uds: &Path) -> Option<nsm::NsmServer> {
-    if ctx.rec.backend != crate::backend::BackendKind::Qemu {
-        return None;
-    }
-    let started = nsm::emulation_ca(ctx.root.path()).and_then(|ca| {
-        let pcrs = nsm::measured_pcrs(&ctx.rec.measurements);
-        let device =
-            enclave_attest::emulated::EmulatedDevice::new(Arc::new(ca), &ctx.rec.id, &pcrs);
-        let path = hybrid::listen_path(uds, enclave_proto::ports::NSM_EMULATION);
-        nsm::NsmServer::start(&path, device)
-    });
-    match started {
-        Ok(server) => Some(server),
-        Err(e) => {
-            ctx.event(&format!("no emulated NSM for this boot: {e}"));
-            None
-        }
-    }
+    nsm::start_for(ctx.root.path(), &ctx.rec, uds)
+        .map_err(|e| ctx.event(&format!("no emulated NSM for this boot: {e}")))
+        .ok()
+        .flatten()
 }
 
 fn finish_console(reader: Option<std::thread::JoinHandle<()>>) {

@@ -38,6 +38,24 @@ pub fn measured_pcrs(measurements: &BTreeMap<String, String>) -> BTreeMap<u8, [u
         .collect()
 }
 
+/// Serves the emulated NSM for one boot of `rec` on `<uds>_9001`: `None` for backends whose
+/// enclaves have `/dev/nsm`. A CA that cannot be loaded is an error for the caller to log; only
+/// `attest` needs it.
+pub fn start_for(
+    state_root: &Path,
+    rec: &crate::state::EnclaveRecord,
+    uds: &Path,
+) -> Result<Option<NsmServer>> {
+    if rec.backend != crate::backend::BackendKind::Qemu {
+        return Ok(None);
+    }
+    let ca = Arc::new(emulation_ca(state_root)?);
+    let device = EmulatedDevice::new(ca, &rec.id, &measured_pcrs(&rec.measurements));
+    let path =
+        enclave_proto::transport::hybrid::listen_path(uds, enclave_proto::ports::NSM_EMULATION);
+    NsmServer::start(&path, device).map(Some)
+}
+
 /// A running emulated NSM server; stopped and its socket removed on drop.
 pub struct NsmServer {
     path: PathBuf,
