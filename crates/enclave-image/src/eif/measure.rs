@@ -2,15 +2,17 @@
 //!
 //! Every measured byte goes into PCR0 and into exactly one of PCR1 (kernel, cmdline, bootstrap
 //! ramdisk) or PCR2 (app ramdisks). SHA-384 dominates the cost of building or checking an EIF,
-//! so hashing the same bytes twice on one thread would double the wall time. Instead the caller
-//! hashes PCR0 (and does its I/O and CRC) while a worker thread hashes PCR1/PCR2 from the same
-//! buffers, shared through `Arc`: wall time stays close to one SHA-384 pass.
+//! so hashing the same bytes twice on one thread would double the wall time. Instead two worker
+//! threads hash from the same buffers, shared through `Arc`: one PCR0, the other PCR1/PCR2,
+//! while the caller does its I/O and CRC. On two cores the caller's I/O then overlaps with the
+//! hashing instead of adding to one of the lanes, and wall time stays close to one SHA-384 pass.
 //!
-//! Memory is bounded: at most [`MAX_BUFFERS`] chunks of [`CHUNK_LEN`] bytes exist; the worker
-//! sends each buffer back when done and the caller reuses it, blocking when all are in flight.
+//! Memory is bounded: at most [`MAX_BUFFERS`] chunks of [`CHUNK_LEN`] bytes exist. Whoever
+//! drops the last reference to a chunk (a worker, or the caller) recycles it; the caller blocks
+//! in [`Pipeline::buffer`] while all chunks are in flight.
 
 use std::io;
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -21,10 +23,10 @@ use super::pcr::{extend, Pcr};
 /// Size of one chunk; big enough to amortise channel and syscall costs, small enough that the
 /// pipeline's memory stays a few MiB.
 pub(crate) const CHUNK_LEN: usize = 1 << 20;
-/// Chunks in circulation (being filled, queued, or hashed by the worker).
-const MAX_BUFFERS: usize = 4;
+/// Chunks in circulation (being filled, queued, or hashed by a worker).
+const MAX_BUFFERS: usize = 6;
 
-/// Which PCR the worker thread feeds, besides PCR0 on the caller's thread.
+/// Which PCR the second worker feeds, besides PCR0 on the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lane {
     /// PCR1: kernel, cmdline, ramdisk 0.
@@ -38,14 +40,65 @@ struct Job {
     lane: Lane,
 }
 
-/// The two-thread hasher. Dropping it without [`Pipeline::finish`] (an error path) closes the
-/// worker's channel and joins it, so no thread outlives an abandoned writer or reader.
-pub(crate) struct Pipeline {
-    pcr0: Sha384,
+/// One hashing thread: it receives chunks tagged with a lane, hashes them, and recycles each
+/// chunk it held last.
+struct Worker {
     jobs: Option<SyncSender<Job>>,
-    returned: Receiver<Arc<Vec<u8>>>,
-    worker: Option<JoinHandle<(Sha384, Sha384)>>,
-    /// Buffers that never went to the worker (no lane), ready for reuse.
+    handle: Option<JoinHandle<(Sha384, Sha384)>>,
+}
+
+impl Worker {
+    fn spawn(name: &str, recycle: Sender<Vec<u8>>) -> io::Result<Self> {
+        let (jobs, job_rx) = mpsc::sync_channel::<Job>(MAX_BUFFERS);
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let mut bootstrap = Sha384::new();
+                let mut app = Sha384::new();
+                for job in job_rx {
+                    match job.lane {
+                        Lane::Bootstrap => bootstrap.update(job.data.as_slice()),
+                        Lane::App => app.update(job.data.as_slice()),
+                    }
+                    if let Ok(buf) = Arc::try_unwrap(job.data) {
+                        // The caller may be gone (error path); then the buffer is simply freed.
+                        let _ = recycle.send(buf);
+                    }
+                }
+                (bootstrap, app)
+            })?;
+        Ok(Self {
+            jobs: Some(jobs),
+            handle: Some(handle),
+        })
+    }
+
+    fn send(&self, data: &Arc<Vec<u8>>, lane: Lane) -> io::Result<()> {
+        let jobs = self.jobs.as_ref().ok_or_else(worker_gone)?;
+        jobs.send(Job {
+            data: Arc::clone(data),
+            lane,
+        })
+        .map_err(|_| worker_gone())
+    }
+
+    /// Closes the job channel (ending the loop) and joins; `None` if already stopped or
+    /// panicked.
+    fn stop(&mut self) -> Option<(Sha384, Sha384)> {
+        drop(self.jobs.take());
+        self.handle.take()?.join().ok()
+    }
+}
+
+/// The three-thread hasher. Dropping it without [`Pipeline::finish`] (an error path) closes the
+/// workers' channels and joins them, so no thread outlives an abandoned writer or reader.
+pub(crate) struct Pipeline {
+    /// Hashes PCR0 (it always uses the `App` lane).
+    whole: Worker,
+    /// Hashes PCR1 and PCR2.
+    parts: Worker,
+    returned: Receiver<Vec<u8>>,
+    /// Buffers the caller held last, ready for reuse.
     spare: Vec<Vec<u8>>,
     allocated: usize,
 }
@@ -58,30 +111,13 @@ pub(crate) struct Pcrs {
 }
 
 impl Pipeline {
-    /// Starts the worker thread.
+    /// Starts the worker threads.
     pub(crate) fn new() -> io::Result<Self> {
-        let (jobs, job_rx) = mpsc::sync_channel::<Job>(MAX_BUFFERS);
-        let (ret_tx, returned) = mpsc::channel();
-        let worker = std::thread::Builder::new()
-            .name("eif-pcr-hasher".into())
-            .spawn(move || {
-                let mut bootstrap = Sha384::new();
-                let mut app = Sha384::new();
-                for job in job_rx {
-                    match job.lane {
-                        Lane::Bootstrap => bootstrap.update(job.data.as_slice()),
-                        Lane::App => app.update(job.data.as_slice()),
-                    }
-                    // The caller may be gone (error path); then the buffer is simply freed.
-                    let _ = ret_tx.send(job.data);
-                }
-                (bootstrap, app)
-            })?;
+        let (recycle, returned) = mpsc::channel();
         Ok(Pipeline {
-            pcr0: Sha384::new(),
-            jobs: Some(jobs),
+            whole: Worker::spawn("eif-pcr0-hasher", recycle.clone())?,
+            parts: Worker::spawn("eif-pcr12-hasher", recycle)?,
             returned,
-            worker: Some(worker),
             spare: Vec::new(),
             allocated: 0,
         })
@@ -90,38 +126,30 @@ impl Pipeline {
     /// An empty buffer with capacity [`CHUNK_LEN`], recycled when possible. Blocks while all
     /// buffers are in flight, which is what bounds memory.
     pub(crate) fn buffer(&mut self) -> Vec<u8> {
-        if let Some(mut buf) = self.spare.pop() {
-            buf.clear();
-            return buf;
-        }
-        loop {
-            let returned = match self.returned.try_recv() {
-                Ok(buf) => Some(buf),
-                Err(TryRecvError::Empty) if self.allocated < MAX_BUFFERS => None,
-                Err(TryRecvError::Empty) => self.returned.recv().ok(),
-                Err(TryRecvError::Disconnected) => None,
-            };
-            match returned {
-                Some(buf) => {
-                    // The worker sends a buffer back once it holds the only reference left
-                    // (the caller dropped its clone after processing), so this succeeds; if it
-                    // ever did not, the buffer is dropped and the loop fetches another.
-                    if let Ok(mut buf) = Arc::try_unwrap(buf) {
-                        buf.clear();
-                        return buf;
-                    }
-                    self.allocated = self.allocated.saturating_sub(1);
+        let mut buf = if let Some(buf) = self.spare.pop() {
+            buf
+        } else {
+            match self.returned.try_recv() {
+                Ok(buf) => buf,
+                Err(TryRecvError::Empty) if self.allocated >= MAX_BUFFERS => {
+                    // Every buffer is in flight: wait for a worker to give one back. The
+                    // channel cannot be disconnected while `self` holds the workers.
+                    self.returned
+                        .recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(CHUNK_LEN))
                 }
-                None => {
+                Err(_) => {
                     self.allocated += 1;
-                    return Vec::with_capacity(CHUNK_LEN);
+                    Vec::with_capacity(CHUNK_LEN)
                 }
             }
-        }
+        };
+        buf.clear();
+        buf
     }
 
-    /// Measures `chunk`: into PCR0 when `pcr0`, into the worker's `lane` when given, and hands
-    /// it to `io` (write, CRC, …) on this thread while the worker hashes.
+    /// Measures `chunk`: into PCR0 when `pcr0`, into `lane` (PCR1 or PCR2) when given, and
+    /// hands it to `io` (write, CRC, …) on this thread while the workers hash.
     pub(crate) fn process<E: From<io::Error>>(
         &mut self,
         chunk: Vec<u8>,
@@ -133,30 +161,24 @@ impl Pipeline {
             return Ok(());
         }
         let data = Arc::new(chunk);
+        if pcr0 {
+            self.whole.send(&data, Lane::App)?;
+        }
         if let Some(lane) = lane {
-            let jobs = self.jobs.as_ref().ok_or_else(worker_gone)?;
-            jobs.send(Job {
-                data: Arc::clone(&data),
-                lane,
-            })
-            .map_err(|_| worker_gone())?;
+            self.parts.send(&data, lane)?;
         }
         io(&data)?;
-        if pcr0 {
-            self.pcr0.update(data.as_slice());
-        }
-        // Unique only when the worker never got it (no lane): keep it here, since it will not
-        // come back through the channel. Otherwise the worker returns it.
+        // Unique when the workers are done with it (or never got it): recycle it here.
         if let Ok(buf) = Arc::try_unwrap(data) {
             self.spare.push(buf);
         }
         Ok(())
     }
 
-    /// Waits for the worker and returns the extended PCRs.
+    /// Waits for the workers and returns the extended PCRs.
     pub(crate) fn finish(mut self) -> io::Result<Pcrs> {
-        let (bootstrap, app) = self.stop().ok_or_else(worker_gone)?;
-        let pcr0 = std::mem::take(&mut self.pcr0);
+        let (_, pcr0) = self.whole.stop().ok_or_else(worker_gone)?;
+        let (bootstrap, app) = self.parts.stop().ok_or_else(worker_gone)?;
         Ok(Pcrs {
             pcr0: extend(&pcr0.finalize().into()),
             pcr1: extend(&bootstrap.finalize().into()),
@@ -165,18 +187,10 @@ impl Pipeline {
     }
 }
 
-impl Pipeline {
-    /// Closes the job channel (ending the worker's loop) and joins the worker; `None` if it
-    /// was already stopped or panicked.
-    fn stop(&mut self) -> Option<(Sha384, Sha384)> {
-        drop(self.jobs.take());
-        self.worker.take()?.join().ok()
-    }
-}
-
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        self.stop();
+        self.whole.stop();
+        self.parts.stop();
     }
 }
 
