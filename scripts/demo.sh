@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end: set up, make the example OCI image (busybox, with umoci, no Docker),
 # build a reproducible EIF from it, run it as an emulated Nitro enclave (QEMU microvm), exec into
-# it, copy a file out, show its logs, stop and remove it.
+# it, copy a file out, fetch an attestation document and verify it against the image's PCRs,
+# show its logs, stop and remove it.
 #
 #   scripts/demo.sh
 set -euo pipefail
@@ -21,6 +22,7 @@ examples/hello/make-image.sh "$out/hello-oci"
 step() { printf '\n== %s\n' "$*"; }
 step "enclave-ctl build (no Docker daemon; the same bytes on every machine)"
 "$ctl" build -f examples/hello/enclave.yaml -o "$out/hello.eif"
+"$ctl" measure --json "$out/hello.eif" > "$out/measurements.json"
 sha256sum "$out/hello.eif"
 
 step "enclave-ctl inspect"
@@ -40,6 +42,15 @@ step "enclave-ctl cp (out of the enclave)"
 rm -rf "$out/copied" && mkdir -p "$out/copied"
 "$ctl" cp hello-demo:/app/hello.sh "$out/copied"
 ls -l "$out/copied"
+
+step "enclave-ctl attest, then verify with the image's PCRs and a fresh nonce"
+nonce="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+"$ctl" attest hello-demo --nonce "$nonce" -o "$out/attestation.cose"
+pcr() { sed -n "s/.*\"PCR$1\": \"\([0-9a-f]*\)\".*/\1/p" "$out/measurements.json"; }
+# An emulated enclave's document is signed by this host's emulation root, never by AWS: it
+# verifies only when that root is trusted explicitly.
+"$ctl" verify "$out/attestation.cose" --trust-root "$("$ctl" attest --print-root)" \
+    --nonce "$nonce" --pcr "0=$(pcr 0)" --pcr "1=$(pcr 1)" --pcr "2=$(pcr 2)"
 
 step "enclave-ctl logs"
 "$ctl" logs hello-demo
