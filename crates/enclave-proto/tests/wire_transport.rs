@@ -1,5 +1,8 @@
 //! Transports: address syntax, the hybrid vsock handshake against a listener that speaks the
-//! device's side, retries, and a whole exec-like exchange over a Unix socket.
+//! device's side, retries, and a whole exec-like exchange over a Unix socket. The AF_VSOCK
+//! transport itself is exercised inside real guests by the VM system tests (enclave-init's
+//! control server listens with it, its heartbeat and NSM client connect with it): this host
+//! kernel has no vsock loopback to test it here.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -8,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use enclave_proto::transport::hybrid::{self, HandshakeError};
 use enclave_proto::transport::{
-    connect, connect_with_retry, listen, Addr, TransportError, VsockListener, VsockStream,
-    VMADDR_CID_ANY,
+    connect, connect_with_retry, listen, Addr, TransportError, VMADDR_CID_ANY,
 };
 
 #[test]
@@ -218,29 +220,4 @@ fn retry_gives_a_clear_error_and_succeeds_when_the_enclave_appears() {
     };
     connect_with_retry(&hybrid_addr, Duration::from_secs(10)).unwrap();
     device.join().unwrap();
-}
-
-#[test]
-fn vsock_loopback_when_the_kernel_has_it() {
-    // Needs the vsock_loopback transport (CID 1); most CI machines have none, so this skips.
-    let listener = match VsockListener::bind(1, 0xffff_fffe) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("skipped: no vsock loopback here ({e})");
-            return;
-        }
-    };
-    let (_, port) = listener.local_addr().unwrap();
-    let server = thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 4];
-        s.read_exact(&mut buf).unwrap();
-        s.write_all(&buf).unwrap();
-    });
-    let mut c = VsockStream::connect(1, port).unwrap();
-    c.write_all(b"vsok").unwrap();
-    let mut buf = [0u8; 4];
-    c.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"vsok");
-    server.join().unwrap();
 }
