@@ -1,68 +1,14 @@
 //! The session state machines: handshake order, authentication, request ids, stream rules,
 //! flow control.
 
-use enclave_proto::wire::auth::{AuthorizedKeys, SigningKey};
 use enclave_proto::wire::session::ClientConfig;
 use enclave_proto::wire::{
-    Auth, Capability, Channel, ClientHello, ClientMessage, ClientSession, EnclaveInfo, ErrorCode,
-    ExecRequest, Request, ServerConfig, ServerMessage, ServerSession, SessionError, Verdict,
+    Auth, Capability, Channel, ClientHello, ClientMessage, ClientSession, ErrorCode, Request,
+    ServerMessage, SessionError, Verdict,
 };
 
-const NONCE: [u8; 32] = [0x42; 32];
-
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
-
-fn server(caps: &[Capability], keys: &[SigningKey]) -> ServerSession {
-    let config = ServerConfig {
-        capabilities: caps.to_vec(),
-        authorized_keys: AuthorizedKeys::new(keys.iter().map(|k| k.verifying_key()).collect()),
-        enclave: EnclaveInfo {
-            server: "test".into(),
-            name: None,
-            uptime_ms: 0,
-        },
-    };
-    ServerSession::with_nonce(config, NONCE)
-}
-
-fn hello(caps: &[Capability]) -> ClientMessage {
-    ClientMessage::Hello(ClientHello {
-        version: 1,
-        capabilities: caps.to_vec(),
-        client: "t".into(),
-    })
-}
-
-fn ready_server(caps: &[Capability]) -> ServerSession {
-    let mut s = server(caps, &[]);
-    assert!(matches!(
-        s.on_recv(&hello(caps)),
-        Ok(Verdict::Respond(ServerMessage::Hello(_)))
-    ));
-    assert!(s.is_ready());
-    s
-}
-
-fn exec(stdin: bool) -> Request {
-    Request::Exec(ExecRequest {
-        argv: vec!["cat".into()],
-        env: vec![],
-        cwd: None,
-        tty: None,
-        stdin,
-        detach: false,
-    })
-}
-
-fn data(id: u32, channel: Channel, len: usize) -> ClientMessage {
-    ClientMessage::Data {
-        id,
-        channel,
-        data: vec![b'x'; len],
-    }
-}
+mod session_support;
+use session_support::*;
 
 #[test]
 fn request_before_hello_is_refused() {

@@ -1,64 +1,13 @@
 //! The session state machines, per request: stream rules, flow control, cp structure and
 //! paths, invalid requests.
 
-use enclave_proto::wire::auth::{AuthorizedKeys, SigningKey};
 use enclave_proto::wire::{
-    Capability, Channel, ClientHello, ClientMessage, CpEntry, CpKind, EnclaveInfo, ErrorCode,
-    ExecRequest, ExitStatus, Reply, Request, ServerConfig, ServerMessage, ServerSession,
-    SessionError, Verdict, INITIAL_WINDOW, MAX_DATA_CHUNK,
+    Capability, Channel, ClientMessage, CpEntry, CpKind, ErrorCode, ExecRequest, ExitStatus, Reply,
+    Request, ServerMessage, ServerSession, SessionError, Verdict, INITIAL_WINDOW, MAX_DATA_CHUNK,
 };
 
-const NONCE: [u8; 32] = [0x42; 32];
-
-fn server(caps: &[Capability], keys: &[SigningKey]) -> ServerSession {
-    let config = ServerConfig {
-        capabilities: caps.to_vec(),
-        authorized_keys: AuthorizedKeys::new(keys.iter().map(|k| k.verifying_key()).collect()),
-        enclave: EnclaveInfo {
-            server: "test".into(),
-            name: None,
-            uptime_ms: 0,
-        },
-    };
-    ServerSession::with_nonce(config, NONCE)
-}
-
-fn hello(caps: &[Capability]) -> ClientMessage {
-    ClientMessage::Hello(ClientHello {
-        version: 1,
-        capabilities: caps.to_vec(),
-        client: "t".into(),
-    })
-}
-
-fn ready_server(caps: &[Capability]) -> ServerSession {
-    let mut s = server(caps, &[]);
-    assert!(matches!(
-        s.on_recv(&hello(caps)),
-        Ok(Verdict::Respond(ServerMessage::Hello(_)))
-    ));
-    assert!(s.is_ready());
-    s
-}
-
-fn exec(stdin: bool) -> Request {
-    Request::Exec(ExecRequest {
-        argv: vec!["cat".into()],
-        env: vec![],
-        cwd: None,
-        tty: None,
-        stdin,
-        detach: false,
-    })
-}
-
-fn data(id: u32, channel: Channel, len: usize) -> ClientMessage {
-    ClientMessage::Data {
-        id,
-        channel,
-        data: vec![b'x'; len],
-    }
-}
+mod session_support;
+use session_support::*;
 
 #[test]
 fn stream_rules() {
