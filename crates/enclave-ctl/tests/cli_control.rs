@@ -292,3 +292,184 @@ fn refusals_and_missing_enclaves_are_clear() {
         stderr(&o)
     );
 }
+
+#[test]
+fn cp_to_a_new_name_like_docker() {
+    let Some(e) = boot(serde_json::json!({"exec": true, "cp": true})) else {
+        return;
+    };
+    let addr = e.addr();
+    let enc = |p: &str| format!("{addr}:{p}");
+    let sh = |script: &str| stdout(&run(ctl().args(["exec", &addr, "--", "sh", "-c", script])));
+    let cp = |src: &str, dst: &str| run(ctl().args(["cp", src, dst]));
+    let host = tempfile::tempdir().unwrap();
+    let h = |p: &str| host.path().join(p).to_str().unwrap().to_owned();
+    fs::write(h("file"), "one").unwrap();
+    fs::create_dir_all(h("dir/sub")).unwrap();
+    fs::write(h("dir/sub/f"), "two").unwrap();
+
+    // A file to a new name, both ways.
+    assert_ok(&cp(&h("file"), &enc("/tmp/renamed")));
+    assert_eq!(sh("cat /tmp/renamed"), "one");
+    assert_ok(&cp(&enc("/tmp/renamed"), &h("back")));
+    assert_eq!(fs::read_to_string(h("back")).unwrap(), "one");
+    // A directory to a new name, both ways: the tree arrives AS the new name.
+    assert_ok(&cp(&h("dir"), &enc("/tmp/newdir")));
+    assert_eq!(sh("cat /tmp/newdir/sub/f; ls /tmp"), "twonewdir\nrenamed\n");
+    assert_ok(&cp(&enc("/tmp/newdir"), &h("dirback")));
+    assert_eq!(fs::read_to_string(h("dirback/sub/f")).unwrap(), "two");
+    // Into an existing directory: unchanged.
+    assert_ok(&cp(&h("dir"), &enc("/tmp/newdir")));
+    assert_eq!(sh("cat /tmp/newdir/dir/sub/f"), "two");
+    assert_ok(&cp(&enc("/tmp/newdir"), &h("dirback")));
+    assert_eq!(
+        fs::read_to_string(h("dirback/newdir/sub/f")).unwrap(),
+        "two"
+    );
+    // A file onto an existing file replaces it.
+    fs::write(h("file"), "uno").unwrap();
+    assert_ok(&cp(&h("file"), &enc("/tmp/renamed")));
+    assert_eq!(sh("cat /tmp/renamed"), "uno");
+
+    // Refused: the destination's parent is missing.
+    let o = cp(&h("file"), &enc("/no/such/name"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("parent /no/such does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cp(&enc("/tmp/renamed"), &h("no/such/name"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(!host.path().join("no").exists());
+    // Refused: a directory onto an existing file (which stays).
+    let o = cp(&h("dir"), &enc("/tmp/renamed"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot copy a directory onto it"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(sh("cat /tmp/renamed"), "uno");
+    let o = cp(&enc("/tmp/newdir"), &h("back"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot copy a directory onto it"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read_to_string(h("back")).unwrap(), "one");
+    // No temporary file left on either side.
+    assert!(!sh("ls -a /tmp /tmp/newdir").contains(".enclave-cp"));
+    let local = fs::read_dir(host.path()).unwrap();
+    assert!(local
+        .map(|e| e.unwrap().file_name())
+        .all(|n| !n.to_string_lossy().starts_with(".enclave-cp")));
+}
+
+/// A tmux server on a private socket, killed on drop.
+struct Tmux {
+    sock: PathBuf,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        let o = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .args(["-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        o
+    }
+
+    /// `rows cols` of the pane.
+    fn size(&self) -> String {
+        let o = self.cmd(&[
+            "display-message",
+            "-p",
+            "-t",
+            "t",
+            "#{pane_height} #{pane_width}",
+        ]);
+        stdout(&o).trim().to_owned()
+    }
+
+    /// Captures the pane until it shows all of `what`.
+    fn wait_for(&self, what: &[&str], deadline: Instant) -> String {
+        loop {
+            let screen = stdout(&self.cmd(&["capture-pane", "-p", "-t", "t"]));
+            if what.iter().all(|w| screen.contains(w)) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pane never showed {what:?}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+#[test]
+fn exec_it_in_a_real_terminal() {
+    if require(have("tmux"), "tmux").is_none() {
+        return;
+    }
+    let Some(e) = boot(serde_json::json!({"exec": true})) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let tmux = Tmux {
+        sock: e.dir.path().join("tmux.sock"),
+    };
+    let command = format!(
+        "'{}' exec -it '{}' -- /bin/sh; echo exec-ended-$?; sleep 60",
+        env!("CARGO_BIN_EXE_enclave-ctl"),
+        e.addr()
+    );
+    tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    let size = tmux.size();
+    tmux.cmd(&[
+        "send-keys",
+        "-t",
+        "t",
+        "busybox stty size; tty; echo $((6*7))",
+        "Enter",
+    ]);
+    tmux.wait_for(&["42", "/dev/pts/", &size], deadline);
+
+    // SIGWINCH: the enclave's terminal follows the pane.
+    tmux.cmd(&["resize-window", "-t", "t", "-x", "70", "-y", "20"]);
+    let resized = tmux.size();
+    assert_ne!(resized, size);
+    tmux.cmd(&["send-keys", "-t", "t", "clear; busybox stty size", "Enter"]);
+    tmux.wait_for(&[&resized], deadline);
+
+    tmux.cmd(&["send-keys", "-t", "t", "exit", "Enter"]);
+    tmux.wait_for(&["exec-ended-0"], deadline);
+}

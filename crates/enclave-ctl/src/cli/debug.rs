@@ -68,9 +68,12 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "One of SRC and DST is ENCLAVE:PATH (PATH absolute), the other a local \
-    path. DST is an existing directory; SRC, a file or a directory, is copied into it (no -r \
-    needed), modes kept, every file checked by SHA-256 and renamed into place once complete.\n\n\
-    Examples:\n  enclave-ctl cp ./config app:/etc/app\n  enclave-ctl cp app:/var/log/app.log ."
+    path. As with docker cp: when DST is an existing directory, SRC (a file or a directory, no \
+    -r needed) is copied into it; otherwise it is copied AS DST, whose parent must exist (a file \
+    replaces an existing file, a directory never does). Modes kept, every file checked by \
+    SHA-256 and renamed into place once complete.\n\n\
+    Examples:\n  enclave-ctl cp ./config app:/etc/app\n  enclave-ctl cp app:/var/log/app.log .\n  \
+    enclave-ctl cp ./build app:/srv/site"
 )]
 pub struct CpArgs {
     /// Source: a local path or ENCLAVE:PATH.

@@ -44,6 +44,10 @@ fn code_of(e: &TreeError) -> ErrorCode {
         TreeError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             ErrorCode::NotFound
         }
+        // `cp_to`'s destination is not a directory: the client then copies *as* that path.
+        TreeError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotADirectory => {
+            ErrorCode::Conflict
+        }
         TreeError::Io { .. } => ErrorCode::Internal,
         _ => ErrorCode::BadRequest,
     }

@@ -1,12 +1,15 @@
-//! `cp` both ways: [`Client::cp_to`] uploads a local file or tree into an enclave directory,
-//! [`Client::cp_from`] downloads an enclave file or tree into a local directory. The
+//! `cp` both ways: [`Client::cp_to`] uploads a local file or tree into an enclave directory (or
+//! as a new name there), [`Client::cp_from`] downloads an enclave file or tree into a local
+//! directory (or as a new name). The
 //! filesystem work is [`super::tree`]'s, the same code the enclave uses.
 
 use std::path::Path;
 
-use super::tree::{self, SourceEntry, TreeSink, TreeWriter};
+use super::tree::{self, SourceEntry, SourceKind, TreeError, TreeSink, TreeWriter};
 use super::{Client, ClientError};
-use crate::wire::{Channel, ClientMessage, CpEntry, Reply, Request, RequestId, ServerMessage};
+use crate::wire::{
+    Channel, ClientMessage, CpEntry, CpKind, ErrorCode, Reply, Request, RequestId, ServerMessage,
+};
 
 /// The window a download grants the enclave (the initial 256 KiB is too little to keep a fast
 /// transport busy); credit is returned in batches of a quarter of it.
@@ -90,9 +93,18 @@ fn complete(reply: Reply) -> CpStats {
     }
 }
 
+/// Splits an absolute enclave path into its parent and last component (`/a/b` -> `/a`, `b`).
+fn split_remote(dest: &str) -> Option<(&str, &str)> {
+    let (parent, name) = dest.rsplit_once('/')?;
+    Some((if parent.is_empty() { "/" } else { parent }, name))
+}
+
 impl Client {
-    /// Copies the local file or tree `src` into the enclave directory `dest` (absolute, must
-    /// exist). `progress` gets the content bytes as they are sent.
+    /// Copies the local file or tree `src` to the enclave path `dest` (absolute), with Docker's
+    /// `cp` semantics: into `dest` when it is an existing directory, otherwise *as* `dest` (the
+    /// top-level entry renamed to `dest`'s last component, created in its parent, which must
+    /// exist; a file replaces an existing file, a directory never does).
+    /// `progress` gets the content bytes as they are sent.
     pub fn cp_to(
         &mut self,
         src: &Path,
@@ -108,7 +120,62 @@ impl Client {
         &mut self,
         entries: &[SourceEntry],
         dest: &str,
-        progress: impl FnMut(u64),
+        mut progress: impl FnMut(u64),
+    ) -> Result<CpStats, ClientError> {
+        let mut started = false;
+        let first = self.cp_attempt(entries, dest, &mut progress, &mut started);
+        // Only a refusal of `dest` itself (before any entry was sent) means "not a directory".
+        let not_dir = match &first {
+            Err(e) if !started => {
+                matches!(e.code(), Some(ErrorCode::NotFound | ErrorCode::Conflict))
+            }
+            _ => false,
+        };
+        let split = split_remote(dest).filter(|(_, name)| !name.is_empty());
+        let (Some((parent, name)), true) = (split, not_dir) else {
+            return first;
+        };
+        let is_dir = entries.first().is_some_and(|e| e.kind == SourceKind::Dir);
+        if is_dir && first.as_ref().err().and_then(ClientError::code) == Some(ErrorCode::Conflict) {
+            return Err(ClientError::Remote {
+                code: ErrorCode::Conflict,
+                message: format!(
+                    "{dest} exists and is not a directory: cannot copy a directory onto it"
+                ),
+            });
+        }
+        tree::check_top_name(name)?;
+        let renamed: Vec<SourceEntry> = entries
+            .iter()
+            .map(|e| SourceEntry {
+                rel: tree::rename_top(&e.rel, name),
+                ..e.clone()
+            })
+            .collect();
+        let mut started = false;
+        match self.cp_attempt(&renamed, parent, &mut progress, &mut started) {
+            Err(ClientError::Remote { code, message })
+                if !started && matches!(code, ErrorCode::NotFound | ErrorCode::Conflict) =>
+            {
+                Err(ClientError::Remote {
+                    code,
+                    message: format!(
+                        "{dest}: the destination's parent {parent} does not exist or is not a directory ({message})"
+                    ),
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// One `cp_to` request of `entries` into the directory `dest`; `started` tells whether the
+    /// server accepted `dest`.
+    fn cp_attempt(
+        &mut self,
+        entries: &[SourceEntry],
+        dest: &str,
+        progress: &mut dyn FnMut(u64),
+        started: &mut bool,
     ) -> Result<CpStats, ClientError> {
         let id = self.start(Request::CpTo {
             dest: dest.to_owned(),
@@ -129,6 +196,7 @@ impl Client {
                 }
             }
         }
+        *started = true;
         if let Err(e) = tree::send_tree(entries, &mut up) {
             if !matches!(e, ClientError::Remote { .. }) {
                 let _ = up.client.send(&ClientMessage::Cancel { id });
@@ -144,14 +212,41 @@ impl Client {
         }
     }
 
-    /// Copies the enclave file or tree `src` (absolute) into the local directory `dest`.
+    /// Copies the enclave file or tree `src` (absolute) to the local path `dest`, with the
+    /// semantics of [`cp_to`](Self::cp_to): into `dest` when it is a directory, otherwise as
+    /// `dest` (its parent must exist; a directory never replaces an existing file).
     pub fn cp_from(
         &mut self,
         src: &str,
         dest: &Path,
         mut progress: impl FnMut(u64),
     ) -> Result<CpStats, ClientError> {
-        let mut writer = TreeWriter::open(dest)?;
+        let into = dest.is_dir() || dest.as_os_str().as_encoded_bytes().ends_with(b"/");
+        let (mut writer, rename, exists) = match dest.file_name() {
+            Some(name) if !into => {
+                let name = name
+                    .to_str()
+                    .ok_or_else(|| TreeError::NotUtf8(dest.to_owned()))?;
+                tree::check_top_name(name)?;
+                let parent = match dest.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                if !parent.is_dir() {
+                    return Err(TreeError::refused(
+                        dest.display(),
+                        format!(
+                            "the destination's parent {} does not exist or is not a directory",
+                            parent.display()
+                        ),
+                    )
+                    .into());
+                }
+                let exists = dest.symlink_metadata().is_ok();
+                (TreeWriter::open(parent)?, Some(name.to_owned()), exists)
+            }
+            _ => (TreeWriter::open(dest)?, None, false),
+        };
         let id = self.start(Request::CpFrom {
             src: src.to_owned(),
         })?;
@@ -164,7 +259,19 @@ impl Client {
                     self.send(&ClientMessage::WindowUpdate { id, bytes })?;
                     Ok(())
                 }
-                ServerMessage::CpEntry { id: rid, entry } if rid == id => writer.entry(&entry),
+                ServerMessage::CpEntry { id: rid, mut entry } if rid == id => match &rename {
+                    Some(_) if exists && entry.kind == CpKind::Dir && !entry.path.contains('/') => {
+                        Err(TreeError::refused(
+                            dest.display(),
+                            "exists and is not a directory: cannot copy a directory onto it",
+                        ))
+                    }
+                    Some(name) => {
+                        entry.path = tree::rename_top(&entry.path, name);
+                        writer.entry(&entry)
+                    }
+                    None => writer.entry(&entry),
+                },
                 ServerMessage::Data { id: rid, data, .. } if rid == id => {
                     let r = writer.data(&data);
                     if r.is_ok() {

@@ -209,6 +209,24 @@ pub fn scan(src: &Path) -> Result<Vec<SourceEntry>, TreeError> {
     Ok(out)
 }
 
+/// Checks `name` as the new name of a copy's top-level entry (`cp SRC NEWNAME` when `NEWNAME`
+/// does not exist): a single component valid for [`safe_relative`] (no `/`, `.`, `..`).
+pub fn check_top_name(name: &str) -> Result<(), TreeError> {
+    if safe_relative(name)?.depth() != 1 {
+        return Err(PathError::NotCanonical(name.to_owned()).into());
+    }
+    Ok(())
+}
+
+/// The entry path `path` with its first component (the copy's top-level entry) replaced by
+/// `name` (checked with [`check_top_name`]).
+pub fn rename_top(path: &str, name: &str) -> String {
+    match path.split_once('/') {
+        Some((_, rest)) => format!("{name}/{rest}"),
+        None => name.to_owned(),
+    }
+}
+
 /// SHA-256 and size of a file's content (a separate pass; [`send_tree`] does not need it).
 pub fn hash_file(path: &Path) -> Result<([u8; 32], u64), TreeError> {
     let mut file = File::open(path).map_err(|e| TreeError::io(path.display(), e))?;
