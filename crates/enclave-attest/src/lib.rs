@@ -38,6 +38,7 @@ mod p384_verify;
 mod policy;
 mod report;
 mod roots;
+pub mod vrf;
 
 use std::sync::{Arc, OnceLock};
 
