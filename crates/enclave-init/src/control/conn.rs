@@ -345,7 +345,7 @@ fn handle(conn: &Arc<Conn>, msg: ClientMessage) -> bool {
             }
         }
         other => {
-            if let Some(work) = state.requests.get(&stream_id(&other)) {
+            if let Some(work) = other.request_id().and_then(|id| state.requests.get(&id)) {
                 match work {
                     Active::Exec(c) => c.deliver(other),
                     Active::CpTo(tx) => cp::deliver(tx, other),
@@ -355,21 +355,4 @@ fn handle(conn: &Arc<Conn>, msg: ClientMessage) -> bool {
         }
     }
     true
-}
-
-fn stream_id(msg: &ClientMessage) -> RequestId {
-    use ClientMessage as M;
-    match msg {
-        M::Data { id, .. }
-        | M::Eof { id, .. }
-        | M::Resize { id, .. }
-        | M::Signal { id, .. }
-        | M::CpEntry { id, .. }
-        | M::CpFileEnd { id, .. }
-        | M::CpDone { id }
-        | M::WindowUpdate { id, .. }
-        | M::Cancel { id }
-        | M::Request { id, .. } => *id,
-        M::Hello(_) | M::Auth(_) => 0,
-    }
 }

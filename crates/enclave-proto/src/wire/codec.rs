@@ -64,19 +64,9 @@ fn check_id(id: u32) -> Result<(), MessageError> {
 
 impl WireMessage for ClientMessage {
     fn check(&self) -> Result<(), MessageError> {
-        use ClientMessage as M;
         match self {
-            M::Hello(_) | M::Auth(_) => Ok(()),
-            M::Data { id, data, .. } => check_data(*id, data),
-            M::Request { id, .. }
-            | M::Eof { id, .. }
-            | M::Resize { id, .. }
-            | M::Signal { id, .. }
-            | M::CpEntry { id, .. }
-            | M::CpFileEnd { id, .. }
-            | M::CpDone { id }
-            | M::WindowUpdate { id, .. }
-            | M::Cancel { id } => check_id(*id),
+            ClientMessage::Data { id, data, .. } => check_data(*id, data),
+            other => other.request_id().map_or(Ok(()), check_id),
         }
     }
 }

@@ -96,6 +96,26 @@ pub enum ClientMessage {
     },
 }
 
+impl ClientMessage {
+    /// The request this message belongs to; `None` for the connection-level hello and auth.
+    pub fn request_id(&self) -> Option<RequestId> {
+        use ClientMessage as M;
+        match self {
+            M::Hello(_) | M::Auth(_) => None,
+            M::Request { id, .. }
+            | M::Data { id, .. }
+            | M::Eof { id, .. }
+            | M::Resize { id, .. }
+            | M::Signal { id, .. }
+            | M::CpEntry { id, .. }
+            | M::CpFileEnd { id, .. }
+            | M::CpDone { id }
+            | M::WindowUpdate { id, .. }
+            | M::Cancel { id } => Some(*id),
+        }
+    }
+}
+
 /// What the server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
