@@ -6,10 +6,10 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::{assert_ok, build_inputs, example_image, have, require, run, stderr, stdout};
+use common::{assert_ok, example_image, run, stderr, stdout};
 
 struct Env {
     state: PathBuf,
@@ -25,11 +25,7 @@ impl Drop for Env {
 
 impl Env {
     fn ctl(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
-        cmd.env("ENCLAVE_ENGINE_STATE_DIR", &self.state)
-            .env("ENCLAVE_ENGINE_BIN", &self.engine)
-            .env_remove("ENCLAVE_ENGINE_EXTRA_CMDLINE");
-        cmd
+        common::vm_ctl(&self.state, &self.engine)
     }
 
     fn ok(&self, args: &[&str]) -> (String, String) {
@@ -45,28 +41,6 @@ impl Env {
     }
 }
 
-fn prerequisites() -> Option<(PathBuf, PathBuf)> {
-    require(
-        have("qemu-system-x86_64"),
-        "qemu-system-x86_64 (apt qemu-system-x86)",
-    )?;
-    let home = std::env::var("HOME").unwrap_or_default();
-    require(
-        have("vhost-device-vsock")
-            || Path::new(&home)
-                .join(".cargo/bin/vhost-device-vsock")
-                .is_file(),
-        "vhost-device-vsock (cargo install vhost-device-vsock --locked)",
-    )?;
-    let engine = Path::new(env!("CARGO_BIN_EXE_enclave-ctl")).with_file_name("enclave-engine");
-    require(
-        engine.is_file(),
-        "the enclave-engine binary (cargo build --workspace)",
-    )?;
-    let (_kernel, init) = build_inputs()?;
-    Some((engine, init))
-}
-
 /// `PCRn  HEX` lines of `build`'s output.
 fn build_pcrs(out: &str) -> Vec<(String, String)> {
     out.lines()
@@ -80,7 +54,7 @@ fn build_pcrs(out: &str) -> Vec<(String, String)> {
 
 #[test]
 fn an_emulated_document_verifies_only_with_the_emulation_root() {
-    let Some((engine, init)) = prerequisites() else {
+    let Some((engine, init)) = common::vm_prerequisites() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

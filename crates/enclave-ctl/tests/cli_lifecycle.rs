@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{assert_ok, build_inputs, example_image, have, require, run, stderr, stdout};
+use common::{assert_ok, example_image, run, stderr, stdout};
 use serde_json::Value;
 
 struct Env {
@@ -28,11 +28,7 @@ impl Drop for Env {
 
 impl Env {
     fn ctl(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
-        cmd.env("ENCLAVE_ENGINE_STATE_DIR", &self.state)
-            .env("ENCLAVE_ENGINE_BIN", &self.engine)
-            .env_remove("ENCLAVE_ENGINE_EXTRA_CMDLINE");
-        cmd
+        common::vm_ctl(&self.state, &self.engine)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -79,32 +75,6 @@ impl Env {
     }
 }
 
-/// The enclave-engine binary next to enclave-ctl (built with the workspace).
-fn engine_binary() -> Option<PathBuf> {
-    let ctl = Path::new(env!("CARGO_BIN_EXE_enclave-ctl"));
-    let p = ctl.with_file_name("enclave-engine");
-    require(
-        p.is_file(),
-        "the enclave-engine binary (cargo build --workspace)",
-    )?;
-    Some(p)
-}
-
-fn vm_prerequisites() -> Option<()> {
-    require(
-        have("qemu-system-x86_64"),
-        "qemu-system-x86_64 (apt qemu-system-x86)",
-    )?;
-    let home = std::env::var("HOME").unwrap_or_default();
-    require(
-        have("vhost-device-vsock")
-            || Path::new(&home)
-                .join(".cargo/bin/vhost-device-vsock")
-                .is_file(),
-        "vhost-device-vsock (cargo install vhost-device-vsock --locked)",
-    )
-}
-
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -129,11 +99,7 @@ fn kill(pid: u64, sig: &str) {
 
 #[test]
 fn enclaves_run_restart_stop_and_clean_up() {
-    let Some(()) = vm_prerequisites() else { return };
-    let Some(engine) = engine_binary() else {
-        return;
-    };
-    let Some((_kernel, init)) = build_inputs() else {
+    let Some((engine, init)) = common::vm_prerequisites() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -122,3 +122,37 @@ pub fn example_image(dir: &Path) -> Option<PathBuf> {
     assert_ok(&o);
     Some(out)
 }
+
+/// The VM system tests' prerequisites: QEMU, vhost-device-vsock, the enclave-engine binary next
+/// to enclave-ctl, the emulated kernel and the static init. Returns (engine, init), or `None`
+/// (after `require`).
+pub fn vm_prerequisites() -> Option<(PathBuf, PathBuf)> {
+    require(
+        have("qemu-system-x86_64"),
+        "qemu-system-x86_64 (apt qemu-system-x86)",
+    )?;
+    let home = std::env::var("HOME").unwrap_or_default();
+    require(
+        have("vhost-device-vsock")
+            || Path::new(&home)
+                .join(".cargo/bin/vhost-device-vsock")
+                .is_file(),
+        "vhost-device-vsock (cargo install vhost-device-vsock --locked)",
+    )?;
+    let engine = Path::new(env!("CARGO_BIN_EXE_enclave-ctl")).with_file_name("enclave-engine");
+    require(
+        engine.is_file(),
+        "the enclave-engine binary (cargo build --workspace)",
+    )?;
+    let (_kernel, init) = build_inputs()?;
+    Some((engine, init))
+}
+
+/// enclave-ctl with its own state directory and the workspace's enclave-engine binary.
+pub fn vm_ctl(state: &Path, engine: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
+    cmd.env("ENCLAVE_ENGINE_STATE_DIR", state)
+        .env("ENCLAVE_ENGINE_BIN", engine)
+        .env_remove("ENCLAVE_ENGINE_EXTRA_CMDLINE");
+    cmd
+}
