@@ -24,6 +24,12 @@ pub mod ports {
     pub const HEARTBEAT: u32 = crate::init::HEARTBEAT_PORT;
     /// The emulated NSM, on the parent (served by the supervisor of an emulated enclave).
     pub const NSM_EMULATION: u32 = 9001;
+    /// The ingress forwarder, in the enclave: the host connects here for each published port's
+    /// connection and names the enclave port in an `enclave-proxy` header.
+    pub const INGRESS: u32 = 5001;
+    /// The egress proxy, on the parent: the enclave's forwarders connect here and name the
+    /// destination in an `enclave-proxy` header.
+    pub const EGRESS: u32 = 9002;
 }
 
 /// Paths inside the enclave's initramfs. The build writes them; enclave-init reads them.

@@ -150,7 +150,8 @@ impl VsockListener {
     pub fn bind(cid: u32, port: u32) -> io::Result<Self> {
         let fd = socket_fd()?;
         socket::bind(fd.as_raw_fd(), &VsockAddr::new(cid, port))?;
-        socket::listen(&fd, Backlog::new(64)?)?;
+        // The kernel caps this at net.core.somaxconn; proxies see bursts of connections.
+        socket::listen(&fd, Backlog::MAXCONN)?;
         Ok(Self { fd })
     }
 
@@ -173,6 +174,18 @@ impl VsockListener {
         };
         let peer = stream.peer_addr()?;
         Ok((stream, peer))
+    }
+}
+
+impl AsRawFd for VsockListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl From<VsockListener> for OwnedFd {
+    fn from(l: VsockListener) -> OwnedFd {
+        l.fd
     }
 }
 

@@ -8,6 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+mod attestation;
+mod network;
+
+pub use attestation::{AttestationServerSpec, AttestationSpec, FileAttestationSpec, NatsSpec};
+pub use network::{valid_host_name, Cidr, EgressMode, EgressRule, EgressSpec, HostPattern, IngressSpec};
+
 /// Version of the spec format this crate reads.
 pub const SPEC_VERSION: u32 = 1;
 
@@ -58,6 +64,15 @@ pub struct EnclaveSpec {
     /// Services started besides the main one (the image's entrypoint/cmd).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceSpec>,
+    /// Enclave ports reachable from the host (the ingress allow-list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<IngressSpec>,
+    /// Endpoints the enclave may reach (the egress allow-list); none by default.
+    #[serde(default, skip_serializing_if = "EgressSpec::is_empty")]
+    pub egress: EgressSpec,
+    /// The in-enclave attestation server and file attestation; off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<AttestationSpec>,
     /// The debug surface; everything off by default.
     #[serde(default, skip_serializing_if = "DebugSpec::is_default")]
     pub debug: DebugSpec,
@@ -203,7 +218,12 @@ impl EnclaveSpec {
                 }
             }
         }
-        self.check_dependency_cycles()
+        self.check_dependency_cycles()?;
+        network::validate(&self.ingress, &self.egress)?;
+        if let Some(a) = &self.attestation {
+            a.validate()?;
+        }
+        Ok(())
     }
 
     fn check_dependency_cycles(&self) -> Result<(), SpecError> {

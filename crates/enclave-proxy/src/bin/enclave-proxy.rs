@@ -1,0 +1,2 @@
+//! `enclave-proxy`: the proxies as a standalone binary (sidecar use).
+fn main() {}
