@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the static, reproducible enclave-init binary that goes into the bootstrap ramdisk.
+# Builds the static, reproducible binaries that go into the bootstrap ramdisk: enclave-init
+# (always) and enclave-attest (the attestation server, in images whose spec enables it).
 #
-# Output: target/enclave-init/enclave-init (printed on the last line with its SHA-256).
+# Output: target/enclave-init/enclave-init and target/enclave-init/enclave-attest, printed on
+# the last two lines with their SHA-256.
 # The same sources give the same bytes wherever the workspace, CARGO_HOME and the rustup
 # toolchain live: every path that could end up in the binary is remapped, the build id is
 # dropped, and the binary is checked for leftovers.
@@ -31,23 +33,24 @@ unset CARGO_ENCODED_RUSTFLAGS RUSTC_WRAPPER CARGO_BUILD_RUSTC_WRAPPER \
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-0}"
 
 cd "$ROOT"
-cargo build --locked --release -p enclave-init --target "$TARGET" >&2
+cargo build --locked --release -p enclave-init -p enclave-attest \
+    --bin enclave-init --bin enclave-attest --target "$TARGET" >&2
 
-BUILT="$CARGO_TARGET_DIR/$TARGET/release/enclave-init"
 OUT_DIR="$ROOT/target/enclave-init"
-OUT="$OUT_DIR/enclave-init"
 mkdir -p "$OUT_DIR"
-install -m 0755 "$BUILT" "$OUT"
-
 fail() { echo "build-init: $*" >&2; exit 1; }
-# Static: no program interpreter, no dynamic section asking for libraries.
-if LC_ALL=C readelf -lW "$OUT" | grep -q 'INTERP'; then fail "$OUT has a PT_INTERP"; fi
-if LC_ALL=C readelf -dW "$OUT" 2>/dev/null | grep -q 'NEEDED'; then fail "$OUT needs shared libraries"; fi
-# Reproducible: no path of this machine inside.
-for p in "$ROOT" "$CARGO_HOME_DIR" "$RUSTUP_HOME_DIR" "$HOME"; do
-    if grep -qaF "$p/" "$OUT"; then fail "$OUT contains the local path $p"; fi
+for bin in enclave-init enclave-attest; do
+    OUT="$OUT_DIR/$bin"
+    install -m 0755 "$CARGO_TARGET_DIR/$TARGET/release/$bin" "$OUT"
+    # Static: no program interpreter, no dynamic section asking for libraries.
+    if LC_ALL=C readelf -lW "$OUT" | grep -q 'INTERP'; then fail "$OUT has a PT_INTERP"; fi
+    if LC_ALL=C readelf -dW "$OUT" 2>/dev/null | grep -q 'NEEDED'; then fail "$OUT needs shared libraries"; fi
+    # Reproducible: no path of this machine inside.
+    for p in "$ROOT" "$CARGO_HOME_DIR" "$RUSTUP_HOME_DIR" "$HOME"; do
+        if grep -qaF "$p/" "$OUT"; then fail "$OUT contains the local path $p"; fi
+    done
+    echo "build-init: $bin: $(file -b "$OUT" | cut -d, -f1-2), $(stat -c %s "$OUT") bytes" >&2
 done
-
-SIZE=$(stat -c %s "$OUT")
-echo "build-init: $(file -b "$OUT" | cut -d, -f1-2), $SIZE bytes" >&2
-echo "$(sha256sum "$OUT" | cut -d' ' -f1)  $OUT"
+for bin in enclave-init enclave-attest; do
+    echo "$(sha256sum "$OUT_DIR/$bin" | cut -d' ' -f1)  $OUT_DIR/$bin"
+done

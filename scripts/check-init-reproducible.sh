@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks that scripts/build-init.sh gives the same enclave-init bytes from two copies of the
+# Checks that scripts/build-init.sh gives the same enclave-init and enclave-attest bytes from two copies of the
 # workspace at different paths (each with its own target dir). Exits non-zero if they differ.
 #
 # Usage: scripts/check-init-reproducible.sh [WORKDIR]   (WORKDIR defaults to a new temp dir)
@@ -24,15 +24,15 @@ copy "$A"
 copy "$B"
 
 hash_of() {
-    # The script prints "<sha256>  <path>" on its last line.
-    "$1/scripts/build-init.sh" | tail -n1 | cut -d' ' -f1
+    # The script prints "<sha256>  <path>" for each binary on its last two lines.
+    "$1/scripts/build-init.sh" | tail -n2 | cut -d' ' -f1 | paste -sd' ' -
 }
 HA=$(hash_of "$A")
 HB=$(hash_of "$B")
 echo "copy A ($A): $HA"
 echo "copy B ($B): $HB"
 if [ "$HA" != "$HB" ]; then
-    echo "check-init-reproducible: enclave-init differs between the two builds" >&2
+    echo "check-init-reproducible: the binaries differ between the two builds" >&2
     exit 1
 fi
 echo "check-init-reproducible: identical ($HA)"

@@ -29,15 +29,18 @@ mod cache;
 mod cbor;
 mod cert;
 mod chain;
+pub mod client;
 mod cose;
 mod document;
 pub mod emulated;
 mod error;
+pub mod files;
 mod input;
 mod p384_verify;
 mod policy;
 mod report;
 mod roots;
+pub mod server;
 pub mod vrf;
 
 use std::sync::{Arc, OnceLock};

@@ -11,6 +11,7 @@
 //!   owns the backend's processes, answers the boot heartbeat, collects the console into
 //!   size-capped JSON-lines logs and applies the restart policy.
 //! - [`lifecycle`]: what the CLI calls: create and start, stop, remove, resolve names.
+//! - [`network`]: published ports and the egress proxy of an enclave (`enclave-proxy`).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod eif;
 mod error;
 pub mod lifecycle;
 pub mod logs;
+pub mod network;
 pub mod policy;
 mod spawn_unsafe;
 pub mod state;

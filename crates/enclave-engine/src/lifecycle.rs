@@ -10,6 +10,7 @@ use nix::unistd::Pid;
 use crate::backend::{self, BackendChoice, BackendKind, LaunchSpec};
 use crate::eif::EifInfo;
 use crate::error::{EngineError, Result};
+use crate::network::{AddHost, NetworkRecord, PublishedPort};
 use crate::policy::RestartPolicy;
 use crate::spawn_unsafe::{prepare, Tie};
 use crate::state::{check_name, EnclaveRecord, InstanceInfo, Ports, StateRoot, Status};
@@ -38,6 +39,10 @@ pub struct RunOptions {
     pub debug_mode: bool,
     /// Restart policy.
     pub restart: RestartPolicy,
+    /// `-p` mappings (besides those the spec publishes).
+    pub publish: Vec<PublishedPort>,
+    /// `--add-host` names for the egress proxy.
+    pub add_hosts: Vec<AddHost>,
 }
 
 /// Checks everything that can be checked before anything is created (EIF, memory, name,
@@ -50,6 +55,11 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
         )));
     }
     let eif = EifInfo::load(&opts.eif)?;
+    let network = NetworkRecord::plan(
+        crate::network::read_spec(&eif.path)?.as_ref(),
+        &opts.publish,
+        &opts.add_hosts,
+    )?;
     if let Some(name) = &opts.name {
         check_name(name)?;
     }
@@ -81,6 +91,7 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
         error: None,
         measurements: eif.measurements.clone(),
         ports: Ports::default(),
+        network,
         control_addr: String::new(),
     };
     let spec = LaunchSpec::from_record(&rec, root.dir(&rec.id), root.socket_dir(&rec.id));

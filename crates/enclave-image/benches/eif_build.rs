@@ -204,6 +204,7 @@ fn work(mode: &str, dir: &Path) -> Result<()> {
                 },
                 kernel: KernelInputs::load(KernelProfile::Emulated, &kernel_dir())?,
                 init: init_path(),
+                attest_server: None,
                 output: out_path.clone(),
                 source_date_epoch: EPOCH,
                 image_name: Some("bench".into()),

@@ -8,6 +8,10 @@
 //! | `bzImage.config` | its config | its config |
 //! | `cmdline` | its command line | `console=ttyS0 …` (see scripts/fetch-kernel.sh) |
 //! | modules | `nsm.ko` | `modules/order` listing `modules/<name>.ko` |
+//! | netfilter | built into the kernel or absent | `modules/netfilter` listing more modules |
+//!
+//! Netfilter (nf_tables NAT redirect) is needed only by images with transparent egress:
+//! [`KernelInputs::add_netfilter`] adds its modules to such builds, or says the kernel lacks it.
 //!
 //! Every file is recorded by SHA-256 in the build's provenance.
 
@@ -137,7 +141,19 @@ pub struct KernelInputs {
     pub cmdline: String,
     /// Modules, in load order.
     pub modules: Vec<InputFile>,
+    /// The profile's directory.
+    pub dir: PathBuf,
+    /// Whether [`KernelInputs::add_netfilter`] succeeded.
+    pub netfilter: bool,
 }
+
+/// The kernel options transparent egress needs: nf_tables with NAT chains and `redirect`.
+pub const NETFILTER_OPTIONS: [&str; 4] = [
+    "CONFIG_NF_TABLES",
+    "CONFIG_NF_NAT",
+    "CONFIG_NFT_NAT",
+    "CONFIG_NFT_REDIR",
+];
 
 impl KernelInputs {
     /// Reads a profile's directory.
@@ -173,7 +189,56 @@ impl KernelInputs {
             version,
             cmdline,
             modules,
+            dir: dir.to_owned(),
+            netfilter: false,
         })
+    }
+
+    /// Makes netfilter available to enclave-init (for transparent egress): checks the kernel
+    /// config has every option of [`NETFILTER_OPTIONS`], built in or as a module, and appends
+    /// the profile's netfilter modules (`modules/netfilter`) to the load order. Fails, naming
+    /// the missing option or file, when the kernel cannot do it.
+    pub fn add_netfilter(&mut self) -> Result<(), KernelError> {
+        let p = self.profile.name();
+        let config =
+            std::fs::read_to_string(&self.config.path).map_err(|source| KernelError::Missing {
+                profile: p,
+                path: self.config.path.clone(),
+                source,
+            })?;
+        let setting = |opt: &str| {
+            config.lines().find_map(|l| {
+                l.strip_prefix(opt)
+                    .and_then(|rest| rest.strip_prefix('='))
+                    .map(str::to_owned)
+            })
+        };
+        let mut needs_modules = false;
+        for opt in NETFILTER_OPTIONS {
+            match setting(opt).as_deref() {
+                Some("y") => {}
+                Some("m") => needs_modules = true,
+                _ => {
+                    return Err(KernelError::Invalid {
+                        profile: p,
+                        path: self.config.path.clone(),
+                        reason: format!(
+                            "the kernel has no netfilter NAT ({opt} is not set), which \
+                             transparent egress needs; use `egress.mode: named`, or a kernel \
+                             built with {}",
+                            NETFILTER_OPTIONS.join(", ")
+                        ),
+                    })
+                }
+            }
+        }
+        if needs_modules {
+            let list = self.dir.join("modules/netfilter");
+            let extra = modules_listed(p, &self.dir.join("modules"), &list)?;
+            self.modules.extend(extra);
+        }
+        self.netfilter = true;
+        Ok(())
     }
 
     /// The default directory of a profile: nitro-cli's blobs for `nitro`, the cache filled by
@@ -197,7 +262,16 @@ pub fn cache_dir() -> PathBuf {
 }
 
 fn emulated_modules(profile: &'static str, dir: &Path) -> Result<Vec<InputFile>, KernelError> {
-    let order_path = dir.join("order");
+    modules_listed(profile, dir, &dir.join("order"))
+}
+
+/// The modules named, one per line, in `order_path`, from `dir`.
+fn modules_listed(
+    profile: &'static str,
+    dir: &Path,
+    order_path: &Path,
+) -> Result<Vec<InputFile>, KernelError> {
+    let order_path = order_path.to_owned();
     let order = std::fs::read_to_string(&order_path).map_err(|source| KernelError::Missing {
         profile,
         path: order_path.clone(),
@@ -308,5 +382,36 @@ mod tests {
             digest,
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn netfilter_modules_are_added_or_the_missing_option_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        for f in ["bzImage", "cmdline", "modules/a.ko", "modules/nf.ko"] {
+            write(tmp.path(), f, "x");
+        }
+        write(tmp.path(), "modules/order", "a\n");
+        write(tmp.path(), "modules/netfilter", "nf\n");
+        let config = |nat: &str| {
+            format!(
+                "#\n# Linux/x86 6.1.172 Kernel Configuration\nCONFIG_NF_TABLES=m\nCONFIG_NF_NAT=m\n{nat}CONFIG_NFT_REDIR=m\n"
+            )
+        };
+        write(tmp.path(), "bzImage.config", &config("CONFIG_NFT_NAT=m\n"));
+        let mut k = KernelInputs::load(KernelProfile::Emulated, tmp.path()).unwrap();
+        k.add_netfilter().unwrap();
+        let names: Vec<_> = k.modules.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a.ko", "nf.ko"]);
+        assert!(k.netfilter);
+
+        write(
+            tmp.path(),
+            "bzImage.config",
+            &config("# CONFIG_NFT_NAT is not set\n"),
+        );
+        let mut k = KernelInputs::load(KernelProfile::Emulated, tmp.path()).unwrap();
+        let err = k.add_netfilter().unwrap_err().to_string();
+        assert!(err.contains("CONFIG_NFT_NAT is not set"), "{err}");
+        assert!(!k.netfilter);
     }
 }

@@ -27,6 +27,9 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The network the spec asks for (ingress, egress, DNS, netfilter) could not be set up.
+    #[error("network: {0}")]
+    Network(String),
     /// A configuration file is not valid JSON of the expected shape.
     #[error("{}: {source}", path.display())]
     Json {

@@ -28,6 +28,7 @@ pub mod net;
 pub mod nsm;
 mod nsm_unsafe;
 pub mod policy;
+pub mod proxies;
 pub mod reaper;
 pub mod services;
 pub mod shutdown;
@@ -93,7 +94,11 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Supervisor
 
     let app = boot::read_app_config(Path::new(paths::APP_CONFIG))?;
     let spec = boot::read_spec(Path::new(paths::SPEC))?;
-    if let Err(e) = boot::keep_copies(&[paths::APP_CONFIG, paths::SPEC]) {
+    let mut keep = vec![paths::APP_CONFIG, paths::SPEC];
+    if spec.attestation.is_some() {
+        keep.push(paths::ATTEST_SERVER);
+    }
+    if let Err(e) = boot::keep_copies(&keep) {
         say!("keeping copies of the app configuration: {e}");
     }
     boot::switch_root(Path::new(paths::ROOTFS))?;
@@ -115,6 +120,11 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Supervisor
             config.heartbeat_port,
             elapsed_ms(started)
         ),
+    }
+
+    // Before the services: their first connection may be an egress one.
+    if proxies::start(&spec, parent_cid)? {
+        say!("network up in {}", elapsed_ms(started));
     }
 
     let creds = users::resolve_in(&app.user, Path::new("/")).map_err(|e| e.to_string());

@@ -14,6 +14,13 @@ use crate::users::Credentials;
 /// The name of the main service.
 pub const MAIN: &str = "main";
 
+/// The name of the attestation server's service (when the spec enables it).
+pub const ATTESTATION: &str = "attestation";
+
+/// Where enclave-init puts its copy of the attestation server binary (from the bootstrap
+/// ramdisk's [`enclave_proto::paths::ATTEST_SERVER`]) before switching root.
+pub const ATTEST_SERVER_COPY: &str = "/run/enclave/enclave-attest";
+
 /// `PATH` for services whose environment has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -114,6 +121,30 @@ pub fn build(
             max_restarts: svc.max_restarts,
             depends_on: svc.depends_on.clone(),
             readiness: svc.readiness.clone(),
+            is_main: false,
+        });
+    }
+    if let Some(server) = spec.attestation.as_ref().and_then(|a| a.server.as_ref()) {
+        // Root: it asks enclave-init for documents over the root-only control socket. It reads
+        // the measured spec's copy, like the control server does.
+        defs.push(ServiceDef {
+            name: Arc::from(ATTESTATION),
+            argv: vec![
+                ATTEST_SERVER_COPY.to_owned(),
+                "serve".to_owned(),
+                "--spec".to_owned(),
+                "/run/enclave/spec.json".to_owned(),
+            ],
+            env: with_defaults(Vec::new(), &Ok(Credentials::root())),
+            workdir: "/".to_owned(),
+            creds: Ok(Credentials::root()),
+            restart: RestartPolicy::Always,
+            max_restarts: 5,
+            depends_on: Vec::new(),
+            readiness: Some(Readiness {
+                tcp: Some(server.port),
+                command: None,
+            }),
             is_main: false,
         });
     }

@@ -42,6 +42,8 @@ pub mod paths {
     pub const SPEC: &str = "/enclave/spec.json";
     /// enclave-init's configuration (bootstrap ramdisk).
     pub const INIT_CONFIG: &str = "/enclave-init/config.json";
+    /// The attestation server binary, when the spec enables it (bootstrap ramdisk).
+    pub const ATTEST_SERVER: &str = "/enclave-init/enclave-attest";
     /// Directory holding the kernel modules that enclave-init loads (bootstrap ramdisk).
     pub const MODULES_DIR: &str = "/enclave-init/modules";
 }

@@ -193,10 +193,13 @@ impl Request {
 
     /// A name request for a host pattern's exact name (`None` for a wildcard pattern).
     pub fn for_pattern(pattern: &HostPattern, port: u16) -> Option<Request> {
-        pattern.wildcard_domain().is_none().then(|| Request::EgressName {
-            name: pattern.as_str().to_owned(),
-            port,
-        })
+        pattern
+            .wildcard_domain()
+            .is_none()
+            .then(|| Request::EgressName {
+                name: pattern.as_str().to_owned(),
+                port,
+            })
     }
 }
 
@@ -280,7 +283,13 @@ mod tests {
                 port: 5432,
             },
             Request::EgressName {
-                name: format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)),
+                name: format!(
+                    "{}.{}.{}.{}",
+                    "a".repeat(63),
+                    "b".repeat(63),
+                    "c".repeat(63),
+                    "d".repeat(61)
+                ),
                 port: 1,
             },
             Request::EgressAddr {
@@ -300,7 +309,11 @@ mod tests {
             let bytes = req.to_bytes();
             assert!(bytes.len() <= MAX_REQUEST_LEN);
             for cut in 0..bytes.len() {
-                assert_eq!(Request::decode(&bytes[..cut]), Ok(None), "{req} cut at {cut}");
+                assert_eq!(
+                    Request::decode(&bytes[..cut]),
+                    Ok(None),
+                    "{req} cut at {cut}"
+                );
             }
             let mut more = bytes.clone();
             more.extend_from_slice(b"payload");
@@ -315,9 +328,18 @@ mod tests {
             (&[1, 9, 0, 80], HeaderError::Kind(9)),
             (&[1, 1, 0, 0], HeaderError::PortZero),
             (&[1, 2, 0, 80, 0], HeaderError::Name(String::new())),
-            (&[1, 2, 0, 80, 3, b'A', b'.', b'b'], HeaderError::Name("A.b".into())),
-            (&[1, 2, 0, 80, 3, b'a', b'/', b'b'], HeaderError::Name("a/b".into())),
-            (&[1, 2, 0, 80, 2, 0xff, 0xfe], HeaderError::Name("\u{fffd}\u{fffd}".into())),
+            (
+                &[1, 2, 0, 80, 3, b'A', b'.', b'b'],
+                HeaderError::Name("A.b".into()),
+            ),
+            (
+                &[1, 2, 0, 80, 3, b'a', b'/', b'b'],
+                HeaderError::Name("a/b".into()),
+            ),
+            (
+                &[1, 2, 0, 80, 2, 0xff, 0xfe],
+                HeaderError::Name("\u{fffd}\u{fffd}".into()),
+            ),
             (&[1, 3, 0, 80, 5], HeaderError::Family(5)),
         ];
         for (bytes, want) in cases {

@@ -259,7 +259,9 @@ impl ProxyListener {
     pub fn vsock(cid: u32, port: u32) -> io::Result<Self> {
         let listener = VsockListener::bind(cid, port)?;
         set_nonblocking(std::os::fd::AsFd::as_fd(&listener).as_raw_fd())?;
-        Ok(ProxyListener::Vsock(crate::reactor_unsafe::register_listener(listener)?))
+        Ok(ProxyListener::Vsock(
+            crate::reactor_unsafe::register_listener(listener)?,
+        ))
     }
 
     /// Waits for the next connection. For vsock, the peer's CID comes back too (the host uses it
@@ -334,6 +336,12 @@ mod tests {
         server.shutdown_write().unwrap();
         assert_eq!(client_task.await.unwrap(), b"done");
         let moved = relay.await.unwrap().unwrap();
-        assert_eq!(moved, Relayed { a_to_b: 1_000_000, b_to_a: 4 });
+        assert_eq!(
+            moved,
+            Relayed {
+                a_to_b: 1_000_000,
+                b_to_a: 4
+            }
+        );
     }
 }

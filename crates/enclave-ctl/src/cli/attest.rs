@@ -12,11 +12,33 @@ use clap::Args;
     The document's chain must end at a trusted root: the AWS Nitro Enclaves Root-G1 compiled \
     into this tool, or the roots given with --trust-root (which replace it). The cabundle's \
     first certificate, carried by the document itself, is never trusted.\n\n\
-    Example:\n  enclave-ctl verify doc.cose --nonce 0011… --pcr 0=$(jq -r .Measurements.PCR0 build.json)"
+    With --https, the document comes from an enclave's attestation server for a fresh random \
+    nonce, and the server's TLS key must be the one the document binds (attested TLS): a \
+    relay or an impostor fails.\n\n\
+    Example:\n  enclave-ctl verify doc.cose --nonce 0011… --pcr 0=$(jq -r .Measurements.PCR0 build.json)\n  \
+    enclave-ctl verify --https 127.0.0.1:8443 --trust-root $(enclave-ctl attest --print-root) --pcr 0=…"
 )]
 pub struct VerifyArgs {
     /// The attestation document: a file of raw COSE_Sign1 bytes, base64 or hex (`-` for stdin).
-    pub doc: PathBuf,
+    #[arg(required_unless_present = "https", conflicts_with = "https")]
+    pub doc: Option<PathBuf>,
+
+    /// Fetch the document from an attestation server (HOST:PORT, e.g. a port published with
+    /// `run -p`) and check that its TLS key is the one the document binds.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "nonce")]
+    pub https: Option<String>,
+
+    /// With --https: a client certificate (PEM chain) for a server that requires mTLS.
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// With --https: the client certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+
+    /// With --https: also write the verified document here.
+    #[arg(short, long, value_name = "FILE", requires = "https")]
+    pub output: Option<PathBuf>,
 
     /// Check certificate validity at this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]

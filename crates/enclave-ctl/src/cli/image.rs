@@ -44,6 +44,11 @@ pub struct BuildArgs {
     #[arg(long, env = "ENCLAVE_INIT", value_name = "PATH")]
     pub init: Option<PathBuf>,
 
+    /// The static enclave-attest binary (the attestation server), used when the spec has an
+    /// `attestation` section (default: next to the enclave-init found above).
+    #[arg(long, env = "ENCLAVE_ATTEST_SERVER", value_name = "PATH")]
+    pub attest_server: Option<PathBuf>,
+
     /// Seconds since the epoch used for every time stamp in the image.
     #[arg(
         long,

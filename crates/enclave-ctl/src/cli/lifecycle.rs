@@ -48,6 +48,14 @@ pub struct RunArgs {
     /// Seconds to wait for the boot heartbeat.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub boot_timeout: u64,
+    /// Publish an enclave port on the host: [HOST_IP:]HOST_PORT:ENCLAVE_PORT (HOST_IP defaults
+    /// to 127.0.0.1). The port must be in the image's measured `ingress` list. Repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:ENCLAVE")]
+    pub publish: Vec<enclave_engine::network::PublishedPort>,
+    /// Resolve NAME to IP in the host's egress proxy, like `docker run --add-host`. The
+    /// allow-list still applies to the address. Repeatable.
+    #[arg(long, value_name = "NAME:IP")]
+    pub add_host: Vec<enclave_engine::network::AddHost>,
     #[command(flatten)]
     pub state: StateArgs,
 }

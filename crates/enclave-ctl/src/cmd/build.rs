@@ -7,6 +7,7 @@ use enclave_image::build::{build, BuildRequest};
 use enclave_image::eif::EifSigner;
 use enclave_image::kernel::{KernelInputs, KernelProfile};
 use enclave_image::source::ImageRef;
+use enclave_proto::spec::EgressMode;
 use enclave_proto::spec::EnclaveSpec;
 
 use crate::cli::{BuildArgs, EXIT_OK};
@@ -31,7 +32,7 @@ pub fn run(args: BuildArgs) -> Result<i32> {
         .kernel_dir
         .clone()
         .unwrap_or_else(|| KernelInputs::default_dir(profile));
-    let kernel = KernelInputs::load(profile, &kernel_dir).with_context(|| match profile {
+    let mut kernel = KernelInputs::load(profile, &kernel_dir).with_context(|| match profile {
         KernelProfile::Emulated => {
             "the emulated kernel is fetched by scripts/fetch-kernel.sh (or pass --kernel-dir)"
         }
@@ -39,6 +40,15 @@ pub fn run(args: BuildArgs) -> Result<i32> {
             "pass --kernel-dir with nitro-cli's blobs (bzImage, bzImage.config, cmdline, nsm.ko)"
         }
     })?;
+    if spec.egress.mode == EgressMode::Transparent {
+        kernel.add_netfilter().with_context(|| {
+            format!(
+                "the spec asks for transparent egress, which needs netfilter in the {} kernel \
+                 (for the emulated kernel, scripts/fetch-kernel.sh fetches its modules)",
+                profile.name()
+            )
+        })?;
+    }
 
     let init = match &args.init {
         Some(p) => p.clone(),
@@ -52,11 +62,28 @@ pub fn run(args: BuildArgs) -> Result<i32> {
         _ => None,
     };
 
+    let attest_server = match (&spec.attestation, &args.attest_server) {
+        (None, _) => None,
+        (Some(_), Some(p)) => Some(p.clone()),
+        (Some(_), None) => {
+            let p = init.with_file_name("enclave-attest");
+            if !p.is_file() {
+                bail!(
+                    "the spec enables attestation, which needs the static enclave-attest binary; \
+                     none at {} (build it with scripts/build-init.sh, or pass --attest-server)",
+                    p.display()
+                );
+            }
+            Some(p)
+        }
+    };
+
     let request = BuildRequest {
         source,
         spec,
         kernel,
         init,
+        attest_server,
         output: args.output.clone(),
         source_date_epoch: args.source_date_epoch,
         image_name: args.name.clone(),

@@ -47,16 +47,17 @@ pub fn run(args: PsArgs) -> Result<i32> {
         return Ok(EXIT_OK);
     }
     println!(
-        "{:<12}  {:<20}  {:<18}  {:<10}  {:>5}  {:>4}  {:>7}  {:>8}  EIF",
-        "ID", "NAME", "STATUS", "BACKEND", "CID", "CPUS", "MEMORY", "RESTARTS"
+        "{:<12}  {:<20}  {:<18}  {:<10}  {:>5}  {:>4}  {:>7}  {:>8}  {:<24}  EIF",
+        "ID", "NAME", "STATUS", "BACKEND", "CID", "CPUS", "MEMORY", "RESTARTS", "PORTS"
     );
     for r in &all {
         let backend = match &r.instance.accel {
             Some(a) => format!("{}/{a}", r.backend),
             None => r.backend.to_string(),
         };
+        let ports: Vec<String> = r.network.publish.iter().map(|p| p.to_string()).collect();
         println!(
-            "{:<12}  {:<20}  {:<18}  {:<10}  {:>5}  {:>4}  {:>6}M  {:>8}  {}",
+            "{:<12}  {:<20}  {:<18}  {:<10}  {:>5}  {:>4}  {:>6}M  {:>8}  {:<24}  {}",
             r.short_id(),
             r.name,
             status_text(r),
@@ -65,6 +66,7 @@ pub fn run(args: PsArgs) -> Result<i32> {
             r.cpus,
             r.memory_mib,
             r.restarts,
+            ports.join(", "),
             r.eif.display()
         );
     }

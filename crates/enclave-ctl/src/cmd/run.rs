@@ -29,6 +29,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         backend: args.backend,
         debug_mode: args.debug_mode,
         restart: args.restart,
+        publish: args.publish.clone(),
+        add_hosts: args.add_host.clone(),
     };
     let rec = lifecycle::create(&root, &opts)
         .with_context(|| format!("cannot run {}", args.eif.display()))?;

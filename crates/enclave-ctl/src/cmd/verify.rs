@@ -1,9 +1,11 @@
-//! `enclave-ctl verify DOC`: verify an attestation document against a pinned root and a policy.
+//! `enclave-ctl verify DOC | --https ADDR`: verify an attestation document against a pinned root
+//! and a policy; with `--https`, fetched from an attestation server over attested TLS.
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use enclave_attest::client::{AttestedClient, ClientAuth, ClientError, ClientOptions};
 use enclave_attest::{parse_hex_arg, parse_time, verify, Policy, TrustRoot, VerifyOptions};
 
 use crate::cli::{VerifyArgs, EXIT_CHECK_FAILED, EXIT_OK};
@@ -11,7 +13,11 @@ use crate::cli::{VerifyArgs, EXIT_CHECK_FAILED, EXIT_OK};
 /// Runs the command; returns the exit status.
 pub fn run(args: VerifyArgs) -> Result<i32> {
     let options = options(&args)?;
-    let doc = if args.doc.as_os_str() == "-" {
+    if let Some(addr) = &args.https {
+        return verify_https(&args, addr, options);
+    }
+    let path = args.doc.clone().unwrap_or_default();
+    let doc = if path.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
             .take(enclave_attest::MAX_DOCUMENT_LEN as u64 * 4)
@@ -19,9 +25,55 @@ pub fn run(args: VerifyArgs) -> Result<i32> {
             .context("reading the document from stdin")?;
         buf
     } else {
-        std::fs::read(&args.doc).with_context(|| format!("reading {}", args.doc.display()))?
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
     };
-    match verify(&doc, &options) {
+    report_outcome(&args, verify(&doc, &options))
+}
+
+/// `--https`: attested TLS to an attestation server.
+fn verify_https(args: &VerifyArgs, addr: &str, verify: VerifyOptions) -> Result<i32> {
+    let mut options = ClientOptions::new(verify);
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        options.client_auth = Some(
+            ClientAuth::from_pem(&read(cert)?, &read(key)?)
+                .context("loading the client certificate")?,
+        );
+    }
+    let outcome = match AttestedClient::connect(addr, &options) {
+        Ok((_, verified)) => {
+            if let Some(out) = &args.output {
+                std::fs::write(out, &verified.document)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+            eprintln!(
+                "attested TLS: the server's key {} is the one the document binds (nonce {})",
+                short_hex(&verified.tls_public_key),
+                hex::encode(&verified.nonce)
+            );
+            Ok(verified.report)
+        }
+        Err(ClientError::Verify(e)) => Err(e),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "could not get a verifiable document from https://{addr}"
+            )))
+        }
+    };
+    report_outcome(args, outcome)
+}
+
+fn short_hex(bytes: &[u8]) -> String {
+    let h = hex::encode(bytes);
+    format!("…{}", &h[h.len().saturating_sub(16)..])
+}
+
+fn report_outcome(
+    args: &VerifyArgs,
+    outcome: std::result::Result<enclave_attest::Report, enclave_attest::Error>,
+) -> Result<i32> {
+    match outcome {
         Ok(report) => {
             if args.json {
                 let mut value = serde_json::to_value(&report)?;

@@ -149,6 +149,12 @@ pub struct EnclaveRecord {
     /// vsock ports.
     #[serde(default)]
     pub ports: Ports,
+    /// Published ports and egress (run by the supervisor).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::network::NetworkRecord::is_empty"
+    )]
+    pub network: crate::network::NetworkRecord,
     /// The control server's address for `exec`/`cp` (`hybrid:…:5000` or `vsock:CID:5000`).
     pub control_addr: String,
 }

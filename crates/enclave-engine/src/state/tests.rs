@@ -25,6 +25,7 @@ pub(crate) fn record(id: &str, name: &str) -> EnclaveRecord {
         error: None,
         measurements: Default::default(),
         ports: Ports::default(),
+        network: Default::default(),
         control_addr: String::new(),
     }
 }

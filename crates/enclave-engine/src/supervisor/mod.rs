@@ -107,6 +107,17 @@ pub fn supervise(
         stop,
         opts,
     };
+    // Once for all boots: published ports stay bound while the enclave restarts.
+    let _network = match crate::network::start_host_proxies(&ctx.rec, &root.socket_dir(id)) {
+        Ok(n) => n,
+        Err(e) => {
+            fail(&mut ctx, e.to_string());
+            ctx.rec.status = Status::Failed;
+            ctx.rec.finished_at = Some(now_rfc3339());
+            ctx.save();
+            return Ok(ctx.rec);
+        }
+    };
     loop {
         let ending = boot_once(&mut ctx, backend);
         let rec = &mut ctx.rec;

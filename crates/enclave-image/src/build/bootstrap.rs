@@ -1,6 +1,6 @@
 //! The bootstrap ramdisk (ramdisk 0, measured into PCR1 with the kernel and cmdline): the static
-//! `enclave-init` as `/init`, the kernel modules it loads, its configuration, and the empty
-//! mount points. Laid out in docs/architecture.md, "The two ramdisks".
+//! `enclave-init` as `/init`, the kernel modules it loads, its configuration, the attestation
+//! server when the spec enables it, and the empty mount points. Laid out in docs/architecture.md, "The two ramdisks".
 
 use std::fs::File;
 use std::io::Write;
@@ -17,6 +17,7 @@ pub fn write_bootstrap<W: Write>(
     mtime: u32,
     kernel: &KernelInputs,
     init: &InputFile,
+    attest_server: Option<&InputFile>,
 ) -> Result<W, BuildError> {
     let config = InitConfig::new(
         kernel.profile.name(),
@@ -46,6 +47,9 @@ pub fn write_bootstrap<W: Write>(
         config_json.as_slice(),
         config_json.len() as u64,
     )?;
+    if let Some(server) = attest_server {
+        add_host_file(&mut cpio, "enclave-init/enclave-attest", 0o755, server)?;
+    }
     cpio.add_dir(b"enclave-init/modules", dir)?;
     let mut modules: Vec<&InputFile> = kernel.modules.iter().collect();
     modules.sort_by(|a, b| a.name.cmp(&b.name));

@@ -103,6 +103,9 @@ pub struct BuildRequest {
     pub kernel: KernelInputs,
     /// The static enclave-init binary.
     pub init: PathBuf,
+    /// The static enclave-attest binary (the attestation server); needed when the spec has an
+    /// `attestation` section, left out of the image otherwise.
+    pub attest_server: Option<PathBuf>,
     /// Where to write the EIF.
     pub output: PathBuf,
     /// Time stamp of every entry and of the metadata's BuildTime.
@@ -141,13 +144,39 @@ pub fn build(req: &BuildRequest, progress: &dyn Progress) -> Result<BuildOutput,
         path: req.init.clone(),
         reason,
     })?;
-    let init = InputFile::open("init", "enclave-init", &req.init).map_err(|e| match e {
-        KernelError::Missing { path, source, .. } => BuildError::Io {
-            what: format!("reading {}", path.display()),
-            source,
-        },
-        other => BuildError::Kernel(other),
-    })?;
+    let init = open_input("enclave-init", &req.init)?;
+
+    if req.spec.egress.mode == enclave_proto::spec::EgressMode::Transparent && !req.kernel.netfilter
+    {
+        // The caller decides whether to add netfilter (KernelInputs::add_netfilter); an image
+        // whose spec asks for transparent egress must not silently boot without it.
+        return Err(BuildError::Kernel(KernelError::Invalid {
+            profile: req.kernel.profile.name(),
+            path: req.kernel.dir.clone(),
+            reason: "the spec asks for transparent egress but the kernel inputs have no \
+                     netfilter (KernelInputs::add_netfilter was not called or failed)"
+                .into(),
+        }));
+    }
+
+    let attest_server = match (&req.spec.attestation, &req.attest_server) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(BuildError::Init {
+                path: PathBuf::from("enclave-attest"),
+                reason: "the spec enables attestation (`attestation:`), which needs the static \
+                         enclave-attest binary; build it with scripts/build-init.sh"
+                    .into(),
+            })
+        }
+        (Some(_), Some(path)) => {
+            check_static_elf(path).map_err(|reason| BuildError::Init {
+                path: path.clone(),
+                reason,
+            })?;
+            Some(open_input("enclave-attest", path)?)
+        }
+    };
 
     progress.phase("reading image", 0);
     let image = Image::open(&req.source)?;
@@ -157,7 +186,7 @@ pub fn build(req: &BuildRequest, progress: &dyn Progress) -> Result<BuildOutput,
 
     let tree = apply_layers(&image, progress)?;
 
-    let provenance = provenance(req, &image, &init, &spec_json);
+    let provenance = provenance(req, &image, &init, attest_server.as_ref(), &spec_json);
     let metadata = EifMetadata {
         image_name: req
             .image_name
@@ -203,7 +232,7 @@ pub fn build(req: &BuildRequest, progress: &dyn Progress) -> Result<BuildOutput,
 
     progress.phase("writing bootstrap ramdisk", 0);
     let rd = eif.ramdisk()?;
-    bootstrap::write_bootstrap(rd, mtime, &req.kernel, &init)?.finish()?;
+    bootstrap::write_bootstrap(rd, mtime, &req.kernel, &init, attest_server.as_ref())?.finish()?;
 
     progress.phase("writing app ramdisk", 0);
     let rd = eif.ramdisk()?;
@@ -277,7 +306,24 @@ fn apply_layers(image: &Image, progress: &dyn Progress) -> Result<RootfsTree, Bu
     Ok(tree)
 }
 
-fn provenance(req: &BuildRequest, image: &Image, init: &InputFile, spec_json: &[u8]) -> Provenance {
+/// Opens (and hashes) a binary that goes into the bootstrap ramdisk.
+fn open_input(name: &str, path: &Path) -> Result<InputFile, BuildError> {
+    InputFile::open("init", name, path).map_err(|e| match e {
+        KernelError::Missing { path, source, .. } => BuildError::Io {
+            what: format!("reading {}", path.display()),
+            source,
+        },
+        other => BuildError::Kernel(other),
+    })
+}
+
+fn provenance(
+    req: &BuildRequest,
+    image: &Image,
+    init: &InputFile,
+    attest_server: Option<&InputFile>,
+    spec_json: &[u8],
+) -> Provenance {
     let file = |role: &str, f: &InputFile| ProvenanceInput {
         role: role.into(),
         name: f.name.clone(),
@@ -290,6 +336,7 @@ fn provenance(req: &BuildRequest, image: &Image, init: &InputFile, spec_json: &[
     ];
     inputs.extend(req.kernel.modules.iter().map(|m| file("module", m)));
     inputs.push(file("init", init));
+    inputs.extend(attest_server.map(|a| file("attest-server", a)));
     let blob = |role: &str, name: &str, digest: &crate::source::Digest| ProvenanceInput {
         role: role.into(),
         name: name.into(),

@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod app_spec;
 pub mod cert_info;
 pub mod cose;
 #[doc(hidden)]

@@ -89,19 +89,25 @@ impl AttestationSpec {
             }
         }
         if let Some(f) = &self.files {
+            if self.server.is_none() {
+                return invalid(
+                    "files are attested by the attestation server; add `server: {}`".into(),
+                );
+            }
             if f.roots.is_empty() {
                 return invalid("files.roots is empty".into());
             }
             for root in f.roots.iter().chain(&f.ignore_file) {
                 if !root.starts_with('/') || root.split('/').any(|c| c == "..") {
-                    return invalid(format!(
-                        "{root:?} must be an absolute path without `..`"
-                    ));
+                    return invalid(format!("{root:?} must be an absolute path without `..`"));
                 }
             }
             if let Some(n) = &f.nats {
                 if !n.url.starts_with("nats://") {
-                    return invalid(format!("files.nats.url {:?} must start with nats://", n.url));
+                    return invalid(format!(
+                        "files.nats.url {:?} must start with nats://",
+                        n.url
+                    ));
                 }
                 let ok = !n.bucket.is_empty()
                     && n.bucket
@@ -139,11 +145,12 @@ mod tests {
         let cases = [
             ("attestation:\n  server: {port: 0}\n", "port 0"),
             ("attestation:\n  server: {client_ca: [nope]}\n", "PEM"),
-            ("attestation:\n  files: {roots: []}\n", "empty"),
-            ("attestation:\n  files: {roots: [srv]}\n", "absolute"),
-            ("attestation:\n  files: {roots: [/srv/../etc]}\n", "absolute"),
-            ("attestation:\n  files: {roots: [/s], nats: {url: \"http://x\", bucket: b}}\n", "nats://"),
-            ("attestation:\n  files: {roots: [/s], nats: {url: \"nats://x\", bucket: \"a.b\"}}\n", "bucket"),
+            ("attestation:\n  files: {roots: [/s]}\n", "add `server: {}`"),
+            ("attestation:\n  server: {}\n  files: {roots: []}\n", "empty"),
+            ("attestation:\n  server: {}\n  files: {roots: [srv]}\n", "absolute"),
+            ("attestation:\n  server: {}\n  files: {roots: [/srv/../etc]}\n", "absolute"),
+            ("attestation:\n  server: {}\n  files: {roots: [/s], nats: {url: \"http://x\", bucket: b}}\n", "nats://"),
+            ("attestation:\n  server: {}\n  files: {roots: [/s], nats: {url: \"nats://x\", bucket: \"a.b\"}}\n", "bucket"),
             ("attestation:\n  sever: {}\n", "unknown field `sever`"),
         ];
         for (yaml, want) in cases {

@@ -12,7 +12,9 @@ mod attestation;
 mod network;
 
 pub use attestation::{AttestationServerSpec, AttestationSpec, FileAttestationSpec, NatsSpec};
-pub use network::{valid_host_name, Cidr, EgressMode, EgressRule, EgressSpec, HostPattern, IngressSpec};
+pub use network::{
+    valid_host_name, Cidr, EgressMode, EgressRule, EgressSpec, HostPattern, IngressSpec,
+};
 
 /// Version of the spec format this crate reads.
 pub const SPEC_VERSION: u32 = 1;
@@ -181,7 +183,13 @@ impl EnclaveSpec {
         }
         let mut names = BTreeSet::new();
         for svc in &self.services {
-            if svc.name.is_empty() || svc.name == "main" {
+            let reserved = svc.name == "main"
+                || (svc.name == "attestation"
+                    && self
+                        .attestation
+                        .as_ref()
+                        .is_some_and(|a| a.server.is_some()));
+            if svc.name.is_empty() || reserved {
                 return Err(SpecError::Invalid(format!(
                     "service name {:?} is reserved or empty",
                     svc.name

@@ -160,7 +160,9 @@ pub fn valid_host_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -240,7 +242,8 @@ fn mask_v6(v: u128, prefix: u8) -> u128 {
 impl FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not an address range (expected e.g. 10.0.0.0/8 or fd00::/8)");
+        let bad =
+            || format!("{s:?} is not an address range (expected e.g. 10.0.0.0/8 or fd00::/8)");
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (
                 a.parse::<IpAddr>().map_err(|_| bad())?,
@@ -346,7 +349,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(list.egress.mode, EgressMode::Named);
-        assert_eq!(list.egress.allow[0].host.as_ref().unwrap().as_str(), "db.internal");
+        assert_eq!(
+            list.egress.allow[0].host.as_ref().unwrap().as_str(),
+            "db.internal"
+        );
         let map = EnclaveSpec::from_yaml(
             "egress:\n  mode: transparent\n  allow:\n    - {host: \"*.example.com\", port: 443}\n",
         )
@@ -361,17 +367,32 @@ mod tests {
     #[test]
     fn egress_errors_name_the_problem() {
         let cases = [
-            ("egress:\n  - {host: a.b, cidr: 10.0.0.0/8, port: 1}\n", "exactly one"),
+            (
+                "egress:\n  - {host: a.b, cidr: 10.0.0.0/8, port: 1}\n",
+                "exactly one",
+            ),
             ("egress:\n  - {host: a.b}\n", "port"),
             ("egress:\n  - {host: \"a b\", port: 1}\n", "not a host name"),
             ("egress:\n  - {host: 10.0.0.1, port: 1}\n", "use `cidr`"),
             ("egress:\n  - {cidr: 10.0.0.1/8, port: 1}\n", "host bits"),
-            ("egress:\n  - {cidr: 10.0.0.0/33, port: 1}\n", "not an address range"),
+            (
+                "egress:\n  - {cidr: 10.0.0.0/33, port: 1}\n",
+                "not an address range",
+            ),
             ("egress:\n  mode: sideways\n", "sideways"),
-            ("egress:\n  allow: []\n  mod: named\n", "unknown field `mod`"),
-            ("egress:\n  - {host: a.b, port: 1, prot: tcp}\n", "unknown field `prot`"),
+            (
+                "egress:\n  allow: []\n  mod: named\n",
+                "unknown field `mod`",
+            ),
+            (
+                "egress:\n  - {host: a.b, port: 1, prot: tcp}\n",
+                "unknown field `prot`",
+            ),
             ("ingress:\n  - {port: 80}\n  - {port: 80}\n", "twice"),
-            ("ingress:\n  - {port: 80, host_ip: 0.0.0.0}\n", "host_ip needs host_port"),
+            (
+                "ingress:\n  - {port: 80, host_ip: 0.0.0.0}\n",
+                "host_ip needs host_port",
+            ),
         ];
         for (yaml, want) in cases {
             let err = EnclaveSpec::from_yaml(yaml).unwrap_err().to_string();

@@ -1,0 +1,183 @@
+//! `enclave-attest serve`: the HTTPS attestation server, run inside the enclave as a service
+//! (see `enclave_attest::server` and docs/attestation.md, "The attestation server").
+//!
+//! One current-thread runtime: the server uses one core, so its throughput is per core.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use enclave_attest::emulated::{EmulatedDevice, EmulationCa};
+use enclave_attest::files::{FileMonitor, FileStore, NatsPublisher};
+use enclave_attest::server::{
+    AttestationServer, AttestationSource, ControlSocketSource, EmulatedSource, FileProofs,
+    ServerConfig, CONTROL_SOCKET,
+};
+use enclave_attest::{vrf, Policy};
+use enclave_proto::spec::{EnclaveSpec, FileAttestationSpec, NatsSpec};
+use enclave_proto::transport::Addr;
+
+#[derive(Parser)]
+#[command(
+    name = "enclave-attest",
+    version,
+    about = "The in-enclave HTTPS attestation server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve attestation documents, PCRs and file proofs over attested TLS.
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SourceKind {
+    /// The enclave's control server (which asks the NSM, hardware or emulated).
+    Control,
+    /// An in-process emulated NSM (host tests and benchmarks only).
+    Emulated,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The measured spec (JSON or YAML); its `attestation.server` section configures the server.
+    #[arg(long, default_value = "/enclave/spec.json")]
+    spec: PathBuf,
+    /// Listening address [default: 127.0.0.1:<attestation.server.port>].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Where documents come from.
+    #[arg(long, value_enum, default_value_t = SourceKind::Control)]
+    source: SourceKind,
+    /// The control server, for `--source control`.
+    #[arg(long, default_value_t = Addr::Unix(CONTROL_SOCKET.into()))]
+    control: Addr,
+    /// The emulation CA directory for `--source emulated` (created when absent).
+    #[arg(long, required_if_eq("source", "emulated"))]
+    emulation_ca: Option<PathBuf>,
+    /// A PCR of the emulated NSM, `N=HEX` (48 bytes; others are zero), for `--source emulated`.
+    #[arg(long = "pcr", value_name = "N=HEX")]
+    pcrs: Vec<String>,
+}
+
+fn main() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve(args) = Cli::parse().command;
+    serve(args)
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.spec)
+        .with_context(|| format!("reading the spec {}", args.spec.display()))?;
+    // YAML is a superset of JSON: this reads the image's spec.json and an enclave.yaml alike.
+    let spec = EnclaveSpec::from_yaml(&text)
+        .with_context(|| format!("parsing the spec {}", args.spec.display()))?;
+    let Some(server_spec) = spec.attestation.as_ref().and_then(|a| a.server.as_ref()) else {
+        bail!(
+            "{} has no attestation.server section; add `attestation: {{server: {{}}}}` to serve",
+            args.spec.display()
+        );
+    };
+    let mut config = ServerConfig::from_spec(server_spec);
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    // The monitor keeps the store current for as long as the server runs.
+    let (files, _monitor) = match spec.attestation.as_ref().and_then(|a| a.files.as_ref()) {
+        Some(spec) => {
+            let (store, monitor) = start_files(spec)?;
+            (Some(store as Arc<dyn FileProofs>), Some(monitor))
+        }
+        None => (None, None),
+    };
+    let source: Arc<dyn AttestationSource> = match args.source {
+        SourceKind::Control => Arc::new(ControlSocketSource::new(args.control.clone())),
+        SourceKind::Emulated => Arc::new(emulated_source(&args)?),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let server = AttestationServer::bind(config, source, files)
+            .await
+            .context("starting the attestation server")?;
+        server.run().await;
+        Ok(())
+    })
+}
+
+fn emulated_source(args: &ServeArgs) -> Result<EmulatedSource> {
+    let dir = args
+        .emulation_ca
+        .as_ref()
+        .context("--source emulated needs --emulation-ca DIR")?;
+    let ca = EmulationCa::load_or_create(dir)
+        .with_context(|| format!("emulation CA {}", dir.display()))?;
+    let mut measured = BTreeMap::new();
+    for arg in &args.pcrs {
+        let (index, value) = Policy::parse_pcr_arg(arg)?;
+        let value: [u8; 48] = value
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--pcr {arg}: the emulated NSM's PCRs are 48 bytes"))?;
+        measured.insert(index, value);
+    }
+    let mut id = [0u8; 8];
+    getrandom::getrandom(&mut id).context("getrandom")?;
+    Ok(EmulatedSource::new(EmulatedDevice::new(
+        Arc::new(ca),
+        &hex::encode(id),
+        &measured,
+    )))
+}
+
+/// Scans the roots (before serving: a proof is never served for a file not yet scanned or
+/// hashed on request) with a VRF key made here, and starts the monitor (and publication).
+fn start_files(spec: &FileAttestationSpec) -> Result<(Arc<FileStore>, FileMonitor)> {
+    let key = vrf::SecretKey::generate().context("generating the VRF key")?;
+    let store = Arc::new(FileStore::new(spec, key).context("file attestation")?);
+    let publisher = spec.nats.as_ref().map(connect_nats).transpose()?;
+    let monitor = FileMonitor::start(store.clone(), publisher).context("file attestation")?;
+    Ok((store, monitor))
+}
+
+/// NATS is reached through egress, which may come up a little after this service: retry for
+/// a while, then fail (publication is in the measured spec; serving without it would hide
+/// that it is not happening).
+fn connect_nats(nats: &NatsSpec) -> Result<NatsPublisher> {
+    const PATIENCE: Duration = Duration::from_secs(30);
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match NatsPublisher::connect(&nats.url, &nats.bucket) {
+            Ok(p) => return Ok(p),
+            Err(e) if started.elapsed() < PATIENCE => {
+                tracing::warn!(url = %nats.url, error = %e, "NATS not reachable yet; retrying");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(4));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "publishing file hashes to {} (bucket {})",
+                        nats.url, nats.bucket
+                    )
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! System test of the in-enclave attestation server on the emulated backend: an image with
+//! `attestation.server` and file attestation, run in a real QEMU microvm with its HTTPS port
+//! published; `enclave-ctl verify --https` fetches a document for a fresh nonce over attested
+//! TLS and checks it against the emulation root and the PCRs `build` printed. Missing
+//! prerequisites skip (fail with CI=true).
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{assert_ok, example_image, run, stderr, stdout};
+
+struct Env {
+    state: PathBuf,
+    engine: PathBuf,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.ctl().args(["rm", "-f", "attsrv"]).output();
+    }
+}
+
+impl Env {
+    fn ctl(&self) -> Command {
+        common::vm_ctl(&self.state, &self.engine)
+    }
+}
+
+#[test]
+fn the_attestation_server_is_verified_over_attested_tls() {
+    let Some((engine, init)) = common::vm_prerequisites() else {
+        return;
+    };
+    let attest_bin = init.with_file_name("enclave-attest");
+    if common::require(
+        attest_bin.is_file(),
+        "the static enclave-attest (scripts/build-init.sh)",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(oci) = example_image(tmp.path()) else {
+        return;
+    };
+    let spec = tmp.path().join("attsrv.yaml");
+    std::fs::write(
+        &spec,
+        "attestation:\n  server: {port: 8443}\n  files: {roots: [/app]}\ningress:\n  - {port: 8443}\n",
+    )
+    .unwrap();
+    let eif = tmp.path().join("attsrv.eif");
+    let built = run(common::ctl(&init)
+        .args(["build", "-f"])
+        .arg(&spec)
+        .arg("--from")
+        .arg(format!("oci:{}:latest", oci.display()))
+        .arg("-o")
+        .arg(&eif));
+    assert_ok(&built);
+    let pcrs: Vec<String> = stdout(&built)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(char::is_whitespace)?;
+            Some(format!("{}={}", k.strip_prefix("PCR")?, v.trim()))
+        })
+        .collect();
+    assert!(pcrs.len() >= 3, "{pcrs:?}");
+
+    let env = Env {
+        state: tmp.path().join("state"),
+        engine,
+    };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = run(env
+        .ctl()
+        .args(["run", "-d", "--memory", "256", "--name", "attsrv", "-p"])
+        .arg(format!("{port}:8443"))
+        .arg(&eif));
+    assert_ok(&o);
+    let root = env.state.join("emulation-ca/root.pem");
+    let addr = format!("127.0.0.1:{port}");
+    let verify = |extra: &[&str]| {
+        let mut cmd = env.ctl();
+        cmd.args(["verify", "--https", &addr]).args(extra);
+        run(&mut cmd)
+    };
+    let mut with_root = vec!["--trust-root", root.to_str().unwrap()];
+    for p in &pcrs {
+        with_root.extend(["--pcr", p]);
+    }
+    let doc = tmp.path().join("https.cose");
+    let mut save = with_root.clone();
+    save.extend(["-o", doc.to_str().unwrap()]);
+
+    // The server starts after the heartbeat (it first fetches its own binding document).
+    let mut last = String::new();
+    let mut ok = None;
+    for _ in 0..90 {
+        let o = verify(&save);
+        if o.status.success() {
+            ok = Some(o);
+            break;
+        }
+        last = stderr(&o);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let o = ok.unwrap_or_else(|| panic!("the attestation server never verified: {last}"));
+    assert!(
+        stdout(&o).contains("OK: the document is genuine"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("attested TLS"), "{}", stderr(&o));
+    // The saved document verifies offline too.
+    let offline = run(env.ctl().arg("verify").arg(&doc).args(&with_root));
+    assert_ok(&offline);
+
+    // A wrong PCR: exit 3, naming it.
+    let bad = format!("0={}", "00".repeat(48));
+    let mut wrong = with_root.clone();
+    wrong.extend(["--pcr", &bad]);
+    let o = verify(&wrong);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("PCR0 mismatch"), "{}", stderr(&o));
+    // Without the emulation root: refused.
+    let o = verify(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("emulation root"), "{}", stderr(&o));
+}

@@ -1,0 +1,261 @@
+//! System tests of enclave networking on the emulated backend (real QEMU microvms, real vsock
+//! through vhost-device-vsock, the real host and enclave proxies):
+//!
+//! - ingress: busybox httpd inside, reached with a TCP client through `run -p`;
+//! - named egress: a program in the enclave calls two allow-listed host servers by name and is
+//!   refused a third name, and a name whose address (`--add-host`) is not allowed;
+//! - transparent egress: the same by address, through the netfilter redirect.
+//!
+//! Missing prerequisites skip (fail with CI=true).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{assert_ok, example_image, run, stderr, stdout};
+
+struct Env {
+    state: PathBuf,
+    engine: PathBuf,
+    init: PathBuf,
+    oci: PathBuf,
+    dir: PathBuf,
+    names: Vec<String>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = self.ctl().args(["rm", "-f", n]).output();
+        }
+    }
+}
+
+impl Env {
+    fn new(tmp: &Path) -> Option<Env> {
+        let (engine, init) = common::vm_prerequisites()?;
+        let oci = example_image(tmp)?;
+        Some(Env {
+            state: tmp.join("state"),
+            engine,
+            init,
+            oci,
+            dir: tmp.to_owned(),
+            names: Vec::new(),
+        })
+    }
+
+    fn ctl(&self) -> Command {
+        common::vm_ctl(&self.state, &self.engine)
+    }
+
+    /// Builds `spec` (YAML, without `from`) from the example image; returns the EIF.
+    fn build(&self, name: &str, spec: &str) -> PathBuf {
+        let spec_path = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(&spec_path, spec).unwrap();
+        let eif = self.dir.join(format!("{name}.eif"));
+        let o = run(common::ctl(&self.init)
+            .args(["build", "--quiet", "-f"])
+            .arg(&spec_path)
+            .arg("--from")
+            .arg(format!("oci:{}:latest", self.oci.display()))
+            .arg("-o")
+            .arg(&eif));
+        assert_ok(&o);
+        eif
+    }
+
+    /// `run -d` with extra arguments; remembers the name for clean-up.
+    fn run(&mut self, name: &str, eif: &Path, extra: &[&str]) {
+        self.names.push(name.to_owned());
+        let o = run(self
+            .ctl()
+            .args(["run", "-d", "--memory", "256", "--name", name])
+            .args(extra)
+            .arg(eif));
+        assert_ok(&o);
+    }
+
+    /// `exec NAME -- sh -c SCRIPT`: (exit code, stdout + stderr).
+    fn sh(&self, name: &str, script: &str) -> (i32, String) {
+        let o = run(self.ctl().args(["exec", name, "--", "sh", "-c", script]));
+        (
+            o.status.code().unwrap_or(-1),
+            format!("{}{}", stdout(&o), stderr(&o)),
+        )
+    }
+}
+
+/// A host HTTP server on `addr` answering every request with `body`; runs until the test ends.
+fn serve(addr: &str, body: &'static str) {
+    let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut req = [0u8; 1024];
+            let _ = conn.read(&mut req);
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const SPEC_BASE: &str = "debug: {exec: true}\n";
+
+#[test]
+fn a_web_server_in_the_enclave_is_reached_through_a_published_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(mut env) = Env::new(tmp.path()) else {
+        return;
+    };
+    let spec = format!(
+        "{SPEC_BASE}entrypoint: [/bin/httpd, -f, -p, \"127.0.0.1:8080\", -h, /app]\ningress:\n  - {{port: 8080}}\n"
+    );
+    let eif = env.build("web", &spec);
+    // A port the image does not accept is refused before anything starts.
+    let refused = run(env.ctl().args(["run", "-d", "-p", "9999:22"]).arg(&eif));
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("port 22"), "{}", stderr(&refused));
+
+    let port = free_port();
+    let mapping = format!("{port}:8080");
+    env.run("web", &eif, &["-p", &mapping]);
+    let ps = run(env.ctl().args(["ps"]));
+    assert!(
+        stdout(&ps).contains(&format!("127.0.0.1:{port}->8080/tcp")),
+        "{}",
+        stdout(&ps)
+    );
+    // httpd starts right after the heartbeat; give it a few tries.
+    let mut last = String::new();
+    for _ in 0..50 {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = s.write_all(b"GET /hello.sh HTTP/1.0\r\n\r\n");
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            if reply.contains("200 OK") {
+                assert!(reply.contains("hello from the enclave"), "{reply}");
+                return;
+            }
+            last = reply;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no answer through the published port; last reply {last:?}");
+}
+
+#[test]
+fn named_egress_reaches_allowed_names_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(mut env) = Env::new(tmp.path()) else {
+        return;
+    };
+    let (p1, p2, p3, p4) = (18181, 18182, 18183, 18184);
+    serve(&format!("127.0.0.2:{p1}"), "alpha says hi");
+    serve(&format!("127.0.0.3:{p2}"), "beta says hi");
+    serve(&format!("127.0.0.4:{p3}"), "gamma should be unreachable");
+    serve(&format!("127.0.0.5:{p4}"), "delta should be unreachable");
+    let spec = format!(
+        "{SPEC_BASE}egress:\n  - {{host: alpha.test, port: {p1}}}\n  - {{host: beta.test, port: {p2}}}\n  \
+         - {{host: delta.test, port: {p4}}}\n  - {{cidr: 127.0.0.2/32, port: {p1}}}\n  - {{cidr: 127.0.0.3/32, port: {p2}}}\n"
+    );
+    let eif = env.build("named", &spec);
+    env.run(
+        "named",
+        &eif,
+        &[
+            "--add-host",
+            "alpha.test:127.0.0.2",
+            "--add-host",
+            "beta.test:127.0.0.3",
+            "--add-host",
+            "gamma.test:127.0.0.4",
+            "--add-host",
+            "delta.test:127.0.0.5",
+        ],
+    );
+    let get = |host: &str, port: u16| {
+        env.sh(
+            "named",
+            &format!("wget -q -T 10 -O - http://{host}:{port}/ 2>&1"),
+        )
+    };
+    let (code, out) = get("alpha.test", p1);
+    assert_eq!((code, out.as_str()), (0, "alpha says hi"), "alpha");
+    let (code, out) = get("beta.test", p2);
+    assert_eq!((code, out.as_str()), (0, "beta says hi"), "beta");
+    // Not in the allow-list: the enclave's DNS does not know it.
+    let (code, out) = get("gamma.test", p3);
+    assert_ne!(code, 0, "gamma: {out}");
+    assert!(!out.contains("unreachable"), "{out}");
+    // Allowed by name, but the host resolves it to a loopback address no cidr rule allows.
+    let (code, out) = get("delta.test", p4);
+    assert_ne!(code, 0, "delta: {out}");
+    assert!(!out.contains("unreachable"), "{out}");
+    let logs = stdout(&run(env.ctl().args(["logs", "named"])));
+    let supervisor_log = std::fs::read_to_string(
+        env.state
+            .join("enclaves")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path()
+            .join("supervisor.log"),
+    )
+    .unwrap_or_default();
+    assert!(
+        format!("{logs}{supervisor_log}").contains("delta.test"),
+        "the refusal is logged:\n{logs}\n{supervisor_log}"
+    );
+}
+
+#[test]
+fn transparent_egress_reaches_allowed_addresses_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(mut env) = Env::new(tmp.path()) else {
+        return;
+    };
+    let (p1, p2, p3) = (18191, 18192, 18193);
+    serve(&format!("127.0.1.2:{p1}"), "first allowed");
+    serve(&format!("127.0.1.3:{p2}"), "second allowed");
+    serve(&format!("127.0.1.4:{p3}"), "third should be unreachable");
+    let spec = format!(
+        "{SPEC_BASE}egress:\n  mode: transparent\n  allow:\n    - {{cidr: 127.0.1.2/32, port: {p1}}}\n    \
+         - {{cidr: 127.0.1.3/32, port: {p2}}}\n"
+    );
+    let eif = env.build("transparent", &spec);
+    env.run("transparent", &eif, &[]);
+    let get = |addr: &str, port: u16| {
+        env.sh(
+            "transparent",
+            &format!("wget -q -T 10 -O - http://{addr}:{port}/ 2>&1"),
+        )
+    };
+    let (code, out) = get("127.0.1.2", p1);
+    assert_eq!((code, out.as_str()), (0, "first allowed"));
+    let (code, out) = get("127.0.1.3", p2);
+    assert_eq!((code, out.as_str()), (0, "second allowed"));
+    let (code, out) = get("127.0.1.4", p3);
+    assert_ne!(code, 0, "third: {out}");
+    assert!(!out.contains("unreachable"), "{out}");
+}

@@ -1,0 +1,289 @@
+//! The enclave side end to end, with real sockets and real netfilter, each test in its own
+//! network namespace (see `enclave_support::in_netns`). The tests play the host: the egress
+//! proxy is a Unix socket here, and ingress connections come over a Unix socket too.
+
+mod enclave_support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use enclave_proto::spec::{EgressSpec, IngressSpec};
+use enclave_proxy::enclave::{
+    EnclaveNetwork, EnclaveNetworkConfig, EnclaveNetworkError, HostAddr, ListenAddr,
+};
+use enclave_proxy::header::{Request, Status};
+use enclave_support::*;
+
+const DNS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53));
+const A: u16 = 1;
+const AAAA: u16 = 28;
+const NOERROR: u8 = 0;
+const NXDOMAIN: u8 = 3;
+
+fn config(
+    dir: &Path,
+    host: &Path,
+    ingress: Vec<IngressSpec>,
+    egress: &str,
+) -> EnclaveNetworkConfig {
+    EnclaveNetworkConfig {
+        ingress,
+        egress: serde_yaml::from_str::<EgressSpec>(egress).unwrap(),
+        ingress_listen: ListenAddr::Unix(dir.join("ingress.sock")),
+        host: HostAddr::Unix(host.to_owned()),
+        etc_dir: dir.join("etc"),
+        dns_addr: DNS,
+        transparent_port: 15001,
+    }
+}
+
+fn alias(n: u8, port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(127, 0, 0, n), port))
+}
+
+fn name_req(name: &str, port: u16) -> Request {
+    Request::EgressName {
+        name: name.into(),
+        port,
+    }
+}
+
+#[test]
+fn dns_and_named_egress() {
+    in_netns("dns_and_named_egress", || {
+        let dir = tempfile::tempdir().unwrap();
+        let server = echo_server();
+        let host = FakeHost::start(dir.path(), move |req| match req {
+            Request::EgressName { name, .. } if name != "denied.internal" => Some(server),
+            _ => None,
+        });
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/hosts"),
+            "127.0.0.1 localhost\n10.9.9.9 db.internal\n",
+        )
+        .unwrap();
+        let cfg = config(
+            dir.path(),
+            &host.path,
+            vec![],
+            "- {host: db.internal, port: 5432}\n- {host: denied.internal, port: 5432}\n\
+             - {host: \"*.example.com\", port: 8443}\n- {host: db.internal, port: 6432}\n",
+        );
+        let net = EnclaveNetwork::start(cfg).unwrap();
+
+        // /etc: our aliases in spec order, the image's line for our name gone, localhost kept.
+        let hosts = std::fs::read_to_string(dir.path().join("etc/hosts")).unwrap();
+        assert!(hosts.starts_with("127.0.0.1 localhost\n"), "{hosts}");
+        assert!(!hosts.contains("10.9.9.9"), "{hosts}");
+        assert!(
+            hosts.contains("\n127.0.0.2 db.internal\n127.0.0.3 denied.internal\n"),
+            "{hosts}"
+        );
+        let resolv = std::fs::read_to_string(dir.path().join("etc/resolv.conf")).unwrap();
+        assert!(resolv.contains("nameserver 127.0.0.1\n"), "{resolv}");
+
+        // DNS: exact names, AAAA, unknown names.
+        let db = dns_query(DNS, "DB.internal", A);
+        assert_eq!(
+            (db.rcode, db.a),
+            (NOERROR, Some(Ipv4Addr::new(127, 0, 0, 2)))
+        );
+        let six = dns_query(DNS, "db.internal", AAAA);
+        assert_eq!((six.rcode, six.answers), (NOERROR, 0));
+        assert_eq!(dns_query(DNS, "nope.internal", A).rcode, NXDOMAIN);
+        assert_eq!(dns_query(DNS, "example.com", A).rcode, NXDOMAIN);
+        // Under the wildcard, but not a host name the host would accept: no alias for it.
+        assert_eq!(dns_query(DNS, "_svc.example.com", A).rcode, NXDOMAIN);
+
+        // Named egress on both ports of one name.
+        let got = round_trip(TcpStream::connect(alias(2, 5432)).unwrap(), b"ping").unwrap();
+        assert_eq!(got, b"ping");
+        assert_eq!(host.next(), name_req("db.internal", 5432));
+        let got = round_trip(TcpStream::connect(alias(2, 6432)).unwrap(), b"pong").unwrap();
+        assert_eq!(got, b"pong");
+        assert_eq!(host.next(), name_req("db.internal", 6432));
+        // No listener for a port no rule names.
+        assert!(TcpStream::connect(alias(2, 80)).is_err());
+
+        // The host refuses: the program sees a reset.
+        assert_reset(alias(3, 5432));
+        assert_eq!(host.next(), name_req("denied.internal", 5432));
+
+        // A wildcard name gets the next alias on first sight, the same one after, and works.
+        let api = dns_query(DNS, "api.example.com", A);
+        assert_eq!(
+            (api.rcode, api.a),
+            (NOERROR, Some(Ipv4Addr::new(127, 0, 0, 4)))
+        );
+        assert_eq!(dns_query(DNS, "api.example.com", A).a, api.a);
+        let other = dns_query(DNS, "a.b.example.com", A);
+        assert_eq!(other.a, Some(Ipv4Addr::new(127, 0, 0, 5)));
+        let got = round_trip(TcpStream::connect(alias(4, 8443)).unwrap(), b"wild").unwrap();
+        assert_eq!(got, b"wild");
+        assert_eq!(host.next(), name_req("api.example.com", 8443));
+
+        net.stop();
+    });
+}
+
+#[test]
+fn transparent_egress() {
+    in_netns("transparent_egress", || {
+        let dir = tempfile::tempdir().unwrap();
+        let server = echo_server();
+        let host = FakeHost::start(dir.path(), move |_| Some(server));
+        let egress = "mode: transparent\nallow:\n  - {cidr: 127.0.1.0/24, port: 7000}\n";
+        let net = EnclaveNetwork::start(config(dir.path(), &host.path, vec![], egress)).unwrap();
+
+        let ruleset = run(std::process::Command::new("nft").args(["list", "ruleset"]));
+        assert!(ruleset.contains("table ip enclave_egress"), "{ruleset}");
+        assert!(
+            ruleset.contains("type nat hook output priority -100"),
+            "{ruleset}"
+        );
+        assert!(
+            ruleset.contains("ip daddr != 127.0.0.0/24 meta l4proto tcp redirect to :15001"),
+            "{ruleset}"
+        );
+
+        // Nothing listens on 127.0.1.2:7000: netfilter sends it to the forwarder, which asks the
+        // host for the original destination.
+        let got = round_trip(TcpStream::connect("127.0.1.2:7000").unwrap(), b"through").unwrap();
+        assert_eq!(got, b"through");
+        let want = |ip: &str| Request::EgressAddr {
+            addr: ip.parse().unwrap(),
+            port: 7000,
+        };
+        assert_eq!(host.next(), want("127.0.1.2"));
+
+        // No rule for port 7001 or for 127.0.2.0/24: refused in the enclave, never sent to the
+        // host (the next request the host sees is the allowed one after it).
+        assert_reset("127.0.1.2:7001".parse().unwrap());
+        assert_reset("127.0.2.1:7000".parse().unwrap());
+        let got = round_trip(TcpStream::connect("127.0.1.3:7000").unwrap(), b"again").unwrap();
+        assert_eq!(got, b"again");
+        assert_eq!(host.next(), want("127.0.1.3"));
+        // The enclave's own loopback /24 is not redirected.
+        assert!(TcpStream::connect("127.0.0.9:7000").is_err());
+
+        // Starting again replaces the table instead of adding a second rule.
+        net.stop();
+        let net = EnclaveNetwork::start(config(dir.path(), &host.path, vec![], egress)).unwrap();
+        let ruleset = run(std::process::Command::new("nft").args(["list", "ruleset"]));
+        assert_eq!(ruleset.matches("redirect to").count(), 1, "{ruleset}");
+        net.stop();
+    });
+}
+
+/// Sends `bytes` on a new ingress connection; the status byte (if any) and what followed.
+fn ingress_conn(sock: &Path, bytes: &[u8]) -> (Option<u8>, Vec<u8>) {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(bytes).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    match got.split_first() {
+        Some((status, rest)) => (Some(*status), rest.to_vec()),
+        None => (None, got),
+    }
+}
+
+#[test]
+fn ingress_forwarder() {
+    in_netns("ingress_forwarder", || {
+        let dir = tempfile::tempdir().unwrap();
+        let server = echo_server();
+        // A listed port nothing listens on: the port of a listener that is closed again.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ports = [server.port(), closed];
+        let ingress = ports
+            .iter()
+            .map(|&port| IngressSpec {
+                port,
+                host_port: None,
+                host_ip: None,
+            })
+            .collect();
+        let cfg = config(dir.path(), &dir.path().join("no-host.sock"), ingress, "[]");
+        let sock = dir.path().join("ingress.sock");
+        let net = EnclaveNetwork::start(cfg).unwrap();
+        // No egress rules: /etc is left alone.
+        assert!(!dir.path().join("etc/hosts").exists());
+
+        // Bytes sent right behind the header reach the server too.
+        let mut req = Request::Ingress {
+            port: server.port(),
+        }
+        .to_bytes();
+        req.extend_from_slice(b"hello");
+        assert_eq!(
+            ingress_conn(&sock, &req),
+            (Some(Status::Connected as u8), b"hello".to_vec())
+        );
+
+        let unlisted = Request::Ingress { port: 1 }.to_bytes();
+        assert_eq!(
+            ingress_conn(&sock, &unlisted),
+            (Some(Status::NotAllowed as u8), vec![])
+        );
+        let egress = name_req("a.b", 80).to_bytes();
+        assert_eq!(
+            ingress_conn(&sock, &egress),
+            (Some(Status::NotAllowed as u8), vec![])
+        );
+        let nobody = Request::Ingress { port: closed }.to_bytes();
+        assert_eq!(
+            ingress_conn(&sock, &nobody),
+            (Some(Status::ConnectFailed as u8), vec![])
+        );
+        assert_eq!(
+            ingress_conn(&sock, &[9, 1, 0, 80]),
+            (Some(Status::UnsupportedVersion as u8), vec![])
+        );
+        assert_eq!(
+            ingress_conn(&sock, &[1, 9, 0, 80]),
+            (Some(Status::Malformed as u8), vec![])
+        );
+        assert_eq!(ingress_conn(&sock, &[1, 1]), (None, vec![]));
+
+        // Still serving after all that.
+        let req = Request::Ingress {
+            port: server.port(),
+        }
+        .to_bytes();
+        let (status, _) = ingress_conn(&sock, &req);
+        assert_eq!(status, Some(Status::Connected as u8));
+        net.stop();
+    });
+}
+
+#[test]
+fn start_reports_what_it_cannot_bind() {
+    in_netns("start_reports_what_it_cannot_bind", || {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = UdpSocket::bind(DNS).unwrap();
+        let cfg = config(
+            dir.path(),
+            &dir.path().join("h.sock"),
+            vec![],
+            "- {host: a.b, port: 1}\n",
+        );
+        match EnclaveNetwork::start(cfg) {
+            Err(e @ EnclaveNetworkError::Listen { .. }) => {
+                assert!(e.to_string().contains("127.0.0.1:53/udp (DNS)"), "{e}");
+            }
+            other => panic!("expected a listen error, got {other:?}"),
+        }
+        drop(taken);
+        // Nothing was written before the failure.
+        assert!(!dir.path().join("etc").exists());
+    });
+}
