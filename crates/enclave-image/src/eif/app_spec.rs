@@ -59,7 +59,7 @@ pub fn read_spec<R: Read + Seek>(
 }
 
 /// Scans a newc archive for the regular file `name`; returns its content.
-fn find_entry(r: &mut impl Read, name: &str) -> Result<Option<Vec<u8>>, AppSpecError> {
+pub(super) fn find_entry(r: &mut impl Read, name: &str) -> Result<Option<Vec<u8>>, AppSpecError> {
     let bad = |m: String| AppSpecError::Cpio(m);
     for _ in 0..MAX_ENTRIES {
         let mut header = [0u8; HEADER_LEN];

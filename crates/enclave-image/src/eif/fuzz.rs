@@ -13,6 +13,7 @@ pub fn fuzz_one(data: &[u8]) {
     // mutations rarely pass; exercise it on the raw input too.
     let _ = cose::decode_signature_section(data);
     let _ = cose::CoseSign1::from_bytes(data);
+    let _ = super::app_spec::find_entry(&mut &data[..], super::app_spec::SPEC_ENTRY);
     let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     let Ok(mut reader) = EifReader::new(io::Cursor::new(data)) else {
         return;
@@ -24,6 +25,7 @@ pub fn fuzz_one(data: &[u8]) {
         let _ = sign::pcr8_of_section(&section);
         let _ = sign::verify_signature_section(&section, &[0; 48], at);
     }
+    let _ = super::app_spec::read_spec(&mut reader);
     for n in 0..reader.ramdisk_count() {
         let _ = reader.copy_ramdisk_to(n, &mut io::sink());
     }
