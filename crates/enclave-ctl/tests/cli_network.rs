@@ -11,7 +11,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -125,6 +125,9 @@ fn a_web_server_in_the_enclave_is_reached_through_a_published_port() {
     let Some(mut env) = Env::new(tmp.path()) else {
         return;
     };
+    if common::require(common::have("curl"), "curl (apt curl)").is_none() {
+        return;
+    }
     let spec = format!(
         "{SPEC_BASE}entrypoint: [/bin/httpd, -f, -p, \"127.0.0.1:8080\", -h, /app]\ningress:\n  - {{port: 8080}}\n"
     );
@@ -143,23 +146,29 @@ fn a_web_server_in_the_enclave_is_reached_through_a_published_port() {
         "{}",
         stdout(&ps)
     );
-    // httpd starts right after the heartbeat; give it a few tries.
+    // enclave-init seeded the kernel RNG from the (emulated) NSM before anything started.
+    let logs = stdout(&run(env.ctl().args(["logs", "web"])));
+    assert!(
+        logs.contains("seeded the RNG with 256 bytes from the NSM"),
+        "{logs}"
+    );
+    // httpd starts right after the heartbeat; give it a few tries. curl is what a user runs.
+    let url = format!("http://127.0.0.1:{port}/hello.sh");
     let mut last = String::new();
     for _ in 0..50 {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            let _ = s.write_all(b"GET /hello.sh HTTP/1.0\r\n\r\n");
-            let mut reply = String::new();
-            let _ = s.read_to_string(&mut reply);
-            if reply.contains("200 OK") {
-                assert!(reply.contains("hello from the enclave"), "{reply}");
-                return;
-            }
-            last = reply;
+        let o = run(Command::new("curl").args(["-sS", "--max-time", "10", &url]));
+        if o.status.success() {
+            assert!(
+                stdout(&o).contains("hello from the enclave"),
+                "{}",
+                stdout(&o)
+            );
+            return;
         }
+        last = stderr(&o);
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("no answer through the published port; last reply {last:?}");
+    panic!("no answer through the published port; last error {last:?}");
 }
 
 #[test]

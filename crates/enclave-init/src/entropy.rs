@@ -1,33 +1,33 @@
 //! Seeding the kernel's RNG from the Nitro Secure Module.
 //!
-//! The enclave has no hardware entropy source of its own besides RDRAND; the NSM offers
-//! `GetRandom`, and the reference init mixes it into the kernel pool early so that services
-//! never start with a thin pool.
+//! The enclave has no entropy source of its own besides RDRAND; the NSM offers `GetRandom`.
+//! enclave-init mixes 256 bytes of it into the kernel pool, credited, before the network and
+//! the services start, so that nothing in the enclave starts with a thin pool. On Nitro the
+//! bytes come from the hardware NSM; on the emulated backend from the host's getrandom through
+//! the supervisor's emulated NSM (the emulated enclave trusts its host anyway).
 
-use std::path::Path;
+use std::fs::OpenOptions;
+use std::os::fd::AsFd;
+
+use enclave_proto::nsm::Nsm;
 
 /// The NSM device node, created by the `nsm` driver (loaded as a module or built in).
 pub const NSM_DEVICE: &str = "/dev/nsm";
 
-/// What [`seed_from_nsm`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NsmSeed {
-    /// There is no `/dev/nsm` (the emulated backend, or a test): nothing was done.
-    Absent,
-    /// `/dev/nsm` exists but this build does not talk to it yet; nothing was done.
-    NotImplemented,
-}
-
-/// Seeds the kernel RNG from the NSM when there is one; a no-op without `/dev/nsm`.
-///
-/// This is the seam for the NSM client: the full version sends the CBOR request `"GetRandom"`
-/// through the NSM ioctl, writes the returned bytes to `/dev/random` with `RNDADDENTROPY` (so
-/// they are credited), and returns how many bytes it added. Call it after the modules are
-/// loaded and before any service starts.
-pub fn seed_from_nsm() -> NsmSeed {
-    if Path::new(NSM_DEVICE).exists() {
-        NsmSeed::NotImplemented
-    } else {
-        NsmSeed::Absent
+/// Mixes NSM randomness into the kernel RNG; returns the number of bytes credited.
+pub fn seed_from_nsm(nsm: &dyn Nsm) -> Result<usize, String> {
+    let bytes = nsm
+        .get_random()
+        .map_err(|e| format!("NSM GetRandom: {e}"))?;
+    if bytes.is_empty() {
+        return Err("the NSM returned no random bytes".into());
     }
+    let random = OpenOptions::new()
+        .write(true)
+        .open("/dev/random")
+        .map_err(|e| format!("/dev/random: {e}"))?;
+    let bits = u32::try_from(bytes.len() * 8).unwrap_or(u32::MAX);
+    crate::sys_unsafe::add_entropy(random.as_fd(), &bytes, bits)
+        .map_err(|e| format!("RNDADDENTROPY: {e}"))?;
+    Ok(bytes.len())
 }

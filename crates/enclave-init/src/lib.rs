@@ -85,10 +85,10 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Supervisor
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let parent_cid = boot::parent_cid_from_cmdline(&cmdline).unwrap_or(config.parent_cid);
     nsm::configure(&config.kernel_profile, parent_cid);
-    match entropy::seed_from_nsm() {
-        entropy::NsmSeed::Absent => {}
-        entropy::NsmSeed::NotImplemented => {
-            say!("/dev/nsm present; RNG seeding from it is not in this build")
+    if let Some(nsm) = nsm::device() {
+        match entropy::seed_from_nsm(nsm) {
+            Ok(n) => say!("seeded the RNG with {n} bytes from the NSM"),
+            Err(e) => say!("RNG seeding from the NSM failed: {e}; booting on"),
         }
     }
 
