@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod forge;
+pub mod server;
 
 use std::path::PathBuf;
 
