@@ -12,7 +12,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use enclave_proto::transport::{VsockListener, VsockStream};
+use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, VsockAddr};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -45,9 +47,28 @@ impl AsyncVsock {
         Ok(AsyncVsock(crate::reactor_unsafe::register_fd(fd)?))
     }
 
-    /// Connects to `cid:port` (a blocking connect, which vsock completes at once or refuses).
-    pub fn connect(cid: u32, port: u32) -> io::Result<Self> {
-        AsyncVsock::new(VsockStream::connect(cid, port)?)
+    /// Connects to `cid:port` without blocking the runtime: a vsock connect is a round trip
+    /// through the transport (the device, or the host's vhost-device-vsock and its Unix socket)
+    /// which the kernel lets take up to its connect timeout, and the runtime thread serves every
+    /// other connection meanwhile.
+    pub async fn connect(cid: u32, port: u32) -> io::Result<Self> {
+        let fd = socket::socket(
+            AddressFamily::Vsock,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )?;
+        match socket::connect(fd.as_raw_fd(), &VsockAddr::new(cid, port)) {
+            Ok(()) | Err(Errno::EINPROGRESS) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let fd = crate::reactor_unsafe::register_fd(fd)?;
+        // Writable once the connect is done, either way; SO_ERROR says which.
+        drop(fd.writable().await?);
+        match socket::getsockopt(fd.get_ref(), sockopt::SocketError)? {
+            0 => Ok(AsyncVsock(fd)),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
     }
 }
 

@@ -89,7 +89,9 @@ pub(crate) enum HostError {
 /// on when it connected.
 pub(crate) async fn ask_host(host: &HostAddr, req: &Request) -> Result<ProxyStream, HostError> {
     let stream = match host {
-        HostAddr::Vsock { cid, port } => AsyncVsock::connect(*cid, *port).map(ProxyStream::Vsock),
+        HostAddr::Vsock { cid, port } => AsyncVsock::connect(*cid, *port)
+            .await
+            .map(ProxyStream::Vsock),
         HostAddr::Unix(path) => UnixStream::connect(path).await.map(ProxyStream::Unix),
     }
     .map_err(HostError::Connect)?;

@@ -68,8 +68,8 @@ impl EnclaveConnector {
             source,
         };
         match self {
-            // vsock connects complete at once or fail: no need to wait for readiness.
             EnclaveConnector::Vsock { cid, port } => AsyncVsock::connect(*cid, *port)
+                .await
                 .map(ProxyStream::Vsock)
                 .map_err(io_err),
             EnclaveConnector::Unix(path) => UnixStream::connect(path)
