@@ -2,7 +2,8 @@
 # The main job, end to end: set up, make the example OCI image (busybox, with umoci, no Docker),
 # build a reproducible EIF from it, run it as an emulated Nitro enclave (QEMU microvm), exec into
 # it, copy a file out, fetch an attestation document and verify it against the image's PCRs,
-# show its logs, stop and remove it.
+# show its logs, stop and remove it. Then the same image with the in-enclave attestation server,
+# its port published, verified over attested TLS with a file proof.
 #
 #   scripts/demo.sh
 set -euo pipefail
@@ -58,4 +59,23 @@ step "enclave-ctl logs"
 step "enclave-ctl stop, rm"
 "$ctl" stop hello-demo
 "$ctl" rm hello-demo
+trap - EXIT
+
+step "the attestation server: run -p, then verify --https (attested TLS) with a file proof"
+"$ctl" build --quiet -f examples/attested/enclave.yaml -o "$out/attested.eif"
+"$ctl" measure --json "$out/attested.eif" > "$out/measurements.json"
+"$ctl" rm -f attested-demo >/dev/null 2>&1 || true
+port="${DEMO_HTTPS_PORT:-18443}"
+"$ctl" run -d --name attested-demo -p "127.0.0.1:$port:8443" "$out/attested.eif"
+trap '"$ctl" rm -f attested-demo >/dev/null 2>&1 || true' EXIT
+"$ctl" ps
+# The server starts after the boot (it fetches its own binding document first).
+for _ in $(seq 60); do
+    curl -skf --max-time 5 "https://127.0.0.1:$port/health" >/dev/null && break
+    sleep 1
+done
+"$ctl" verify --https "127.0.0.1:$port" --trust-root "$("$ctl" attest --print-root)" \
+    --pcr "0=$(pcr 0)" --pcr "1=$(pcr 1)" --pcr "2=$(pcr 2)" --file /app/hello.sh
+"$ctl" stop attested-demo
+"$ctl" rm attested-demo
 trap - EXIT

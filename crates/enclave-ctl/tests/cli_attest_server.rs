@@ -30,6 +30,11 @@ impl Env {
     }
 }
 
+fn sha3_512_hex(bytes: &[u8]) -> String {
+    use sha3::Digest;
+    hex::encode(sha3::Sha3_512::digest(bytes))
+}
+
 #[test]
 fn the_attestation_server_is_verified_over_attested_tls() {
     let Some((engine, init)) = common::vm_prerequisites() else {
@@ -51,7 +56,7 @@ fn the_attestation_server_is_verified_over_attested_tls() {
     let spec = tmp.path().join("attsrv.yaml");
     std::fs::write(
         &spec,
-        "attestation:\n  server: {port: 8443}\n  files: {roots: [/app]}\ningress:\n  - {port: 8443}\n",
+        "attestation:\n  server: {port: 8443}\n  files: {roots: [/app]}\ningress:\n  - {port: 8443}\ndebug: {cp: true}\n",
     )
     .unwrap();
     let eif = tmp.path().join("attsrv.eif");
@@ -100,7 +105,7 @@ fn the_attestation_server_is_verified_over_attested_tls() {
     }
     let doc = tmp.path().join("https.cose");
     let mut save = with_root.clone();
-    save.extend(["-o", doc.to_str().unwrap()]);
+    save.extend(["-o", doc.to_str().unwrap(), "--file", "/app/hello.sh"]);
 
     // The server starts after the heartbeat (it first fetches its own binding document).
     let mut last = String::new();
@@ -121,6 +126,22 @@ fn the_attestation_server_is_verified_over_attested_tls() {
         stdout(&o)
     );
     assert!(stderr(&o).contains("attested TLS"), "{}", stderr(&o));
+    // The file's hash, proven under the attested VRF key, is the file's real SHA3-512.
+    let copied = tmp.path().join("hello.sh");
+    let copy = run(env.ctl().args(["cp", "attsrv:/app/hello.sh"]).arg(&copied));
+    assert_ok(&copy);
+    let want = sha3_512_hex(&std::fs::read(&copied).unwrap());
+    assert!(
+        stderr(&o).contains(&format!("file /app/hello.sh: sha3-512 {want}")),
+        "{}",
+        stderr(&o)
+    );
+    // A path outside the attested roots is refused.
+    let mut outside = with_root.clone();
+    outside.extend(["--file", "/etc/passwd"]);
+    let o = verify(&outside);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/etc/passwd"), "{}", stderr(&o));
     // The saved document verifies offline too.
     let offline = run(env.ctl().arg("verify").arg(&doc).args(&with_root));
     assert_ok(&offline);

@@ -36,6 +36,11 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "PEM", requires = "client_cert")]
     pub client_key: Option<PathBuf>,
 
+    /// With --https: also get FILE's SHA3-512 and its VRF proof from the server and verify the
+    /// proof under the VRF key the document binds; repeatable.
+    #[arg(long = "file", value_name = "PATH", requires = "https")]
+    pub files: Vec<String>,
+
     /// With --https: also write the verified document here.
     #[arg(short, long, value_name = "FILE", requires = "https")]
     pub output: Option<PathBuf>,

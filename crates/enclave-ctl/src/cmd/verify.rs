@@ -42,7 +42,7 @@ fn verify_https(args: &VerifyArgs, addr: &str, verify: VerifyOptions) -> Result<
         );
     }
     let outcome = match AttestedClient::connect(addr, &options) {
-        Ok((_, verified)) => {
+        Ok((mut client, verified)) => {
             if let Some(out) = &args.output {
                 std::fs::write(out, &verified.document)
                     .with_context(|| format!("writing {}", out.display()))?;
@@ -52,6 +52,16 @@ fn verify_https(args: &VerifyArgs, addr: &str, verify: VerifyOptions) -> Result<
                 short_hex(&verified.tls_public_key),
                 hex::encode(&verified.nonce)
             );
+            for path in &args.files {
+                let file = client
+                    .get_file_proof(path)
+                    .with_context(|| format!("file attestation of {path}"))?;
+                eprintln!(
+                    "file {}: sha3-512 {} (VRF proof verified under the attested key)",
+                    file.path,
+                    hex::encode(file.sha3_512)
+                );
+            }
             Ok(verified.report)
         }
         Err(ClientError::Verify(e)) => Err(e),
