@@ -10,7 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # convert real OCI images), cpio (check our archives with GNU cpio), openssl (signing keys),
 # qemu-system-x86 (the emulated backend of `enclave-ctl run`), tmux (a real terminal for the
 # `exec -it` test in crates/enclave-ctl/tests/cli_control.rs).
-packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86 tmux socat wrk nats-server nftables curl)
+packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86 tmux socat wrk nats-server nftables iproute2 curl)
 
 missing=()
 for p in "${packages[@]}"; do
