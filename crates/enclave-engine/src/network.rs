@@ -193,13 +193,13 @@ pub fn start_host_proxies(rec: &EnclaveRecord, sockets: &Path) -> Result<Option<
     let egress = (!net.egress.is_empty()).then(|| EgressConfig {
         listen: match rec.backend {
             BackendKind::Nitro => EgressListen::Vsock {
-                port: ports::EGRESS,
+                port: ports::egress(rec.cid),
                 expect_cid: Some(rec.cid),
             },
             // vhost-device-vsock hands the guest's connections to host port P to `<uds>_P`.
             _ => EgressListen::Unix(enclave_proto::transport::hybrid::listen_path(
                 &uds,
-                ports::EGRESS,
+                ports::egress(rec.cid),
             )),
         },
         policy: net.egress.clone(),

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -13,6 +14,9 @@ use enclave_proxy::enclave::{EnclaveNetwork, EnclaveNetworkConfig, HostAddr, Lis
 
 use crate::error::{Error, Result};
 
+/// The vsock device, for the local CID ioctl.
+const VSOCK_DEVICE: &str = "/dev/vsock";
+
 /// The running network: it lives as long as PID 1 (its thread runs the forwarders).
 static NETWORK: OnceLock<EnclaveNetwork> = OnceLock::new();
 
@@ -21,6 +25,12 @@ pub fn start(spec: &EnclaveSpec, parent_cid: u32) -> Result<bool> {
     if spec.ingress.is_empty() && spec.egress.is_empty() {
         return Ok(false);
     }
+    // The parent's egress port is this enclave's own (one proxy per enclave on the parent).
+    let egress_port = if spec.egress.is_empty() {
+        0
+    } else {
+        ports::egress(own_cid()?)
+    };
     route_tracing_to_console();
     let config = EnclaveNetworkConfig {
         ingress: spec.ingress.clone(),
@@ -30,7 +40,7 @@ pub fn start(spec: &EnclaveSpec, parent_cid: u32) -> Result<bool> {
         },
         host: HostAddr::Vsock {
             cid: parent_cid,
-            port: ports::EGRESS,
+            port: egress_port,
         },
         etc_dir: PathBuf::from("/etc"),
         dns_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 53)),
@@ -40,6 +50,13 @@ pub fn start(spec: &EnclaveSpec, parent_cid: u32) -> Result<bool> {
     // Boot runs once, so the cell is empty here.
     let _ = NETWORK.set(network);
     Ok(true)
+}
+
+/// This enclave's vsock CID, from the vsock device.
+fn own_cid() -> Result<u32> {
+    let dev = std::fs::File::open(VSOCK_DEVICE).map_err(|e| Error::io(VSOCK_DEVICE, e))?;
+    crate::sys_unsafe::vsock_local_cid(dev.as_fd())
+        .map_err(|e| Error::sys("reading the enclave's vsock CID", e))
 }
 
 /// enclave-proxy logs with `tracing`; its events become console lines like init's own.

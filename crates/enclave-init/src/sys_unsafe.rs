@@ -1,5 +1,6 @@
 //! The only `unsafe` of the crate: two ioctls on a network interface, the one that credits
-//! entropy to the kernel RNG, and the signal mask and credential changes between fork and exec.
+//! entropy to the kernel RNG, the one that reads the enclave's own vsock CID, and the signal
+//! mask and credential changes between fork and exec.
 //! Each block says why it is sound.
 #![allow(unsafe_code)]
 
@@ -54,6 +55,24 @@ pub fn add_entropy(random: BorrowedFd<'_>, bytes: &[u8], bits: u32) -> nix::Resu
     // `info`, which lives across the call; it writes nothing back.
     let rc = unsafe { libc::ioctl(random.as_raw_fd(), RNDADDENTROPY, info.as_ptr()) };
     Errno::result(rc).map(drop)
+}
+
+/// `IOCTL_VM_SOCKETS_GET_LOCAL_CID`: `_IO(7, 0xb9)`.
+const IOCTL_VM_SOCKETS_GET_LOCAL_CID: libc::c_ulong = 0x7b9;
+
+/// This VM's own vsock context id, from the vsock device (`/dev/vsock`, open).
+pub fn vsock_local_cid(vsock_dev: BorrowedFd<'_>) -> nix::Result<u32> {
+    let mut cid: u32 = 0;
+    // SAFETY: the ioctl writes one `unsigned int` (the CID) to the pointer, which points at
+    // `cid`, alive and writable for the call.
+    let rc = unsafe {
+        libc::ioctl(
+            vsock_dev.as_raw_fd(),
+            IOCTL_VM_SOCKETS_GET_LOCAL_CID,
+            &mut cid as *mut u32,
+        )
+    };
+    Errno::result(rc).map(|_| cid)
 }
 
 /// Prepares the child started by `cmd`, right before exec: unblocks every signal (init blocks

@@ -27,9 +27,17 @@ pub mod ports {
     /// The ingress forwarder, in the enclave: the host connects here for each published port's
     /// connection and names the enclave port in an `enclave-proxy` header.
     pub const INGRESS: u32 = 5001;
-    /// The egress proxy, on the parent: the enclave's forwarders connect here and name the
-    /// destination in an `enclave-proxy` header.
-    pub const EGRESS: u32 = 9002;
+    /// Base of the egress proxy's port, on the parent: see [`egress`].
+    pub const EGRESS_BASE: u32 = 0x4000_0000;
+
+    /// The egress proxy's port for the enclave with context id `cid`, on the parent: the
+    /// enclave's forwarders connect here and name the destination in an `enclave-proxy` header.
+    /// One port per enclave, because every enclave of a Nitro parent reaches the same host CID
+    /// and each enclave's supervisor runs its own proxy. Nitro CIDs are small; the mask keeps
+    /// the result clear of `VMADDR_PORT_ANY` whatever the CID.
+    pub fn egress(cid: u32) -> u32 {
+        EGRESS_BASE | (cid & 0x3fff_ffff)
+    }
 }
 
 /// Paths inside the enclave's initramfs. The build writes them; enclave-init reads them.

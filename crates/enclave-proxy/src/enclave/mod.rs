@@ -65,7 +65,7 @@ pub enum HostAddr {
     Vsock {
         /// The parent's CID (3 on Nitro unless the kernel command line says otherwise).
         cid: u32,
-        /// The port ([`enclave_proto::ports::EGRESS`] in an enclave).
+        /// The port ([`enclave_proto::ports::egress`] of the enclave's CID, in an enclave).
         port: u32,
     },
     /// A Unix socket (tests).

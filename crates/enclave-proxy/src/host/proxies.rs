@@ -44,7 +44,7 @@ pub enum EgressListen {
     Unix(PathBuf),
     /// AF_VSOCK (Nitro).
     Vsock {
-        /// The port (`enclave_proto::ports::EGRESS`).
+        /// The port (`enclave_proto::ports::egress(cid)`).
         port: u32,
         /// The enclave's CID: connections from any other are refused. `None` accepts any.
         expect_cid: Option<u32>,
