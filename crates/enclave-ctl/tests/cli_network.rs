@@ -241,13 +241,19 @@ fn transparent_egress_reaches_allowed_addresses_only() {
     let Some(mut env) = Env::new(tmp.path()) else {
         return;
     };
-    let (p1, p2, p3) = (18191, 18192, 18193);
+    let (p1, p2, p3, p4) = (18191, 18192, 18193, 18194);
     serve(&format!("127.0.1.2:{p1}"), "first allowed");
     serve(&format!("127.0.1.3:{p2}"), "second allowed");
     serve(&format!("127.0.1.4:{p3}"), "third should be unreachable");
+    // A destination outside loopback: this host's own address on its network, which the host
+    // proxy can reach and the enclave (no interface but lo) only through the redirect.
+    let Some(host_ip) = host_address() else {
+        return;
+    };
+    serve(&format!("{host_ip}:{p4}"), "routed allowed");
     let spec = format!(
         "{SPEC_BASE}egress:\n  mode: transparent\n  allow:\n    - {{cidr: 127.0.1.2/32, port: {p1}}}\n    \
-         - {{cidr: 127.0.1.3/32, port: {p2}}}\n"
+         - {{cidr: 127.0.1.3/32, port: {p2}}}\n    - {{cidr: {host_ip}/32, port: {p4}}}\n"
     );
     let eif = env.build("transparent", &spec);
     env.run("transparent", &eif, &[]);
@@ -264,4 +270,19 @@ fn transparent_egress_reaches_allowed_addresses_only() {
     let (code, out) = get("127.0.1.4", p3);
     assert_ne!(code, 0, "third: {out}");
     assert!(!out.contains("unreachable"), "{out}");
+    let (code, out) = get(&host_ip, p4);
+    assert_eq!((code, out.as_str()), (0, "routed allowed"));
+}
+
+/// The host's first global IPv4 address (`ip -4 -o addr show scope global`), or `None` (after
+/// `require`).
+fn host_address() -> Option<String> {
+    let o = run(Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]));
+    let addr = stdout(&o)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next().map(str::to_owned));
+    common::require(addr.is_some(), "a global IPv4 address on this host")?;
+    addr
 }

@@ -135,7 +135,7 @@ fn transparent_egress() {
         let dir = tempfile::tempdir().unwrap();
         let server = echo_server();
         let host = FakeHost::start(dir.path(), move |_| Some(server));
-        let egress = "mode: transparent\nallow:\n  - {cidr: 127.0.1.0/24, port: 7000}\n";
+        let egress = "mode: transparent\nallow:\n  - {cidr: 127.0.1.0/24, port: 7000}\n  - {cidr: 10.9.0.0/16, port: 7000}\n";
         let net = EnclaveNetwork::start(config(dir.path(), &host.path, vec![], egress)).unwrap();
 
         let ruleset = run(std::process::Command::new("nft").args(["list", "ruleset"]));
@@ -158,6 +158,15 @@ fn transparent_egress() {
             port: 7000,
         };
         assert_eq!(host.next(), want("127.0.1.2"));
+
+        // An address outside loopback: routed to lo by the default route transparent mode adds
+        // (the enclave has no other interface), then redirected like the others.
+        let routes = run(std::process::Command::new("ip").args(["route"]));
+        assert!(routes.contains("default dev lo"), "{routes}");
+        assert!(routes.contains("src 127.0.0.1"), "{routes}");
+        let got = round_trip(TcpStream::connect("10.9.0.5:7000").unwrap(), b"routed").unwrap();
+        assert_eq!(got, b"routed");
+        assert_eq!(host.next(), want("10.9.0.5"));
 
         // No rule for port 7001 or for 127.0.2.0/24: refused in the enclave, never sent to the
         // host (the next request the host sees is the allowed one after it).

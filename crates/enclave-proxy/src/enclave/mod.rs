@@ -24,6 +24,7 @@ mod dns_server;
 mod egress;
 mod ingress;
 mod nft;
+mod route;
 mod rules;
 
 use std::collections::BTreeSet;
@@ -39,6 +40,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 pub use nft::{NftError, Step as NftStep};
+pub use route::RouteError;
 
 use crate::stream::{BufferPool, ProxyListener};
 use rules::{AliasTable, EgressRules};
@@ -121,6 +123,9 @@ pub enum EnclaveNetworkError {
     /// The transparent redirect could not be installed.
     #[error("cannot install the transparent egress redirect: {0}")]
     Netfilter(#[from] NftError),
+    /// The default route through `lo` (which transparent mode needs) could not be added.
+    #[error("cannot route outgoing connections to the transparent forwarder: {0}")]
+    Route(#[from] route::RouteError),
 }
 
 fn listen_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> EnclaveNetworkError {
@@ -179,6 +184,7 @@ impl EnclaveNetwork {
         // After the forwarder is bound, so no redirected connection meets a closed port.
         if transparent.is_some() {
             nft::install_redirect(cfg.transparent_port)?;
+            route::default_route_via_lo()?;
             info!("egress: transparent mode, outgoing TCP redirected to {transparent_addr}");
         }
         if has_egress {

@@ -389,7 +389,7 @@ pub fn install_redirect(port: u16) -> Result<(), NftError> {
 
 /// The `NLMSG_ERROR` messages in one datagram: sequence number and error (`None` for an ack).
 /// Other message types are skipped.
-fn parse_acks(mut buf: &[u8]) -> Result<Vec<(u32, Option<Errno>)>, NftError> {
+pub(super) fn parse_acks(mut buf: &[u8]) -> Result<Vec<(u32, Option<Errno>)>, NftError> {
     let mut out = Vec::new();
     while buf.len() >= NLMSG_HDRLEN {
         let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
