@@ -160,6 +160,28 @@ impl EgressPolicy {
         }
     }
 
+    /// The exact (non-wildcard) names of the `host` rules, each once, in spec order: the
+    /// names that get a loopback alias in the enclave from the start.
+    pub fn exact_names(&self) -> Vec<&str> {
+        let mut seen = BTreeSet::new();
+        self.hosts
+            .iter()
+            .filter(|(h, _)| h.wildcard_domain().is_none())
+            .map(|(h, _)| h.as_str())
+            .filter(|n| seen.insert(*n))
+            .collect()
+    }
+
+    /// Every port some `host` rule allows for `name` (exact or wildcard match); empty when the
+    /// name is not allowed at all.
+    pub fn ports_for(&self, name: &str) -> BTreeSet<u16> {
+        self.hosts
+            .iter()
+            .filter(|(h, _)| h.matches(name))
+            .map(|(_, p)| *p)
+            .collect()
+    }
+
     fn cidr_allows(&self, addr: IpAddr, port: u16) -> bool {
         self.cidrs
             .iter()

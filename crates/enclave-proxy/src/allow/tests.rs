@@ -232,3 +232,20 @@ async fn resolver_overrides_come_first() {
         "{sys:?}"
     );
 }
+
+#[test]
+fn names_and_ports_the_enclave_listens_for() {
+    let p = policy(
+        "egress:\n  mode: transparent\n  allow:\n    - {host: db.internal, port: 5432}\n    \
+         - {host: \"*.example.com\", port: 443}\n    - {host: api.example.com, port: 8443}\n    \
+         - {host: db.internal, port: 6432}\n    - {cidr: 10.0.0.0/8, port: 443}\n",
+    );
+    assert_eq!(p.exact_names(), ["db.internal", "api.example.com"]);
+    assert_eq!(p.ports_for("db.internal"), BTreeSet::from([5432, 6432]));
+    assert_eq!(p.ports_for("API.example.com."), BTreeSet::from([443, 8443]));
+    assert_eq!(p.ports_for("x.example.com"), BTreeSet::from([443]));
+    assert!(p.ports_for("example.com").is_empty());
+    assert!(p.check_addr(ip("10.1.2.3"), 443).is_ok());
+    assert!(p.check_addr(ip("10.1.2.3"), 80).is_err());
+    assert!(p.check_addr(ip("11.1.2.3"), 443).is_err());
+}

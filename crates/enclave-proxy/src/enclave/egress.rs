@@ -15,8 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use super::conn::{ask_host, suppressed_note, LogLimiter};
-use super::rules::EgressRules;
 use super::HostAddr;
+use crate::allow::EgressPolicy;
 use crate::header::Request;
 use crate::stream::{relay, BufferPool, ProxyStream};
 
@@ -29,13 +29,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) struct EgressCtx {
     pub(crate) host: HostAddr,
     pub(crate) pool: BufferPool,
-    pub(crate) rules: EgressRules,
+    pub(crate) rules: EgressPolicy,
     /// Limits the warnings.
     warnings: Mutex<LogLimiter>,
 }
 
 impl EgressCtx {
-    pub(crate) fn new(host: HostAddr, pool: BufferPool, rules: EgressRules) -> Self {
+    pub(crate) fn new(host: HostAddr, pool: BufferPool, rules: EgressPolicy) -> Self {
         EgressCtx {
             host,
             pool,
@@ -139,17 +139,19 @@ pub(crate) async fn serve_transparent(ctx: Arc<EgressCtx>, listener: TcpListener
                     );
                     ProxyStream::Tcp(client).reset();
                 }
-                Ok(dst) if ctx.rules.allows_addr(dst.ip(), dst.port()) => {
-                    let req = Request::EgressAddr {
-                        addr: dst.ip(),
-                        port: dst.port(),
-                    };
-                    tokio::spawn(forward(ctx.clone(), client, req));
-                }
-                Ok(dst) => {
-                    ctx.refused(&format!("egress to {dst}"), &"no cidr rule allows it");
-                    ProxyStream::Tcp(client).reset();
-                }
+                Ok(dst) => match ctx.rules.check_addr(dst.ip(), dst.port()) {
+                    Ok(()) => {
+                        let req = Request::EgressAddr {
+                            addr: dst.ip(),
+                            port: dst.port(),
+                        };
+                        tokio::spawn(forward(ctx.clone(), client, req));
+                    }
+                    Err(refusal) => {
+                        ctx.refused(&format!("egress to {dst}"), &refusal);
+                        ProxyStream::Tcp(client).reset();
+                    }
+                },
                 Err(e) => {
                     ctx.refused(
                         &format!("connection from {peer}"),

@@ -3,7 +3,6 @@
 //! measured spec lists the port. The host checks its own `-p` mappings; this check is the one
 //! the host cannot skip.
 
-use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +11,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::conn::read_request;
+use crate::allow::IngressPolicy;
 use crate::header::{Request, Status};
 use crate::stream::{relay, BufferPool, ProxyListener, ProxyStream};
 
@@ -19,11 +19,11 @@ use crate::stream::{relay, BufferPool, ProxyListener, ProxyStream};
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves the ingress forwarder until the runtime stops.
-pub(crate) async fn serve(listener: ProxyListener, ports: Arc<BTreeSet<u16>>, pool: BufferPool) {
+pub(crate) async fn serve(listener: ProxyListener, policy: Arc<IngressPolicy>, pool: BufferPool) {
     loop {
         match listener.accept().await {
             Ok((stream, cid)) => {
-                tokio::spawn(handle(stream, cid, ports.clone(), pool.clone()));
+                tokio::spawn(handle(stream, cid, policy.clone(), pool.clone()));
             }
             Err(e) => {
                 warn!("ingress: accept failed: {e}");
@@ -36,7 +36,7 @@ pub(crate) async fn serve(listener: ProxyListener, ports: Arc<BTreeSet<u16>>, po
 async fn handle(
     stream: ProxyStream,
     cid: Option<u32>,
-    ports: Arc<BTreeSet<u16>>,
+    policy: Arc<IngressPolicy>,
     pool: BufferPool,
 ) {
     let from = cid.map_or_else(|| "the host".to_owned(), |c| format!("CID {c}"));
@@ -51,12 +51,14 @@ async fn handle(
         }
     };
     let port = match req {
-        Request::Ingress { port } if ports.contains(&port) => port,
-        Request::Ingress { port } => {
-            warn!("ingress: refused port {port} from {from}: not in the spec's ingress list");
-            let _ = stream.write_all(&[Status::NotAllowed as u8]).await;
-            return;
-        }
+        Request::Ingress { port } => match policy.check(port) {
+            Ok(()) => port,
+            Err(refusal) => {
+                warn!("ingress: refused port {port} from {from}: {refusal}");
+                let _ = stream.write_all(&[refusal.status() as u8]).await;
+                return;
+            }
+        },
         other => {
             warn!("ingress: refused {other} from {from}: only ingress requests are served here");
             let _ = stream.write_all(&[Status::NotAllowed as u8]).await;

@@ -27,7 +27,6 @@ mod nft;
 mod route;
 mod rules;
 
-use std::collections::BTreeSet;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -43,7 +42,9 @@ pub use nft::{NftError, Step as NftStep};
 pub use route::RouteError;
 
 use crate::stream::{BufferPool, ProxyListener};
-use rules::{AliasTable, EgressRules};
+use rules::AliasTable;
+
+use crate::allow::{EgressPolicy, IngressPolicy};
 
 /// The transparent forwarder's usual port.
 pub const DEFAULT_TRANSPARENT_PORT: u16 = 15001;
@@ -156,7 +157,7 @@ impl EnclaveNetwork {
         let pool = BufferPool::default();
 
         let ingress = bind_ingress(&cfg)?;
-        let rules = EgressRules::new(&cfg.egress);
+        let rules = EgressPolicy::new(&cfg.egress);
         let mut aliases = AliasTable::default();
         let mut named = Vec::new();
         let names = rules.exact_names();
@@ -210,8 +211,8 @@ impl EnclaveNetwork {
             tokio::spawn(egress::serve_transparent(ctx, listener, transparent_addr));
         }
         if let Some(listener) = ingress {
-            let ports: BTreeSet<u16> = cfg.ingress.iter().map(|i| i.port).collect();
-            tokio::spawn(ingress::serve(listener, Arc::new(ports), pool));
+            let policy = Arc::new(IngressPolicy::new(&cfg.ingress));
+            tokio::spawn(ingress::serve(listener, policy, pool));
         }
         drop(guard);
 

@@ -1,70 +1,15 @@
-//! The enclave's view of the egress allow-list: which names and ports get forwarders, which
-//! original destinations transparent mode may forward, the loopback aliases names are given,
-//! and the /etc/hosts and /etc/resolv.conf contents that point programs at them.
-//!
-//! The host checks every request against the same measured list again; these checks exist so a
-//! refused connection fails fast and locally, and so nothing listens for names nobody allowed.
+//! The loopback aliases allowed names are given in the enclave, and the /etc/hosts and
+//! /etc/resolv.conf contents that point programs at them. Which names, ports and addresses are
+//! allowed is [`crate::allow::EgressPolicy`], the same matcher the host proxy uses.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-
-use enclave_proto::spec::{Cidr, EgressSpec, HostPattern};
 
 /// The first and last loopback aliases handed out. 127.0.0.1 is the enclave's own loopback and
 /// 127.0.0.255 the /24's broadcast address; everything in 127.0.0.0/24 is excluded from the
 /// transparent redirect, so aliases must stay inside it.
 const FIRST_ALIAS: u8 = 2;
 const LAST_ALIAS: u8 = 254;
-
-/// The egress rules, split by kind.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct EgressRules {
-    hosts: Vec<(HostPattern, u16)>,
-    cidrs: Vec<(Cidr, u16)>,
-}
-
-impl EgressRules {
-    pub(crate) fn new(spec: &EgressSpec) -> Self {
-        let mut rules = EgressRules::default();
-        for r in &spec.allow {
-            if let Some(h) = &r.host {
-                rules.hosts.push((h.clone(), r.port));
-            }
-            if let Some(c) = r.cidr {
-                rules.cidrs.push((c, r.port));
-            }
-        }
-        rules
-    }
-
-    /// The exact (non-wildcard) names, each once, in spec order: the order aliases are given in,
-    /// so the same spec always yields the same /etc/hosts.
-    pub(crate) fn exact_names(&self) -> Vec<&str> {
-        let mut seen = BTreeSet::new();
-        self.hosts
-            .iter()
-            .filter(|(h, _)| h.wildcard_domain().is_none())
-            .map(|(h, _)| h.as_str())
-            .filter(|n| seen.insert(*n))
-            .collect()
-    }
-
-    /// Every port any host rule allows for `name` (exact and wildcard rules together, so an
-    /// exact name under an allowed wildcard also gets the wildcard's ports). Empty when the name
-    /// is not allowed at all.
-    pub(crate) fn ports_for(&self, name: &str) -> BTreeSet<u16> {
-        self.hosts
-            .iter()
-            .filter(|(h, _)| h.matches(name))
-            .map(|(_, p)| *p)
-            .collect()
-    }
-
-    /// Whether a cidr rule allows `ip:port` (transparent mode's check).
-    pub(crate) fn allows_addr(&self, ip: IpAddr, port: u16) -> bool {
-        self.cidrs.iter().any(|(c, p)| *p == port && c.contains(ip))
-    }
-}
 
 /// Names and the loopback aliases given to them.
 #[derive(Debug, Default)]
@@ -164,30 +109,6 @@ pub(crate) fn render_resolv_conf(dns: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spec(yaml: &str) -> EgressSpec {
-        serde_yaml::from_str(yaml).unwrap()
-    }
-
-    #[test]
-    fn names_ports_and_addresses() {
-        let rules = EgressRules::new(&spec(
-            "- {host: db.internal, port: 5432}\n- {host: \"*.example.com\", port: 443}\n\
-             - {host: api.example.com, port: 8443}\n- {host: db.internal, port: 6432}\n\
-             - {cidr: 10.0.0.0/8, port: 443}\n",
-        ));
-        assert_eq!(rules.exact_names(), ["db.internal", "api.example.com"]);
-        assert_eq!(rules.ports_for("db.internal"), BTreeSet::from([5432, 6432]));
-        assert_eq!(
-            rules.ports_for("API.example.com."),
-            BTreeSet::from([443, 8443])
-        );
-        assert_eq!(rules.ports_for("x.example.com"), BTreeSet::from([443]));
-        assert!(rules.ports_for("example.com").is_empty());
-        assert!(rules.allows_addr("10.1.2.3".parse().unwrap(), 443));
-        assert!(!rules.allows_addr("10.1.2.3".parse().unwrap(), 80));
-        assert!(!rules.allows_addr("11.1.2.3".parse().unwrap(), 443));
-    }
 
     #[test]
     fn aliases_are_handed_out_in_order_until_exhausted() {
