@@ -26,10 +26,12 @@ pub struct EifInfo {
     pub measurements: BTreeMap<String, String>,
     /// Number of ramdisks.
     pub ramdisks: usize,
+    /// The measured spec (`None` for an EIF not built by enclave-engine).
+    pub spec: Option<enclave_proto::spec::EnclaveSpec>,
 }
 
 impl EifInfo {
-    /// Reads `path`, checks its CRC and measures it.
+    /// Reads `path`, checks its CRC, measures it and reads its measured spec.
     pub fn load(path: &Path) -> Result<Self> {
         let eif_err = |error| EngineError::Eif {
             path: path.to_owned(),
@@ -39,7 +41,10 @@ impl EifInfo {
         let mut reader = EifReader::open(&abs).map_err(eif_err)?;
         reader.check_crc().map_err(eif_err)?;
         let measurements = reader.measure().map_err(eif_err)?.to_map();
+        let spec = enclave_image::eif::app_spec::read_spec(&mut reader)
+            .map_err(|e| EngineError::Invalid(format!("{}: {e}", abs.display())))?;
         Ok(Self {
+            spec,
             size: reader.file_len(),
             ramdisks: reader.ramdisk_count(),
             path: abs,

@@ -56,7 +56,7 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
     }
     let eif = EifInfo::load(&opts.eif)?;
     let network = NetworkRecord::plan(
-        crate::network::read_spec(&eif.path)?.as_ref(),
+        eif.spec.as_ref(),
         &opts.publish,
         &opts.add_hosts,
     )?;

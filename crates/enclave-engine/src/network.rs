@@ -227,17 +227,6 @@ pub fn start_host_proxies(rec: &EnclaveRecord, sockets: &Path) -> Result<Option<
         .map_err(|e| EngineError::Invalid(format!("starting the enclave's network: {e}")))
 }
 
-/// The measured spec of an EIF, if it has one.
-pub fn read_spec(eif: &Path) -> Result<Option<EnclaveSpec>> {
-    let mut reader =
-        enclave_image::eif::EifReader::open(eif).map_err(|error| EngineError::Eif {
-            path: eif.to_owned(),
-            error,
-        })?;
-    enclave_image::eif::app_spec::read_spec(&mut reader)
-        .map_err(|e| EngineError::Invalid(format!("{}: {e}", eif.display())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,7 @@ fn eif() -> EifInfo {
         size: 20 << 20,
         measurements: Default::default(),
         ramdisks: 2,
+        spec: None,
     }
 }
 
