@@ -55,11 +55,7 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
         )));
     }
     let eif = EifInfo::load(&opts.eif)?;
-    let network = NetworkRecord::plan(
-        eif.spec.as_ref(),
-        &opts.publish,
-        &opts.add_hosts,
-    )?;
+    let network = NetworkRecord::plan(eif.spec.as_ref(), &opts.publish, &opts.add_hosts)?;
     if let Some(name) = &opts.name {
         check_name(name)?;
     }

@@ -40,7 +40,8 @@ pub enum AppSpecError {
 }
 
 /// The measured spec of an EIF built by enclave-engine, or `None` when the EIF has no
-/// `enclave/spec.json` near the start of its app ramdisk (an EIF from another tool).
+/// `enclave/spec.json` near the start of its app ramdisk, or an app ramdisk that is not an
+/// uncompressed newc archive (an EIF from another tool).
 pub fn read_spec<R: Read + Seek>(
     eif: &mut EifReader<R>,
 ) -> Result<Option<EnclaveSpec>, AppSpecError> {
@@ -61,13 +62,18 @@ pub fn read_spec<R: Read + Seek>(
 /// Scans a newc archive for the regular file `name`; returns its content.
 pub(super) fn find_entry(r: &mut impl Read, name: &str) -> Result<Option<Vec<u8>>, AppSpecError> {
     let bad = |m: String| AppSpecError::Cpio(m);
-    for _ in 0..MAX_ENTRIES {
+    for entry in 0..MAX_ENTRIES {
         let mut header = [0u8; HEADER_LEN];
         match r.read_exact(&mut header) {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
             other => other?,
         }
         if &header[..6] != b"070701" {
+            // Not a newc archive from the start (nitro-cli's ramdisks may be compressed): an EIF
+            // of another tool, without a spec. Past the first entry it is a broken archive.
+            if entry == 0 {
+                return Ok(None);
+            }
             return Err(bad("bad magic".into()));
         }
         let field = |i: usize| -> Result<u64, AppSpecError> {
@@ -151,8 +157,15 @@ mod tests {
     #[test]
     fn garbage_and_truncation_are_errors_not_panics() {
         let a = archive(&[(SPEC_ENTRY, b"{\"x\":1}")]);
-        let garbage = [b'x'; 200];
-        assert!(find_entry(&mut &garbage[..], SPEC_ENTRY).is_err());
+        // Not newc at all (e.g. a gzip ramdisk of another tool): no spec, not an error.
+        let mut gzip = vec![0x1f, 0x8b, 8, 0];
+        gzip.resize(200, b'x');
+        assert!(find_entry(&mut &gzip[..], SPEC_ENTRY).unwrap().is_none());
+        // A newc archive that breaks after its first entry: an error.
+        let mut broken = archive(&[("enclave/app.json", b"{}")]);
+        let second = 1 + broken[1..].windows(6).position(|w| w == b"070701").unwrap();
+        broken[second..second + 6].copy_from_slice(b"xxxxxx");
+        assert!(find_entry(&mut &broken[..], SPEC_ENTRY).is_err());
         // Truncated before a header: no entry; inside an entry: an error.
         assert!(find_entry(&mut &a[..10], SPEC_ENTRY).unwrap().is_none());
         for cut in [111, 120, 130] {
