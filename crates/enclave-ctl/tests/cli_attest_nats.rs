@@ -85,11 +85,6 @@ fn wait_for_record(url: &str, path: &str, want: &str) -> FileRecord {
     }
 }
 
-fn sha3_512_hex(bytes: &[u8]) -> String {
-    use sha3::Digest;
-    hex::encode(sha3::Sha3_512::digest(bytes))
-}
-
 #[test]
 fn file_hashes_reach_a_nats_bucket_through_egress() {
     let Some((engine, init)) = common::vm_prerequisites() else {
@@ -155,7 +150,7 @@ fn file_hashes_reach_a_nats_bucket_through_egress() {
     assert_ok(&run(ctl()
         .args(["cp", "attnats:/app/hello.sh"])
         .arg(&original)));
-    let want = sha3_512_hex(&std::fs::read(&original).unwrap());
+    let want = common::sha3_512_hex(&std::fs::read(&original).unwrap());
     let record = wait_for_record(&url, "/app/hello.sh", &want);
     assert_eq!(record.path, "/app/hello.sh");
     assert_eq!(record.suite, "ECVRF-EDWARDS25519-SHA512-TAI");
@@ -167,7 +162,7 @@ fn file_hashes_reach_a_nats_bucket_through_egress() {
         .arg("cp")
         .arg(&changed)
         .arg("attnats:/app/hello.sh")));
-    let want = sha3_512_hex(b"#!/bin/sh\necho changed\n");
+    let want = common::sha3_512_hex(b"#!/bin/sh\necho changed\n");
     let updated = wait_for_record(&url, "/app/hello.sh", &want);
     assert_ne!(
         updated.proof, record.proof,

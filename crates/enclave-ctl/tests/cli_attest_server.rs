@@ -30,11 +30,6 @@ impl Env {
     }
 }
 
-fn sha3_512_hex(bytes: &[u8]) -> String {
-    use sha3::Digest;
-    hex::encode(sha3::Sha3_512::digest(bytes))
-}
-
 #[test]
 fn the_attestation_server_is_verified_over_attested_tls() {
     let Some((engine, init)) = common::vm_prerequisites() else {
@@ -130,7 +125,7 @@ fn the_attestation_server_is_verified_over_attested_tls() {
     let copied = tmp.path().join("hello.sh");
     let copy = run(env.ctl().args(["cp", "attsrv:/app/hello.sh"]).arg(&copied));
     assert_ok(&copy);
-    let want = sha3_512_hex(&std::fs::read(&copied).unwrap());
+    let want = common::sha3_512_hex(&std::fs::read(&copied).unwrap());
     assert!(
         stderr(&o).contains(&format!("file /app/hello.sh: sha3-512 {want}")),
         "{}",

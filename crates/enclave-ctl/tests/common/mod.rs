@@ -94,6 +94,12 @@ pub fn sha256(path: &Path) -> String {
     hex_encode(&Sha256::digest(std::fs::read(path).expect("reading file")))
 }
 
+/// SHA3-512 of `bytes`, hex (what file attestation publishes).
+pub fn sha3_512_hex(bytes: &[u8]) -> String {
+    use sha3::Digest;
+    hex_encode(&sha3::Sha3_512::digest(bytes))
+}
+
 fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
