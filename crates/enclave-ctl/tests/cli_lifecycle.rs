@@ -277,7 +277,14 @@ fn enclaves_run_restart_stop_and_clean_up() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(env.inspect("c")["status"], "failed");
+    // The lock is released when the supervisor's last thread is gone, which can be a moment
+    // after its children died of PR_SET_PDEATHSIG (the thread that spawned them exits first).
+    env.wait_for(
+        "c",
+        "failed once its supervisor died",
+        Duration::from_secs(5),
+        |v| v["status"] == "failed",
+    );
 
     // stop ends it within its timeout.
     let t = Instant::now();
