@@ -147,6 +147,12 @@ pub struct DebugSpec {
     /// Allow `enclave-ctl cp`.
     #[serde(default)]
     pub cp: bool,
+    /// Allow the host to ask for attestation documents binding a public key or user data of
+    /// its choosing (`enclave-ctl attest --public-key/--user-data`). Without it the host gets
+    /// documents with a nonce only: a key of the host's in a document would let the host pass
+    /// for the enclave.
+    #[serde(default)]
+    pub attest: bool,
     /// Ed25519 public keys (base64 of the 32 raw bytes, or OpenSSH `ssh-ed25519 …` lines); when
     /// present every control session must prove possession of one of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -156,6 +162,25 @@ pub struct DebugSpec {
 impl DebugSpec {
     fn is_default(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// The debug capabilities this spec grants, sorted: what the control server may grant to an
+    /// authenticated peer, and what enclave-init extends into PCR31 at boot
+    /// ([`crate::nsm::debug_marker`]).
+    pub fn capabilities(&self) -> Vec<crate::wire::Capability> {
+        use crate::wire::Capability;
+        let mut caps = Vec::new();
+        if self.exec {
+            caps.push(Capability::Exec);
+        }
+        if self.cp {
+            caps.push(Capability::Cp);
+        }
+        if self.attest {
+            caps.push(Capability::Attest);
+        }
+        caps.sort_unstable();
+        caps
     }
 }
 

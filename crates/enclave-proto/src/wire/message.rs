@@ -272,6 +272,9 @@ pub enum Capability {
     /// `cp`: copy files in and out (`debug.cp` in the spec).
     #[serde(rename = "debug.cp")]
     Cp,
+    /// `attest` with a caller-chosen `public_key` or `user_data` (`debug.attest` in the spec).
+    #[serde(rename = "debug.attest")]
+    Attest,
     /// A capability this version does not know (from a newer peer); never granted.
     #[serde(other, rename = "unknown")]
     Unknown,
@@ -282,6 +285,7 @@ impl fmt::Display for Capability {
         f.write_str(match self {
             Capability::Exec => "debug.exec",
             Capability::Cp => "debug.cp",
+            Capability::Attest => "debug.attest",
             Capability::Unknown => "unknown",
         })
     }

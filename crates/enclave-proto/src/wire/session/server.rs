@@ -24,15 +24,8 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// The configuration the spec's `debug` section asks for.
     pub fn from_debug_spec(debug: &DebugSpec, enclave: EnclaveInfo) -> Result<Self, KeyError> {
-        let mut capabilities = Vec::new();
-        if debug.exec {
-            capabilities.push(Capability::Exec);
-        }
-        if debug.cp {
-            capabilities.push(Capability::Cp);
-        }
         Ok(Self {
-            capabilities,
+            capabilities: debug.capabilities(),
             authorized_keys: AuthorizedKeys::parse(&debug.authorized_keys)?,
             enclave,
         })
