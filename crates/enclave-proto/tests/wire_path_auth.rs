@@ -137,6 +137,7 @@ fn server_config_follows_the_debug_spec() {
         exec: true,
         cp: true,
         authorized_keys: vec![openssh_line(&key)],
+        ..Default::default()
     };
     let on = ServerConfig::from_debug_spec(&spec, enclave.clone()).unwrap();
     assert_eq!(on.capabilities, vec![Capability::Exec, Capability::Cp]);
