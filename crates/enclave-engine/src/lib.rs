@@ -12,11 +12,14 @@
 //!   size-capped JSON-lines logs and applies the restart policy.
 //! - [`lifecycle`]: what the CLI calls: create and start, stop, remove, resolve names.
 //! - [`network`]: published ports and the egress proxy of an enclave (`enclave-proxy`).
+//! - [`control`]: how the host drives an enclave's control channel: the supervisor key, the
+//!   pinned control identity, the identity document check.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod console;
+pub mod control;
 pub mod eif;
 mod error;
 pub mod lifecycle;

@@ -1,10 +1,10 @@
 //! Seeding the kernel's RNG from the Nitro Secure Module.
 //!
 //! The enclave has no entropy source of its own besides RDRAND; the NSM offers `GetRandom`.
-//! enclave-init mixes 256 bytes of it into the kernel pool, credited, before the network and
-//! the services start, so that nothing in the enclave starts with a thin pool. On Nitro the
-//! bytes come from the hardware NSM; on the emulated backend from the host's getrandom through
-//! the supervisor's emulated NSM (the emulated enclave trusts its host anyway).
+//! enclave-init mixes 256 bytes of it into the kernel pool before the network and the services
+//! start. Only the hardware NSM's bytes are *credited* as entropy (`RNDADDENTROPY`): the emulated
+//! NSM's come from the host, so they are mixed in without credit (written to `/dev/urandom`),
+//! which can only add to the pool, never let the kernel count on bytes the host chose.
 
 use std::fs::OpenOptions;
 use std::os::fd::AsFd;
@@ -14,13 +14,31 @@ use enclave_proto::nsm::Nsm;
 /// The NSM device node, created by the `nsm` driver (loaded as a module or built in).
 pub const NSM_DEVICE: &str = "/dev/nsm";
 
-/// Mixes NSM randomness into the kernel RNG; returns the number of bytes credited.
-pub fn seed_from_nsm(nsm: &dyn Nsm) -> Result<usize, String> {
+/// What seeding did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeded {
+    /// Mixed in and credited (hardware NSM).
+    Credited(usize),
+    /// Mixed in without credit (emulated NSM).
+    Mixed(usize),
+}
+
+/// Mixes NSM randomness into the kernel RNG, credited only when `credit` (the hardware NSM).
+pub fn seed_from_nsm(nsm: &dyn Nsm, credit: bool) -> Result<Seeded, String> {
     let bytes = nsm
         .get_random()
         .map_err(|e| format!("NSM GetRandom: {e}"))?;
     if bytes.is_empty() {
         return Err("the NSM returned no random bytes".into());
+    }
+    if !credit {
+        use std::io::Write as _;
+        OpenOptions::new()
+            .write(true)
+            .open("/dev/urandom")
+            .and_then(|mut f| f.write_all(&bytes))
+            .map_err(|e| format!("/dev/urandom: {e}"))?;
+        return Ok(Seeded::Mixed(bytes.len()));
     }
     let random = OpenOptions::new()
         .write(true)
@@ -29,5 +47,5 @@ pub fn seed_from_nsm(nsm: &dyn Nsm) -> Result<usize, String> {
     let bits = u32::try_from(bytes.len() * 8).unwrap_or(u32::MAX);
     crate::sys_unsafe::add_entropy(random.as_fd(), &bytes, bits)
         .map_err(|e| format!("RNDADDENTROPY: {e}"))?;
-    Ok(bytes.len())
+    Ok(Seeded::Credited(bytes.len()))
 }

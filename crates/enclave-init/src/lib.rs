@@ -2,10 +2,11 @@
 //!
 //! The boot, in order ([`boot_enclave`]): mount the kernel filesystems, read
 //! `/enclave-init/config.json`, load the kernel modules, bring up `lo`, take the parent CID from
-//! the kernel command line, seed the RNG (seam), read the app configuration and spec, switch
-//! into `/rootfs`, set the hostname, send the heartbeat to the parent. Then the [`Supervisor`]
-//! runs the services until the main one ends or a shutdown is asked for, stops them, and init
-//! powers off.
+//! the kernel command line, read the app configuration and spec, choose the NSM, record the
+//! debug surface in PCR31, seed the RNG, switch into `/rootfs`, set the hostname, make the
+//! control identity and hand it to the supervisor ([`trust`]), send the heartbeat to the parent.
+//! Then the [`Supervisor`] runs the services until the main one ends or a shutdown is asked
+//! for, stops them, and init powers off.
 //!
 //! The control server ([`control`]) gets [`Supervisor::manager`], a [`ServiceManager`] (list,
 //! start, stop, restart, shutdown, exit watching for exec) whose [`LogStore`] serves `logs`.
@@ -35,6 +36,7 @@ pub mod shutdown;
 pub mod signals;
 mod supervisor;
 mod sys_unsafe;
+pub mod trust;
 pub mod users;
 
 use std::path::Path;
@@ -58,11 +60,20 @@ fn elapsed_ms(since: Instant) -> String {
     format!("{:.1} ms", since.elapsed().as_secs_f64() * 1000.0)
 }
 
-/// Boots the enclave up to the point where services can start, and returns their supervisor.
+/// What the boot hands to the rest of PID 1's life.
+pub struct Booted {
+    /// Runs the services.
+    pub supervisor: Supervisor,
+    /// The control channel's identity and keys; `None` when no identity could be made (then the
+    /// host-facing control server does not start).
+    pub control: Option<trust::ControlKeys>,
+}
+
+/// Boots the enclave up to the point where services can start.
 ///
 /// `started` is when PID 1 started, for the boot timings in the log. Errors are fatal (the
 /// caller powers off); problems the enclave can live with are logged here and survived.
-pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Supervisor> {
+pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Booted> {
     let mounted = boot::mount_early();
     console::ensure_fds();
     console::attach_store(store.clone());
@@ -84,16 +95,36 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Supervisor
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let parent_cid = boot::parent_cid_from_cmdline(&cmdline).unwrap_or(config.parent_cid);
+    let app = boot::read_app_config(Path::new(paths::APP_CONFIG))?;
+    let spec = boot::read_spec(Path::new(paths::SPEC))?;
+
     nsm::configure(&config.kernel_profile, parent_cid);
-    if let Some(nsm) = nsm::device() {
-        match entropy::seed_from_nsm(nsm) {
-            Ok(n) => say!("seeded the RNG with {n} bytes from the NSM"),
+    match trust::mark_debug_surface(nsm::device(), &spec.debug) {
+        Ok(Some(caps)) if caps.is_empty() => say!("PCR31 locked: no debug capability"),
+        Ok(Some(caps)) => {
+            let names: Vec<String> = caps.iter().map(ToString::to_string).collect();
+            say!("PCR31 extended with the debug surface [{}] and locked", names.join(", "));
+        }
+        Ok(None) => say!("no NSM: no attestation documents on this boot"),
+        Err(e) => {
+            nsm::disable();
+            say!("{e}: the NSM is withdrawn, no attestation document will be issued on this boot");
+        }
+    }
+    if let (Some(nsm), Some(source)) = (nsm::device(), nsm::source()) {
+        let credit = source == nsm::NsmSource::Hardware;
+        match entropy::seed_from_nsm(nsm, credit) {
+            Ok(entropy::Seeded::Credited(n)) => {
+                say!("seeded the RNG with {n} bytes from the NSM (credited)")
+            }
+            Ok(entropy::Seeded::Mixed(n)) => say!(
+                "mixed {n} bytes from the emulated NSM into the RNG (not credited: they come \
+                 from the host)"
+            ),
             Err(e) => say!("RNG seeding from the NSM failed: {e}; booting on"),
         }
     }
 
-    let app = boot::read_app_config(Path::new(paths::APP_CONFIG))?;
-    let spec = boot::read_spec(Path::new(paths::SPEC))?;
     let mut keep = vec![paths::APP_CONFIG, paths::SPEC];
     if spec.attestation.is_some() {
         keep.push(paths::ATTEST_SERVER);
@@ -112,6 +143,11 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Supervisor
         elapsed_ms(started),
         config.kernel_profile
     );
+
+    // Before the heartbeat: once the supervisor sees it, clients may connect.
+    let control = trust::establish(parent_cid, nsm::device())
+        .map_err(|e| say!("{e}: the host-facing control channel stays closed"))
+        .ok();
 
     match heartbeat::send(parent_cid, config.heartbeat_port) {
         Ok(()) => say!("heartbeat ok in {}", elapsed_ms(started)),
@@ -132,7 +168,10 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Supervisor
         say!("{e}: no service can start");
     }
     let defs = services::build(&app, &spec, creds);
-    Supervisor::new(defs, policy::Timings::from_env(), store)
+    Ok(Booted {
+        supervisor: Supervisor::new(defs, policy::Timings::from_env(), store)?,
+        control,
+    })
 }
 
 /// Peak and current resident memory of init, from /proc/self/status (for the log).
@@ -155,9 +194,12 @@ pub fn memory_usage() -> Option<String> {
 pub fn run_pid1(started: Instant) -> ! {
     let store = Arc::new(LogStore::default());
     let reason = match boot_enclave(started, store) {
-        Ok(supervisor) => {
+        Ok(Booted {
+            supervisor,
+            control,
+        }) => {
             // Before the services start: the control server reads the spec's copy in /run.
-            control::start(supervisor.manager(), started);
+            control::start(supervisor.manager(), started, control);
             supervisor.run()
         }
         Err(e) => {

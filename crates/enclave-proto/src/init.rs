@@ -18,6 +18,10 @@ pub const HEARTBEAT_BYTE: u8 = 0xB7;
 /// there the host is CID 2).
 pub const PARENT_CID_CMDLINE_PARAM: &str = "enclave.parent_cid";
 
+/// The kernel profile of images for the emulated backend: the only ones whose enclave-init asks
+/// the parent's supervisor to act as the NSM.
+pub const KERNEL_PROFILE_EMULATED: &str = "emulated";
+
 /// How enclave-init boots the enclave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +34,8 @@ pub struct InitConfig {
     pub parent_cid: u32,
     /// Port of the heartbeat on the parent.
     pub heartbeat_port: u32,
-    /// The kernel profile the image was built for (`nitro` or `emulated`), for diagnostics.
+    /// The kernel profile the image was built for (`nitro` or `emulated`). Measured (PCR1):
+    /// enclave-init uses the emulated NSM only under [`KERNEL_PROFILE_EMULATED`].
     pub kernel_profile: String,
 }
 

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod client;
+pub mod handoff;
 pub mod init;
 pub mod nsm;
 pub mod spec;
@@ -24,6 +25,10 @@ pub mod ports {
     pub const HEARTBEAT: u32 = crate::init::HEARTBEAT_PORT;
     /// The emulated NSM, on the parent (served by the supervisor of an emulated enclave).
     pub const NSM_EMULATION: u32 = 9001;
+    /// The supervisor's boot hand-off ([`crate::handoff`]), on the parent. Below 1024: on a
+    /// Nitro parent only root (`CAP_NET_BIND_SERVICE`) can listen on it, so no unprivileged
+    /// user can hand an enclave a key of theirs.
+    pub const SUPERVISOR: u32 = 900;
     /// The ingress forwarder, in the enclave: the host connects here for each published port's
     /// connection and names the enclave port in an `enclave-proxy` header.
     pub const INGRESS: u32 = 5001;

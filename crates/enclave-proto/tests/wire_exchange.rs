@@ -1,19 +1,62 @@
-//! A whole exec-like exchange over a real Unix socket: a server thread that "runs" a command
-//! upper-casing its stdin, and a client with a stdin-pumping thread and a reading thread, both
-//! honouring flow control. Sends 4 times the initial window each way.
+//! A whole exec-like exchange over a real Unix socket, encrypted as on the host-facing channel:
+//! a server thread that "runs" a command upper-casing its stdin, and a client with a
+//! stdin-pumping thread and a reading thread, both honouring flow control. Sends 4 times the
+//! initial window each way.
 
 use std::collections::VecDeque;
-use std::io::BufReader;
+use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use enclave_proto::transport::{connect, listen, Addr, Connection};
-use enclave_proto::wire::session::ClientConfig;
+use enclave_proto::wire::secure::{SecureReader, SecureWriter, Transport};
 use enclave_proto::wire::{
-    read_message, write_message, Capability, Channel, ClientMessage, ClientSession, EnclaveInfo,
-    ExecRequest, ExitStatus, Request, ServerConfig, ServerMessage, ServerSession, Verdict,
-    INITIAL_WINDOW, MAX_DATA_CHUNK,
+    encode, read_frame, read_message, write_frame, write_message, Capability, Channel,
+    ClientMessage, ClientSession, ExecRequest, ExitStatus, Request, ServerMessage, ServerSession,
+    Verdict, INITIAL_WINDOW, MAX_DATA_CHUNK,
 };
+
+mod session_support;
+use session_support::{client, key, server};
+
+/// The server's set-up in clear; returns the keys of what follows.
+fn server_setup(conn: &mut Connection, session: &mut ServerSession) -> Transport {
+    loop {
+        let frame = read_frame(conn).unwrap().unwrap();
+        let (_, verdict) = session.on_recv_frame(frame.payload()).unwrap();
+        if let Verdict::Respond(answer) = verdict {
+            write_frame(conn, &encode(&answer).unwrap()).unwrap();
+        }
+        if let Some(t) = session.take_transport() {
+            return t;
+        }
+    }
+}
+
+/// The client's set-up; returns the keys, the auth already sent through them.
+fn client_setup(
+    conn: &mut Connection,
+    session: &mut ClientSession,
+) -> (SecureReader<Connection>, SecureWriter<Connection>) {
+    write_frame(conn, &encode(&session.hello().unwrap()).unwrap()).unwrap();
+    loop {
+        let frame = read_frame(conn).unwrap().unwrap();
+        let (_, verdict) = session.on_recv_frame(frame.payload()).unwrap();
+        if let Verdict::Respond(next) = verdict {
+            write_frame(conn, &encode(&next).unwrap()).unwrap();
+        }
+        if let Some(t) = session.take_transport() {
+            let mut reader = SecureReader::new(conn.try_clone().unwrap(), t.state());
+            let mut writer = SecureWriter::new(conn.try_clone().unwrap(), t.state());
+            write_message(&mut writer, &session.auth().unwrap().unwrap()).unwrap();
+            writer.flush().unwrap();
+            let ok = read_message::<ServerMessage>(&mut reader).unwrap().unwrap();
+            session.on_recv(&ok).unwrap();
+            assert!(session.is_ready());
+            return (reader, writer);
+        }
+    }
+}
 
 const TOTAL: usize = 4 * INITIAL_WINDOW as usize + 12_345;
 
@@ -24,28 +67,25 @@ fn input() -> Vec<u8> {
 }
 
 /// The server: one thread, reads messages, queues output and sends it as credit allows.
-fn serve(conn: Connection) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut writer = conn;
-    let config = ServerConfig {
-        capabilities: vec![Capability::Exec],
-        authorized_keys: Default::default(),
-        enclave: EnclaveInfo {
-            server: "test".into(),
-            name: None,
-            uptime_ms: 1,
-        },
-    };
-    let mut session = ServerSession::new(config).unwrap();
-    fn send(session: &mut ServerSession, writer: &mut Connection, msg: ServerMessage) {
+fn serve(mut conn: Connection) {
+    let mut session = server(&[Capability::Exec], &[key(1)]);
+    let transport = server_setup(&mut conn, &mut session);
+    let mut reader = SecureReader::new(conn.try_clone().unwrap(), transport.state());
+    let mut writer = SecureWriter::new(conn, transport.state());
+    type Writer = SecureWriter<Connection>;
+    fn send(session: &mut ServerSession, writer: &mut Writer, msg: ServerMessage) {
         session.check_send(&msg).unwrap();
         write_message(writer, &msg).unwrap();
+        writer.flush().unwrap();
     }
     let mut queue: VecDeque<u8> = VecDeque::new();
     let (mut exec_id, mut stdin_done, mut exited) = (None, false, false);
     while let Some(msg) = read_message::<ClientMessage>(&mut reader).unwrap() {
         match session.on_recv(&msg) {
-            Ok(Verdict::Respond(answer)) => write_message(&mut writer, &answer).unwrap(),
+            Ok(Verdict::Respond(answer)) => {
+                write_message(&mut writer, &answer).unwrap();
+                writer.flush().unwrap();
+            }
             Ok(Verdict::Discard) => {}
             Ok(Verdict::Deliver) => match msg {
                 ClientMessage::Request {
@@ -76,10 +116,7 @@ fn serve(conn: Connection) {
                 ClientMessage::WindowUpdate { .. } => {}
                 other => panic!("unexpected {other:?}"),
             },
-            Err(e) => {
-                write_message(&mut writer, &e.to_message()).unwrap();
-                assert!(!e.is_fatal(), "{e}");
-            }
+            Err(e) => panic!("{e}"),
         }
         // After the exit, read on: the client may still send window updates (discarded as
         // stale), and it is the client that closes the connection.
@@ -133,18 +170,16 @@ fn exec_over_a_unix_socket() {
     let listener = listen(&addr).unwrap();
     let server = thread::spawn(move || serve(listener.accept().unwrap()));
 
-    let conn = connect(&addr).unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let writer = Arc::new(Mutex::new(conn));
-    let mut session = ClientSession::new(ClientConfig {
-        capabilities: vec![Capability::Exec],
-        client: "test".into(),
-        key: None,
-    });
-    write_message(&mut *writer.lock().unwrap(), &session.hello().unwrap()).unwrap();
-    let hello = read_message::<ServerMessage>(&mut reader).unwrap().unwrap();
-    assert_eq!(session.on_recv(&hello).unwrap(), Verdict::Deliver);
+    let mut conn = connect(&addr).unwrap();
+    let mut session = client(&[Capability::Exec], Some(key(1)));
+    let (mut reader, writer) = client_setup(&mut conn, &mut session);
+    let writer = Arc::new(Mutex::new(writer));
     assert_eq!(session.granted(), &[Capability::Exec]);
+    let send = |writer: &Mutex<SecureWriter<Connection>>, msg: &ClientMessage| {
+        let mut w = writer.lock().unwrap();
+        write_message(&mut *w, msg).unwrap();
+        w.flush().unwrap();
+    };
 
     let exec = ExecRequest {
         argv: vec!["tr".into(), "a-z".into(), "A-Z".into()],
@@ -155,7 +190,7 @@ fn exec_over_a_unix_socket() {
         detach: false,
     };
     let (id, msg) = session.request(Request::Exec(exec)).unwrap();
-    write_message(&mut *writer.lock().unwrap(), &msg).unwrap();
+    send(&writer, &msg);
     let started = read_message::<ServerMessage>(&mut reader).unwrap().unwrap();
     session.on_recv(&started).unwrap();
     assert_eq!(
@@ -191,7 +226,7 @@ fn exec_over_a_unix_socket() {
                 }
                 session.check_send(&msg).unwrap();
                 drop(session);
-                write_message(&mut *writer.lock().unwrap(), &msg).unwrap();
+                send(&writer, &msg);
             }
         })
     };
@@ -213,7 +248,7 @@ fn exec_over_a_unix_socket() {
                 };
                 session.check_send(&update).unwrap();
                 drop(session);
-                write_message(&mut *writer.lock().unwrap(), &update).unwrap();
+                send(&writer, &update);
             }
             ServerMessage::WindowUpdate { .. } => credit_changed.notify_all(),
             ServerMessage::Eof { channel, .. } => assert_eq!(channel, Channel::Stdout),
@@ -223,7 +258,7 @@ fn exec_over_a_unix_socket() {
     };
     pump.join().unwrap();
     // Closing is the client's move; the server's loop ends on end of stream.
-    drop((reader, writer));
+    drop((reader, writer, conn));
     server.join().unwrap();
     assert_eq!(status, ExitStatus::Code(0));
     assert_eq!(stdout, input().to_ascii_uppercase());

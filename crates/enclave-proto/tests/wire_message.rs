@@ -94,13 +94,15 @@ fn entries() -> Vec<CpEntry> {
 fn client_messages() -> Vec<ClientMessage> {
     let mut all = vec![
         ClientMessage::Hello(ClientHello {
-            version: 1,
+            version: 2,
             capabilities: vec![Capability::Exec, Capability::Cp],
             client: "enclave-ctl 0.1.0".into(),
         }),
+        ClientMessage::Handshake {
+            noise: vec![4; 32],
+        },
         ClientMessage::Auth(Auth {
             public_key: [1; 32],
-            client_nonce: [2; 32],
             signature: [3; 64],
         }),
         ClientMessage::Data {
@@ -171,18 +173,21 @@ fn server_messages() -> Vec<ServerMessage> {
     ];
     let mut all = vec![
         ServerMessage::Hello(ServerHello {
-            version: 1,
-            capabilities: vec![Capability::Cp],
+            version: 2,
             enclave: info(),
-            challenge: Some([5; 32]),
+            handshake: Some("Noise_NX_25519_AESGCM_SHA256".into()),
         }),
         ServerMessage::Hello(ServerHello {
-            version: 1,
-            capabilities: vec![],
+            version: 2,
             enclave: info(),
-            challenge: None,
+            handshake: None,
         }),
-        ServerMessage::Authenticated,
+        ServerMessage::Handshake {
+            noise: vec![6; 96],
+        },
+        ServerMessage::Authenticated {
+            capabilities: vec![Capability::Cp, Capability::Attest],
+        },
         ServerMessage::Started {
             id: 1,
             pid: Some(12),

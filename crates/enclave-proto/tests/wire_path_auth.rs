@@ -8,7 +8,9 @@ use enclave_proto::wire::auth::{
 use enclave_proto::wire::path::{
     check_symlink, safe_relative, PathError, MAX_NAME_LEN, MAX_PATH_LEN,
 };
-use enclave_proto::wire::{Auth, Capability, EnclaveInfo, ServerConfig};
+use enclave_proto::wire::secure::ControlIdentity;
+use enclave_proto::wire::{Auth, Capability, EnclaveInfo, ServerConfig, Trust};
+use std::sync::Arc;
 
 #[test]
 fn safe_relative_accepts_plain_relative_paths() {
@@ -126,44 +128,59 @@ fn authorized_keys_parse_raw_base64_and_openssh() {
 #[test]
 fn server_config_follows_the_debug_spec() {
     let key = SigningKey::from_bytes(&[8; 32]);
+    let supervisor = SigningKey::from_bytes(&[9; 32]);
     let enclave = EnclaveInfo {
         server: "t".into(),
         name: None,
         uptime_ms: 0,
     };
-    let off = ServerConfig::from_debug_spec(&DebugSpec::default(), enclave.clone()).unwrap();
-    assert!(off.capabilities.is_empty() && off.authorized_keys.is_empty());
+    let identity = Arc::new(ControlIdentity::generate().unwrap());
+    let keys_of = |c: &ServerConfig| match &c.trust {
+        Trust::Remote(t) => t.keys.clone(),
+        Trust::Local => panic!("a remote config"),
+    };
+    let off =
+        ServerConfig::remote(&DebugSpec::default(), enclave.clone(), identity.clone(), None)
+            .unwrap();
+    assert!(off.capabilities.is_empty() && keys_of(&off).is_empty());
     let spec = DebugSpec {
         exec: true,
         cp: true,
+        attest: true,
         authorized_keys: vec![openssh_line(&key)],
-        ..Default::default()
     };
-    let on = ServerConfig::from_debug_spec(&spec, enclave.clone()).unwrap();
-    assert_eq!(on.capabilities, vec![Capability::Exec, Capability::Cp]);
-    let auth = Auth::sign(&key, &[1; 32]).unwrap();
+    let on = ServerConfig::remote(
+        &spec,
+        enclave.clone(),
+        identity.clone(),
+        Some(supervisor.verifying_key()),
+    )
+    .unwrap();
     assert_eq!(
-        on.authorized_keys.verify(&auth, &[1; 32]).unwrap(),
-        key.verifying_key()
+        on.capabilities,
+        vec![Capability::Exec, Capability::Cp, Capability::Attest]
     );
+    for k in [&key, &supervisor] {
+        let auth = Auth::sign(k, &[1; 32]);
+        assert_eq!(keys_of(&on).verify(&auth, &[1; 32]).unwrap(), k.verifying_key());
+    }
     let broken = DebugSpec {
         authorized_keys: vec!["nope".into()],
         ..Default::default()
     };
-    assert!(ServerConfig::from_debug_spec(&broken, enclave).is_err());
+    assert!(ServerConfig::remote(&broken, enclave, identity, None).is_err());
 }
 
 #[test]
 fn transcript_is_domain_separated() {
-    let t = transcript(&[1; 32], &[2; 32]);
-    assert!(t.starts_with(b"enclave-engine control v1 auth\0"));
-    assert_eq!(&t[t.len() - 64..t.len() - 32], &[1; 32]);
-    assert_eq!(&t[t.len() - 32..], &[2; 32]);
-    // Signing the bare nonces (no domain) does not verify.
+    let t = transcript(&[1; 32]);
+    assert!(t.starts_with(b"enclave-engine control v2 auth\0"));
+    assert_eq!(&t[t.len() - 32..], &[1; 32]);
+    // Signing the bare handshake hash (no domain) does not verify.
     use ed25519_dalek::Signer as _;
     let key = SigningKey::from_bytes(&[9; 32]);
-    let mut auth = Auth::sign_with_nonce(&key, &[1; 32], [2; 32]);
-    auth.signature = key.sign(&t[t.len() - 64..]).to_bytes();
+    let mut auth = Auth::sign(&key, &[1; 32]);
+    auth.signature = key.sign(&t[t.len() - 32..]).to_bytes();
     let keys = AuthorizedKeys::new(vec![key.verifying_key()]);
     assert!(keys.verify(&auth, &[1; 32]).is_err());
 }

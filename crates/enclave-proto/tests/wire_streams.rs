@@ -351,16 +351,7 @@ fn invalid_requests_are_bad_requests() {
 }
 
 fn downloading_client() -> (enclave_proto::wire::ClientSession, u32) {
-    use enclave_proto::wire::session::ClientConfig;
-    let mut s = server(&[Capability::Cp], &[]);
-    let mut c = enclave_proto::wire::ClientSession::new(ClientConfig {
-        capabilities: vec![Capability::Cp],
-        ..Default::default()
-    });
-    let Ok(Verdict::Respond(h)) = s.on_recv(&c.hello().unwrap()) else {
-        panic!()
-    };
-    c.on_recv(&h).unwrap();
+    let (_, mut c) = ready_pair(&[Capability::Cp]);
     let (id, _) = c.request(Request::CpFrom { src: "/etc".into() }).unwrap();
     c.on_recv(&ServerMessage::Started { id, pid: None })
         .unwrap();

@@ -10,10 +10,22 @@ use super::StateArgs;
 /// How to reach and authenticate to an enclave.
 #[derive(Debug, Clone, Args)]
 pub struct ControlArgs {
-    /// Ed25519 private key answering the enclave's challenge when its spec lists
-    /// `debug.authorized_keys` (OpenSSH format without passphrase, or base64 of the seed).
+    /// Ed25519 private key to authenticate with, one of the spec's `debug.authorized_keys`
+    /// (OpenSSH format without passphrase, or base64 of the seed). By default enclave-ctl uses
+    /// the key of the enclave's supervisor, which only the user who started it can read.
     #[arg(long, value_name = "FILE", env = "ENCLAVE_CTL_KEY", global = true)]
     pub key: Option<PathBuf>,
+
+    /// With a control address instead of a name: the PCRs the enclave's identity document must
+    /// show (N=HEX, repeatable; at least PCR0 or PCR8), checked against the AWS root and this
+    /// host's emulation root.
+    #[arg(long = "enclave-pcr", value_name = "N=HEX", global = true)]
+    pub enclave_pcrs: Vec<String>,
+
+    /// With a control address instead of a name: accept whichever enclave answers (the session
+    /// is still encrypted, but nothing proves whose it is).
+    #[arg(long, global = true)]
+    pub any_enclave: bool,
 
     /// Seconds to keep retrying while the enclave is not answering yet.
     #[arg(long, value_name = "SECS", default_value_t = 10, global = true)]

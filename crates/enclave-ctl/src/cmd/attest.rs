@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use enclave_attest::emulated::{EmulationCa, EMULATION_CA_DIR};
 use enclave_attest::parse_hex_arg;
-use enclave_proto::wire::AttestRequest;
+use enclave_proto::wire::{AttestRequest, Capability};
 
 use crate::cli::{AttestArgs, EXIT_OK};
 
@@ -50,7 +50,25 @@ pub fn run(args: AttestArgs) -> Result<i32> {
         bail!("refusing to write a binary document to a terminal; use -o FILE");
     }
 
-    let mut client = super::exec::connect(enclave, &args.control, &[])?;
+    // Binding a key or data of the host's choosing needs debug.attest in the measured spec: a
+    // document with the host's key would let the host pass for the enclave.
+    let caps: &[Capability] = if public_key.is_some() || user_data.is_some() {
+        &[Capability::Attest]
+    } else {
+        &[]
+    };
+    let mut client = super::exec::connect(enclave, &args.control, caps).map_err(|e| {
+        if caps.is_empty() {
+            e
+        } else {
+            e.context(
+                "--public-key and --user-data need the capability debug.attest (`debug: {attest: \
+                 true}` in the enclave's spec; it shows in PCR31, and verifiers refuse such \
+                 enclaves unless told --allow-debug); without them the document binds the nonce \
+                 only",
+            )
+        }
+    })?;
     let document = client
         .attest(AttestRequest {
             nonce: Some(nonce),

@@ -8,7 +8,10 @@ use anyhow::{bail, Context, Result};
 use enclave_proto::client::key::load_signing_key;
 use enclave_proto::client::{Client, ClientError, ConnectOptions, ExecHandle, ExecIo};
 use enclave_proto::transport::Addr;
-use enclave_proto::wire::{Capability, ErrorCode, ExecRequest, ExitStatus, WindowSize};
+use enclave_proto::wire::secure::ServerCheck;
+use enclave_proto::wire::{
+    Capability, ErrorCode, ExecRequest, ExitStatus, Security, WindowSize,
+};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
 use crate::cli::{ControlArgs, ExecArgs};
@@ -28,31 +31,106 @@ pub fn resolve_enclave(enclave: &str, control: &ControlArgs) -> Result<Addr> {
         .with_context(|| format!("enclave {}: control address", rec.name))
 }
 
-/// Connects to ENCLAVE asking for `capabilities`, with the key of `--key` when given.
+const CLIENT: &str = concat!("enclave-ctl ", env!("CARGO_PKG_VERSION"));
+
+/// Connects to ENCLAVE asking for `capabilities`: by name, with the supervisor's key (or
+/// `--key`) and the identity the supervisor pinned at boot; by address, with `--key` and the
+/// identity checked by `--enclave-pcr` (or not at all with `--any-enclave`).
 pub fn connect(
     enclave: &str,
     control: &ControlArgs,
     capabilities: &[Capability],
 ) -> Result<Client> {
-    let addr = resolve_enclave(enclave, control)?;
     let key = match &control.key {
         Some(path) => Some(load_signing_key(path)?),
         None => None,
     };
-    let opts = ConnectOptions {
-        capabilities: capabilities.to_vec(),
-        key,
-        client: format!("enclave-ctl {}", env!("CARGO_PKG_VERSION")),
-        retry: Duration::from_secs(control.connect_timeout),
+    let retry = Duration::from_secs(control.connect_timeout);
+    let (addr, opts) = match enclave.parse::<Addr>() {
+        Ok(addr) => (addr, by_address(control, key, capabilities, retry)?),
+        Err(_) => {
+            let root = super::run::state_root(&control.state)?;
+            let rec = root
+                .resolve(enclave)
+                .with_context(|| format!("no enclave {enclave:?} (not a name, id or address)"))?;
+            let opts = enclave_engine::control::connect_options(
+                &root,
+                &rec,
+                capabilities,
+                key,
+                CLIENT,
+                retry,
+            )?;
+            let addr = (rec.control_addr.parse())
+                .with_context(|| format!("enclave {}: control address", rec.name))?;
+            (addr, opts)
+        }
     };
     let client =
         Client::connect(&addr, &opts).with_context(|| format!("connecting to {enclave}"))?;
+    let granted = client.granted();
     for cap in capabilities {
-        if !client.server_hello().capabilities.contains(cap) {
+        if !granted.contains(cap) {
             bail!("{enclave}: the enclave's spec does not allow {cap} (its `debug` section)");
         }
     }
     Ok(client)
+}
+
+/// The options for a control address given directly (no record on this host).
+fn by_address(
+    control: &ControlArgs,
+    key: Option<enclave_proto::wire::auth::SigningKey>,
+    capabilities: &[Capability],
+    retry: Duration,
+) -> Result<ConnectOptions> {
+    if key.is_none() {
+        bail!(
+            "connecting by address needs --key: a key listed in the enclave's \
+             debug.authorized_keys (an enclave started on this host is driven by its name)"
+        );
+    }
+    let check = if control.any_enclave {
+        eprintln!(
+            "warning: --any-enclave: the session is encrypted, but nothing checks which enclave \
+             answers"
+        );
+        ServerCheck::AnyEnclave
+    } else {
+        let check = identity_check(&control.enclave_pcrs, &control.state)?;
+        ServerCheck::Verify(std::sync::Arc::new(check))
+    };
+    Ok(ConnectOptions {
+        capabilities: capabilities.to_vec(),
+        key,
+        client: CLIENT.into(),
+        retry,
+        security: Security::Remote(check),
+    })
+}
+
+/// The check of an enclave reached by address: its identity document must chain to the AWS
+/// root or this host's emulation root and show `pcrs` (PCR0 or PCR8 among them).
+fn identity_check(
+    pcrs: &[String],
+    state: &crate::cli::StateArgs,
+) -> Result<enclave_engine::control::DocumentCheck> {
+    let pcrs = pcrs
+        .iter()
+        .map(|p| enclave_attest::Policy::parse_pcr_arg(p))
+        .collect::<Result<std::collections::BTreeMap<_, _>, _>>()?;
+    if !pcrs.contains_key(&0) && !pcrs.contains_key(&8) {
+        bail!(
+            "connecting by address needs the enclave's expected measurements: --enclave-pcr 0=HEX \
+             (the image) or --enclave-pcr 8=HEX (its signer); or --any-enclave to skip the check"
+        );
+    }
+    let mut roots = vec![enclave_attest::TrustRoot::aws_nitro_root_g1()];
+    let ca_dir = super::attest::emulation_ca_dir(state.state_dir.as_deref());
+    if let Ok(ca) = enclave_attest::emulated::EmulationCa::load(&ca_dir) {
+        roots.push(enclave_attest::TrustRoot::from_der(ca.root_der())?);
+    }
+    Ok(enclave_engine::control::DocumentCheck::new(roots, pcrs))
 }
 
 /// The terminal in raw mode until dropped.

@@ -173,6 +173,54 @@ pub fn make(kind: BackendKind, state_root: &Path) -> Result<Box<dyn Backend>> {
     }
 }
 
+/// How long a Nitro supervisor waits for another enclave's supervisor to release a parent
+/// port (the hand-off port is held only while an enclave boots).
+const PARENT_PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Listens on the parent's vsock `port` for the enclave of `rec` (connections the enclave
+/// makes): the hybrid socket `<sockets>/vsock.sock_<port>` of the emulated backend, AF_VSOCK on
+/// Nitro. Returns the CID to expect from the peer (Nitro: every enclave reaches the same
+/// parent port, so the peer must be checked). Ports below 1024 need root on Nitro.
+pub fn parent_listener(
+    rec: &EnclaveRecord,
+    sockets: &Path,
+    port: u32,
+) -> Result<(enclave_proto::transport::Listener, Option<u32>)> {
+    use enclave_proto::transport::{listen, Addr, TransportError, VMADDR_CID_ANY};
+    match rec.backend {
+        BackendKind::Nitro => {
+            let addr = Addr::Vsock {
+                cid: VMADDR_CID_ANY,
+                port,
+            };
+            let started = std::time::Instant::now();
+            loop {
+                match listen(&addr) {
+                    Ok(l) => return Ok((l, Some(rec.cid))),
+                    Err(TransportError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::AddrInUse
+                            && started.elapsed() < PARENT_PORT_WAIT =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                    Err(e) => return Err(EngineError::Backend(e.to_string())),
+                }
+            }
+        }
+        _ => {
+            let uds = sockets.join(qemu::VSOCK_SOCKET);
+            let _ = std::fs::remove_file(enclave_proto::transport::hybrid::listen_path(&uds, port));
+            let addr = Addr::HybridVsock {
+                uds_path: uds,
+                port,
+            };
+            listen(&addr)
+                .map(|l| (l, None))
+                .map_err(|e| EngineError::Backend(e.to_string()))
+        }
+    }
+}
+
 /// Finds `program` in `$PATH` (or takes it as a path when it has a slash).
 pub fn which(program: &str) -> Option<PathBuf> {
     if program.contains('/') {

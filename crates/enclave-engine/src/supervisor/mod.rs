@@ -4,16 +4,19 @@
 //! holds `supervisor.lock` while it lives, which is how `ps` tells a live enclave from one whose
 //! supervisor was killed.
 
+pub mod handoff;
 mod heartbeat;
 pub mod nsm;
 pub mod signals;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use enclave_proto::transport::hybrid;
+use enclave_proto::wire::auth::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 pub use heartbeat::HeartbeatListener;
@@ -33,6 +36,8 @@ pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The stop request file in the enclave directory.
 pub const STOP_FILE: &str = "stop.json";
+/// The directory of the operator's secrets in the enclave directory.
+pub const SECRETS_DIR: &str = "secrets";
 
 /// A pending `stop`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +70,10 @@ struct Ctx<'a> {
     logs: Arc<Mutex<LogWriter>>,
     stop: &'a AtomicBool,
     opts: &'a Options,
+    /// The supervisor key's public half, handed to the enclave at each boot.
+    key: VerifyingKey,
+    /// The operator's secrets (`run --secret`), handed over at each boot.
+    secrets: BTreeMap<String, Vec<u8>>,
 }
 
 impl Ctx<'_> {
@@ -100,12 +109,16 @@ pub fn supervise(
     let mut rec = root.load(id)?;
     rec.supervisor_pid = Some(std::process::id());
     let logs = Arc::new(Mutex::new(LogWriter::open(&dir.join("logs"))?));
+    let key = crate::control::load_or_create_key(&dir)?.verifying_key();
+    let secrets = read_secrets(&dir.join(SECRETS_DIR))?;
     let mut ctx = Ctx {
         root,
         rec,
         logs,
         stop,
         opts,
+        key,
+        secrets,
     };
     // Once for all boots: published ports stay bound while the enclave restarts.
     let _network = match crate::network::start_host_proxies(&ctx.rec, &root.socket_dir(id)) {
@@ -188,6 +201,7 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
         Err(e) => return fail(ctx, format!("cannot listen for the heartbeat: {e}")),
     };
     let _nsm = start_nsm(ctx, &uds);
+    let _handoff = start_handoff(ctx, &sockets);
     let started = Instant::now();
     let mut instance = match backend.launch(&spec) {
         Ok(i) => i,
@@ -238,6 +252,65 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     drop(instance);
     finish_console(reader);
     ending
+}
+
+/// The boot hand-off; a failure is logged, not fatal: the enclave then accepts only its spec's
+/// authorized keys, and `stop` falls back to killing it.
+fn start_handoff(ctx: &Ctx<'_>, sockets: &Path) -> Option<handoff::HandoffServer> {
+    let setup = || -> Result<handoff::HandoffSetup> {
+        let (listener, expect_cid) = crate::backend::parent_listener(
+            &ctx.rec,
+            sockets,
+            enclave_proto::ports::SUPERVISOR,
+        )?;
+        // Nitro's debug mode zeroes the PCRs: nothing to check the document against.
+        let check = if ctx.rec.debug_mode {
+            None
+        } else {
+            Some(crate::control::DocumentCheck::for_record(ctx.root, &ctx.rec)?)
+        };
+        let logs = ctx.logs.clone();
+        Ok(handoff::HandoffSetup {
+            listener,
+            expect_cid,
+            key: ctx.key,
+            secrets: ctx.secrets.clone(),
+            check,
+            dir: ctx.root.dir(&ctx.rec.id),
+            events: Arc::new(move |text: &str| {
+                tracing::info!("{text}");
+                let mut w = logs.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = w.line("supervisor", text);
+            }),
+        })
+    };
+    match setup().and_then(handoff::HandoffServer::start) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            ctx.event(&format!(
+                "no boot hand-off ({e}): the enclave will accept only its spec's authorized keys"
+            ));
+            None
+        }
+    }
+}
+
+/// The operator's secrets of this enclave (`run --secret NAME=FILE` put them in
+/// `<dir>/secrets/`, 0700).
+fn read_secrets(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut secrets = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(secrets),
+        Err(e) => return Err(EngineError::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| EngineError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bytes = std::fs::read(entry.path()).map_err(|e| EngineError::io(&entry.path(), e))?;
+        secrets.insert(name, bytes);
+    }
+    Ok(secrets)
 }
 
 /// The emulated NSM for this boot (qemu backend only); a failure is logged, not fatal.
@@ -350,7 +423,7 @@ fn graceful_stop(ctx: &mut Ctx<'_>, instance: &mut dyn Instance) -> Ending {
     let timeout = ctx.stop_timeout();
     let deadline = Instant::now() + timeout;
     ctx.event(&format!("stopping (grace {} s)", timeout.as_secs()));
-    let asked = !timeout.is_zero() && ask_shutdown(&ctx.rec.control_addr, timeout);
+    let asked = !timeout.is_zero() && ask_shutdown(ctx, timeout);
     let exit = loop {
         if let Ok(Some(exit)) = instance.try_wait() {
             break exit;
@@ -375,15 +448,24 @@ fn graceful_stop(ctx: &mut Ctx<'_>, instance: &mut dyn Instance) -> Ending {
     Ending::Stopped
 }
 
-fn ask_shutdown(addr: &str, timeout: Duration) -> bool {
-    use enclave_proto::client::{Client, ConnectOptions};
-    let Ok(addr) = addr.parse() else { return false };
-    let opts = ConnectOptions {
-        retry: timeout.min(Duration::from_secs(1)),
-        client: "enclave-engine supervisor".into(),
-        ..Default::default()
+fn ask_shutdown(ctx: &Ctx<'_>, timeout: Duration) -> bool {
+    use enclave_proto::client::Client;
+    let Ok(addr) = ctx.rec.control_addr.parse() else {
+        return false;
     };
-    match Client::connect(&addr, &opts).and_then(|mut c| c.shutdown()) {
+    let opts = crate::control::connect_options(
+        ctx.root,
+        &ctx.rec,
+        &[],
+        None,
+        "enclave-engine supervisor",
+        timeout.min(Duration::from_secs(1)),
+    );
+    match opts.and_then(|o| {
+        Client::connect(&addr, &o)
+            .and_then(|mut c| c.shutdown())
+            .map_err(|e| EngineError::Backend(e.to_string()))
+    }) {
         Ok(()) => true,
         Err(e) => {
             tracing::info!("no graceful shutdown through the control server ({e}); killing");

@@ -8,24 +8,28 @@
 //! the flow-control credit, so the writer's queue is too.
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use enclave_proto::client::encode_frame;
 use enclave_proto::transport::Connection;
+use enclave_proto::wire::secure::{SecureReader, SecureWriter, Transport};
 use enclave_proto::wire::{
-    read_message, Channel, ClientMessage, ErrorCode, MessageError, RequestId, ServerConfig,
+    read_frame, Channel, ClientMessage, ErrorCode, FrameError, RequestId, ServerConfig,
     ServerMessage, ServerSession, SessionError, Verdict,
 };
 
 use super::{cp, exec, ops, Context};
 
-/// Time allowed from connect to the end of the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for each read from connect until the session proved a key and sent its first
+/// request.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session that has not proven a key (only `ping` and `info`) is closed after this long.
+pub(super) const UNAUTHENTICATED_LIFETIME: Duration = Duration::from_secs(30);
 /// Stack of the connection's threads: they hold small buffers only.
 pub(super) const THREAD_STACK: usize = 256 << 10;
 
@@ -193,9 +197,14 @@ impl Conn {
 }
 
 /// Writes queued frames until the queue is closed, or the connection is and the queue drained.
-fn write_loop(conn: Connection, rx: mpsc::Receiver<Vec<u8>>, closed: Arc<Conn>) {
-    // Small: it only coalesces small messages; data frames are larger and bypass it.
-    let mut w = BufWriter::with_capacity(16 << 10, conn);
+/// `w` buffers (plain: a small `BufWriter`; encrypted: the record writer); it is flushed
+/// whenever the queue runs empty, so small messages coalesce and nothing waits.
+fn write_loop(
+    sock: Connection,
+    mut w: Box<dyn Write + Send>,
+    rx: mpsc::Receiver<Vec<u8>>,
+    closed: Arc<Conn>,
+) {
     let mut pending = false;
     loop {
         let payload = if pending {
@@ -223,20 +232,77 @@ fn write_loop(conn: Connection, rx: mpsc::Receiver<Vec<u8>>, closed: Arc<Conn>) 
         pending = true;
     }
     let _ = w.flush();
-    if let Ok(c) = w.into_inner() {
-        let _ = c.shutdown(Shutdown::Both);
-    }
+    let _ = sock.shutdown(Shutdown::Both);
     closed.closed.store(true, Ordering::Relaxed);
     closed.changed.notify_all();
 }
 
-/// Serves one connection until the peer closes it or breaks the protocol.
-pub(super) fn serve(mut reader: Connection, config: ServerConfig, ctx: Arc<Context>) {
-    let Ok(session) = ServerSession::new(config) else {
+/// The set-up in clear: the hellos and, on the host-facing channel, the Noise handshake.
+/// Returns the transport keys (host-facing) or `None` (local); `Err` when the connection ends.
+fn setup(session: &mut ServerSession, sock: &Connection) -> Result<Option<Transport>, ()> {
+    let mut r = sock.try_clone().map_err(drop)?;
+    let mut w = sock.try_clone().map_err(drop)?;
+    let mut send = |msg: &ServerMessage| {
+        if let Ok(frame) = encode_frame(msg) {
+            let _ = w.write_all(&frame);
+        }
+    };
+    loop {
+        let frame = match read_frame(&mut r) {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(FrameError::Io(_)) => return Err(()),
+            Err(e) => {
+                send(&ServerMessage::Error {
+                    id: 0,
+                    code: ErrorCode::Protocol,
+                    message: e.to_string(),
+                });
+                return Err(());
+            }
+        };
+        match session.on_recv_frame(frame.payload()) {
+            Ok((_, Verdict::Respond(answer))) => send(&answer),
+            Ok(_) => {}
+            Err(e) => {
+                send(&e.to_message());
+                return Err(());
+            }
+        }
+        if let Some(transport) = session.take_transport() {
+            return Ok(Some(transport));
+        }
+        if session.is_open() {
+            return Ok(None);
+        }
+    }
+}
+
+/// Serves one connection until the peer closes it or breaks the protocol. `authenticated` is
+/// set once the session may use every request (a local session after its hello, a host-facing
+/// one after proving a key): the accept loop evicts only sessions that are not.
+pub(super) fn serve(
+    sock: Connection,
+    config: ServerConfig,
+    ctx: Arc<Context>,
+    authenticated: Arc<AtomicBool>,
+) {
+    let connected = Instant::now();
+    let _ = sock.set_read_timeout(Some(SETUP_TIMEOUT));
+    let mut session = ServerSession::new(config);
+    let Ok(transport) = setup(&mut session, &sock) else {
         return;
     };
-    let Ok(writer) = reader.try_clone() else {
+    let (Ok(r), Ok(w), Ok(for_shutdown)) = (sock.try_clone(), sock.try_clone(), sock.try_clone())
+    else {
         return;
+    };
+    let (mut reader, writer): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match transport {
+        Some(t) => (
+            Box::new(SecureReader::new(r, t.state())),
+            Box::new(SecureWriter::new(w, t.state())),
+        ),
+        // Small: it only coalesces small messages; data frames are larger and bypass it.
+        None => (Box::new(r), Box::new(BufWriter::with_capacity(16 << 10, w))),
     };
     let (tx, rx) = mpsc::channel();
     let conn = Arc::new(Conn {
@@ -253,20 +319,22 @@ pub(super) fn serve(mut reader: Connection, config: ServerConfig, ctx: Arc<Conte
     let spawned = std::thread::Builder::new()
         .name("control-write".into())
         .stack_size(THREAD_STACK)
-        .spawn(move || write_loop(writer, rx, for_writer));
+        .spawn(move || write_loop(for_shutdown, writer, rx, for_writer));
     if spawned.is_err() {
         return;
     }
-    let _ = reader.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
-    let mut ready = false;
+    // Until the session proved a key and asked for something, every read is bounded, and a
+    // session that never proves one is closed after a while: idle connections cannot hold the
+    // slots operators need.
+    let mut idle_bounded = true;
     loop {
-        let msg: ClientMessage = match read_message(&mut reader) {
-            Ok(Some(msg)) => msg,
-            // End of stream between frames; or the writer shut the socket down.
-            Ok(None) => break,
-            Err(MessageError::Frame(enclave_proto::wire::FrameError::Io(_))) => break,
+        let frame = match read_frame(&mut reader) {
+            Ok(Some(frame)) => frame,
+            // End of stream between frames; or the writer shut the socket down; or a record
+            // that failed authentication (the stream is no longer the peer's).
+            Ok(None) | Err(FrameError::Io(_)) => break,
             Err(e) => {
-                // Oversize, empty, truncated or undecodable: the stream is unusable.
+                // Oversize, empty or truncated: the stream is unusable.
                 let _order = conn.lock();
                 conn.push(&ServerMessage::Error {
                     id: 0,
@@ -276,12 +344,22 @@ pub(super) fn serve(mut reader: Connection, config: ServerConfig, ctx: Arc<Conte
                 break;
             }
         };
-        if !handle(&conn, msg) {
+        if !handle(&conn, frame.payload()) {
             break;
         }
-        if !ready && conn.lock().session.is_ready() {
-            ready = true;
-            let _ = reader.set_read_timeout(None);
+        let (ready, asked) = {
+            let state = conn.lock();
+            (state.session.is_ready(), state.session.last_request_id() > 0)
+        };
+        if ready {
+            authenticated.store(true, Ordering::Relaxed);
+        }
+        if idle_bounded && ready && asked {
+            idle_bounded = false;
+            let _ = sock.set_read_timeout(None);
+        }
+        if !ready && connected.elapsed() > UNAUTHENTICATED_LIFETIME {
+            break;
         }
     }
     close(&conn);
@@ -301,14 +379,14 @@ fn close(conn: &Conn) {
 }
 
 /// Handles one received message; false when the connection must close.
-fn handle(conn: &Arc<Conn>, msg: ClientMessage) -> bool {
+fn handle(conn: &Arc<Conn>, payload: &[u8]) -> bool {
     let mut state = conn.lock();
-    let verdict = state.session.on_recv(&msg);
+    let verdict = state.session.on_recv_frame(payload);
     conn.changed.notify_all();
-    match verdict {
-        Ok(Verdict::Deliver) => {}
-        Ok(Verdict::Discard) => return true,
-        Ok(Verdict::Respond(answer)) => {
+    let msg = match verdict {
+        Ok((msg, Verdict::Deliver)) => msg,
+        Ok((_, Verdict::Discard)) => return true,
+        Ok((_, Verdict::Respond(answer))) => {
             conn.push(&answer);
             return true;
         }
@@ -324,7 +402,7 @@ fn handle(conn: &Arc<Conn>, msg: ClientMessage) -> bool {
             }
             return true;
         }
-    }
+    };
     match msg {
         ClientMessage::Request { id, request } => {
             drop(state);

@@ -5,18 +5,23 @@
 //! service ran), then serves
 //!
 //! - the host, on `ENCLAVE_INIT_CONTROL_ADDR` (default `vsock:any:5000`; tests use
-//!   `unix:/path`), with the capabilities and authentication the spec asks for;
-//! - `initctl` inside the enclave, on the Unix socket [`LOCAL_SOCKET`] (mode 0600: root only),
-//!   for service control only: no `debug.*` capability is granted there, so it cannot be used to
+//!   `unix:/path`): the encrypted session of `enclave_proto::wire::secure` with the enclave's
+//!   control identity, then nothing but `ping`/`info` until the client proves a key (the
+//!   supervisor's, handed over at boot, or one of the spec's `debug.authorized_keys`), and the
+//!   spec's debug capabilities only to such a client;
+//! - `initctl` and the attestation server inside the enclave, on the Unix socket
+//!   [`LOCAL_SOCKET`] (mode 0600: root only), for service control and documents binding the
+//!   caller's own keys: no `debug.*` capability is granted there, so it cannot be used to
 //!   widen what the spec allows. `initctl` is this same binary, copied to [`INITCTL_PATH`] at
 //!   boot (the bootstrap ramdisk holding `/init` is out of reach after the switch into the
 //!   rootfs) and recognised by its name.
 //!
 //! Threads: one accepts per listener; each connection has a reader and a writer thread
 //! ([`conn`]), and each streaming request one worker (an exec with stdin two). Connections are
-//! limited to [`MAX_CONNECTIONS`] and requests per connection to the protocol's `MAX_STREAMS`,
-//! which bounds the threads; blocking threads keep init small and simple, where an async runtime
-//! would add a dependency and a larger binary for no gain at this scale.
+//! limited by [`slots`] (256 in all, unauthenticated ones fewer and evicted oldest first) and
+//! requests per connection to the protocol's `MAX_STREAMS`, which bounds the threads; blocking
+//! threads keep init small and simple, where an async runtime would add a dependency and a
+//! larger binary for no gain at this scale.
 
 mod conn;
 mod cp;
@@ -25,19 +30,19 @@ mod exec_unsafe;
 pub mod exits;
 pub mod initctl;
 mod ops;
+pub mod slots;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use enclave_proto::app::AppConfig;
 use enclave_proto::spec::EnclaveSpec;
 use enclave_proto::transport::{listen, Addr, Listener, VMADDR_CID_ANY};
-use enclave_proto::wire::auth::AuthorizedKeys;
 use enclave_proto::wire::{encode, EnclaveInfo, ErrorCode, ServerConfig, ServerMessage};
 
 use crate::manager::ServiceManager;
+use crate::trust::ControlKeys;
 use crate::users::Credentials;
 use crate::{boot, say, services};
 
@@ -49,8 +54,6 @@ pub const ENV_CONTROL_ADDR: &str = "ENCLAVE_INIT_CONTROL_ADDR";
 pub const LOCAL_SOCKET: &str = "/run/enclave/control.sock";
 /// Where the `initctl` binary (a copy of this one) is put at boot.
 pub const INITCTL_PATH: &str = "/run/enclave/initctl";
-/// Most connections served at once per listener; more are refused with an error.
-pub const MAX_CONNECTIONS: usize = 256;
 
 /// What requests need from the enclave.
 pub struct Context {
@@ -125,9 +128,9 @@ pub fn bind(addr: &Addr) -> Result<Listener, String> {
     listen(addr).map_err(|e| e.to_string())
 }
 
-/// Accepts connections on `listener` on a thread of its own.
+/// Accepts connections on `listener` on a thread of its own, within the limits of [`slots`].
 pub fn serve(listener: Listener, config: ServerConfig, ctx: Arc<Context>) -> std::io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(slots::Slots::default());
     std::thread::Builder::new()
         .name("control-accept".into())
         .stack_size(conn::THREAD_STACK)
@@ -137,34 +140,34 @@ pub fn serve(listener: Listener, config: ServerConfig, ctx: Arc<Context>) -> std
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 continue;
             };
-            if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            let Some(admitted) = slots.admit(c.peer_cid(), &c) else {
                 let refusal = ServerMessage::Error {
                     id: 0,
                     code: ErrorCode::Internal,
-                    message: format!("more than {MAX_CONNECTIONS} control connections"),
+                    message: format!(
+                        "{} authenticated control sessions are open; try again later",
+                        slots::MAX_CONNECTIONS
+                    ),
                 };
                 if let Ok(p) = encode(&refusal) {
                     let _ = enclave_proto::wire::write_frame(&mut c, &p);
                 }
                 continue;
-            }
+            };
             let mut config = config.clone();
             config.enclave = ctx.enclave_info();
             let ctx = ctx.clone();
-            let active = active.clone();
-            active.fetch_add(1, Ordering::Relaxed);
+            let for_thread = slots.clone();
+            let id = admitted.id;
             let spawned = std::thread::Builder::new()
                 .name("control-conn".into())
                 .stack_size(conn::THREAD_STACK)
-                .spawn({
-                    let active = active.clone();
-                    move || {
-                        conn::serve(c, config, ctx);
-                        active.fetch_sub(1, Ordering::Relaxed);
-                    }
+                .spawn(move || {
+                    conn::serve(c, config, ctx, admitted.authenticated);
+                    for_thread.release(id);
                 });
             if spawned.is_err() {
-                active.fetch_sub(1, Ordering::Relaxed);
+                slots.release(id);
             }
         })
         .map(drop)
@@ -172,7 +175,7 @@ pub fn serve(listener: Listener, config: ServerConfig, ctx: Arc<Context>) -> std
 
 /// Starts the control server (see the [module doc](self)). Problems are logged: the enclave
 /// runs on without a control channel rather than not at all.
-pub fn start(manager: ServiceManager, started: Instant) {
+pub fn start(manager: ServiceManager, started: Instant, keys: Option<ControlKeys>) {
     let run = Path::new(boot::RUN_DIR);
     let spec = boot::read_spec(&run.join("spec.json")).unwrap_or_else(|e| {
         say!("control: {e}; no debug capability is granted");
@@ -187,34 +190,47 @@ pub fn start(manager: ServiceManager, started: Instant) {
     };
     let creds = crate::users::resolve_in(&app.user, Path::new("/")).map_err(|e| e.to_string());
     let ctx = Arc::new(Context::for_app(manager, started, &app, &spec, creds));
-    match ServerConfig::from_debug_spec(&spec.debug, ctx.enclave_info()) {
-        Err(e) => say!("control: debug.authorized_keys: {e}; not serving the host"),
-        Ok(config) => match control_addr().and_then(|a| bind(&a).map(|l| (a, l))) {
-            Err(e) => say!("control: {e}"),
-            Ok((addr, listener)) => {
-                let caps: Vec<String> = config.capabilities.iter().map(|c| c.to_string()).collect();
-                let keys = spec.debug.authorized_keys.len();
-                match serve(listener, config, ctx.clone()) {
-                    Ok(()) => say!(
-                        "control: listening on {addr} (capabilities [{}], {keys} authorized keys)",
-                        caps.join(", ")
-                    ),
-                    Err(e) => say!("control: {e}"),
-                }
-            }
-        },
+    if let Some(keys) = keys {
+        start_remote(&ctx, &spec, keys);
     }
     start_local(ctx);
+}
+
+/// The host-facing listener.
+fn start_remote(ctx: &Arc<Context>, spec: &EnclaveSpec, keys: ControlKeys) {
+    let supervisor = if keys.supervisor_key.is_some() {
+        "plus the supervisor's"
+    } else {
+        "and no supervisor key"
+    };
+    let config = match ServerConfig::remote(
+        &spec.debug,
+        ctx.enclave_info(),
+        keys.identity,
+        keys.supervisor_key,
+    ) {
+        Ok(c) => c,
+        Err(e) => return say!("control: debug.authorized_keys: {e}; not serving the host"),
+    };
+    let (addr, listener) = match control_addr().and_then(|a| bind(&a).map(|l| (a, l))) {
+        Ok(x) => x,
+        Err(e) => return say!("control: {e}"),
+    };
+    let caps: Vec<String> = config.capabilities.iter().map(|c| c.to_string()).collect();
+    let keys = spec.debug.authorized_keys.len();
+    match serve(listener, config, ctx.clone()) {
+        Ok(()) => say!(
+            "control: listening on {addr} (capabilities [{}], {keys} authorized keys {supervisor})",
+            caps.join(", ")
+        ),
+        Err(e) => say!("control: {e}"),
+    }
 }
 
 /// The in-enclave socket and the `initctl` binary.
 fn start_local(ctx: Arc<Context>) {
     let addr = Addr::Unix(LOCAL_SOCKET.into());
-    let config = ServerConfig {
-        capabilities: Vec::new(),
-        authorized_keys: AuthorizedKeys::default(),
-        enclave: ctx.enclave_info(),
-    };
+    let config = ServerConfig::local(ctx.enclave_info());
     let listener = match bind(&addr) {
         Ok(l) => l,
         Err(e) => return say!("control: initctl socket: {e}"),

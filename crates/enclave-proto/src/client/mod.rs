@@ -17,7 +17,7 @@ mod exec;
 pub mod key;
 pub mod tree;
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,10 +27,12 @@ pub use exec::{ExecHandle, ExecIo};
 use crate::transport::{connect_with_retry, Addr, Connection, TransportError};
 use crate::wire::auth::SigningKey;
 use crate::wire::codec::WireMessage;
+use crate::wire::secure::{SecureReader, SecureWriter};
 use crate::wire::session::ClientConfig;
 use crate::wire::{
-    read_message, Capability, ClientMessage, ClientSession, ErrorCode, MessageError, Reply,
-    Request, RequestId, ServerHello, ServerMessage, ServiceRequest, SessionError, Verdict,
+    read_frame, Capability, ClientMessage, ClientSession, ErrorCode, MessageError, Reply,
+    Request, RequestId, Security, ServerHello, ServerMessage, ServiceRequest, SessionError,
+    Verdict,
 };
 
 /// Why an operation failed.
@@ -96,12 +98,15 @@ pub fn encode_frame<M: WireMessage>(msg: &M) -> Result<Vec<u8>, MessageError> {
 pub struct ConnectOptions {
     /// Capabilities to ask for (only what the command needs).
     pub capabilities: Vec<Capability>,
-    /// Key for the authentication challenge.
+    /// Key to authenticate with after the handshake (the supervisor's, or one of the spec's
+    /// `debug.authorized_keys`); without one only `ping` and `info` are answered.
     pub key: Option<SigningKey>,
     /// Client name for the server's logs.
     pub client: String,
     /// How long to retry connecting while the enclave boots.
     pub retry: Duration,
+    /// The in-enclave socket, or the host-facing channel and the enclave identity expected.
+    pub security: Security,
 }
 
 impl Default for ConnectOptions {
@@ -111,16 +116,22 @@ impl Default for ConnectOptions {
             key: None,
             client: format!("enclave-proto {}", env!("CARGO_PKG_VERSION")),
             retry: Duration::from_secs(10),
+            security: Security::Local,
         }
     }
 }
+
+/// The receiving half of a connection: the socket, or the decrypting record reader on it.
+type ReadHalf = Box<dyn Read + Send>;
+/// The sending half, flushed after every message.
+type WriteHalf = Box<dyn Write + Send>;
 
 /// The sending half, shared with helper threads.
 pub(crate) struct Shared {
     session: Mutex<ClientSession>,
     /// Signalled when a window update or the end of a request arrives.
     changed: Condvar,
-    writer: Mutex<Connection>,
+    writer: Mutex<WriteHalf>,
 }
 
 impl Shared {
@@ -139,6 +150,7 @@ impl Shared {
         let frame = encode_frame(msg)?;
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         w.write_all(&frame)?;
+        w.flush()?;
         Ok(())
     }
 
@@ -161,9 +173,20 @@ impl Shared {
 
 /// A connected, ready control session.
 pub struct Client {
-    reader: Connection,
+    reader: ReadHalf,
     shared: Arc<Shared>,
     hello: ServerHello,
+}
+
+/// Reads one message during the set-up, through the session.
+fn setup_recv(
+    session: &mut ClientSession,
+    reader: &mut ReadHalf,
+) -> Result<Verdict<ClientMessage>, ClientError> {
+    let frame = read_frame(reader)
+        .map_err(MessageError::from)?
+        .ok_or(ClientError::Closed)?;
+    Ok(session.on_recv_frame(frame.payload())?.1)
 }
 
 impl Client {
@@ -173,26 +196,32 @@ impl Client {
         Self::handshake(conn, opts)
     }
 
-    /// Completes the handshake on an established connection.
+    /// Completes the set-up on an established connection: the hellos; on the host-facing
+    /// channel the Noise handshake (checking the enclave's identity), then the key's proof.
     pub fn handshake(conn: Connection, opts: &ConnectOptions) -> Result<Self, ClientError> {
         let mut session = ClientSession::new(ClientConfig {
             capabilities: opts.capabilities.clone(),
             client: opts.client.clone(),
             key: opts.key.clone(),
+            security: opts.security.clone(),
         });
-        let mut reader = conn.try_clone()?;
-        let shared = Arc::new(Shared {
-            changed: Condvar::new(),
-            writer: Mutex::new(conn),
-            session: Mutex::new(ClientSession::new(ClientConfig::default())),
-        });
+        let mut reader: ReadHalf = Box::new(conn.try_clone()?);
+        let mut writer: WriteHalf = Box::new(conn.try_clone()?);
         let hello = session.hello()?;
-        shared.write(&hello)?;
+        writer.write_all(&encode_frame(&hello)?)?;
         loop {
-            let msg: ServerMessage = read_message(&mut reader)?.ok_or(ClientError::Closed)?;
-            match session.on_recv(&msg)? {
-                Verdict::Respond(answer) => shared.write(&answer)?,
+            match setup_recv(&mut session, &mut reader)? {
+                Verdict::Respond(answer) => writer.write_all(&encode_frame(&answer)?)?,
                 Verdict::Deliver | Verdict::Discard => {}
+            }
+            if let Some(transport) = session.take_transport() {
+                // The handshake's last message was the last in clear.
+                reader = Box::new(SecureReader::new(conn.try_clone()?, transport.state()));
+                writer = Box::new(SecureWriter::new(conn.try_clone()?, transport.state()));
+                if let Some(auth) = session.auth()? {
+                    writer.write_all(&encode_frame(&auth)?)?;
+                    writer.flush()?;
+                }
             }
             if session.is_ready() {
                 break;
@@ -202,7 +231,11 @@ impl Client {
             .server_hello()
             .cloned()
             .ok_or(SessionError::NotReady)?;
-        *shared.lock() = session;
+        let shared = Arc::new(Shared {
+            changed: Condvar::new(),
+            writer: Mutex::new(writer),
+            session: Mutex::new(session),
+        });
         Ok(Self {
             reader,
             shared,
@@ -210,7 +243,22 @@ impl Client {
         })
     }
 
-    /// The server's hello: version, granted capabilities, enclave facts.
+    /// The capabilities the enclave granted this session.
+    pub fn granted(&self) -> Vec<Capability> {
+        self.shared.lock().granted().to_vec()
+    }
+
+    /// Whether this session proved a key (otherwise only `ping` and `info` are answered).
+    pub fn is_authenticated(&self) -> bool {
+        self.shared.lock().is_authenticated()
+    }
+
+    /// The enclave's control identity key the handshake proved (host-facing sessions).
+    pub fn server_key(&self) -> Option<[u8; 32]> {
+        self.shared.lock().server_key().copied()
+    }
+
+    /// The server's hello: version, enclave facts, the handshake offered.
     pub fn server_hello(&self) -> &ServerHello {
         &self.hello
     }
@@ -218,10 +266,12 @@ impl Client {
     /// Reads the next message for the application.
     pub(crate) fn recv(&mut self) -> Result<ServerMessage, ClientError> {
         loop {
-            let msg: ServerMessage = read_message(&mut self.reader)?.ok_or(ClientError::Closed)?;
-            let verdict = {
+            let frame = read_frame(&mut self.reader)
+                .map_err(MessageError::from)?
+                .ok_or(ClientError::Closed)?;
+            let (msg, verdict) = {
                 let mut session = self.shared.lock();
-                let v = session.on_recv(&msg);
+                let v = session.on_recv_frame(frame.payload());
                 self.shared.changed.notify_all();
                 v?
             };

@@ -192,6 +192,14 @@ impl Connection {
         }
     }
 
+    /// The peer's context id (AF_VSOCK only): the parent, on Nitro, is CID 3 for every user.
+    pub fn peer_cid(&self) -> Option<u32> {
+        match self {
+            Connection::Unix(_) => None,
+            Connection::Vsock(s) => s.peer_addr().ok().map(|(cid, _)| cid),
+        }
+    }
+
     /// Read timeout (`None`: block forever).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
@@ -325,6 +333,24 @@ impl Listener {
         match self {
             Listener::Unix(l) => l.accept().map(|(s, _)| Connection::Unix(s)),
             Listener::Vsock(l) => l.accept().map(|(s, _)| Connection::Vsock(s)),
+        }
+    }
+
+    /// Waits at most `timeout` for the next connection; `None` when none came (so a thread
+    /// serving the listener can look at a stop flag between waits).
+    pub fn accept_timeout(&self, timeout: Duration) -> io::Result<Option<Connection>> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let fd = match self {
+            Listener::Unix(l) => l.as_fd(),
+            Listener::Vsock(l) => l.as_fd(),
+        };
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => Ok(None),
+            Ok(_) => self.accept().map(Some),
+            Err(e) => Err(e.into()),
         }
     }
 }

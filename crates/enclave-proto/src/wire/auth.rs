@@ -1,16 +1,20 @@
-//! Client authentication: an Ed25519 signature over a challenge from the server.
+//! Client authentication: an Ed25519 signature over the session's handshake hash.
 //!
-//! When the measured spec lists `debug.authorized_keys`, the server's hello carries a random
-//! 32-byte nonce. The client answers with [`Auth`]: its public key, a random 32-byte nonce of
-//! its own and a signature over the transcript
+//! On the host-facing channel the client and the enclave first run the Noise handshake of
+//! [`super::secure`]; its handshake hash is unique to the session and covers both hellos and
+//! both ephemeral keys. A client proves a key with [`Auth`]: its public key and a signature over
 //!
 //! ```text
-//! "enclave-engine control v1 auth\0" || server nonce (32) || client nonce (32)
+//! "enclave-engine control v2 auth\0" || handshake hash (32)
 //! ```
 //!
-//! The domain string keeps these signatures from being valid for anything else signed with the
-//! same key; the server nonce makes every signature good for one session only; the client nonce
-//! means the client never signs bytes chosen entirely by the server.
+//! sent inside the encrypted session. The domain string keeps these signatures from being valid
+//! for anything else signed with the same key; the handshake hash makes each one good for this
+//! session only, so a relay that authenticates its own session to the enclave with a signature
+//! it obtained from the real client (whose session has another hash) is refused.
+//!
+//! The keys: the spec's `debug.authorized_keys`, and the key of the enclave's own supervisor,
+//! handed to enclave-init at boot ([`crate::handoff`]).
 
 use base64::Engine as _;
 use ed25519_dalek::Signature;
@@ -19,7 +23,7 @@ pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use super::message::Auth;
 
 /// Domain separation prefix of the signed transcript.
-pub const TRANSCRIPT_DOMAIN: &[u8] = b"enclave-engine control v1 auth\0";
+pub const TRANSCRIPT_DOMAIN: &[u8] = b"enclave-engine control v2 auth\0";
 
 /// Why an [`Auth`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,11 +48,10 @@ pub enum KeyError {
 }
 
 /// The bytes signed by the client.
-pub fn transcript(server_nonce: &[u8; 32], client_nonce: &[u8; 32]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(TRANSCRIPT_DOMAIN.len() + 64);
+pub fn transcript(handshake_hash: &[u8; 32]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(TRANSCRIPT_DOMAIN.len() + 32);
     t.extend_from_slice(TRANSCRIPT_DOMAIN);
-    t.extend_from_slice(server_nonce);
-    t.extend_from_slice(client_nonce);
+    t.extend_from_slice(handshake_hash);
     t
 }
 
@@ -61,28 +64,19 @@ pub fn random_nonce() -> Result<[u8; 32], std::io::Error> {
 }
 
 impl Auth {
-    /// Answers a challenge with `key`, using a fresh random client nonce.
-    pub fn sign(key: &SigningKey, server_nonce: &[u8; 32]) -> Result<Self, std::io::Error> {
-        Ok(Self::sign_with_nonce(key, server_nonce, random_nonce()?))
-    }
-
-    /// Answers a challenge with a given client nonce (deterministic; for tests).
-    pub fn sign_with_nonce(
-        key: &SigningKey,
-        server_nonce: &[u8; 32],
-        client_nonce: [u8; 32],
-    ) -> Self {
+    /// Proves `key` for the session whose handshake hash is `handshake_hash`.
+    pub fn sign(key: &SigningKey, handshake_hash: &[u8; 32]) -> Self {
         use ed25519_dalek::Signer as _;
-        let signature = key.sign(&transcript(server_nonce, &client_nonce));
+        let signature = key.sign(&transcript(handshake_hash));
         Self {
             public_key: key.verifying_key().to_bytes(),
-            client_nonce,
             signature: signature.to_bytes(),
         }
     }
 }
 
-/// The keys allowed to open a control session (`debug.authorized_keys` of the spec).
+/// The keys allowed to drive the enclave: `debug.authorized_keys` of the spec and the
+/// supervisor's key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthorizedKeys {
     keys: Vec<VerifyingKey>,
@@ -103,13 +97,30 @@ impl AuthorizedKeys {
         Self { keys }
     }
 
-    /// Whether no key is listed (then no authentication is asked).
+    /// Adds a key (the supervisor's).
+    pub fn push(&mut self, key: VerifyingKey) {
+        if !self.keys.contains(&key) {
+            self.keys.push(key);
+        }
+    }
+
+    /// Whether no key is listed (then nobody can authenticate: only `ping` and `info` are
+    /// served).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
-    /// Checks an answer to the challenge `server_nonce`; returns the key that signed.
-    pub fn verify(&self, auth: &Auth, server_nonce: &[u8; 32]) -> Result<VerifyingKey, AuthError> {
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Checks a proof for the session `handshake_hash`; returns the key that signed.
+    pub fn verify(
+        &self,
+        auth: &Auth,
+        handshake_hash: &[u8; 32],
+    ) -> Result<VerifyingKey, AuthError> {
         let key = self
             .keys
             .iter()
@@ -118,7 +129,7 @@ impl AuthorizedKeys {
         let signature = Signature::from_bytes(&auth.signature);
         // verify_strict also refuses small-order keys and non-canonical signatures, so one
         // signature cannot be reshaped into another that verifies.
-        key.verify_strict(&transcript(server_nonce, &auth.client_nonce), &signature)
+        key.verify_strict(&transcript(handshake_hash), &signature)
             .map_err(|_| AuthError::BadSignature)?;
         Ok(*key)
     }

@@ -55,6 +55,14 @@ fn check_data(id: u32, data: &[u8]) -> Result<(), MessageError> {
     Ok(())
 }
 
+/// A Noise message is at most 65535 bytes (the Noise specification's own limit).
+fn check_noise(noise: &[u8]) -> Result<(), MessageError> {
+    if noise.len() > 65535 {
+        return Err(MessageError::Invalid("handshake message larger than 65535 bytes"));
+    }
+    Ok(())
+}
+
 fn check_id(id: u32) -> Result<(), MessageError> {
     if id == 0 {
         return Err(MessageError::Invalid("request id 0"));
@@ -66,6 +74,7 @@ impl WireMessage for ClientMessage {
     fn check(&self) -> Result<(), MessageError> {
         match self {
             ClientMessage::Data { id, data, .. } => check_data(*id, data),
+            ClientMessage::Handshake { noise } => check_noise(noise),
             other => other.request_id().map_or(Ok(()), check_id),
         }
     }
@@ -76,7 +85,8 @@ impl WireMessage for ServerMessage {
         use ServerMessage as M;
         match self {
             // Error may carry id 0: it then addresses the connection.
-            M::Hello(_) | M::Authenticated | M::Error { .. } => Ok(()),
+            M::Hello(_) | M::Authenticated { .. } | M::Error { .. } => Ok(()),
+            M::Handshake { noise } => check_noise(noise),
             M::Data { id, data, .. } => check_data(*id, data),
             M::Started { id, .. }
             | M::Reply { id, .. }

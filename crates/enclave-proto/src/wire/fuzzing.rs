@@ -4,12 +4,17 @@
 //! Each must return normally for any input: a panic or a hang is the bug being looked for.
 
 use std::io::Cursor;
+use std::sync::{Arc, OnceLock};
 
 use super::auth::{AuthorizedKeys, SigningKey};
 use super::codec::{decode, encode};
 use super::frame::{read_frame, FrameDecoder, FrameError};
 use super::message::{Capability, ClientMessage, EnclaveInfo, ServerMessage};
-use super::session::{ClientConfig, ClientSession, ServerConfig, ServerSession, Verdict};
+use super::secure::{ControlIdentity, ServerCheck};
+use super::session::{
+    ClientConfig, ClientSession, RemoteTrust, Security, ServerConfig, ServerSession, Trust,
+    Verdict,
+};
 use super::MAX_FRAME_LEN;
 
 /// Feeds `data` to a [`FrameDecoder`] in pieces whose sizes come from the data itself, and to
@@ -61,34 +66,57 @@ pub fn frame_decoder(data: &[u8]) {
     assert_eq!(incremental, blocking);
 }
 
-fn server_config(auth: bool) -> ServerConfig {
-    let authorized_keys = if auth {
-        // A key the fuzzer cannot sign for: this exercises the refusal paths.
-        AuthorizedKeys::new(vec![SigningKey::from_bytes(&[1; 32]).verifying_key()])
-    } else {
-        AuthorizedKeys::default()
+fn server_config(remote: bool) -> ServerConfig {
+    let enclave = EnclaveInfo {
+        server: "fuzz".into(),
+        name: None,
+        uptime_ms: 0,
     };
+    if !remote {
+        return ServerConfig::local(enclave);
+    }
+    // A key the fuzzer cannot sign for: this exercises the refusal paths.
+    let mut keys = AuthorizedKeys::default();
+    keys.push(SigningKey::from_bytes(&[1; 32]).verifying_key());
     ServerConfig {
         capabilities: vec![Capability::Exec, Capability::Cp],
-        authorized_keys,
-        enclave: EnclaveInfo {
-            server: "fuzz".into(),
-            name: None,
-            uptime_ms: 0,
-        },
+        trust: Trust::Remote(RemoteTrust {
+            identity: fuzz_identity(),
+            keys,
+        }),
+        enclave,
     }
+}
+
+/// One control identity for every fuzz input (made once: key generation is the slow part).
+fn fuzz_identity() -> Arc<ControlIdentity> {
+    static IDENTITY: OnceLock<Arc<ControlIdentity>> = OnceLock::new();
+    IDENTITY
+        .get_or_init(|| {
+            // ok: not outside input; without randomness nothing here could run.
+            let identity = ControlIdentity::generate().expect("X25519 key generation");
+            Arc::new(identity.with_document(b"fuzz document".to_vec()))
+        })
+        .clone()
 }
 
 /// Splits `data` into frames, decodes each as a client message for a [`ServerSession`] and as
 /// a server message for a [`ClientSession`], and checks that what decodes re-encodes to the
-/// same message.
+/// same message. The first byte picks the server's trust (bit 0: host-facing, with the Noise
+/// handshake) and the client's (bit 1: host-facing).
 pub fn message_session(data: &[u8]) {
     let mode = data.first().copied().unwrap_or(0);
-    let mut server = ServerSession::with_nonce(server_config(mode & 1 == 1), [7; 32]);
+    let mut server = ServerSession::new(server_config(mode & 1 == 1));
+    let security = if mode & 2 == 2 {
+        Security::Remote(ServerCheck::AnyEnclave)
+    } else {
+        Security::Local
+    };
     let mut client = ClientSession::new(ClientConfig {
         capabilities: vec![Capability::Exec, Capability::Cp],
         client: "fuzz".into(),
-        key: None,
+        key: Some(SigningKey::from_bytes(&[2; 32])),
+        security,
     });
     let mut client_alive = client.hello().is_ok();
     let mut server_alive = true;
@@ -97,26 +125,28 @@ pub fn message_session(data: &[u8]) {
     while let Ok(Some(frame)) = decoder.next_frame() {
         if let Ok(msg) = decode::<ClientMessage>(frame.payload()) {
             roundtrip(&msg);
-            if server_alive {
-                match server.on_recv(&msg) {
-                    Ok(Verdict::Respond(reply)) => {
-                        roundtrip(&reply);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        roundtrip(&e.to_message());
-                        server_alive = !e.is_fatal();
-                    }
+        }
+        if server_alive {
+            match server.on_recv_frame(frame.payload()) {
+                Ok((_, Verdict::Respond(reply))) => roundtrip(&reply),
+                Ok(_) => {}
+                Err(e) => {
+                    roundtrip(&e.to_message());
+                    server_alive = !e.is_fatal();
                 }
             }
+            let _ = server.take_transport();
         }
         if let Ok(msg) = decode::<ServerMessage>(frame.payload()) {
             roundtrip(&msg);
-            if client_alive {
-                client_alive = client.on_recv(&msg).is_ok();
-            }
             // Whatever the application tries to send must be judged, never panic.
             let _ = server.check_send(&msg);
+        }
+        if client_alive {
+            client_alive = client.on_recv_frame(frame.payload()).is_ok();
+            if client.take_transport().is_some() {
+                client_alive = client.auth().is_ok();
+            }
         }
     }
 }
@@ -150,7 +180,7 @@ mod tests {
     #[test]
     fn seeds_do_not_panic() {
         let hello = ClientMessage::Hello(ClientHello {
-            version: 1,
+            version: 2,
             capabilities: vec![Capability::Exec],
             client: "seed".into(),
         });
@@ -169,11 +199,17 @@ mod tests {
             (0..=255u8).collect(),
         ];
         for seed in &seeds {
-            frame_decoder(seed);
-            message_session(seed);
-            for cut in 0..seed.len() {
-                frame_decoder(&seed[..cut]);
-                message_session(&seed[..cut]);
+            for mode in 0..4u8 {
+                let mut seed = seed.clone();
+                if let Some(first) = seed.first_mut() {
+                    *first = mode;
+                }
+                frame_decoder(&seed);
+                message_session(&seed);
+                for cut in 0..seed.len() {
+                    frame_decoder(&seed[..cut]);
+                    message_session(&seed[..cut]);
+                }
             }
         }
     }
@@ -183,7 +219,7 @@ mod tests {
     #[test]
     fn mutated_seeds_do_not_panic() {
         let hello = ClientMessage::Hello(ClientHello {
-            version: 1,
+            version: 2,
             capabilities: vec![Capability::Exec, Capability::Cp],
             client: "seed".into(),
         });

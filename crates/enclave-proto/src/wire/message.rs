@@ -21,7 +21,14 @@ pub type RequestId = u32;
 pub enum ClientMessage {
     /// First message of every connection.
     Hello(ClientHello),
-    /// Answer to the server's challenge; second message when the server asked for it.
+    /// The client's Noise handshake message (`-> e`), in clear, right after the server's hello
+    /// on the host-facing channel ([`super::secure`]).
+    Handshake {
+        /// The Noise message.
+        #[serde(with = "serde_bytes")]
+        noise: Vec<u8>,
+    },
+    /// Proof of a key, signed over the handshake hash (encrypted, after the handshake).
     Auth(Auth),
     /// Starts a request.
     Request {
@@ -101,7 +108,7 @@ impl ClientMessage {
     pub fn request_id(&self) -> Option<RequestId> {
         use ClientMessage as M;
         match self {
-            M::Hello(_) | M::Auth(_) => None,
+            M::Hello(_) | M::Handshake { .. } | M::Auth(_) => None,
             M::Request { id, .. }
             | M::Data { id, .. }
             | M::Eof { id, .. }
@@ -122,8 +129,20 @@ impl ClientMessage {
 pub enum ServerMessage {
     /// Answer to the client's hello.
     Hello(ServerHello),
-    /// The client's [`Auth`] was accepted; requests may follow.
-    Authenticated,
+    /// The server's Noise handshake message (`<- e, ee, s, es` with the identity payload), in
+    /// clear; everything after it is encrypted ([`super::secure`]).
+    Handshake {
+        /// The Noise message.
+        #[serde(with = "serde_bytes")]
+        noise: Vec<u8>,
+    },
+    /// The client's [`Auth`] was accepted; every request the granted capabilities allow may
+    /// follow.
+    Authenticated {
+        /// What the client may use: the wanted capabilities the measured spec allows.
+        #[serde(default)]
+        capabilities: Vec<Capability>,
+    },
     /// A streaming request (exec, cp, logs) was accepted; its stream is open, each direction
     /// with [`super::INITIAL_WINDOW`] bytes of credit.
     Started {
@@ -223,15 +242,13 @@ pub struct ClientHello {
 pub struct ServerHello {
     /// The version both sides speak from now on: `min(client's, server's)`.
     pub version: u16,
-    /// What the client may use: the wanted capabilities the measured spec allows.
-    #[serde(default)]
-    pub capabilities: Vec<Capability>,
     /// Who answered.
     pub enclave: EnclaveInfo,
-    /// Present when the spec lists `debug.authorized_keys`: the client must answer with
-    /// [`ClientMessage::Auth`] before anything else.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_nonce")]
-    pub challenge: Option<[u8; 32]>,
+    /// The Noise protocol of the handshake that follows ([`super::secure::NOISE_PARAMS`]) on
+    /// the host-facing channel; absent on the in-enclave socket, whose file mode is what
+    /// authenticates its clients. A client expecting one and getting the other closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<String>,
 }
 
 /// Facts about the enclave, in the server hello and the `info` reply.
@@ -255,10 +272,7 @@ pub struct Auth {
     /// authorized set).
     #[serde(with = "serde_bytes")]
     pub public_key: [u8; 32],
-    /// Random bytes chosen by the client, part of the signed transcript.
-    #[serde(with = "serde_bytes")]
-    pub client_nonce: [u8; 32],
-    /// Ed25519 signature over the transcript.
+    /// Ed25519 signature over the transcript (domain and handshake hash).
     #[serde(with = "serde_bytes")]
     pub signature: [u8; 64],
 }
@@ -351,19 +365,5 @@ impl ErrorCode {
                 | ErrorCode::FlowControl
                 | ErrorCode::Protocol
         )
-    }
-}
-
-/// serde for `Option<[u8; 32]>` as an optional CBOR byte string.
-mod opt_nonce {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use serde_bytes::ByteArray;
-
-    pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
-        v.map(ByteArray::new).serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
-        Ok(Option::<ByteArray<32>>::deserialize(d)?.map(ByteArray::into_array))
     }
 }

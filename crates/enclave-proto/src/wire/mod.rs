@@ -10,7 +10,9 @@
 //! - [`session`]: the per-connection state machine for each side: hello first, authentication
 //!   when required, request ids, per-stream flow control. Every message sent or received goes
 //!   through it, which is what makes malformed or out-of-order peers harmless.
-//! - [`auth`]: the Ed25519 challenge/response, [`path`]: the path rules of `cp`.
+//! - [`secure`]: the Noise handshake and the encrypted records of the host-facing channel;
+//!   [`auth`]: the client's proof of a key over the handshake hash; [`path`]: the path rules
+//!   of `cp`.
 //!
 //! Nothing here does IO except the blocking helpers [`frame::read_frame`],
 //! [`frame::write_frame`], [`codec::read_message`] and [`codec::write_message`]; sockets live in
@@ -23,6 +25,7 @@ pub mod fuzzing;
 pub mod message;
 pub mod ops;
 pub mod path;
+pub mod secure;
 pub mod session;
 
 pub use codec::{decode, encode, read_message, write_message, MessageError};
@@ -35,14 +38,18 @@ pub use ops::{
     AttestRequest, CpEntry, CpKind, ExecRequest, ExitStatus, Reply, Request, ServiceRequest,
     ServiceState, ServiceStatus, WindowSize,
 };
-pub use session::{ClientSession, ServerConfig, ServerSession, SessionError, Verdict};
+pub use session::{
+    ClientConfig, ClientSession, RemoteTrust, Security, ServerConfig, ServerSession, SessionError,
+    Trust, Verdict,
+};
 
 /// The protocol version this code speaks. A peer announces the highest version it speaks in its
 /// hello; the server answers with the version both will use.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
-/// The oldest protocol version this code still speaks.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// The oldest protocol version this code still speaks. Version 1 had no encrypted session and
+/// let anyone on the parent drive an enclave without a key: it is not spoken any more.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// Hard maximum of a frame payload (the bytes after the length prefix): 1 MiB. A length prefix
 /// above it is refused before anything is allocated.

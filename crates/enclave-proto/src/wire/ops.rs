@@ -34,7 +34,10 @@ pub enum Request {
     /// Stop all services and power the enclave off; answered with [`Reply::Done`] first.
     Shutdown,
     /// A fresh attestation document from the enclave's NSM; answered with
-    /// [`Reply::Attestation`]. Needs no capability: a document is public.
+    /// [`Reply::Attestation`]. With a `nonce` only it needs no capability; binding a
+    /// `public_key` or `user_data` needs [`Capability::Attest`] from the host (inside the
+    /// enclave, on the local socket, it is always allowed): a document binding a key of the
+    /// host's choosing would let the host pass for the enclave.
     Attest(AttestRequest),
 }
 
@@ -59,6 +62,9 @@ impl Request {
         match self {
             Request::Exec(_) => Some(Capability::Exec),
             Request::CpTo { .. } | Request::CpFrom { .. } => Some(Capability::Cp),
+            Request::Attest(a) if a.public_key.is_some() || a.user_data.is_some() => {
+                Some(Capability::Attest)
+            }
             _ => None,
         }
     }

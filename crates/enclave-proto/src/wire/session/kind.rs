@@ -21,11 +21,11 @@ pub(super) enum Kind<'a> {
     Error,
 }
 
-/// The id and kind of a client message; `None` for hello, auth and requests.
+/// The id and kind of a client message; `None` for hello, handshake, auth and requests.
 pub(super) fn client_kind(msg: &ClientMessage) -> Option<(RequestId, Kind<'_>)> {
     use ClientMessage as M;
     Some(match msg {
-        M::Hello(_) | M::Auth(_) | M::Request { .. } => return None,
+        M::Hello(_) | M::Handshake { .. } | M::Auth(_) | M::Request { .. } => return None,
         M::Data { id, channel, data } => (
             *id,
             Kind::Data {
@@ -44,11 +44,11 @@ pub(super) fn client_kind(msg: &ClientMessage) -> Option<(RequestId, Kind<'_>)> 
     })
 }
 
-/// The id and kind of a server message; `None` for hello and authenticated.
+/// The id and kind of a server message; `None` for hello, handshake and authenticated.
 pub(super) fn server_kind(msg: &ServerMessage) -> Option<(RequestId, Kind<'_>)> {
     use ServerMessage as M;
     Some(match msg {
-        M::Hello(_) | M::Authenticated => return None,
+        M::Hello(_) | M::Handshake { .. } | M::Authenticated { .. } => return None,
         M::Started { id, .. } => (*id, Kind::Started),
         M::Reply { id, reply } => (*id, Kind::Reply(reply)),
         M::Data { id, channel, data } => (

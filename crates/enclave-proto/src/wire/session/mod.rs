@@ -5,7 +5,10 @@
 //! both directions:
 //!
 //! - the client's hello comes first, the server's answer second;
-//! - when the server asked for it, a valid [`super::Auth`] comes before anything else;
+//! - on the host-facing channel the Noise handshake comes next ([`super::secure`]); its
+//!   messages are the last in clear, and the caller switches to encrypted records with the keys
+//!   `take_transport` hands out;
+//! - nothing but `ping` and `info` before a valid [`super::Auth`] on that channel;
 //! - request ids are strictly increasing; stream messages name a request in progress;
 //! - each operation's stream admits only its own messages, in order (e.g. no data before
 //!   `Started`, no `stdin` after its `Eof`, a `cp` file's content is exactly its size);
@@ -19,8 +22,8 @@ mod kind;
 mod server;
 mod streams;
 
-pub use client::{ClientConfig, ClientSession};
-pub use server::{ServerConfig, ServerSession};
+pub use client::{ClientConfig, ClientSession, Security};
+pub use server::{RemoteTrust, ServerConfig, ServerSession, Trust};
 
 use super::auth::AuthError;
 use super::message::{Capability, ErrorCode, RequestId, ServerMessage};
@@ -45,6 +48,9 @@ pub enum SessionError {
     /// Something other than a hello came first.
     #[error("the first message must be a hello")]
     HelloFirst,
+    /// A frame that is not one message of the protocol.
+    #[error("undecodable message: {0}")]
+    Malformed(String),
     /// A connection-level message in the wrong state (a second hello, an unasked auth, ...).
     #[error("unexpected {0}")]
     Unexpected(&'static str),
@@ -54,18 +60,30 @@ pub enum SessionError {
         /// The peer's version.
         peer: u16,
     },
-    /// A request or stream message before the required authentication.
-    #[error("authentication required")]
+    /// On the host-facing channel, something other than the Noise handshake after the hellos.
+    #[error("the encrypted session's handshake must come first")]
+    HandshakeRequired,
+    /// The Noise handshake failed (a changed hello, a relayed or replayed message, a bad key).
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// The server did not offer the session this client requires (an encrypted one on the
+    /// host-facing channel, none on the in-enclave socket).
+    #[error("the enclave offered {offered}, this client requires {required}")]
+    Downgrade {
+        /// What the server's hello said.
+        offered: &'static str,
+        /// What the client requires.
+        required: &'static str,
+    },
+    /// A request other than `ping`/`info` before a key was proven.
+    #[error("authentication required: prove a key the enclave accepts (its supervisor's, or one of the spec's debug.authorized_keys) before anything but ping and info")]
     AuthRequired,
     /// The authentication was refused.
     #[error("authentication failed: {0}")]
     AuthFailed(AuthError),
-    /// The server requires authentication and the client has no key.
-    #[error("the enclave requires authentication (debug.authorized_keys) and no key was given")]
+    /// Local only: the request needs a key and the client has none.
+    #[error("this needs a key the enclave accepts (its supervisor's, or one listed in the spec's debug.authorized_keys), and no key was given")]
     KeyRequired,
-    /// Randomness for a nonce could not be had.
-    #[error("no randomness for a nonce: {0}")]
-    Random(String),
     /// A request id not above the previous one.
     #[error("request id {id} is not greater than the previous one ({last})")]
     IdNotIncreasing {
@@ -143,10 +161,13 @@ impl SessionError {
             E::PermissionDenied { .. } => ErrorCode::PermissionDenied,
             E::TooManyStreams { .. } => ErrorCode::TooManyStreams,
             E::BadRequest { .. } => ErrorCode::BadRequest,
-            E::Random(_) => ErrorCode::Internal,
             E::Remote { code, .. } => *code,
             E::HelloFirst
+            | E::Malformed(_)
             | E::Unexpected(_)
+            | E::HandshakeRequired
+            | E::Handshake(_)
+            | E::Downgrade { .. }
             | E::IdNotIncreasing { .. }
             | E::UnknownRequest(_)
             | E::StreamProtocol { .. }
@@ -163,7 +184,7 @@ impl SessionError {
             | SessionError::TooManyStreams { .. }
             | SessionError::BadRequest { .. }
             | SessionError::Ended(_) => false,
-            SessionError::Remote { .. } | SessionError::Random(_) => true,
+            SessionError::Remote { .. } => true,
             other => other.code().is_fatal(),
         }
     }

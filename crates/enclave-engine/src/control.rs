@@ -1,0 +1,236 @@
+//! How the host side reaches an enclave's control channel (`docs/security.md`).
+//!
+//! - The **supervisor key** (`<enclave dir>/control.key`, 0600): an Ed25519 key made when the
+//!   supervisor first starts, handed to enclave-init at each boot (its public half) and accepted
+//!   there besides the spec's `debug.authorized_keys`. Whoever can read it drives the enclave:
+//!   the user who ran it (root on a Nitro parent), nobody else.
+//! - The **pinned identity** (`<enclave dir>/identity.json`): the enclave's control key as the
+//!   supervisor received and verified it at the last boot. A client that has it checks the
+//!   handshake against it; otherwise it verifies the enclave's identity document against the
+//!   record's PCRs ([`DocumentCheck`]).
+//! - [`connect_options`] puts both together for a client of this host.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use enclave_attest::{Policy, TrustRoot, Verifier};
+use enclave_proto::client::ConnectOptions;
+use enclave_proto::wire::auth::SigningKey;
+use enclave_proto::wire::secure::{IdentityVerifier, ServerCheck, IDENTITY_USER_DATA};
+use enclave_proto::wire::{Capability, Security};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+use crate::error::{EngineError, Result};
+use crate::state::{EnclaveRecord, StateRoot};
+
+/// The supervisor key's file in the enclave's directory.
+pub const KEY_FILE: &str = "control.key";
+/// The pinned identity's file in the enclave's directory.
+pub const IDENTITY_FILE: &str = "identity.json";
+
+/// The enclave's control identity as its supervisor received it at the last boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedIdentity {
+    /// The X25519 control key, hex.
+    pub control_key: String,
+    /// Whether an attestation document bound it to the record's measurements (false: the
+    /// enclave has no NSM, and only the hand-off channel vouches for it).
+    pub attested: bool,
+}
+
+/// The supervisor key of the enclave whose directory is `dir`, made on first use.
+pub fn load_or_create_key(dir: &Path) -> Result<SigningKey> {
+    let path = dir.join(KEY_FILE);
+    match load_key(dir) {
+        Ok(k) => return Ok(k),
+        Err(EngineError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(seed.as_mut())
+        .map_err(|e| EngineError::Backend(format!("no randomness for the supervisor key: {e}")))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)
+        .and_then(|mut f| {
+            f.write_all(seed.as_ref())?;
+            f.sync_all()
+        })
+        .map_err(|e| EngineError::io(&path, e))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// The supervisor key of the enclave whose directory is `dir`. A key readable by others than
+/// its owner is refused: it would let them drive the enclave.
+pub fn load_key(dir: &Path) -> Result<SigningKey> {
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.join(KEY_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| EngineError::io(&path, e))?;
+    let meta = file.metadata().map_err(|e| EngineError::io(&path, e))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(EngineError::Invalid(format!(
+            "{}: mode {:o} lets others read the supervisor key; it must be 0600",
+            path.display(),
+            meta.mode() & 0o777
+        )));
+    }
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    use std::io::Read;
+    (&file)
+        .read_exact(seed.as_mut())
+        .map_err(|e| EngineError::io(&path, e))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// The identity pinned at the last boot, when there is one.
+pub fn pinned_identity(dir: &Path) -> Option<[u8; 32]> {
+    let pin: PinnedIdentity = crate::util::read_json(&dir.join(IDENTITY_FILE)).ok()?;
+    hex::decode(pin.control_key).ok()?.try_into().ok()
+}
+
+/// Records the identity of the boot that just handed it over.
+pub fn write_pin(dir: &Path, key: &[u8; 32], attested: bool) -> Result<()> {
+    let pin = PinnedIdentity {
+        control_key: hex::encode(key),
+        attested,
+    };
+    crate::util::write_json_atomic(&dir.join(IDENTITY_FILE), &pin)
+}
+
+/// Forgets the pin (a new boot makes a new identity).
+pub fn remove_pin(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(IDENTITY_FILE));
+}
+
+/// The trust roots an enclave of `rec`'s backend is attested by: this host's emulation root
+/// for emulated enclaves, the AWS root for Nitro.
+pub fn trust_roots(root: &StateRoot, rec: &EnclaveRecord) -> Result<Vec<TrustRoot>> {
+    match rec.backend {
+        BackendKind::Nitro => Ok(vec![TrustRoot::aws_nitro_root_g1()]),
+        _ => {
+            let ca = crate::supervisor::nsm::emulation_ca(root.path())?;
+            let root = TrustRoot::from_der(ca.root_der())
+                .map_err(|e| EngineError::Backend(format!("emulation root: {e}")))?;
+            Ok(vec![root])
+        }
+    }
+}
+
+/// Checks an enclave's identity document: genuine (chained to `roots`), of the measured image
+/// (PCR0, 1, 2 and 8 as recorded), binding the control key as its `public_key` with the
+/// identity's `user_data`, and, at boot, the supervisor's nonce.
+#[derive(Debug, Clone)]
+pub struct DocumentCheck {
+    roots: Vec<TrustRoot>,
+    pcrs: BTreeMap<u8, Vec<u8>>,
+    nonce: Option<Vec<u8>>,
+}
+
+impl DocumentCheck {
+    /// A check against `roots` and exactly these PCRs.
+    pub fn new(roots: Vec<TrustRoot>, pcrs: BTreeMap<u8, Vec<u8>>) -> Self {
+        Self {
+            roots,
+            pcrs,
+            nonce: None,
+        }
+    }
+
+    /// The check for an enclave of `rec` (its measurements; no nonce).
+    pub fn for_record(root: &StateRoot, rec: &EnclaveRecord) -> Result<Self> {
+        Ok(Self {
+            roots: trust_roots(root, rec)?,
+            pcrs: crate::supervisor::nsm::measured_pcrs(&rec.measurements)
+                .into_iter()
+                .map(|(i, v)| (i, v.to_vec()))
+                .collect(),
+            nonce: None,
+        })
+    }
+
+    /// The same, also requiring `nonce` (the supervisor's, at boot).
+    pub fn with_nonce(mut self, nonce: &[u8]) -> Self {
+        self.nonce = Some(nonce.to_vec());
+        self
+    }
+
+    /// Checks `document` for `control_key`.
+    pub fn check(&self, control_key: &[u8; 32], document: &[u8]) -> std::result::Result<(), String> {
+        let policy = Policy {
+            pcrs: self.pcrs.clone(),
+            nonce: self.nonce.clone(),
+            user_data: Some(IDENTITY_USER_DATA.to_vec()),
+            public_key: Some(control_key.to_vec()),
+            allow_debug: false,
+        };
+        let verifier = Verifier::with_roots(self.roots.clone()).map_err(|e| e.to_string())?;
+        verifier
+            .verify(document, time::OffsetDateTime::now_utc(), &policy)
+            .map(drop)
+            .map_err(|e| format!("its identity document: {e}"))
+    }
+}
+
+impl IdentityVerifier for DocumentCheck {
+    fn verify(&self, control_key: &[u8; 32], document: Option<&[u8]>) -> std::result::Result<(), String> {
+        let document = document.ok_or(
+            "the enclave sent no identity document (it has no NSM) and its supervisor pinned no key",
+        )?;
+        self.check(control_key, document)
+    }
+}
+
+/// What a client of this host needs to drive the enclave `rec`: the supervisor's key (unless
+/// `key` is given: a key of the spec's `debug.authorized_keys`), and the enclave's identity
+/// (the pin, else its document checked against the record).
+pub fn connect_options(
+    root: &StateRoot,
+    rec: &EnclaveRecord,
+    capabilities: &[Capability],
+    key: Option<SigningKey>,
+    client: &str,
+    retry: Duration,
+) -> Result<ConnectOptions> {
+    let dir = root.dir(&rec.id);
+    let key = match key {
+        Some(k) => k,
+        None => load_key(&dir).map_err(|e| match e {
+            EngineError::Io { path, error }
+                if error.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                EngineError::Invalid(format!(
+                    "{}: permission denied: only the user who started enclave {} (root on a \
+                     Nitro parent) can drive it; or use a key listed in its spec's \
+                     debug.authorized_keys (--key)",
+                    path.display(),
+                    rec.name
+                ))
+            }
+            other => other,
+        })?,
+    };
+    let check = match pinned_identity(&dir) {
+        Some(pin) => ServerCheck::Pinned(pin),
+        None => ServerCheck::Verify(Arc::new(DocumentCheck::for_record(root, rec)?)),
+    };
+    Ok(ConnectOptions {
+        capabilities: capabilities.to_vec(),
+        key: Some(key),
+        client: client.to_owned(),
+        retry,
+        security: Security::Remote(check),
+    })
+}

@@ -1,0 +1,202 @@
+//! The hand-off at boot between an enclave and its supervisor.
+//!
+//! Before its heartbeat, enclave-init connects to its parent on [`crate::ports::SUPERVISOR`]
+//! and the two exchange one message each:
+//!
+//! ```text
+//! supervisor -> enclave   offer    {version, supervisor_key (Ed25519), nonce (32), secrets}
+//! enclave -> supervisor   identity {version, control_key (X25519), document?}
+//! ```
+//!
+//! - `supervisor_key` is the key the enclave then accepts on its control channel besides the
+//!   spec's `debug.authorized_keys`: it is how root on the parent (through `enclave-ctl`, which
+//!   reads the private half from the enclave's 0700 state directory) drives the enclave, and no
+//!   one else on the parent can. Only root can listen on a vsock port below 1024 on the parent,
+//!   so an unprivileged user cannot pose as the supervisor; on the emulated backend the port is a
+//!   Unix socket inside the supervisor's own 0700 directory.
+//! - `control_key` is the enclave's control identity ([`crate::wire::secure::ControlIdentity`]);
+//!   `document` binds it (`public_key`) with the supervisor's `nonce`, so the supervisor knows it
+//!   is fresh from this boot. The supervisor verifies it and pins the key for clients.
+//! - `secrets` are small files the operator gave to `run --secret NAME=FILE`: enclave-init
+//!   writes them to `/run/enclave/secrets/NAME` (root only). They are the operator's (the host
+//!   knows them): credentials that keep *network* parties out, never what protects the enclave
+//!   from its host.
+//!
+//! Each message is one frame of the control protocol's codec (CBOR, unknown fields refused).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::wire::frame::{read_frame, write_frame, FrameError};
+
+/// The hand-off's version.
+pub const HANDOFF_VERSION: u16 = 1;
+
+/// Largest secret file.
+pub const MAX_SECRET: usize = 64 << 10;
+/// Most secrets in one offer.
+pub const MAX_SECRETS: usize = 8;
+/// Largest identity document (as in the control handshake).
+pub const MAX_DOCUMENT: usize = crate::wire::secure::MAX_IDENTITY_DOCUMENT;
+
+/// Why a hand-off message was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoffError {
+    /// Reading or writing the frame failed.
+    #[error("hand-off frame: {0}")]
+    Frame(#[from] FrameError),
+    /// The peer closed before sending its message.
+    #[error("the peer closed the hand-off before its message")]
+    Closed,
+    /// The frame is not the expected message.
+    #[error("hand-off message: {0}")]
+    Decode(String),
+    /// A version this side does not speak.
+    #[error("hand-off version {0} (this side speaks {HANDOFF_VERSION})")]
+    Version(u16),
+    /// A field beyond its limit or malformed.
+    #[error("hand-off message: {0}")]
+    Invalid(String),
+}
+
+/// The supervisor's message.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorOffer {
+    /// [`HANDOFF_VERSION`].
+    pub version: u16,
+    /// The supervisor's Ed25519 public key.
+    #[serde(with = "serde_bytes")]
+    pub supervisor_key: [u8; 32],
+    /// Fresh random bytes the enclave binds into its identity document.
+    #[serde(with = "serde_bytes")]
+    pub nonce: [u8; 32],
+    /// Files for `/run/enclave/secrets/`, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, ByteBuf>,
+}
+
+impl std::fmt::Debug for SupervisorOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets by name only.
+        f.debug_struct("SupervisorOffer")
+            .field("version", &self.version)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The enclave's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnclaveIdentity {
+    /// [`HANDOFF_VERSION`].
+    pub version: u16,
+    /// The enclave's control identity key (X25519).
+    #[serde(with = "serde_bytes")]
+    pub control_key: [u8; 32],
+    /// The attestation document binding it with the offer's nonce; absent without an NSM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<ByteBuf>,
+}
+
+/// Whether `name` may name a secret: 1 to 64 of `[A-Za-z0-9._-]`, not starting with a dot.
+pub fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl SupervisorOffer {
+    /// Checks the limits a receiver relies on.
+    pub fn check(&self) -> Result<(), HandoffError> {
+        if self.version != HANDOFF_VERSION {
+            return Err(HandoffError::Version(self.version));
+        }
+        if self.secrets.len() > MAX_SECRETS {
+            return Err(HandoffError::Invalid(format!(
+                "more than {MAX_SECRETS} secrets"
+            )));
+        }
+        for (name, content) in &self.secrets {
+            if !valid_secret_name(name) {
+                return Err(HandoffError::Invalid(format!(
+                    "secret name {name:?} (allowed: 1 to 64 of A-Z a-z 0-9 . _ -, no leading dot)"
+                )));
+            }
+            if content.len() > MAX_SECRET {
+                return Err(HandoffError::Invalid(format!(
+                    "secret {name:?} is larger than {MAX_SECRET} bytes"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EnclaveIdentity {
+    /// Checks the limits a receiver relies on.
+    pub fn check(&self) -> Result<(), HandoffError> {
+        if self.version != HANDOFF_VERSION {
+            return Err(HandoffError::Version(self.version));
+        }
+        if self.document.as_ref().is_some_and(|d| d.len() > MAX_DOCUMENT) {
+            return Err(HandoffError::Invalid(format!(
+                "identity document larger than {MAX_DOCUMENT} bytes"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn read_one<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, HandoffError> {
+    let frame = read_frame(r)?.ok_or(HandoffError::Closed)?;
+    let mut rest = frame.payload();
+    let msg = ciborium::from_reader(&mut rest).map_err(|e| HandoffError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(HandoffError::Decode("trailing bytes".into()));
+    }
+    Ok(msg)
+}
+
+fn write_one<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), HandoffError> {
+    let mut payload = Vec::new();
+    ciborium::into_writer(msg, &mut payload).map_err(|e| HandoffError::Decode(e.to_string()))?;
+    write_frame(w, &payload)?;
+    Ok(())
+}
+
+/// Reads and checks the supervisor's offer (enclave side).
+pub fn read_offer(r: &mut impl Read) -> Result<SupervisorOffer, HandoffError> {
+    let offer: SupervisorOffer = read_one(r)?;
+    offer.check()?;
+    Ok(offer)
+}
+
+/// Sends the offer (supervisor side).
+pub fn write_offer(w: &mut impl Write, offer: &SupervisorOffer) -> Result<(), HandoffError> {
+    offer.check()?;
+    write_one(w, offer)
+}
+
+/// Reads and checks the enclave's identity (supervisor side).
+pub fn read_identity(r: &mut impl Read) -> Result<EnclaveIdentity, HandoffError> {
+    let identity: EnclaveIdentity = read_one(r)?;
+    identity.check()?;
+    Ok(identity)
+}
+
+/// Sends the identity (enclave side).
+pub fn write_identity(w: &mut impl Write, identity: &EnclaveIdentity) -> Result<(), HandoffError> {
+    identity.check()?;
+    write_one(w, identity)
+}
+
+// The offer must fit one frame with room to spare; checked at compile time.
+const _: () = assert!(MAX_SECRETS * (MAX_SECRET + 128) < crate::wire::MAX_FRAME_LEN as usize);

@@ -1,0 +1,199 @@
+//! The record layer after the handshake: the control protocol's frames, as a byte stream, cut
+//! into Noise transport messages.
+//!
+//! ```text
+//! +---------------------+-------------------------------------------------+
+//! | length: u16, big end| AES-256-GCM ciphertext of ≤ 65519 bytes + tag(16)|
+//! +---------------------+-------------------------------------------------+
+//! ```
+//!
+//! Each direction has its own key and counts its records from 0; the count is the nonce, so a
+//! record dropped, repeated, reordered or changed fails to decrypt and the stream ends with an
+//! `InvalidData` error. Records carry no type: the frames above delimit messages, and the
+//! stream ending between records is an ordinary close (the protocol above knows whether a
+//! request was still open).
+//!
+//! The writer buffers: [`SecureWriter::write`] fills a record and seals it when full;
+//! [`SecureWriter::flush`] seals what is pending and writes every sealed record in one go. So a
+//! burst of small frames costs one record and one `write`, and bulk data goes in full records.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::Arc;
+
+use snow::StatelessTransportState;
+
+/// Most plaintext bytes in one record: Noise's 65535-byte message limit minus the 16-byte tag.
+pub const MAX_RECORD_PLAINTEXT: usize = 65535 - TAG_LEN;
+
+const TAG_LEN: usize = 16;
+/// Sealed records are written once this many bytes are waiting.
+const WRITE_BATCH: usize = 256 << 10;
+
+fn invalid(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// The sending half: frames in, records out.
+pub struct SecureWriter<W: Write> {
+    inner: W,
+    state: Arc<StatelessTransportState>,
+    nonce: u64,
+    plain: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+impl<W: Write> SecureWriter<W> {
+    /// Encrypts what is written to it with `state`'s sending key onto `inner`.
+    pub fn new(inner: W, state: Arc<StatelessTransportState>) -> Self {
+        Self {
+            inner,
+            state,
+            nonce: 0,
+            plain: Vec::with_capacity(MAX_RECORD_PLAINTEXT),
+            sealed: Vec::with_capacity(WRITE_BATCH + MAX_RECORD_PLAINTEXT + 2 + TAG_LEN),
+        }
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// The underlying stream, mutably (what was written to a `Vec`, in tests and fuzzing).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    fn seal(&mut self) -> io::Result<()> {
+        if self.plain.is_empty() {
+            return Ok(());
+        }
+        let start = self.sealed.len();
+        let len = self.plain.len() + TAG_LEN;
+        self.sealed.resize(start + 2 + len, 0);
+        let written = self
+            .state
+            .write_message(self.nonce, &self.plain, &mut self.sealed[start + 2..])
+            .map_err(|_| invalid("sealing a control record failed"))?;
+        debug_assert_eq!(written, len);
+        self.sealed[start..start + 2].copy_from_slice(&(written as u16).to_be_bytes());
+        self.nonce = self
+            .nonce
+            .checked_add(1)
+            .ok_or_else(|| invalid("record counter exhausted"))?;
+        self.plain.clear();
+        Ok(())
+    }
+
+    fn write_sealed(&mut self) -> io::Result<()> {
+        if !self.sealed.is_empty() {
+            self.inner.write_all(&self.sealed)?;
+            self.sealed.clear();
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for SecureWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(MAX_RECORD_PLAINTEXT - self.plain.len());
+        self.plain.extend_from_slice(&buf[..n]);
+        if self.plain.len() == MAX_RECORD_PLAINTEXT {
+            self.seal()?;
+            if self.sealed.len() >= WRITE_BATCH {
+                self.write_sealed()?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.seal()?;
+        self.write_sealed()?;
+        self.inner.flush()
+    }
+}
+
+/// The receiving half: records in, frames out.
+pub struct SecureReader<R: Read> {
+    inner: BufReader<R>,
+    state: Arc<StatelessTransportState>,
+    nonce: u64,
+    record: Vec<u8>,
+    /// Opened plaintext of the current record: `plain[pos..filled]` is unread.
+    plain: Vec<u8>,
+    filled: usize,
+    pos: usize,
+}
+
+impl<R: Read> SecureReader<R> {
+    /// Decrypts records read from `inner` with `state`'s receiving key.
+    pub fn new(inner: R, state: Arc<StatelessTransportState>) -> Self {
+        Self {
+            inner: BufReader::with_capacity(4 * (MAX_RECORD_PLAINTEXT + 2 + TAG_LEN), inner),
+            state,
+            nonce: 0,
+            record: vec![0; MAX_RECORD_PLAINTEXT + TAG_LEN],
+            plain: vec![0; MAX_RECORD_PLAINTEXT],
+            filled: 0,
+            pos: 0,
+        }
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &R {
+        self.inner.get_ref()
+    }
+
+    /// Reads and opens the next record; false at a clean end of stream (between records).
+    fn next_record(&mut self) -> io::Result<bool> {
+        if self.inner.fill_buf()?.is_empty() {
+            return Ok(false);
+        }
+        let mut header = [0u8; 2];
+        self.inner.read_exact(&mut header).map_err(truncated)?;
+        let len = usize::from(u16::from_be_bytes(header));
+        if len <= TAG_LEN {
+            // An empty record is never sent: one would be a way to make the reader spin.
+            return Err(invalid("control record without plaintext"));
+        }
+        let record = &mut self.record[..len];
+        self.inner.read_exact(record).map_err(truncated)?;
+        let n = self
+            .state
+            .read_message(self.nonce, record, &mut self.plain)
+            .map_err(|_| invalid("control record failed authentication"))?;
+        self.nonce = self
+            .nonce
+            .checked_add(1)
+            .ok_or_else(|| invalid("record counter exhausted"))?;
+        self.filled = n;
+        self.pos = 0;
+        Ok(true)
+    }
+}
+
+fn truncated(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        invalid("the stream ended inside a control record")
+    } else {
+        e
+    }
+}
+
+impl<R: Read> Read for SecureReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pos == self.filled {
+            if !self.next_record()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.filled - self.pos);
+        buf[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,252 @@
+//! The encrypted session as a man in the middle sees it: records that are altered, replayed,
+//! reordered, dropped, cut or injected end the stream; a handshake recorded and replayed to the
+//! enclave, or relayed through an attacker's own sessions, gets nowhere.
+
+use std::io::{Cursor, ErrorKind, Read, Write};
+
+use enclave_proto::wire::secure::{SecureReader, SecureWriter, ServerCheck, Transport};
+use enclave_proto::wire::{
+    encode, read_message, write_message, Capability, ClientMessage, ClientSession, ErrorCode,
+    Request, ServerMessage, ServerSession, SessionError, Verdict,
+};
+
+mod session_support;
+use session_support::*;
+
+/// A server and a client through the handshake (not yet authenticated), with both transports
+/// and the client's auth message, still unsent.
+fn handshaken(
+    s: &mut ServerSession,
+    c: &mut ClientSession,
+) -> (Transport, Transport, Option<ClientMessage>) {
+    let (_, v) = s.on_recv_frame(&encode(&c.hello().unwrap()).unwrap()).unwrap();
+    let Verdict::Respond(sh) = v else { panic!() };
+    let (_, v) = c.on_recv_frame(&encode(&sh).unwrap()).unwrap();
+    let Verdict::Respond(msg1) = v else { panic!() };
+    let (_, v) = s.on_recv_frame(&encode(&msg1).unwrap()).unwrap();
+    let Verdict::Respond(msg2) = v else { panic!() };
+    c.on_recv_frame(&encode(&msg2).unwrap()).unwrap();
+    let server_t = s.take_transport().unwrap();
+    let client_t = c.take_transport().unwrap();
+    let auth = c.auth().unwrap();
+    (server_t, client_t, auth)
+}
+
+/// Records as the client's writer produces them, one `flush` per message.
+fn sealed(t: &Transport, msgs: &[ClientMessage]) -> Vec<Vec<u8>> {
+    let mut records = Vec::new();
+    let mut w = SecureWriter::new(Vec::new(), t.state());
+    for m in msgs {
+        write_message(&mut w, m).unwrap();
+        w.flush().unwrap();
+        records.push(std::mem::take(w.get_mut()));
+    }
+    records
+}
+
+fn ping(id: u32) -> ClientMessage {
+    ClientMessage::Request {
+        id,
+        request: Request::Ping { payload: u64::from(id) },
+    }
+}
+
+fn read_all(t: &Transport, bytes: Vec<u8>) -> (Vec<ClientMessage>, Option<std::io::Error>) {
+    let mut r = SecureReader::new(Cursor::new(bytes), t.state());
+    let mut got = Vec::new();
+    loop {
+        match read_message::<ClientMessage>(&mut r) {
+            Ok(Some(m)) => got.push(m),
+            Ok(None) => return (got, None),
+            Err(enclave_proto::wire::MessageError::Frame(
+                enclave_proto::wire::FrameError::Io(e),
+            )) => return (got, Some(e)),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+}
+
+fn pair() -> (Transport, Transport) {
+    let mut s = server(&[], &[key(1)]);
+    let mut c = client(&[], Some(key(1)));
+    let (st, ct, _) = handshaken(&mut s, &mut c);
+    (st, ct)
+}
+
+#[test]
+fn records_round_trip_in_order() {
+    let (st, ct) = pair();
+    let msgs: Vec<ClientMessage> = (1..=50).map(ping).collect();
+    let bytes = sealed(&ct, &msgs).concat();
+    let (got, err) = read_all(&st, bytes);
+    assert!(err.is_none());
+    assert_eq!(got, msgs);
+}
+
+#[test]
+fn large_frames_span_records_and_arrive_whole() {
+    let (st, ct) = pair();
+    let msgs: Vec<ClientMessage> = (1..=20)
+        .map(|id| ClientMessage::Data {
+            id,
+            channel: enclave_proto::wire::Channel::Stdin,
+            data: (0..enclave_proto::wire::MAX_DATA_CHUNK)
+                .map(|i| (i * id as usize) as u8)
+                .collect(),
+        })
+        .collect();
+    let mut w = SecureWriter::new(Vec::new(), ct.state());
+    for m in &msgs {
+        write_message(&mut w, m).unwrap();
+    }
+    w.flush().unwrap();
+    let (got, err) = read_all(&st, w.get_mut().clone());
+    assert!(err.is_none());
+    assert_eq!(got, msgs);
+}
+
+#[test]
+fn any_changed_byte_ends_the_stream_without_delivering_it() {
+    let (st, ct) = pair();
+    let records = sealed(&ct, &[ping(1), ping(2)]);
+    for at in 0..records[1].len() {
+        let mut bytes = records.concat();
+        bytes[records[0].len() + at] ^= 0x01;
+        let (got, err) = read_all(&st, bytes);
+        assert_eq!(got, vec![ping(1)], "byte {at}: only the intact record is delivered");
+        let err = err.unwrap_or_else(|| panic!("byte {at}: the change went unnoticed"));
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn replayed_reordered_dropped_or_injected_records_are_refused() {
+    let (st, ct) = pair();
+    let r = sealed(&ct, &[ping(1), ping(2), ping(3)]);
+    let refused = |bytes: Vec<u8>, delivered: usize| {
+        let (got, err) = read_all(&st, bytes);
+        assert_eq!(got.len(), delivered);
+        assert_eq!(err.unwrap().kind(), ErrorKind::InvalidData);
+    };
+    refused([&r[0][..], &r[0][..]].concat(), 1); // replayed
+    refused([&r[1][..], &r[0][..]].concat(), 0); // reordered
+    refused([&r[0][..], &r[2][..]].concat(), 1); // dropped
+    // Injected: a record sealed by someone with another session's keys.
+    let (_, other) = pair();
+    let forged = sealed(&other, &[ClientMessage::Request {
+        id: 2,
+        request: Request::Shutdown,
+    }]);
+    refused([&r[0][..], &forged[0][..]].concat(), 1);
+    // The server's own records are not the client's (each direction has its own key).
+    let mut back = SecureWriter::new(Vec::new(), st.state());
+    write_message(&mut back, &ServerMessage::Authenticated { capabilities: vec![] }).unwrap();
+    back.flush().unwrap();
+    refused(back.get_mut().clone(), 0);
+}
+
+#[test]
+fn a_stream_cut_inside_a_record_is_an_error_and_between_records_an_end() {
+    let (st, ct) = pair();
+    let r = sealed(&ct, &[ping(1), ping(2)]);
+    let (got, err) = read_all(&st, r[0].clone());
+    assert_eq!((got.len(), err.is_none()), (1, true));
+    for cut in 1..r[1].len() {
+        let bytes = [&r[0][..], &r[1][..cut]].concat();
+        let (got, err) = read_all(&st, bytes);
+        assert_eq!(got.len(), 1);
+        assert!(err.is_some(), "cut at {cut}");
+    }
+    // A record announcing no plaintext at all is refused.
+    let (got, err) = read_all(&st, vec![0, 16, 0, 0]);
+    assert!(got.is_empty());
+    assert_eq!(err.unwrap().kind(), ErrorKind::InvalidData);
+}
+
+#[test]
+fn a_recorded_handshake_replayed_to_the_enclave_gets_nowhere() {
+    // A session recorded off the wire: the client's hello, handshake message and the
+    // encrypted auth and shutdown request that followed.
+    let mut s = server(&[], &[key(1)]);
+    let mut c = client(&[], Some(key(1)));
+    let hello = encode(&c.hello().unwrap()).unwrap();
+    let (_, v) = s.on_recv_frame(&hello).unwrap();
+    let Verdict::Respond(sh) = v else { panic!() };
+    let (_, v) = c.on_recv_frame(&encode(&sh).unwrap()).unwrap();
+    let Verdict::Respond(msg1) = v else { panic!() };
+    let msg1 = encode(&msg1).unwrap();
+    let (_, v) = s.on_recv_frame(&msg1).unwrap();
+    let Verdict::Respond(msg2) = v else { panic!() };
+    c.on_recv_frame(&encode(&msg2).unwrap()).unwrap();
+    let ct = c.take_transport().unwrap();
+    let auth = c.auth().unwrap().unwrap();
+    let recorded = sealed(&ct, &[auth, ClientMessage::Request {
+        id: 1,
+        request: Request::Shutdown,
+    }])
+    .concat();
+
+    // Replayed byte for byte to a fresh connection: the enclave answers with new ephemeral
+    // keys, so the recorded records do not open.
+    let mut replay = server(&[], &[key(1)]);
+    replay.on_recv_frame(&hello).unwrap();
+    replay.on_recv_frame(&msg1).unwrap();
+    let fresh = replay.take_transport().unwrap();
+    let (got, err) = read_all(&fresh, recorded);
+    assert!(got.is_empty());
+    assert_eq!(err.unwrap().kind(), ErrorKind::InvalidData);
+    assert!(!replay.is_ready());
+}
+
+#[test]
+fn a_relay_with_its_own_sessions_cannot_pass_for_either_end() {
+    // The relay answers the client as if it were the enclave (its own identity) and opens its
+    // own session to the enclave. The client that pinned the enclave's key refuses at once.
+    let relay_identity = std::sync::Arc::new(
+        enclave_proto::wire::secure::ControlIdentity::generate().unwrap(),
+    );
+    let mut relay_as_server = server_with(&[], &[key(1)], relay_identity.clone());
+    let mut c = client(&[], Some(key(1)));
+    let err = connect(&mut relay_as_server, &mut c).unwrap_err();
+    assert!(matches!(err, SessionError::Handshake(_)), "{err}");
+
+    // A careless client that accepts any enclave does authenticate to the relay, but the
+    // proof names the relay's session: replayed into the relay's session with the enclave it is
+    // refused, and the relay holds no key of its own.
+    let mut relay_as_server = server_with(&[], &[key(1)], relay_identity);
+    let mut careless = client_checking(&[], Some(key(1)), ServerCheck::AnyEnclave);
+    let (_, _, proof) = handshaken(&mut relay_as_server, &mut careless);
+    let proof = proof.unwrap();
+    let mut enclave = server(&[Capability::Exec], &[key(1)]);
+    let mut relay_as_client = client(&[], None);
+    connect(&mut enclave, &mut relay_as_client).unwrap();
+    let err = enclave.on_recv(&proof).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AuthFailed);
+    assert!(!enclave.is_ready());
+}
+
+#[test]
+fn the_encrypted_stream_works_over_a_socket_both_ways() {
+    let (st, ct) = pair();
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut w = SecureWriter::new(a, ct.state());
+        for id in 1..=1000 {
+            write_message(&mut w, &ping(id)).unwrap();
+            if id % 7 == 0 {
+                w.flush().unwrap();
+            }
+        }
+        w.flush().unwrap();
+    });
+    let mut r = SecureReader::new(b, st.state());
+    for id in 1..=1000 {
+        assert_eq!(read_message::<ClientMessage>(&mut r).unwrap(), Some(ping(id)));
+    }
+    writer.join().unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(r.read_to_end(&mut rest).unwrap(), 0);
+}
