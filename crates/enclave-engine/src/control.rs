@@ -168,7 +168,11 @@ impl DocumentCheck {
     }
 
     /// Checks `document` for `control_key`.
-    pub fn check(&self, control_key: &[u8; 32], document: &[u8]) -> std::result::Result<(), String> {
+    pub fn check(
+        &self,
+        control_key: &[u8; 32],
+        document: &[u8],
+    ) -> std::result::Result<(), String> {
         let policy = Policy {
             pcrs: self.pcrs.clone(),
             nonce: self.nonce.clone(),
@@ -185,7 +189,11 @@ impl DocumentCheck {
 }
 
 impl IdentityVerifier for DocumentCheck {
-    fn verify(&self, control_key: &[u8; 32], document: Option<&[u8]>) -> std::result::Result<(), String> {
+    fn verify(
+        &self,
+        control_key: &[u8; 32],
+        document: Option<&[u8]>,
+    ) -> std::result::Result<(), String> {
         let document = document.ok_or(
             "the enclave sent no identity document (it has no NSM) and its supervisor pinned no key",
         )?;

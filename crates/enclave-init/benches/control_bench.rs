@@ -85,7 +85,7 @@ fn main() {
         return;
     };
     let init = b.run.init_host_pid().expect("init pid");
-    let mut c = client(&b.addr);
+    let mut c = client(&b);
     let dir = scratch();
 
     // The file: sparse with a few written chunks, so that it is cheap to make and not all zeros.

@@ -103,7 +103,10 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Booted> {
         Ok(Some(caps)) if caps.is_empty() => say!("PCR31 locked: no debug capability"),
         Ok(Some(caps)) => {
             let names: Vec<String> = caps.iter().map(ToString::to_string).collect();
-            say!("PCR31 extended with the debug surface [{}] and locked", names.join(", "));
+            say!(
+                "PCR31 extended with the debug surface [{}] and locked",
+                names.join(", ")
+            );
         }
         Ok(None) => say!("no NSM: no attestation documents on this boot"),
         Err(e) => {

@@ -79,7 +79,10 @@ pub fn device() -> Option<&'static dyn Nsm> {
     if DISABLED.load(Ordering::SeqCst) {
         return None;
     }
-    DEVICE.get().and_then(|d| d.as_ref()).map(|(_, d)| d.as_ref())
+    DEVICE
+        .get()
+        .and_then(|d| d.as_ref())
+        .map(|(_, d)| d.as_ref())
 }
 
 /// Where the NSM chosen at boot is.

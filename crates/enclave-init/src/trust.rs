@@ -66,9 +66,7 @@ pub fn mark_debug_surface(
 /// The supervisor's address: [`ENV_SUPERVISOR_ADDR`] or the parent's hand-off port.
 fn supervisor_addr(parent_cid: u32) -> Result<Addr, String> {
     match std::env::var(ENV_SUPERVISOR_ADDR) {
-        Ok(s) => s
-            .parse()
-            .map_err(|e| format!("{ENV_SUPERVISOR_ADDR}: {e}")),
+        Ok(s) => s.parse().map_err(|e| format!("{ENV_SUPERVISOR_ADDR}: {e}")),
         Err(_) => Ok(Addr::Vsock {
             cid: parent_cid,
             port: enclave_proto::ports::SUPERVISOR,
@@ -81,9 +79,9 @@ fn supervisor_addr(parent_cid: u32) -> Result<Addr, String> {
 /// enclave; without a document only a supervisor's pin can vouch for the identity.
 pub fn establish(parent_cid: u32, nsm: Option<&dyn Nsm>) -> Result<ControlKeys, String> {
     let identity = ControlIdentity::generate().map_err(|e| format!("control identity: {e}"))?;
-    let mut conn = match supervisor_addr(parent_cid).and_then(|a| {
-        transport::connect(&a).map_err(|e| format!("no supervisor at {a}: {e}"))
-    }) {
+    let mut conn = match supervisor_addr(parent_cid)
+        .and_then(|a| transport::connect(&a).map_err(|e| format!("no supervisor at {a}: {e}")))
+    {
         Ok(c) => Some(c),
         Err(e) => {
             say!("control: {e}; only the spec's authorized keys can drive this enclave");

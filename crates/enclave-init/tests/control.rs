@@ -26,7 +26,7 @@ fn spec() -> serde_json::Value {
 #[test]
 fn exec_streams_exit_codes_and_signals() {
     let Some(b) = boot(&spec()) else { return };
-    let mut c = client(&b.addr);
+    let mut c = client(&b);
     assert_eq!(c.ping(42).unwrap(), 42);
     match c.info().unwrap() {
         Reply::Info {
@@ -152,7 +152,7 @@ impl std::io::Write for Shared {
 fn services_logs_and_initctl() {
     let Some(mut b) = boot(&spec()) else { return };
     // Needs no capability.
-    let mut c = Client::connect(&b.addr, &opts(&[], None)).unwrap();
+    let mut c = Client::connect(&b.addr, &opts(&b, &[])).unwrap();
     let Reply::Services { services } = c.service(ServiceRequest::List).unwrap() else {
         panic!()
     };
@@ -202,7 +202,7 @@ fn services_logs_and_initctl() {
     assert!(end.is_err() && seen == 6 && started.elapsed() < Duration::from_secs(5));
 
     // Control.
-    let mut c = Client::connect(&b.addr, &opts(&[Capability::Exec], None)).unwrap();
+    let mut c = Client::connect(&b.addr, &opts(&b, &[Capability::Exec])).unwrap();
     let e = c
         .service(ServiceRequest::Status {
             name: "nope".into(),
@@ -262,16 +262,16 @@ fn two_hundred_concurrent_execs_leak_nothing() {
     let Some(b) = boot(&spec()) else { return };
     let init = b.run.init_host_pid().expect("init pid");
     // Warm up (first connection, first exec) before counting.
-    shell(&mut client(&b.addr), "true");
+    shell(&mut client(&b), "true");
     std::thread::sleep(Duration::from_millis(300));
     let fds_before = support::control::fd_count(init);
 
     let started = Instant::now();
     let threads: Vec<_> = (0..200)
         .map(|i| {
-            let addr = b.addr.clone();
+            let access = b.access.clone();
             std::thread::spawn(move || {
-                let mut c = client(&addr);
+                let mut c = client(&access);
                 let o = exec(&mut c, req(&["sh", "-c", &format!("echo {i}")]), None).unwrap();
                 assert_eq!(o.status, ExitStatus::Code(0));
                 assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{i}\n"));
@@ -298,5 +298,5 @@ fn two_hundred_concurrent_execs_leak_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // And it still serves.
-    assert_eq!(client(&b.addr).ping(7).unwrap(), 7);
+    assert_eq!(client(&b).ping(7).unwrap(), 7);
 }

@@ -1,6 +1,8 @@
-//! The control server's gates in a real PID 1: capabilities the spec does not grant,
-//! Ed25519 authentication, and malformed, oversize, truncated and out-of-order frames, after
-//! each of which the server still serves the next connection.
+//! The control server's gates in a real PID 1: who may do what (nobody without a key, the
+//! supervisor's key and the spec's authorized keys with the spec's capabilities), idle floods
+//! that must not lock the operator out, and malformed, oversize, truncated and out-of-order
+//! frames, in clear and inside the encrypted stream, after each of which the server still
+//! serves the next connection.
 
 #[allow(dead_code)]
 mod support;
@@ -12,18 +14,29 @@ use std::path::Path;
 use base64::Engine as _;
 use enclave_proto::client::{Client, ClientError};
 use enclave_proto::wire::auth::SigningKey;
+use enclave_proto::wire::secure::ServerCheck;
 use enclave_proto::wire::{
-    Capability, ClientMessage, ErrorCode, Request, ServerMessage, SessionError,
+    AttestRequest, Capability, ClientMessage, CpEntry, CpKind, ErrorCode, Request, ServerMessage,
+    ServiceRequest, SessionError,
 };
-use support::control::{boot, exec, frame, hello_frame, opts, raw, read_all, read_one, req};
+use support::control::{
+    boot, exec, frame, hello_frame, opts, opts_with, raw, read_all, req, Access, RawSession,
+};
+
+fn ping(b: &Access) -> u64 {
+    Client::connect(&b.addr, &opts(b, &[]))
+        .unwrap()
+        .ping(3)
+        .unwrap()
+}
 
 #[test]
 fn capabilities_not_in_the_spec_are_refused() {
     let Some(b) = boot(&serde_json::json!({})) else {
         return;
     };
-    let mut c = Client::connect(&b.addr, &opts(&[Capability::Exec, Capability::Cp], None)).unwrap();
-    assert!(c.server_hello().capabilities.is_empty());
+    let mut c = Client::connect(&b.addr, &opts(&b, &[Capability::Exec, Capability::Cp])).unwrap();
+    assert!(c.is_authenticated() && c.granted().is_empty());
     // The client library does not even send what was not granted.
     let e = exec(&mut c, req(&["true"]), None).unwrap_err();
     assert!(
@@ -34,41 +47,31 @@ fn capabilities_not_in_the_spec_are_refused() {
         "{e}"
     );
     // A raw client that asks anyway gets permission_denied, and the connection stays usable.
-    let mut s = raw(&b.addr);
-    s.write_all(&hello_frame(&[Capability::Exec, Capability::Cp]))
-        .unwrap();
-    assert!(matches!(read_one(&mut s), ServerMessage::Hello(h) if h.capabilities.is_empty()));
-    let exec_req = Request::Exec(req(&["true"]));
-    s.write_all(&frame(&ClientMessage::Request {
-        id: 1,
-        request: exec_req,
-    }))
-    .unwrap();
-    let cp_req = Request::CpFrom {
-        src: "/etc/passwd".into(),
-    };
-    s.write_all(&frame(&ClientMessage::Request {
-        id: 2,
-        request: cp_req,
-    }))
-    .unwrap();
-    s.write_all(&frame(&ClientMessage::Request {
-        id: 3,
-        request: Request::Ping { payload: 9 },
-    }))
-    .unwrap();
-    for id in [1, 2] {
-        match read_one(&mut s) {
+    let key = Some(b.supervisor_key.clone());
+    let mut s = RawSession::open(&b, &[Capability::Exec, Capability::Cp], key);
+    let requests = [
+        Request::Exec(req(&["true"])),
+        Request::CpFrom {
+            src: "/etc/passwd".into(),
+        },
+        Request::Attest(AttestRequest {
+            public_key: Some(vec![1; 97]),
+            ..Default::default()
+        }),
+        Request::Ping { payload: 9 },
+    ];
+    for (request, id) in requests.into_iter().zip(1..) {
+        s.send(&ClientMessage::Request { id, request });
+    }
+    for id in [1, 2, 3] {
+        match s.read_one() {
             ServerMessage::Error { id: rid, code, .. } => {
                 assert_eq!((rid, code), (id, ErrorCode::PermissionDenied))
             }
             other => panic!("{other:?}"),
         }
     }
-    assert!(matches!(
-        read_one(&mut s),
-        ServerMessage::Reply { id: 3, .. }
-    ));
+    assert!(matches!(s.read_one(), ServerMessage::Reply { id: 4, .. }));
     let e = c
         .cp_from("/etc/passwd", Path::new("/tmp"), |_| {})
         .unwrap_err();
@@ -84,52 +87,146 @@ fn capabilities_not_in_the_spec_are_refused() {
 }
 
 #[test]
-fn authentication_is_required_when_keys_are_listed() {
+fn nobody_without_a_key_gets_more_than_ping_and_info() {
     let right = SigningKey::from_bytes(&[7; 32]);
     let wrong = SigningKey::from_bytes(&[8; 32]);
     let b64 = base64::engine::general_purpose::STANDARD.encode(right.verifying_key().to_bytes());
-    let spec = serde_json::json!({"debug": {"exec": true, "authorized_keys": [b64]}});
+    let spec = serde_json::json!({
+        "debug": {"exec": true, "cp": true, "authorized_keys": [b64]}
+    });
     let Some(b) = boot(&spec) else { return };
 
-    // The right key: in, and exec works.
-    let mut c = Client::connect(&b.addr, &opts(&[Capability::Exec], Some(right))).unwrap();
-    let o = exec(&mut c, req(&["echo", "in"]), None).unwrap();
-    assert_eq!(o.stdout, b"in\n");
+    // The operator (the supervisor's key) and a listed key: in, and exec works.
+    for key in [b.supervisor_key.clone(), right] {
+        let mut c =
+            Client::connect(&b.addr, &opts_with(&b, &[Capability::Exec], Some(key))).unwrap();
+        let o = exec(&mut c, req(&["echo", "in"]), None).unwrap();
+        assert_eq!(o.stdout, b"in\n");
+    }
     // A wrong key: auth_failed, connection closed.
-    match Client::connect(&b.addr, &opts(&[Capability::Exec], Some(wrong))) {
+    match Client::connect(&b.addr, &opts_with(&b, &[Capability::Exec], Some(wrong))) {
         Err(ClientError::Session(SessionError::Remote { code, .. })) => {
             assert_eq!(code, ErrorCode::AuthFailed)
         }
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a wrong key was accepted"),
     }
-    // No key: the client cannot answer the challenge.
-    match Client::connect(&b.addr, &opts(&[], None)) {
-        Err(ClientError::Session(SessionError::KeyRequired)) => {}
-        Err(e) => panic!("{e}"),
-        Ok(_) => panic!("no key was accepted"),
-    }
-    // A raw client skipping auth: auth_required, then the server closes.
-    let mut s = raw(&b.addr);
-    s.write_all(&hello_frame(&[])).unwrap();
-    assert!(matches!(read_one(&mut s), ServerMessage::Hello(h) if h.challenge.is_some()));
-    s.write_all(&frame(&ClientMessage::Request {
-        id: 1,
-        request: Request::Ping { payload: 1 },
-    }))
-    .unwrap();
-    let msgs = read_all(&mut s);
+    // No key: connected, ping and info answered, nothing else sent by the library.
+    let mut c = Client::connect(&b.addr, &opts_with(&b, &[], None)).unwrap();
+    assert!(!c.is_authenticated());
+    assert_eq!(c.ping(1).unwrap(), 1);
+    c.info().unwrap();
+    let e = c.service(ServiceRequest::List).unwrap_err();
     assert!(
-        matches!(
-            msgs.as_slice(),
-            [ServerMessage::Error {
-                id: 0,
-                code: ErrorCode::AuthRequired,
-                ..
-            }]
-        ),
-        "{msgs:?}"
+        matches!(e, ClientError::Session(SessionError::KeyRequired)),
+        "{e}"
     );
+
+    // A raw client without a key asking anyway: auth_required, then the server closes, for
+    // each of logs, services, shutdown, exec, cp and attest.
+    let refused = [
+        Request::Services(ServiceRequest::Logs {
+            name: "main".into(),
+            follow: false,
+            tail: None,
+            since: None,
+        }),
+        Request::Services(ServiceRequest::List),
+        Request::Services(ServiceRequest::Stop {
+            name: "main".into(),
+        }),
+        Request::Shutdown,
+        Request::Exec(req(&["touch", "/tmp/pwned"])),
+        Request::CpTo {
+            dest: "/tmp".into(),
+        },
+        Request::CpFrom {
+            src: "/etc/shadow".into(),
+        },
+        Request::Attest(AttestRequest {
+            nonce: Some(vec![1; 32]),
+            ..Default::default()
+        }),
+    ];
+    for request in refused {
+        let mut s = RawSession::open(&b, &[Capability::Exec, Capability::Cp], None);
+        s.send(&ClientMessage::Request {
+            id: 1,
+            request: request.clone(),
+        });
+        if let Request::CpTo { .. } = request {
+            s.send(&ClientMessage::CpEntry {
+                id: 1,
+                entry: CpEntry {
+                    path: "pwned".into(),
+                    mode: 0o644,
+                    kind: CpKind::File { size: 0 },
+                },
+            });
+        }
+        let msgs = s.read_all();
+        assert!(
+            matches!(
+                msgs.as_slice(),
+                [ServerMessage::Error {
+                    id: 0,
+                    code: ErrorCode::AuthRequired,
+                    ..
+                }]
+            ),
+            "{request:?}: {msgs:?}"
+        );
+    }
+    // Nothing of the above happened: main still runs, no file appeared.
+    let mut c = Client::connect(&b.addr, &opts(&b, &[Capability::Exec])).unwrap();
+    let o = exec(
+        &mut c,
+        req(&["sh", "-c", "ls /tmp; pidof sleep >/dev/null && echo up"]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "up\n");
+}
+
+#[test]
+fn a_client_refuses_an_enclave_other_than_the_pinned_one() {
+    let Some(b) = boot(&serde_json::json!({})) else {
+        return;
+    };
+    let mut wrong = opts(&b, &[]);
+    wrong.security = enclave_proto::wire::Security::Remote(ServerCheck::Pinned([9; 32]));
+    match Client::connect(&b.addr, &wrong) {
+        Err(ClientError::Session(SessionError::Handshake(m))) => {
+            assert!(m.contains("not the one its supervisor pinned"), "{m}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("an unexpected identity was accepted"),
+    }
+    assert_eq!(ping(&b), 3);
+}
+
+#[test]
+fn idle_connections_cannot_lock_the_operator_out() {
+    let Some(b) = boot(&serde_json::json!({})) else {
+        return;
+    };
+    // 300 connections that say nothing, then 50 that stay unauthenticated after the
+    // handshake: more than every limit.
+    let idle: Vec<_> = (0..300).map(|_| raw(&b.addr)).collect();
+    let unauthenticated: Vec<_> = (0..50)
+        .map(|_| Client::connect(&b.addr, &opts_with(&b, &[], None)))
+        .collect();
+    // Once they are older than the grace period an honest client needs to prove its key, the
+    // operator gets in, and so does the next one.
+    std::thread::sleep(support::control::GRACE + std::time::Duration::from_millis(500));
+    for _ in 0..2 {
+        let mut c = Client::connect(&b.addr, &opts(&b, &[])).unwrap();
+        assert!(matches!(
+            c.service(ServiceRequest::List).unwrap(),
+            enclave_proto::wire::Reply::Services { .. }
+        ));
+    }
+    drop((idle, unauthenticated));
 }
 
 #[test]
@@ -137,12 +234,7 @@ fn bad_frames_get_an_error_or_a_close_and_the_server_goes_on() {
     let Some(b) = boot(&serde_json::json!({"debug": {"exec": true}})) else {
         return;
     };
-    let ping = |addr| {
-        Client::connect(addr, &opts(&[], None))
-            .unwrap()
-            .ping(3)
-            .unwrap()
-    };
+    // In clear, before the handshake.
     let mut hello = hello_frame(&[]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("oversize length", vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3]),
@@ -167,20 +259,16 @@ fn bad_frames_get_an_error_or_a_close_and_the_server_goes_on() {
                 request: Request::Info,
             }),
         ),
-        ("data for an unknown request", {
-            hello.extend(frame(&ClientMessage::Cancel { id: 5 }));
+        ("request instead of the handshake", {
+            hello.extend(frame(&ClientMessage::Request {
+                id: 1,
+                request: Request::Info,
+            }));
             hello.clone()
         }),
-        ("decreasing ids", {
+        ("a handshake that is not Noise", {
             let mut f = hello_frame(&[]);
-            f.extend(frame(&ClientMessage::Request {
-                id: 5,
-                request: Request::Info,
-            }));
-            f.extend(frame(&ClientMessage::Request {
-                id: 4,
-                request: Request::Info,
-            }));
+            f.extend(frame(&ClientMessage::Handshake { noise: vec![7; 10] }));
             f
         }),
         ("second hello", {
@@ -209,23 +297,55 @@ fn bad_frames_get_an_error_or_a_close_and_the_server_goes_on() {
                 ),
             "{what}: {msgs:?}"
         );
-        assert_eq!(ping(&b.addr), 3, "{what}: the server stopped serving");
+        assert_eq!(ping(&b), 3, "{what}: the server stopped serving");
     }
-    // Without closing our side: an oversize frame is answered and the connection closed.
-    let mut s = raw(&b.addr);
-    s.write_all(&[0x7f, 0xff, 0xff, 0xff]).unwrap();
-    let msgs = read_all(&mut s);
-    assert!(
-        matches!(
-            msgs.as_slice(),
-            [ServerMessage::Error {
-                id: 0,
-                code: ErrorCode::Protocol,
-                ..
-            }]
+    // Inside the encrypted stream, authenticated.
+    let inside: Vec<(&str, Vec<u8>)> = vec![
+        ("oversize length", vec![0x7f, 0xff, 0xff, 0xff]),
+        ("garbage CBOR", vec![0, 0, 0, 3, 0xff, 0x00, 0x13]),
+        (
+            "data for an unknown request",
+            frame(&ClientMessage::Cancel { id: 5 }),
         ),
-        "{msgs:?}"
-    );
+        ("decreasing ids", {
+            let mut f = frame(&ClientMessage::Request {
+                id: 5,
+                request: Request::Info,
+            });
+            f.extend(frame(&ClientMessage::Request {
+                id: 4,
+                request: Request::Info,
+            }));
+            f
+        }),
+        ("second hello", hello_frame(&[])),
+    ];
+    for (what, bytes) in inside {
+        let mut s = RawSession::open(&b, &[], Some(b.supervisor_key.clone()));
+        s.send_bytes(&bytes);
+        let msgs = s.read_all();
+        assert!(
+            matches!(
+                msgs.last(),
+                Some(ServerMessage::Error {
+                    id: 0,
+                    code: ErrorCode::Protocol,
+                    ..
+                })
+            ),
+            "{what}: {msgs:?}"
+        );
+        assert_eq!(ping(&b), 3, "{what}: the server stopped serving");
+    }
+    // Bytes that are not records of the session after the handshake: the server closes
+    // without a word (it cannot tell garbage from an attack, and answers neither).
+    let mut s = RawSession::open(&b, &[], None);
+    s.send_unsealed(&[
+        0, 40, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+    ]);
+    s.send_unsealed(&[7; 30]);
+    s.shutdown_write();
+    assert!(s.read_all().is_empty());
     // Many broken connections in parallel leave it serving too.
     let threads: Vec<_> = (0..50)
         .map(|i| {
@@ -241,5 +361,5 @@ fn bad_frames_get_an_error_or_a_close_and_the_server_goes_on() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(ping(&b.addr), 3);
+    assert_eq!(ping(&b), 3);
 }

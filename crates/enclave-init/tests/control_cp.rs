@@ -15,7 +15,7 @@ use enclave_proto::wire::{
     Capability, ClientMessage, CpEntry, CpKind, ErrorCode, Request, ServerMessage,
 };
 use sha2::{Digest, Sha256};
-use support::control::{boot, client, frame, hello_frame, raw, read_one, scratch, shell};
+use support::control::{boot, client, scratch, shell, Access, RawSession};
 
 fn spec() -> serde_json::Value {
     serde_json::json!({"debug": {"exec": true, "cp": true}})
@@ -34,7 +34,7 @@ fn sha_file(p: &Path) -> Vec<u8> {
 #[test]
 fn cp_tree_and_big_file_round_trip() {
     let Some(b) = boot(&spec()) else { return };
-    let mut c = client(&b.addr);
+    let mut c = client(&b);
     let host = scratch();
 
     // A tree: modes, nested dirs, links inside (down and up), an empty file.
@@ -114,47 +114,35 @@ struct RawEntry {
 }
 
 /// Sends `entries` of a cp_to on a raw connection; returns the error code that ended it.
-fn raw_upload(
-    addr: &enclave_proto::transport::Addr,
-    dest: &str,
-    entries: &[RawEntry],
-) -> ErrorCode {
-    let mut s = raw(addr);
-    s.write_all(&hello_frame(&[Capability::Cp])).unwrap();
-    assert!(matches!(read_one(&mut s), ServerMessage::Hello(_)));
+fn raw_upload(b: &Access, dest: &str, entries: &[RawEntry]) -> ErrorCode {
+    let mut s = RawSession::open(b, &[Capability::Cp], Some(b.supervisor_key.clone()));
     let request = Request::CpTo { dest: dest.into() };
-    s.write_all(&frame(&ClientMessage::Request { id: 1, request }))
-        .unwrap();
-    assert!(matches!(
-        read_one(&mut s),
-        ServerMessage::Started { id: 1, .. }
-    ));
+    s.send(&ClientMessage::Request { id: 1, request });
+    assert!(matches!(s.read_one(), ServerMessage::Started { id: 1, .. }));
     for raw in entries {
         let msg = ClientMessage::CpEntry {
             id: 1,
             entry: raw.entry.clone(),
         };
-        s.write_all(&frame(&msg)).unwrap();
+        s.send(&msg);
         if let CpKind::File { .. } = raw.entry.kind {
             if !raw.content.is_empty() {
-                s.write_all(&frame(&ClientMessage::Data {
+                s.send(&ClientMessage::Data {
                     id: 1,
                     channel: enclave_proto::wire::Channel::File,
                     data: raw.content.clone(),
-                }))
-                .unwrap();
+                });
             }
             let end = ClientMessage::CpFileEnd {
                 id: 1,
                 sha256: raw.trailer,
             };
-            s.write_all(&frame(&end)).unwrap();
+            s.send(&end);
         }
     }
-    s.write_all(&frame(&ClientMessage::CpDone { id: 1 }))
-        .unwrap();
+    s.send(&ClientMessage::CpDone { id: 1 });
     loop {
-        match read_one(&mut s) {
+        match s.read_one() {
             ServerMessage::Error { id: 1, code, .. } => return code,
             ServerMessage::Reply { id: 1, reply } => panic!("accepted: {reply:?}"),
             _ => {}
@@ -187,7 +175,7 @@ fn other(entry: CpEntry) -> RawEntry {
 #[test]
 fn cp_refuses_traversal() {
     let Some(b) = boot(&spec()) else { return };
-    let mut c = client(&b.addr);
+    let mut c = client(&b);
     shell(
         &mut c,
         "mkdir -p /tmp/d && ln -s /etc /tmp/d/evil && ln -s sub /tmp/d/inner && mkdir /tmp/d/sub",
@@ -225,7 +213,7 @@ fn cp_refuses_traversal() {
             vec![link("l", "sub"), file("l/x", b"x")],
         ),
     ] {
-        let code = raw_upload(&b.addr, "/tmp/d", &entries);
+        let code = raw_upload(&b, "/tmp/d", &entries);
         assert_eq!(code, ErrorCode::BadRequest, "{what}");
     }
     // A trailer whose checksum does not match the content: refused, the temporary file removed
@@ -233,7 +221,7 @@ fn cp_refuses_traversal() {
     let mut bad = file("bad", b"xxxx");
     bad.trailer = [0; 32];
     assert_eq!(
-        raw_upload(&b.addr, "/tmp/d", &[bad]),
+        raw_upload(&b, "/tmp/d", &[bad]),
         ErrorCode::ChecksumMismatch
     );
     // Nothing landed outside, no temporary file was left behind.

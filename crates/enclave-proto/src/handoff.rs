@@ -146,7 +146,11 @@ impl EnclaveIdentity {
         if self.version != HANDOFF_VERSION {
             return Err(HandoffError::Version(self.version));
         }
-        if self.document.as_ref().is_some_and(|d| d.len() > MAX_DOCUMENT) {
+        if self
+            .document
+            .as_ref()
+            .is_some_and(|d| d.len() > MAX_DOCUMENT)
+        {
             return Err(HandoffError::Invalid(format!(
                 "identity document larger than {MAX_DOCUMENT} bytes"
             )));

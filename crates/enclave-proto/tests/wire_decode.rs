@@ -40,10 +40,13 @@ fn unknown_message_type_is_refused() {
     ));
     assert!(decode::<ClientMessage>(&cbor(&"teleport".into())).is_err());
     // A server message is not a client message.
-    assert!(decode::<ClientMessage>(&encode(&ServerMessage::Authenticated {
-        capabilities: vec![]
-    })
-    .unwrap()).is_err());
+    assert!(decode::<ClientMessage>(
+        &encode(&ServerMessage::Authenticated {
+            capabilities: vec![]
+        })
+        .unwrap()
+    )
+    .is_err());
 }
 
 #[test]

@@ -98,9 +98,7 @@ fn client_messages() -> Vec<ClientMessage> {
             capabilities: vec![Capability::Exec, Capability::Cp],
             client: "enclave-ctl 0.1.0".into(),
         }),
-        ClientMessage::Handshake {
-            noise: vec![4; 32],
-        },
+        ClientMessage::Handshake { noise: vec![4; 32] },
         ClientMessage::Auth(Auth {
             public_key: [1; 32],
             signature: [3; 64],
@@ -182,9 +180,7 @@ fn server_messages() -> Vec<ServerMessage> {
             enclave: info(),
             handshake: None,
         }),
-        ServerMessage::Handshake {
-            noise: vec![6; 96],
-        },
+        ServerMessage::Handshake { noise: vec![6; 96] },
         ServerMessage::Authenticated {
             capabilities: vec![Capability::Cp, Capability::Attest],
         },

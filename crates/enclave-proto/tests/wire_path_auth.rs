@@ -139,9 +139,13 @@ fn server_config_follows_the_debug_spec() {
         Trust::Remote(t) => t.keys.clone(),
         Trust::Local => panic!("a remote config"),
     };
-    let off =
-        ServerConfig::remote(&DebugSpec::default(), enclave.clone(), identity.clone(), None)
-            .unwrap();
+    let off = ServerConfig::remote(
+        &DebugSpec::default(),
+        enclave.clone(),
+        identity.clone(),
+        None,
+    )
+    .unwrap();
     assert!(off.capabilities.is_empty() && keys_of(&off).is_empty());
     let spec = DebugSpec {
         exec: true,
@@ -162,7 +166,10 @@ fn server_config_follows_the_debug_spec() {
     );
     for k in [&key, &supervisor] {
         let auth = Auth::sign(k, &[1; 32]);
-        assert_eq!(keys_of(&on).verify(&auth, &[1; 32]).unwrap(), k.verifying_key());
+        assert_eq!(
+            keys_of(&on).verify(&auth, &[1; 32]).unwrap(),
+            k.verifying_key()
+        );
     }
     let broken = DebugSpec {
         authorized_keys: vec!["nope".into()],

@@ -19,7 +19,9 @@ fn handshaken(
     s: &mut ServerSession,
     c: &mut ClientSession,
 ) -> (Transport, Transport, Option<ClientMessage>) {
-    let (_, v) = s.on_recv_frame(&encode(&c.hello().unwrap()).unwrap()).unwrap();
+    let (_, v) = s
+        .on_recv_frame(&encode(&c.hello().unwrap()).unwrap())
+        .unwrap();
     let Verdict::Respond(sh) = v else { panic!() };
     let (_, v) = c.on_recv_frame(&encode(&sh).unwrap()).unwrap();
     let Verdict::Respond(msg1) = v else { panic!() };
@@ -47,7 +49,9 @@ fn sealed(t: &Transport, msgs: &[ClientMessage]) -> Vec<Vec<u8>> {
 fn ping(id: u32) -> ClientMessage {
     ClientMessage::Request {
         id,
-        request: Request::Ping { payload: u64::from(id) },
+        request: Request::Ping {
+            payload: u64::from(id),
+        },
     }
 }
 
@@ -58,9 +62,9 @@ fn read_all(t: &Transport, bytes: Vec<u8>) -> (Vec<ClientMessage>, Option<std::i
         match read_message::<ClientMessage>(&mut r) {
             Ok(Some(m)) => got.push(m),
             Ok(None) => return (got, None),
-            Err(enclave_proto::wire::MessageError::Frame(
-                enclave_proto::wire::FrameError::Io(e),
-            )) => return (got, Some(e)),
+            Err(enclave_proto::wire::MessageError::Frame(enclave_proto::wire::FrameError::Io(
+                e,
+            ))) => return (got, Some(e)),
             Err(e) => panic!("unexpected {e}"),
         }
     }
@@ -113,10 +117,17 @@ fn any_changed_byte_ends_the_stream_without_delivering_it() {
         let mut bytes = records.concat();
         bytes[records[0].len() + at] ^= 0x01;
         let (got, err) = read_all(&st, bytes);
-        assert_eq!(got, vec![ping(1)], "byte {at}: only the intact record is delivered");
+        assert_eq!(
+            got,
+            vec![ping(1)],
+            "byte {at}: only the intact record is delivered"
+        );
         let err = err.unwrap_or_else(|| panic!("byte {at}: the change went unnoticed"));
         assert!(
-            matches!(err.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof),
+            matches!(
+                err.kind(),
+                ErrorKind::InvalidData | ErrorKind::UnexpectedEof
+            ),
             "{err}"
         );
     }
@@ -134,16 +145,25 @@ fn replayed_reordered_dropped_or_injected_records_are_refused() {
     refused([&r[0][..], &r[0][..]].concat(), 1); // replayed
     refused([&r[1][..], &r[0][..]].concat(), 0); // reordered
     refused([&r[0][..], &r[2][..]].concat(), 1); // dropped
-    // Injected: a record sealed by someone with another session's keys.
+                                                 // Injected: a record sealed by someone with another session's keys.
     let (_, other) = pair();
-    let forged = sealed(&other, &[ClientMessage::Request {
-        id: 2,
-        request: Request::Shutdown,
-    }]);
+    let forged = sealed(
+        &other,
+        &[ClientMessage::Request {
+            id: 2,
+            request: Request::Shutdown,
+        }],
+    );
     refused([&r[0][..], &forged[0][..]].concat(), 1);
     // The server's own records are not the client's (each direction has its own key).
     let mut back = SecureWriter::new(Vec::new(), st.state());
-    write_message(&mut back, &ServerMessage::Authenticated { capabilities: vec![] }).unwrap();
+    write_message(
+        &mut back,
+        &ServerMessage::Authenticated {
+            capabilities: vec![],
+        },
+    )
+    .unwrap();
     back.flush().unwrap();
     refused(back.get_mut().clone(), 0);
 }
@@ -183,10 +203,16 @@ fn a_recorded_handshake_replayed_to_the_enclave_gets_nowhere() {
     c.on_recv_frame(&encode(&msg2).unwrap()).unwrap();
     let ct = c.take_transport().unwrap();
     let auth = c.auth().unwrap().unwrap();
-    let recorded = sealed(&ct, &[auth, ClientMessage::Request {
-        id: 1,
-        request: Request::Shutdown,
-    }])
+    let recorded = sealed(
+        &ct,
+        &[
+            auth,
+            ClientMessage::Request {
+                id: 1,
+                request: Request::Shutdown,
+            },
+        ],
+    )
     .concat();
 
     // Replayed byte for byte to a fresh connection: the enclave answers with new ephemeral
@@ -205,9 +231,8 @@ fn a_recorded_handshake_replayed_to_the_enclave_gets_nowhere() {
 fn a_relay_with_its_own_sessions_cannot_pass_for_either_end() {
     // The relay answers the client as if it were the enclave (its own identity) and opens its
     // own session to the enclave. The client that pinned the enclave's key refuses at once.
-    let relay_identity = std::sync::Arc::new(
-        enclave_proto::wire::secure::ControlIdentity::generate().unwrap(),
-    );
+    let relay_identity =
+        std::sync::Arc::new(enclave_proto::wire::secure::ControlIdentity::generate().unwrap());
     let mut relay_as_server = server_with(&[], &[key(1)], relay_identity.clone());
     let mut c = client(&[], Some(key(1)));
     let err = connect(&mut relay_as_server, &mut c).unwrap_err();
@@ -244,7 +269,10 @@ fn the_encrypted_stream_works_over_a_socket_both_ways() {
     });
     let mut r = SecureReader::new(b, st.state());
     for id in 1..=1000 {
-        assert_eq!(read_message::<ClientMessage>(&mut r).unwrap(), Some(ping(id)));
+        assert_eq!(
+            read_message::<ClientMessage>(&mut r).unwrap(),
+            Some(ping(id))
+        );
     }
     writer.join().unwrap();
     let mut rest = Vec::new();

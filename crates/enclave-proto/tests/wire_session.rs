@@ -272,7 +272,10 @@ fn the_client_refuses_an_enclave_that_is_not_the_pinned_one() {
         ServerCheck::Verify(std::sync::Arc::new(Refuse)),
     );
     let err = connect(&mut s, &mut c).unwrap_err();
-    assert!(matches!(&err, SessionError::Handshake(m) if m.contains("PCR0 differs")), "{err}");
+    assert!(
+        matches!(&err, SessionError::Handshake(m) if m.contains("PCR0 differs")),
+        "{err}"
+    );
 }
 
 #[test]

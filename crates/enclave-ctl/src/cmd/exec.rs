@@ -9,9 +9,7 @@ use enclave_proto::client::key::load_signing_key;
 use enclave_proto::client::{Client, ClientError, ConnectOptions, ExecHandle, ExecIo};
 use enclave_proto::transport::Addr;
 use enclave_proto::wire::secure::ServerCheck;
-use enclave_proto::wire::{
-    Capability, ErrorCode, ExecRequest, ExitStatus, Security, WindowSize,
-};
+use enclave_proto::wire::{Capability, ErrorCode, ExecRequest, ExitStatus, Security, WindowSize};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
 use crate::cli::{ControlArgs, ExecArgs};

@@ -148,6 +148,10 @@ fn exchange(mut conn: Connection, setup: &HandoffSetup) -> std::result::Result<b
         (_, None) | (None, _) => false,
     };
     write_pin(&setup.dir, &identity.control_key, attested).map_err(|e| e.to_string())?;
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, attested, "hand-off done");
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        attested,
+        "hand-off done"
+    );
     Ok(attested)
 }

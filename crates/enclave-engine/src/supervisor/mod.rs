@@ -258,16 +258,15 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
 /// authorized keys, and `stop` falls back to killing it.
 fn start_handoff(ctx: &Ctx<'_>, sockets: &Path) -> Option<handoff::HandoffServer> {
     let setup = || -> Result<handoff::HandoffSetup> {
-        let (listener, expect_cid) = crate::backend::parent_listener(
-            &ctx.rec,
-            sockets,
-            enclave_proto::ports::SUPERVISOR,
-        )?;
+        let (listener, expect_cid) =
+            crate::backend::parent_listener(&ctx.rec, sockets, enclave_proto::ports::SUPERVISOR)?;
         // Nitro's debug mode zeroes the PCRs: nothing to check the document against.
         let check = if ctx.rec.debug_mode {
             None
         } else {
-            Some(crate::control::DocumentCheck::for_record(ctx.root, &ctx.rec)?)
+            Some(crate::control::DocumentCheck::for_record(
+                ctx.root, &ctx.rec,
+            )?)
         };
         let logs = ctx.logs.clone();
         Ok(handoff::HandoffSetup {
@@ -307,7 +306,8 @@ fn read_secrets(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     for entry in entries {
         let entry = entry.map_err(|e| EngineError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let bytes = std::fs::read(entry.path()).map_err(|e| EngineError::io(&entry.path(), e))?;
+        let path = entry.path();
+        let bytes = std::fs::read(&path).map_err(|e| EngineError::io(&path, e))?;
         secrets.insert(name, bytes);
     }
     Ok(secrets)

@@ -349,7 +349,10 @@ pub(super) fn serve(
         }
         let (ready, asked) = {
             let state = conn.lock();
-            (state.session.is_ready(), state.session.last_request_id() > 0)
+            (
+                state.session.is_ready(),
+                state.session.last_request_id() > 0,
+            )
         };
         if ready {
             authenticated.store(true, Ordering::Relaxed);

@@ -6,12 +6,13 @@
 //!
 //! - a connection that has not proven a key (or, locally, not said hello) is *unauthenticated*;
 //!   it is bounded in time anyway (`conn::UNAUTHENTICATED_LIFETIME`, and a read timeout);
-//! - at most [`MAX_UNAUTHENTICATED_PER_PEER`] unauthenticated connections per peer CID and
-//!   [`MAX_UNAUTHENTICATED`] in all: over either, the *oldest* unauthenticated one (of that
-//!   peer, else of all) is closed to make room, so a flood of idle connections cannot keep an
-//!   operator's fresh one out;
-//! - at most [`MAX_CONNECTIONS`] in all; when every slot is held by an authenticated session the
-//!   new connection is refused.
+//! - one that has been so for longer than [`GRACE`] (an honest client proves its key within
+//!   milliseconds) is *evictable*;
+//! - a peer CID holding [`MAX_UNAUTHENTICATED_PER_PEER`] unauthenticated connections loses its
+//!   oldest evictable one to each new connection it makes; when all [`MAX_CONNECTIONS`] slots
+//!   are taken, the oldest evictable one of any peer goes. So idle connections cannot keep an
+//!   operator's fresh one out, while a burst of honest clients (all young) is admitted;
+//! - when every slot is held by an authenticated or young session, the new one is refused.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,10 +22,10 @@ use enclave_proto::transport::Connection;
 
 /// Most connections served at once per listener.
 pub const MAX_CONNECTIONS: usize = 256;
-/// Most connections at once that have not proven a key.
-pub const MAX_UNAUTHENTICATED: usize = 64;
-/// Most such connections from one peer CID.
-pub const MAX_UNAUTHENTICATED_PER_PEER: usize = 16;
+/// Most unauthenticated connections one peer CID keeps before its oldest evictable ones go.
+pub const MAX_UNAUTHENTICATED_PER_PEER: usize = MAX_CONNECTIONS / 2;
+/// How long a connection may be unauthenticated before it can be evicted.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct Slot {
     id: u64,
@@ -55,14 +56,14 @@ pub(super) struct SlotView {
     pub authenticated: bool,
 }
 
-/// The policy: which slot (index) to evict for a new connection from `peer`, and whether the
-/// new one is then admitted.
-pub(super) fn decide(slots: &[SlotView], peer: Option<u32>) -> (Option<usize>, bool) {
+/// The policy: which slot (index) to evict for a new connection from `peer` at `now`, and
+/// whether the new one is then admitted.
+pub(super) fn decide(slots: &[SlotView], peer: Option<u32>, now: Instant) -> (Option<usize>, bool) {
     let oldest = |filter: &dyn Fn(&SlotView) -> bool| {
         slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| !s.authenticated && filter(s))
+            .filter(|(_, s)| !s.authenticated && now.duration_since(s.since) >= GRACE && filter(s))
             .min_by_key(|(_, s)| s.since)
             .map(|(i, _)| i)
     };
@@ -70,14 +71,13 @@ pub(super) fn decide(slots: &[SlotView], peer: Option<u32>) -> (Option<usize>, b
         .iter()
         .filter(|s| !s.authenticated && s.peer == peer)
         .count();
-    let unauthenticated = slots.iter().filter(|s| !s.authenticated).count();
-    let victim = if of_peer >= MAX_UNAUTHENTICATED_PER_PEER {
-        oldest(&|s| s.peer == peer)
-    } else if unauthenticated >= MAX_UNAUTHENTICATED || slots.len() >= MAX_CONNECTIONS {
-        oldest(&|_| true)
-    } else {
-        None
-    };
+    let mut victim = None;
+    if of_peer >= MAX_UNAUTHENTICATED_PER_PEER {
+        victim = oldest(&|s| s.peer == peer);
+    }
+    if victim.is_none() && slots.len() >= MAX_CONNECTIONS {
+        victim = oldest(&|_| true);
+    }
     let remaining = slots.len() - usize::from(victim.is_some());
     (victim, remaining < MAX_CONNECTIONS)
 }
@@ -95,7 +95,7 @@ impl Slots {
                 authenticated: s.authenticated.load(Ordering::Relaxed),
             })
             .collect();
-        let (victim, admit) = decide(&views, peer);
+        let (victim, admit) = decide(&views, peer, Instant::now());
         if let Some(i) = victim {
             let evicted = slots.swap_remove(i);
             // Its threads see the end of stream and clean up; it releases an id no longer here.
@@ -129,11 +129,12 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn views(n: usize, peer: Option<u32>, authenticated: bool, t0: Instant) -> Vec<SlotView> {
+    /// `n` slots of `peer`, the first `aged` of them older than the grace period.
+    fn views(n: usize, peer: Option<u32>, authenticated: bool, now: Instant) -> Vec<SlotView> {
         (0..n)
             .map(|i| SlotView {
                 peer,
-                since: t0 + Duration::from_millis(i as u64),
+                since: now - GRACE - Duration::from_secs(1000) + Duration::from_millis(i as u64),
                 authenticated,
             })
             .collect()
@@ -141,37 +142,52 @@ mod tests {
 
     #[test]
     fn a_flood_of_idle_connections_evicts_its_own_oldest() {
-        let t0 = Instant::now();
-        let slots = views(MAX_UNAUTHENTICATED_PER_PEER, Some(3), false, t0);
-        // The 17th from the same peer pushes out that peer's oldest.
-        assert_eq!(decide(&slots, Some(3)), (Some(0), true));
-        // Another peer is not affected while the global bound holds.
-        assert_eq!(decide(&slots, Some(4)), (None, true));
+        let now = Instant::now();
+        let slots = views(MAX_UNAUTHENTICATED_PER_PEER, Some(3), false, now);
+        // One more from the same peer pushes out that peer's oldest.
+        assert_eq!(decide(&slots, Some(3), now), (Some(0), true));
+        // Another peer is not affected while there is room.
+        assert_eq!(decide(&slots, Some(4), now), (None, true));
     }
 
     #[test]
-    fn authenticated_sessions_are_never_evicted() {
-        let t0 = Instant::now();
-        let mut slots = views(MAX_CONNECTIONS, Some(3), true, t0);
-        assert_eq!(decide(&slots, Some(3)), (None, false), "full of operators: refuse");
-        slots[10].authenticated = false;
-        assert_eq!(decide(&slots, Some(3)), (Some(10), true));
-    }
-
-    #[test]
-    fn the_global_unauthenticated_bound_evicts_the_oldest_of_all() {
-        let t0 = Instant::now();
-        let mut slots = Vec::new();
-        for peer in 0..8u32 {
-            let mut v = views(MAX_UNAUTHENTICATED / 8, Some(peer), false, t0);
-            for s in &mut v {
-                s.since += Duration::from_secs(u64::from(8 - peer));
-            }
-            slots.extend(v);
-        }
-        // Peer 7's are the oldest.
-        let (victim, admit) = decide(&slots, Some(100));
+    fn a_full_house_of_idle_connections_makes_room_for_the_operator() {
+        let now = Instant::now();
+        let mut slots = views(MAX_UNAUTHENTICATED_PER_PEER, Some(3), false, now);
+        slots.extend(views(MAX_CONNECTIONS - slots.len(), Some(4), false, now));
+        let (victim, admit) = decide(&slots, Some(5), now);
         assert!(admit);
-        assert_eq!(slots[victim.unwrap()].peer, Some(7));
+        assert_eq!(victim, Some(0), "the oldest idle one of all");
+    }
+
+    #[test]
+    fn young_and_authenticated_sessions_are_never_evicted() {
+        let now = Instant::now();
+        let mut slots = views(MAX_CONNECTIONS, Some(3), true, now);
+        assert_eq!(
+            decide(&slots, Some(3), now),
+            (None, false),
+            "full of operators: refuse"
+        );
+        // An unauthenticated one still within its grace period (an honest client mid-handshake)
+        // is not touched either.
+        slots[10].authenticated = false;
+        slots[10].since = now;
+        assert_eq!(decide(&slots, Some(3), now), (None, false));
+        slots[10].since = now - GRACE;
+        assert_eq!(decide(&slots, Some(3), now), (Some(10), true));
+    }
+
+    #[test]
+    fn a_burst_of_honest_clients_is_admitted() {
+        let now = Instant::now();
+        let young: Vec<SlotView> = (0..MAX_CONNECTIONS - 1)
+            .map(|_| SlotView {
+                peer: Some(3),
+                since: now,
+                authenticated: false,
+            })
+            .collect();
+        assert_eq!(decide(&young, Some(3), now), (None, true));
     }
 }

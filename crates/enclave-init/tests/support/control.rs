@@ -1,27 +1,48 @@
 //! Helpers of the control tests: an enclave whose control server listens on a Unix socket in
 //! its rootfs (visible to the host test), clients, raw frames.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use enclave_proto::client::{Client, ClientError, ConnectOptions, ExecIo};
+use enclave_proto::handoff::{self, EnclaveIdentity, SupervisorOffer, HANDOFF_VERSION};
 use enclave_proto::transport::{Addr, Connection};
 use enclave_proto::wire::auth::SigningKey;
+use enclave_proto::wire::secure::{SecureReader, SecureWriter, ServerCheck};
 use enclave_proto::wire::{
-    Capability, ClientHello, ClientMessage, ExecRequest, ExitStatus, ServerMessage,
-    PROTOCOL_VERSION,
+    read_frame, Capability, ClientConfig, ClientHello, ClientMessage, ClientSession, ExecRequest,
+    ExitStatus, Security, ServerMessage, Verdict, PROTOCOL_VERSION,
 };
 
 use super::{Enclave, Run};
+
+/// How to reach a booted enclave's control server as its operator.
+#[derive(Clone)]
+pub struct Access {
+    /// The control socket, host path.
+    pub addr: Addr,
+    /// The key the test's stand-in supervisor handed to the enclave.
+    pub supervisor_key: SigningKey,
+    /// The control identity the enclave handed back (the pin).
+    pub control_key: [u8; 32],
+}
 
 /// A booted enclave with its control socket.
 pub struct Booted {
     /// The running init.
     pub run: Run,
-    /// The control socket, host path.
-    pub addr: Addr,
+    /// Its control server.
+    pub access: Access,
+}
+
+impl std::ops::Deref for Booted {
+    type Target = Access;
+    fn deref(&self) -> &Access {
+        &self.access
+    }
 }
 
 impl Drop for Booted {
@@ -32,13 +53,48 @@ impl Drop for Booted {
     }
 }
 
+/// How long an unauthenticated connection is safe from eviction (the server's rule).
+pub const GRACE: Duration = enclave_init::control::slots::GRACE;
+
 /// `sh -c script`.
 pub fn sh(script: &str) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script.into()]
 }
 
+/// The supervisor's side of the boot hand-off, on a Unix socket in the rootfs: offers `key`
+/// and `secrets`, returns the identity the enclave answered with.
+pub fn stand_in_supervisor(
+    path: PathBuf,
+    key: SigningKey,
+    secrets: BTreeMap<String, Vec<u8>>,
+) -> std::thread::JoinHandle<EnclaveIdentity> {
+    let listener = UnixListener::bind(&path).expect("bind the hand-off socket");
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("the enclave connects");
+        let offer = SupervisorOffer {
+            version: HANDOFF_VERSION,
+            supervisor_key: key.verifying_key().to_bytes(),
+            nonce: [0x5a; 32],
+            secrets: secrets
+                .into_iter()
+                .map(|(k, v)| (k, serde_bytes::ByteBuf::from(v)))
+                .collect(),
+        };
+        handoff::write_offer(&mut conn, &offer).unwrap();
+        handoff::read_identity(&mut conn).unwrap()
+    })
+}
+
 /// Boots an enclave running as root with `spec`, the control server on `/control.sock`.
 pub fn boot(spec: &serde_json::Value) -> Option<Booted> {
+    boot_with_secrets(spec, BTreeMap::new())
+}
+
+/// [`boot`], the supervisor handing over `secrets`.
+pub fn boot_with_secrets(
+    spec: &serde_json::Value,
+    secrets: BTreeMap<String, Vec<u8>>,
+) -> Option<Booted> {
     let enclave = Enclave::prepare(spec, &sh("while :; do sleep 1; done"), "root")?;
     // initctl is a copy of the init binary run inside the rootfs: a dynamically linked test
     // build needs its libraries there too.
@@ -46,34 +102,56 @@ pub fn boot(spec: &serde_json::Value) -> Option<Booted> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_enclave-init")));
     super::copy_libs(&init_bin, &enclave.dir.path().join("rootfs"));
+    let supervisor_key = SigningKey::from_bytes(&[0x77; 32]);
+    let supervisor = stand_in_supervisor(
+        enclave.dir.path().join("rootfs/supervisor.sock"),
+        supervisor_key.clone(),
+        secrets,
+    );
     let run = enclave.boot(&[
         ("ENCLAVE_INIT_CONTROL_ADDR", "unix:/control.sock"),
+        ("ENCLAVE_INIT_SUPERVISOR_ADDR", "unix:/supervisor.sock"),
         ("ENCLAVE_INIT_GRACE_MS", "300"),
     ]);
     let up = run.wait_for(Duration::from_secs(20), |out| {
         out.contains("control: listening on") && out.contains("started main")
     });
     assert!(up, "the control server did not start:\n{}", run.output());
+    let identity = supervisor.join().expect("the hand-off");
     let addr = Addr::Unix(run.root().join("rootfs/control.sock"));
     if let Ok(secs) = std::env::var("CONTROL_TEST_WATCHDOG") {
         run.watchdog(Duration::from_secs(secs.parse().unwrap_or(30)));
     }
-    Some(Booted { run, addr })
+    Some(Booted {
+        run,
+        access: Access {
+            addr,
+            supervisor_key,
+            control_key: identity.control_key,
+        },
+    })
 }
 
-/// Connection options with these capabilities and key.
-pub fn opts(caps: &[Capability], key: Option<SigningKey>) -> ConnectOptions {
+/// Connection options with these capabilities, as the operator: the supervisor's key and the
+/// pinned identity.
+pub fn opts(b: &Access, caps: &[Capability]) -> ConnectOptions {
+    opts_with(b, caps, Some(b.supervisor_key.clone()))
+}
+
+/// Connection options with exactly this key (`None`: unauthenticated).
+pub fn opts_with(b: &Access, caps: &[Capability], key: Option<SigningKey>) -> ConnectOptions {
     ConnectOptions {
         capabilities: caps.to_vec(),
         key,
         client: "control-test".into(),
         retry: Duration::from_secs(5),
+        security: Security::Remote(ServerCheck::Pinned(b.control_key)),
     }
 }
 
-/// A client with exec and cp asked for.
-pub fn client(addr: &Addr) -> Client {
-    Client::connect(addr, &opts(&[Capability::Exec, Capability::Cp], None)).expect("connect")
+/// A client with exec and cp asked for, as the operator.
+pub fn client(b: &Access) -> Client {
+    Client::connect(&b.addr, &opts(b, &[Capability::Exec, Capability::Cp])).expect("connect")
 }
 
 /// What an exec produced.
@@ -144,7 +222,7 @@ pub fn shell(client: &mut Client, script: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// A raw connection for hand-made frames.
+/// A raw connection for hand-made frames (only the set-up in clear is possible on it).
 pub fn raw(addr: &Addr) -> UnixStream {
     let Addr::Unix(path) = addr else {
         panic!("unix address expected")
@@ -172,7 +250,7 @@ pub fn frame(msg: &ClientMessage) -> Vec<u8> {
 }
 
 /// Reads messages until end of stream (or timeout); returns them.
-pub fn read_all(s: &mut UnixStream) -> Vec<ServerMessage> {
+pub fn read_all(s: &mut impl std::io::Read) -> Vec<ServerMessage> {
     let mut out = Vec::new();
     while let Ok(Some(m)) = enclave_proto::wire::read_message::<ServerMessage>(s) {
         out.push(m);
@@ -181,10 +259,84 @@ pub fn read_all(s: &mut UnixStream) -> Vec<ServerMessage> {
 }
 
 /// Reads one message.
-pub fn read_one(s: &mut UnixStream) -> ServerMessage {
+pub fn read_one(s: &mut impl std::io::Read) -> ServerMessage {
     enclave_proto::wire::read_message::<ServerMessage>(s)
         .expect("read")
         .expect("a message")
+}
+
+/// A session set up by the real client state machine, then driven by hand: the test sends
+/// whatever bytes it likes inside the encrypted stream, as a buggy or hostile client would.
+pub struct RawSession {
+    sock: UnixStream,
+    /// Decrypted messages from the enclave.
+    pub reader: SecureReader<UnixStream>,
+    writer: SecureWriter<UnixStream>,
+}
+
+impl RawSession {
+    /// Sets up a session with `caps` wanted and `key` proven (`None`: unauthenticated).
+    pub fn open(b: &Access, caps: &[Capability], key: Option<SigningKey>) -> RawSession {
+        let mut sock = raw(&b.addr);
+        let mut session = ClientSession::new(ClientConfig {
+            capabilities: caps.to_vec(),
+            client: "raw".into(),
+            key,
+            security: Security::Remote(ServerCheck::Pinned(b.control_key)),
+        });
+        sock.write_all(&frame(&session.hello().unwrap())).unwrap();
+        loop {
+            let f = read_frame(&mut sock).unwrap().expect("set-up answer");
+            let (_, verdict) = session.on_recv_frame(f.payload()).unwrap();
+            if let Verdict::Respond(next) = verdict {
+                sock.write_all(&frame(&next)).unwrap();
+            }
+            if let Some(t) = session.take_transport() {
+                let mut raw = RawSession {
+                    reader: SecureReader::new(sock.try_clone().unwrap(), t.state()),
+                    writer: SecureWriter::new(sock.try_clone().unwrap(), t.state()),
+                    sock,
+                };
+                if let Some(auth) = session.auth().unwrap() {
+                    raw.send(&auth);
+                    let ok = read_one(&mut raw.reader);
+                    assert!(matches!(ok, ServerMessage::Authenticated { .. }), "{ok:?}");
+                }
+                return raw;
+            }
+        }
+    }
+
+    /// Sends a message as it is, unchecked.
+    pub fn send(&mut self, msg: &ClientMessage) {
+        self.send_bytes(&frame(msg));
+    }
+
+    /// Sends bytes inside the encrypted stream.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// Writes bytes on the socket as they are: not records.
+    pub fn send_unsealed(&mut self, bytes: &[u8]) {
+        let _ = self.sock.write_all(bytes);
+    }
+
+    /// Closes the sending side.
+    pub fn shutdown_write(&self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// The next message.
+    pub fn read_one(&mut self) -> ServerMessage {
+        read_one(&mut self.reader)
+    }
+
+    /// Messages until the enclave closes.
+    pub fn read_all(&mut self) -> Vec<ServerMessage> {
+        read_all(&mut self.reader)
+    }
 }
 
 /// Number of open fds of a host pid.

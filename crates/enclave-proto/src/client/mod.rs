@@ -30,9 +30,8 @@ use crate::wire::codec::WireMessage;
 use crate::wire::secure::{SecureReader, SecureWriter};
 use crate::wire::session::ClientConfig;
 use crate::wire::{
-    read_frame, Capability, ClientMessage, ClientSession, ErrorCode, MessageError, Reply,
-    Request, RequestId, Security, ServerHello, ServerMessage, ServiceRequest, SessionError,
-    Verdict,
+    read_frame, Capability, ClientMessage, ClientSession, ErrorCode, MessageError, Reply, Request,
+    RequestId, Security, ServerHello, ServerMessage, ServiceRequest, SessionError, Verdict,
 };
 
 /// Why an operation failed.

@@ -58,7 +58,9 @@ fn check_data(id: u32, data: &[u8]) -> Result<(), MessageError> {
 /// A Noise message is at most 65535 bytes (the Noise specification's own limit).
 fn check_noise(noise: &[u8]) -> Result<(), MessageError> {
     if noise.len() > 65535 {
-        return Err(MessageError::Invalid("handshake message larger than 65535 bytes"));
+        return Err(MessageError::Invalid(
+            "handshake message larger than 65535 bytes",
+        ));
     }
     Ok(())
 }

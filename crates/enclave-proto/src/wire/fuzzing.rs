@@ -12,8 +12,7 @@ use super::frame::{read_frame, FrameDecoder, FrameError};
 use super::message::{Capability, ClientMessage, EnclaveInfo, ServerMessage};
 use super::secure::{ControlIdentity, ServerCheck};
 use super::session::{
-    ClientConfig, ClientSession, RemoteTrust, Security, ServerConfig, ServerSession, Trust,
-    Verdict,
+    ClientConfig, ClientSession, RemoteTrust, Security, ServerConfig, ServerSession, Trust, Verdict,
 };
 use super::MAX_FRAME_LEN;
 

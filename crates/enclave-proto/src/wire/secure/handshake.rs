@@ -25,7 +25,8 @@ fn params() -> Result<NoiseParams, SecureError> {
 /// The Noise prologue: [`PROLOGUE_DOMAIN`], then each hello's frame payload with its length
 /// (u32 big-endian) in front, the client's first.
 pub fn prologue(client_hello: &[u8], server_hello: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(PROLOGUE_DOMAIN.len() + 8 + client_hello.len() + server_hello.len());
+    let mut p =
+        Vec::with_capacity(PROLOGUE_DOMAIN.len() + 8 + client_hello.len() + server_hello.len());
     p.extend_from_slice(PROLOGUE_DOMAIN);
     for hello in [client_hello, server_hello] {
         p.extend_from_slice(&(hello.len() as u32).to_be_bytes());
@@ -110,12 +111,16 @@ impl IdentityPayload {
     /// [`MAX_IDENTITY_DOCUMENT`] bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, SecureError> {
         let mut rest = bytes;
-        let payload: Self = ciborium::from_reader(&mut rest)
-            .map_err(|e| SecureError::Payload(e.to_string()))?;
+        let payload: Self =
+            ciborium::from_reader(&mut rest).map_err(|e| SecureError::Payload(e.to_string()))?;
         if !rest.is_empty() {
             return Err(SecureError::Payload("trailing bytes".into()));
         }
-        if payload.document.as_ref().is_some_and(|d| d.len() > MAX_IDENTITY_DOCUMENT) {
+        if payload
+            .document
+            .as_ref()
+            .is_some_and(|d| d.len() > MAX_IDENTITY_DOCUMENT)
+        {
             return Err(SecureError::Payload(format!(
                 "identity document larger than {MAX_IDENTITY_DOCUMENT} bytes"
             )));
@@ -220,7 +225,9 @@ impl fmt::Debug for Initiator {
 impl Initiator {
     /// Starts the handshake; returns the first message to send.
     pub fn start(prologue: &[u8]) -> Result<(Self, Vec<u8>), SecureError> {
-        let mut state = Builder::new(params()?).prologue(prologue)?.build_initiator()?;
+        let mut state = Builder::new(params()?)
+            .prologue(prologue)?
+            .build_initiator()?;
         let mut msg = vec![0u8; MAX_NOISE_MESSAGE];
         let len = state.write_message(&[], &mut msg)?;
         msg.truncate(len);

@@ -186,10 +186,8 @@ impl<R: Read> Read for SecureReader<R> {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.pos == self.filled {
-            if !self.next_record()? {
-                return Ok(0);
-            }
+        if self.pos == self.filled && !self.next_record()? {
+            return Ok(0);
         }
         let n = buf.len().min(self.filled - self.pos);
         buf[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);

@@ -287,7 +287,9 @@ impl ServerSession {
             }
             (Phase::Ready, ClientMessage::Request { id, request }) => {
                 if let (Trust::Remote(_), Request::Attest(a)) = (&self.config.trust, request) {
-                    if (a.user_data.as_deref()).is_some_and(|u| u.starts_with(RESERVED_USER_DATA_PREFIX)) {
+                    if (a.user_data.as_deref())
+                        .is_some_and(|u| u.starts_with(RESERVED_USER_DATA_PREFIX))
+                    {
                         return Err(SessionError::BadRequest {
                             id: *id,
                             reason: "user_data starting with \"enclave-engine\" is reserved for \
@@ -324,7 +326,9 @@ impl ServerSession {
     /// are not passed here.
     pub fn check_send(&mut self, msg: &ServerMessage) -> Result<(), SessionError> {
         let Some((id, kind)) = server_kind(msg) else {
-            return Err(SessionError::Unexpected("handshake message sent by the application"));
+            return Err(SessionError::Unexpected(
+                "handshake message sent by the application",
+            ));
         };
         // A connection-level error may be sent in any state (e.g. shutting down).
         if id == 0 && matches!(msg, ServerMessage::Error { .. }) {
