@@ -210,6 +210,7 @@ fn work(mode: &str, dir: &Path) -> Result<()> {
                 image_name: Some("bench".into()),
                 image_version: Some("1".into()),
                 signer: None,
+                limits: enclave_image::rootfs::Limits::default(),
             };
             let phases = Phases {
                 marks: RefCell::new(vec![("loading kernel inputs".into(), start)]),

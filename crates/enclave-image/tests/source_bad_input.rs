@@ -5,7 +5,7 @@ mod helpers;
 
 use std::fs;
 
-use enclave_image::rootfs::{EntryProblem, RootfsError, RootfsTree};
+use enclave_image::rootfs::{EntryProblem, Limits, RootfsError, RootfsTree};
 use enclave_image::source::{decompress, Image, ImageRef, SourceError};
 use helpers::*;
 
@@ -191,14 +191,14 @@ fn layer_digest_mismatch() {
     let reference = format!("oci:{}:t", tmp.path().display());
     // Intact, it builds.
     let image = open(&reference).unwrap();
-    RootfsTree::from_image(&image).unwrap();
+    RootfsTree::from_image(&image, Limits::default()).unwrap();
     // Same size, one byte of file data changed: only the digest can tell.
     let blob = tmp.path().join("blobs/sha256").join(&sha256(&tar)[7..]);
     let mut bytes = fs::read(&blob).unwrap();
     let at = bytes.windows(11).position(|w| w == b"hello world").unwrap();
     bytes[at] = b'j';
     fs::write(&blob, &bytes).unwrap();
-    let result = RootfsTree::from_image(&image);
+    let result = RootfsTree::from_image(&image, Limits::default());
     assert!(
         matches!(
             result,
@@ -243,7 +243,7 @@ fn compression_must_match_a_compressed_media_type() {
         )],
     );
     let image = open(&format!("oci:{}", tmp.path().display())).unwrap();
-    let result = RootfsTree::from_image(&image);
+    let result = RootfsTree::from_image(&image, Limits::default());
     assert!(
         matches!(
             result,

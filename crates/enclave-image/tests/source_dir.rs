@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
-use enclave_image::rootfs::{EntryProblem, RootfsError, RootfsTree};
+use enclave_image::rootfs::{EntryProblem, Limits, RootfsError, RootfsTree};
 use enclave_image::source::{Image, ImageRef};
 use helpers::*;
 
@@ -34,7 +34,7 @@ fn make_rootfs(root: &Path) {
 fn cpio_of_dir(dir: &Path) -> Vec<u8> {
     let reference: ImageRef = format!("dir:{}", dir.display()).parse().unwrap();
     let image = Image::open(&reference).unwrap();
-    cpio_bytes(&RootfsTree::from_image(&image).unwrap())
+    cpio_bytes(&RootfsTree::from_image(&image, Limits::default()).unwrap())
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn escaping_symlink_in_dir_is_refused() {
     let work = tempfile::tempdir().unwrap();
     fs::create_dir(work.path().join("bin")).unwrap();
     symlink("../../../etc/shadow", work.path().join("bin/x")).unwrap();
-    let result = RootfsTree::from_dir(work.path());
+    let result = RootfsTree::from_dir(work.path(), Limits::default());
     assert!(
         matches!(
             result,

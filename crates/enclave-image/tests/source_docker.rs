@@ -6,7 +6,7 @@ mod helpers;
 
 use std::path::Path;
 
-use enclave_image::rootfs::{RootfsError, RootfsTree};
+use enclave_image::rootfs::{Limits, RootfsError, RootfsTree};
 use enclave_image::source::{Image, ImageRef, SourceError};
 use helpers::*;
 
@@ -90,7 +90,7 @@ fn both_docker_layouts_read_alike() {
         let image = Image::open(&reference).unwrap();
         assert_eq!(image.config.entrypoint, Some(vec!["/bin/true".to_owned()]));
         assert_eq!(image.config.env, ["A=1"]);
-        let tree = RootfsTree::from_image(&image).unwrap();
+        let tree = RootfsTree::from_image(&image, Limits::default()).unwrap();
         let paths: Vec<String> = tree.entries().into_iter().map(|e| e.path).collect();
         assert_eq!(paths, ["", "etc", "etc/hostname"]);
         cpios.push(cpio_bytes(&tree));
@@ -110,7 +110,7 @@ fn docker_layer_checked_against_diff_id() {
                 .unwrap(),
         )
         .unwrap();
-        let result = RootfsTree::from_image(&image);
+        let result = RootfsTree::from_image(&image, Limits::default());
         assert!(
             matches!(
                 result,

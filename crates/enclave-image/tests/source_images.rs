@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use enclave_image::rootfs::{EntryKind, RootfsTree};
+use enclave_image::rootfs::{EntryKind, Limits, RootfsTree};
 use enclave_image::source::{Image, ImageRef};
 use helpers::*;
 
@@ -47,7 +47,7 @@ fn references(dir: &Path) -> Vec<String> {
 
 fn build(reference: &str) -> (Image, RootfsTree) {
     let image = Image::open(&reference.parse::<ImageRef>().unwrap()).unwrap();
-    let tree = RootfsTree::from_image(&image).unwrap();
+    let tree = RootfsTree::from_image(&image, Limits::default()).unwrap();
     (image, tree)
 }
 

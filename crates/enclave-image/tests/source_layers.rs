@@ -230,8 +230,34 @@ fn fuzz_body_on_seeds() {
         file("d/.wh.f", 0, b""),
         file("d/.wh..wh..opq", 0, b""),
     ]);
+    // Extension headers: PAX records, GNU long names and links, a global header, one over
+    // the cap (truncated), and data past the tight limits of the fuzz body's second pass.
+    let long = "l".repeat(120);
+    let extended = archive(&[
+        extension(tar::EntryType::XGlobalHeader, 18, b"18 comment=global\n"),
+        pax(&[
+            ("path", long.as_bytes()),
+            ("uid", b"70000"),
+            ("linkpath", b"x"),
+        ]),
+        entry(file("p", 0o644, &[5u8; 9000])),
+        extension(
+            tar::EntryType::GNULongName,
+            121,
+            format!("{long}\0").as_bytes(),
+        ),
+        extension(tar::EntryType::GNULongLink, 4, b"tgt\0"),
+        entry(symlink("s", "x")),
+        extension(tar::EntryType::XHeader, 1 << 30, b"truncated"),
+    ]);
     let mut seeds = vec![Vec::new(), b"garbage".to_vec(), vec![0u8; 1024]];
-    for blob in [tar.clone(), gzip(&tar), zstd(&tar)] {
+    for blob in [
+        tar.clone(),
+        gzip(&tar),
+        zstd(&tar),
+        extended.clone(),
+        gzip(&extended),
+    ] {
         seeds.push(blob[..blob.len() / 2].to_vec());
         let mut flipped = blob.clone();
         let mid = flipped.len() / 3;

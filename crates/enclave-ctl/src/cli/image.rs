@@ -1,8 +1,11 @@
 //! Arguments of the image commands: build, inspect, measure.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::Args;
+use enclave_image::rootfs::Limits;
 
 /// `enclave-ctl build`.
 #[derive(Debug, Args)]
@@ -14,6 +17,8 @@ use clap::Args;
     dir:<rootfs>                a plain root filesystem (owners become 0:0)\n\n\
     The output is byte-identical for the same inputs, whatever the machine, directory, umask,\n\
     locale or file mtimes. Time stamps come from --source-date-epoch (default 0).\n\n\
+    An image over a limit is refused with the layer and the limit named; raise the limit with\n\
+    the --max-* options if the image is really that large.\n\n\
     Examples:\n  \
     enclave-ctl build --from oci:./hello:latest -o hello.eif\n  \
     enclave-ctl build -f enclave.yaml -o app.eif --json"
@@ -81,6 +86,117 @@ pub struct BuildArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Largest decompressed size of one layer (bytes, or with a K, M, G or T suffix: powers of
+    /// 1024).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value_t = ByteSize(Limits::DEFAULT.layer_bytes),
+        help_heading = "Limits"
+    )]
+    pub max_layer_size: ByteSize,
+
+    /// Largest decompressed size of all layers together (for dir: sources, of the files).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value_t = ByteSize(Limits::DEFAULT.rootfs_bytes),
+        help_heading = "Limits"
+    )]
+    pub max_rootfs_size: ByteSize,
+
+    /// Most entries (files, directories, links, whiteouts) in all layers together.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = Limits::DEFAULT.entries,
+        help_heading = "Limits"
+    )]
+    pub max_entries: u64,
+}
+
+impl BuildArgs {
+    /// The limits the options ask for.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            layer_bytes: self.max_layer_size.0,
+            rootfs_bytes: self.max_rootfs_size.0,
+            entries: self.max_entries,
+        }
+    }
+}
+
+/// A byte count written as `1048576`, `512K`, `64M`, `16G` or `1T` (powers of 1024; `KiB`,
+/// `MiB`, ... are accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+const UNITS: [(&str, u32); 4] = [("K", 10), ("M", 20), ("G", 30), ("T", 40)];
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a size: use bytes, or a number with K, M, G or T");
+        let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(digits);
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let unit = unit.strip_suffix("iB").unwrap_or(unit);
+        let shift = match unit {
+            "" => 0,
+            _ => UNITS
+                .iter()
+                .find(|(u, _)| u.eq_ignore_ascii_case(unit))
+                .map(|&(_, shift)| shift)
+                .ok_or_else(bad)?,
+        };
+        number
+            .checked_mul(1 << shift)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    /// The largest unit that divides the size exactly, so that it parses back unchanged.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = UNITS
+            .iter()
+            .rev()
+            .find(|&&(_, shift)| self.0 != 0 && self.0 % (1 << shift) == 0);
+        match unit {
+            Some((u, shift)) => write!(f, "{}{u}", self.0 >> shift),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteSize;
+
+    #[test]
+    fn sizes_parse_and_print_back() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("1000", 1000),
+            ("4K", 4096),
+            ("4KiB", 4096),
+            ("64m", 64 << 20),
+            ("8G", 8 << 30),
+            ("2T", 2 << 40),
+        ] {
+            assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(bytes)), "{text}");
+            let printed = ByteSize(bytes).to_string();
+            assert_eq!(printed.parse::<ByteSize>(), Ok(ByteSize(bytes)));
+        }
+        assert_eq!(ByteSize(8 << 30).to_string(), "8G");
+        assert_eq!(ByteSize(1500).to_string(), "1500");
+        for bad in ["", "G", "1.5G", "-1", "1X", "1 G", "99999999999T"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+    }
 }
 
 /// `enclave-ctl inspect`.

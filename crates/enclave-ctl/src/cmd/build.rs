@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use enclave_image::build::{build, BuildRequest};
+use enclave_image::build::{build, BuildError, BuildRequest};
 use enclave_image::eif::EifSigner;
 use enclave_image::kernel::{KernelInputs, KernelProfile};
+use enclave_image::rootfs::{LimitExceeded, RootfsError};
 use enclave_image::source::ImageRef;
 use enclave_proto::spec::EgressMode;
 use enclave_proto::spec::EnclaveSpec;
@@ -89,11 +90,14 @@ pub fn run(args: BuildArgs) -> Result<i32> {
         image_name: args.name.clone(),
         image_version: args.image_version.clone(),
         signer,
+        limits: args.limits(),
     };
     let progress = TerminalProgress::new(args.quiet || args.json);
     let result = build(&request, &progress);
     progress.finish();
-    let out = result.with_context(|| format!("building {}", args.output.display()))?;
+    let out = result
+        .map_err(with_limit_hint)
+        .with_context(|| format!("building {}", args.output.display()))?;
 
     if args.json {
         println!(
@@ -110,6 +114,21 @@ pub fn run(args: BuildArgs) -> Result<i32> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// A limit error names the option that raises the limit; other errors pass unchanged.
+fn with_limit_hint(err: BuildError) -> anyhow::Error {
+    let BuildError::Rootfs(RootfsError::Limit { limit, .. }) = &err else {
+        return err.into();
+    };
+    let option = match limit {
+        LimitExceeded::LayerBytes { .. } => "--max-layer-size",
+        LimitExceeded::RootfsBytes { .. } => "--max-rootfs-size",
+        LimitExceeded::Entries { .. } => "--max-entries",
+        // A fixed cap: no real image comes near it.
+        LimitExceeded::ExtensionHeader { .. } => return err.into(),
+    };
+    anyhow::anyhow!("{err} (raise it with {option} if the image is really that large)")
 }
 
 /// `--from` wins over the spec's `from:`, whose relative paths are relative to the spec file.

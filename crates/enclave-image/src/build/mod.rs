@@ -22,7 +22,7 @@ use crate::metadata::{
     rfc3339, BuildMetadata, EifMetadata, Provenance, ProvenanceInput, BUILD_TOOL,
     PROVENANCE_VERSION,
 };
-use crate::rootfs::{RootfsError, RootfsTree};
+use crate::rootfs::{Limits, RootfsError, RootfsTree};
 use crate::source::{Image, ImageRef, SourceError};
 
 pub use app_config::merge as merge_app_config;
@@ -116,6 +116,8 @@ pub struct BuildRequest {
     pub image_version: Option<String>,
     /// Signs PCR0 and adds PCR8 when set.
     pub signer: Option<EifSigner>,
+    /// Caps on what the image's layers (or `dir:` input) may hold.
+    pub limits: Limits,
 }
 
 /// What a build produced.
@@ -184,7 +186,7 @@ pub fn build(req: &BuildRequest, progress: &dyn Progress) -> Result<BuildOutput,
     let app_json = to_json(&app)?;
     let spec_json = req.spec.to_canonical_json();
 
-    let tree = apply_layers(&image, progress)?;
+    let tree = apply_layers(&image, req.limits, progress)?;
 
     let provenance = provenance(req, &image, &init, attest_server.as_ref(), &spec_json);
     let metadata = EifMetadata {
@@ -286,12 +288,16 @@ pub fn build(req: &BuildRequest, progress: &dyn Progress) -> Result<BuildOutput,
     })
 }
 
-fn apply_layers(image: &Image, progress: &dyn Progress) -> Result<RootfsTree, BuildError> {
+fn apply_layers(
+    image: &Image,
+    limits: Limits,
+    progress: &dyn Progress,
+) -> Result<RootfsTree, BuildError> {
     if let Some(dir) = image.rootfs_dir() {
         progress.phase("reading rootfs directory", 0);
-        return Ok(RootfsTree::from_dir(dir)?);
+        return Ok(RootfsTree::from_dir(dir, limits)?);
     }
-    let mut tree = RootfsTree::new();
+    let mut tree = RootfsTree::with_limits(limits);
     let count = image.layers.len();
     for (index, layer) in image.layers.iter().enumerate() {
         progress.phase(

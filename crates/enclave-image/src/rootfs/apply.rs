@@ -1,10 +1,12 @@
-//! Applying a layer tar to the tree.
+//! Applying a layer tar to the tree, within the tree's limits.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 use tar::EntryType;
 
+use super::extensions::{Described, ExtensionError, Extensions};
+use super::limits::{LimitExceeded, Metered};
 use super::path::{check_symlink, join, lossy, split};
 use super::{Content, EntryProblem, Kind, Node, RootfsError, RootfsTree, IMPLICIT_DIR};
 use crate::cpio::{DeviceKind, EntryMeta};
@@ -31,22 +33,73 @@ impl Ctx<'_> {
 impl RootfsTree {
     /// Applies one layer (an uncompressed tar stream) on top of the tree. `layer` names it in
     /// errors (normally its digest). The reader is drained to its end so that a compressed
-    /// stream's trailer and checksum are checked.
+    /// stream's trailer and checksum are checked. What the layer may hold is capped by the
+    /// tree's [`Limits`](super::Limits): going over one is a [`RootfsError::Limit`].
     pub fn apply_layer(&mut self, layer: &str, reader: impl Read) -> Result<(), RootfsError> {
+        self.layers += 1;
+        let mut metered = Metered::layer(reader, &self.limits, self.bytes);
+        let result = self.apply_entries(layer, &mut metered);
+        self.bytes += metered.read;
+        // Once the meter trips, whatever error the tar reader made of it is the cap's.
+        match metered.tripped {
+            Some(limit) => Err(RootfsError::Limit {
+                input: format!("layer {layer}"),
+                limit,
+            }),
+            None => result,
+        }
+    }
+
+    fn apply_entries(&mut self, layer: &str, reader: impl Read) -> Result<(), RootfsError> {
         let corrupt = |source| RootfsError::Corrupt {
             layer: layer.to_owned(),
             source,
         };
-        self.layers += 1;
         let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries().map_err(corrupt)? {
+        let mut extensions = Extensions::default();
+        // Raw: extension headers come to us as entries, see `extensions`.
+        for entry in archive.entries().map_err(corrupt)?.raw(true) {
             let mut entry = entry.map_err(corrupt)?;
-            let path = entry.path_bytes().into_owned();
+            let header_path = entry.path_bytes().into_owned();
             let ctx = Ctx {
                 layer,
-                entry: &path,
+                entry: &header_path,
             };
-            self.apply_entry(&ctx, &mut entry)?;
+            match extensions.take_header(&mut entry) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(ExtensionError::TooLarge(limit)) => {
+                    return Err(RootfsError::Limit {
+                        input: format!("layer {layer}"),
+                        limit,
+                    })
+                }
+                Err(ExtensionError::Duplicate(kind)) => {
+                    return Err(ctx.refuse(EntryProblem::DuplicateExtension(kind)))
+                }
+                Err(ExtensionError::Read(source)) => return Err(corrupt(source)),
+            }
+            self.entries += 1;
+            if self.entries > self.limits.entries {
+                return Err(RootfsError::Limit {
+                    input: format!("layer {layer}"),
+                    limit: LimitExceeded::Entries {
+                        limit: self.limits.entries,
+                    },
+                });
+            }
+            let described = extensions.describe(&entry).map_err(|p| ctx.refuse(p))?;
+            let ctx = Ctx {
+                layer,
+                entry: &described.path,
+            };
+            self.apply_entry(&ctx, &described, &mut entry)?;
+        }
+        if extensions.pending() {
+            return Err(corrupt(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "extension headers with no entry after them",
+            )));
         }
         io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(corrupt)?;
         Ok(())
@@ -55,22 +108,20 @@ impl RootfsTree {
     fn apply_entry<R: Read>(
         &mut self,
         ctx: &Ctx<'_>,
+        described: &Described,
         entry: &mut tar::Entry<'_, R>,
     ) -> Result<(), RootfsError> {
         let entry_type = entry.header().entry_type();
-        // Extension headers are consumed by the tar crate; a global one carries nothing we keep.
-        if matches!(entry_type, EntryType::XGlobalHeader | EntryType::XHeader) {
-            return Ok(());
-        }
         let parts = split(ctx.entry).map_err(|p| ctx.refuse(p))?;
         let Some((&name, parent)) = parts.split_last() else {
-            return self.set_root(ctx, entry);
+            return self.set_root(ctx, described, entry);
         };
         if name.starts_with(WHITEOUT) {
             return self.whiteout(ctx, parent, name);
         }
-        let meta = header_meta(entry.header()).map_err(|p| ctx.refuse(p))?;
+        let meta = entry_meta(entry.header(), described).map_err(|p| ctx.refuse(p))?;
         let layer = self.layers;
+        let link_target = || described.link.clone().unwrap_or_default();
         let kind = match entry_type {
             EntryType::Directory => {
                 let dir = self.walk_create(ctx, parent)?;
@@ -97,12 +148,12 @@ impl RootfsTree {
                 Kind::File(self.inodes.len() - 1)
             }
             EntryType::Symlink => {
-                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                let target = link_target();
                 check_symlink(parent.len(), &target).map_err(|p| ctx.refuse(p))?;
                 Kind::Symlink(target)
             }
             EntryType::Link => {
-                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                let target = link_target();
                 let node = self.hardlink_target(ctx, &target)?;
                 let node = Node::new(node.meta, node.kind, layer);
                 self.walk_create(ctx, parent)?.insert(name.to_vec(), node);
@@ -135,12 +186,13 @@ impl RootfsTree {
     fn set_root<R: Read>(
         &mut self,
         ctx: &Ctx<'_>,
+        described: &Described,
         entry: &tar::Entry<'_, R>,
     ) -> Result<(), RootfsError> {
         if entry.header().entry_type() != EntryType::Directory {
             return Err(ctx.refuse(EntryProblem::RootNotDirectory));
         }
-        self.root.meta = header_meta(entry.header()).map_err(|p| ctx.refuse(p))?;
+        self.root.meta = entry_meta(entry.header(), described).map_err(|p| ctx.refuse(p))?;
         Ok(())
     }
 
@@ -281,10 +333,11 @@ fn prune_lower(children: &mut BTreeMap<Vec<u8>, Node>, layer: u32) {
     });
 }
 
-/// Permission bits and owners from a tar header (mtimes are dropped on purpose).
-fn header_meta(header: &tar::Header) -> Result<EntryMeta, EntryProblem> {
-    let id = |n: io::Result<u64>, what| {
-        n.ok()
+/// Permission bits and owners from a tar header, owners overridden by a PAX header (mtimes are
+/// dropped on purpose).
+fn entry_meta(header: &tar::Header, described: &Described) -> Result<EntryMeta, EntryProblem> {
+    let id = |pax: Option<u64>, n: io::Result<u64>, what| {
+        pax.or_else(|| n.ok())
             .and_then(|n| u32::try_from(n).ok())
             .ok_or(EntryProblem::InvalidNumber(what))
     };
@@ -293,7 +346,7 @@ fn header_meta(header: &tar::Header) -> Result<EntryMeta, EntryProblem> {
             .mode()
             .map_err(|_| EntryProblem::InvalidNumber("mode"))?
             & 0o7777,
-        uid: id(header.uid(), "uid")?,
-        gid: id(header.gid(), "gid")?,
+        uid: id(described.uid, header.uid(), "uid")?,
+        gid: id(described.gid, header.gid(), "gid")?,
     })
 }

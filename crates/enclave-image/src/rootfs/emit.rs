@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
+use super::beneath::HostRoot;
 use super::path::lossy;
 use super::{Content, InodeId, Kind, Node, RootfsError, RootfsTree};
 use crate::cpio::{CpioWriter, DeviceKind, EntryMeta, HardlinkGroup};
@@ -110,6 +112,7 @@ impl RootfsTree {
             Ok::<(), RootfsError>(())
         })?;
         let mut groups: HashMap<InodeId, HardlinkGroup> = HashMap::new();
+        let mut dirs = DirCache::default();
         walk(&self.root, |rel, node| {
             let path = match (prefix.is_empty(), rel.is_empty()) {
                 // Without a prefix the root is the archive root, which has no entry.
@@ -128,7 +131,7 @@ impl RootfsTree {
                     let content = self.content(*id)?;
                     let nlink = links.get(id).copied().unwrap_or(1);
                     if nlink <= 1 {
-                        let reader = self.open_content(content)?;
+                        let reader = self.open_content(content, &mut dirs)?;
                         cpio.add_file(&path, node.meta, reader, content.len())?;
                     } else {
                         let group = match groups.entry(*id) {
@@ -138,7 +141,7 @@ impl RootfsTree {
                             }
                         };
                         let data = if group.next_is_last() {
-                            Some((self.open_content(content)?, content.len()))
+                            Some((self.open_content(content, &mut dirs)?, content.len()))
                         } else {
                             None
                         };
@@ -156,7 +159,11 @@ impl RootfsTree {
             .ok_or_else(|| RootfsError::Spool(io::Error::other("dangling inode")))
     }
 
-    fn open_content(&self, content: &Content) -> Result<Box<dyn Read + '_>, RootfsError> {
+    fn open_content(
+        &self,
+        content: &Content,
+        dirs: &mut DirCache,
+    ) -> Result<Box<dyn Read + '_>, RootfsError> {
         match content {
             Content::Spool { offset, len } => {
                 let file = self
@@ -169,21 +176,44 @@ impl RootfsTree {
                     end: offset + len,
                 }))
             }
-            Content::Host { path, len } => {
-                let host_err = |source| RootfsError::Host {
-                    path: path.clone(),
-                    source,
+            Content::Host { rel, id, len } => {
+                let root = self
+                    .host_root
+                    .as_ref()
+                    .ok_or_else(|| RootfsError::Spool(io::Error::other("dir: input not open")))?;
+                let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+                    Some(slash) => (&rel[..slash], &rel[slash + 1..]),
+                    None => (&rel[..0], &rel[..]),
                 };
-                let file = File::open(path).map_err(host_err)?;
-                let meta = file.metadata().map_err(host_err)?;
-                // The header announces the size seen by the walk; a file that changed since
-                // would make a corrupt archive.
-                if !meta.is_file() || meta.len() != *len {
-                    return Err(host_err(io::Error::other("changed while building")));
-                }
+                let dir = dirs.open(root, parent)?;
+                let file = root.open_walked_file(dir, rel, name, *id, *len)?;
                 Ok(Box::new(io::BufReader::new(file)))
             }
         }
+    }
+}
+
+/// The directory of the last `dir:` file read: files of one directory mostly come in a row in
+/// cpio order, so each is opened relative to it instead of from the root.
+#[derive(Default)]
+struct DirCache {
+    rel: Vec<u8>,
+    fd: Option<OwnedFd>,
+}
+
+impl DirCache {
+    /// The directory `parent` of `root`, opened as [`HostRoot::open_dir`] does.
+    fn open(&mut self, root: &HostRoot, parent: &[u8]) -> Result<BorrowedFd<'_>, RootfsError> {
+        let fd = match self.fd.take() {
+            Some(fd) if self.rel == parent => fd,
+            _ => {
+                let fd = root.open_dir(parent)?;
+                self.rel = parent.to_vec();
+                fd
+            }
+        };
+        let fd: &OwnedFd = self.fd.insert(fd);
+        Ok(fd.as_fd())
     }
 }
 

@@ -3,101 +3,160 @@
 //! Only what the directory *means* is kept: names, types, permission bits, symlink targets,
 //! device numbers and hard links. Owners are forced to 0:0 and mtimes dropped, since both are
 //! accidents of where and when the directory was made. File contents stay on the host and are
-//! read when the cpio is written.
+//! read when the cpio is written, through `beneath`, which makes sure they are the files walked.
+//! The walk itself lists each directory through a descriptor opened the same way, so a
+//! directory swapped for a symlink is not followed either.
 
 use std::collections::HashMap;
-use std::fs;
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use rustix::fs::{AtFlags, Dir, FileType};
+use rustix::io::Errno;
+
+use super::beneath::{host_error, HostRoot, Identity};
+use super::limits::LimitExceeded;
 use super::path::{check_symlink, MAX_PATH};
-use super::{Content, EntryProblem, Kind, Node, RootfsError, RootfsTree, IMPLICIT_DIR};
+use super::{
+    Content, EntryProblem, HostChange, Kind, Limits, Node, RootfsError, RootfsTree, IMPLICIT_DIR,
+};
 use crate::cpio::{DeviceKind, EntryMeta};
 
 impl RootfsTree {
-    /// Builds a tree from a host directory. The directory's own mode is not used: the root is
-    /// 0755 0:0, whatever temporary directory the input happens to live in.
-    pub fn from_dir(dir: &Path) -> Result<Self, RootfsError> {
-        let mut tree = Self::new();
-        let mut hardlinks: HashMap<(u64, u64), usize> = HashMap::new();
-        // (host directory, its components in the tree)
-        let mut pending: Vec<(PathBuf, Vec<Vec<u8>>)> = vec![(dir.to_owned(), Vec::new())];
-        while let Some((host_dir, parts)) = pending.pop() {
-            let host_err = |path: &Path| {
-                let path = path.to_owned();
-                move |source| RootfsError::Host { path, source }
+    /// Builds a tree from a host directory, held to `limits` (entries, and the regular files'
+    /// bytes against [`Limits::rootfs_bytes`]). The directory's own mode is not used: the root
+    /// is 0755 0:0, whatever temporary directory the input happens to live in. The directory
+    /// stays open in the tree: [`RootfsTree::write_cpio`] reads the files through it.
+    pub fn from_dir(dir: &Path, limits: Limits) -> Result<Self, RootfsError> {
+        let mut tree = Self::with_limits(limits);
+        let root = HostRoot::open(dir)?;
+        let over = |limit| RootfsError::Limit {
+            input: format!("dir:{}", dir.display()),
+            limit,
+        };
+        let mut hardlinks: HashMap<Identity, usize> = HashMap::new();
+        // (directory below the root, components joined by `/`; what the walk saw there)
+        let mut pending: Vec<(Vec<u8>, Option<Identity>)> = vec![(Vec::new(), None)];
+        while let Some((rel_dir, identity)) = pending.pop() {
+            let parts: Vec<Vec<u8>> = rel_dir
+                .split(|&b| b == b'/')
+                .filter(|p| !p.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect();
+            let fd = match identity {
+                Some(identity) => root.open_walked_dir(&rel_dir, identity)?,
+                None => root.open_dir(&rel_dir)?,
             };
+            let list_err = |e| host_error(&root.display(&rel_dir), e);
             let mut names = Vec::new();
-            for item in fs::read_dir(&host_dir).map_err(host_err(&host_dir))? {
-                names.push(item.map_err(host_err(&host_dir))?.file_name());
+            for item in Dir::read_from(&fd).map_err(list_err)? {
+                let name = item.map_err(list_err)?.file_name().to_bytes().to_vec();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                // Counted as listed, so that a huge directory is refused before it is held.
+                tree.entries += 1;
+                if tree.entries > limits.entries {
+                    return Err(over(LimitExceeded::Entries {
+                        limit: limits.entries,
+                    }));
+                }
+                names.push(name);
             }
             names.sort();
             for name in names {
-                let path = host_dir.join(&name);
-                let meta = fs::symlink_metadata(&path).map_err(host_err(&path))?;
+                let rel = if rel_dir.is_empty() {
+                    name.clone()
+                } else {
+                    [&rel_dir[..], b"/", &name].concat()
+                };
+                let os_name = OsStr::from_bytes(&name);
+                let stat = rustix::fs::statat(&fd, os_name, AtFlags::SYMLINK_NOFOLLOW).map_err(
+                    |e| match e {
+                        Errno::NOENT => root.changed(&rel, HostChange::Gone),
+                        e => host_error(&root.display(&rel), e),
+                    },
+                )?;
                 let refuse = |problem| RootfsError::HostEntry {
-                    path: path.clone(),
+                    path: root.display(&rel),
                     problem,
                 };
-                let name = name.as_bytes().to_vec();
-                let child_len: usize =
-                    parts.iter().map(|p| p.len() + 1).sum::<usize>() + name.len();
-                if child_len > MAX_PATH {
+                if rel.len() > MAX_PATH {
                     return Err(refuse(EntryProblem::PathTooLong));
                 }
-                let entry_meta = EntryMeta::root(meta.mode() & 0o7777);
-                let file_type = meta.file_type();
-                let kind = if file_type.is_dir() {
-                    let mut child_parts = parts.clone();
-                    child_parts.push(name.clone());
-                    pending.push((path.clone(), child_parts));
-                    Kind::Dir(Default::default())
-                } else if file_type.is_file() {
-                    let content = Content::Host {
-                        path: path.clone(),
-                        len: meta.len(),
-                    };
-                    let id = if meta.nlink() > 1 {
-                        *hardlinks
-                            .entry((meta.dev(), meta.ino()))
-                            .or_insert_with(|| {
-                                tree.inodes.push(content);
-                                tree.inodes.len() - 1
-                            })
-                    } else {
-                        tree.inodes.push(content);
-                        tree.inodes.len() - 1
-                    };
-                    Kind::File(id)
-                } else if file_type.is_symlink() {
-                    let target = fs::read_link(&path).map_err(host_err(&path))?;
-                    let target = target.as_os_str().as_bytes().to_vec();
-                    check_symlink(parts.len(), &target).map_err(refuse)?;
-                    Kind::Symlink(target)
-                } else if file_type.is_char_device() || file_type.is_block_device() {
-                    let kind = if file_type.is_char_device() {
-                        DeviceKind::Char
-                    } else {
-                        DeviceKind::Block
-                    };
-                    let (major, minor) = split_rdev(meta.rdev());
-                    Kind::Special { kind, major, minor }
-                } else if file_type.is_fifo() {
-                    Kind::Special {
+                let entry_meta = EntryMeta::root(stat.st_mode & 0o7777);
+                let identity = Identity::of(&stat);
+                let kind = match FileType::from_raw_mode(stat.st_mode) {
+                    FileType::Directory => {
+                        pending.push((rel, Some(identity)));
+                        Kind::Dir(Default::default())
+                    }
+                    FileType::RegularFile => {
+                        let len = u64::try_from(stat.st_size).unwrap_or(0);
+                        let known = (stat.st_nlink > 1)
+                            .then(|| hardlinks.get(&identity).copied())
+                            .flatten();
+                        let id = match known {
+                            Some(id) => id,
+                            None => {
+                                tree.bytes = tree.bytes.saturating_add(len);
+                                if tree.bytes > limits.rootfs_bytes {
+                                    return Err(over(LimitExceeded::RootfsBytes {
+                                        limit: limits.rootfs_bytes,
+                                    }));
+                                }
+                                tree.inodes.push(Content::Host {
+                                    rel,
+                                    id: identity,
+                                    len,
+                                });
+                                let id = tree.inodes.len() - 1;
+                                if stat.st_nlink > 1 {
+                                    hardlinks.insert(identity, id);
+                                }
+                                id
+                            }
+                        };
+                        Kind::File(id)
+                    }
+                    FileType::Symlink => {
+                        let target = rustix::fs::readlinkat(&fd, os_name, Vec::new())
+                            .map_err(|e| match e {
+                                // No longer a symlink, or gone.
+                                Errno::INVAL => root.changed(&rel, HostChange::Replaced),
+                                Errno::NOENT => root.changed(&rel, HostChange::Gone),
+                                e => host_error(&root.display(&rel), e),
+                            })?
+                            .into_bytes();
+                        check_symlink(parts.len(), &target).map_err(refuse)?;
+                        Kind::Symlink(target)
+                    }
+                    file_type @ (FileType::CharacterDevice | FileType::BlockDevice) => {
+                        let kind = if file_type == FileType::CharacterDevice {
+                            DeviceKind::Char
+                        } else {
+                            DeviceKind::Block
+                        };
+                        let (major, minor) = split_rdev(stat.st_rdev);
+                        Kind::Special { kind, major, minor }
+                    }
+                    FileType::Fifo => Kind::Special {
                         kind: DeviceKind::Fifo,
                         major: 0,
                         minor: 0,
+                    },
+                    _ => {
+                        // Sockets only exist while a process listens on them: nothing to copy.
+                        tracing::warn!(path = %root.display(&rel).display(), "skipping socket");
+                        continue;
                     }
-                } else {
-                    // Sockets only exist while a process listens on them: nothing to copy.
-                    tracing::warn!(path = %path.display(), "skipping socket");
-                    continue;
                 };
                 tree.dir_mut(&parts)?
                     .insert(name, Node::new(entry_meta, kind, 0));
             }
         }
+        tree.host_root = Some(root);
         Ok(tree)
     }
 

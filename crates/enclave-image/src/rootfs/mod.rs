@@ -10,11 +10,16 @@
 //! `.wh..wh..opq` drops a directory's lower children, a later entry replaces an earlier one of
 //! any type. Entries that could escape the root (`..`, absolute paths, paths through symlinks,
 //! symlinks climbing above the root, hard links to missing or escaping targets) are refused.
+//! What a layer may hold is capped ([`Limits`]); `dir:` inputs are read so that what goes into
+//! the cpio is what the walk saw (`host`, `beneath`).
 
 mod apply;
+mod beneath;
 mod emit;
+mod extensions;
 mod fuzzing;
 mod host;
+mod limits;
 mod path;
 
 use std::collections::BTreeMap;
@@ -27,6 +32,9 @@ use crate::source::{Image, SourceError};
 
 pub use emit::{EntryKind, TreeEntry};
 pub use fuzzing::fuzz_layer;
+pub use limits::{ExtensionKind, LimitExceeded, Limits, MAX_EXTENSION_HEADER};
+
+use beneath::{HostRoot, Identity};
 
 /// Why a layer entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +78,46 @@ pub enum EntryProblem {
     /// A tar entry type we do not store (sparse files, sockets, ...).
     #[error("unsupported tar entry type {0}")]
     UnsupportedType(String),
+    /// Two extension headers of one kind for the same entry.
+    #[error("two {0} headers for one entry")]
+    DuplicateExtension(ExtensionKind),
+    /// A PAX header whose records do not parse.
+    #[error("malformed PAX record")]
+    MalformedPax,
+    /// A PAX `size` other than the tar header's (only files over 8 GiB need one, and a ramdisk
+    /// cannot hold those).
+    #[error("PAX size {pax} differs from the header's {header}")]
+    PaxSize {
+        /// The PAX header's size.
+        pax: u64,
+        /// The tar header's size.
+        header: u64,
+    },
+}
+
+/// How a `dir:` input changed between the walk and the read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostChange {
+    /// It is now a symlink.
+    #[error("it is now a symlink")]
+    Symlink,
+    /// A walked directory is no longer a directory.
+    #[error("it is no longer a directory")]
+    NotADirectory,
+    /// It is gone.
+    #[error("it no longer exists")]
+    Gone,
+    /// Another file or directory is at its path now (different device/inode or type).
+    #[error("another file is at its path now")]
+    Replaced,
+    /// Same file, another size.
+    #[error("its size went from {walked} to {now} bytes")]
+    Resized {
+        /// The size the walk saw.
+        walked: u64,
+        /// The size now.
+        now: u64,
+    },
 }
 
 /// Errors while assembling or writing a root filesystem.
@@ -102,7 +150,7 @@ pub enum RootfsError {
         /// What is wrong with it.
         problem: EntryProblem,
     },
-    /// Reading a `dir:` input failed, or a file changed between the walk and the cpio.
+    /// Reading a `dir:` input failed.
     #[error("{}: {source}", path.display())]
     Host {
         /// The host path.
@@ -110,6 +158,24 @@ pub enum RootfsError {
         /// The underlying error.
         #[source]
         source: io::Error,
+    },
+    /// A `dir:` input changed between the walk and the moment it was read: what the walk saw at
+    /// `path` (a file, or a directory on the way to one) is not there any more, and nothing is
+    /// read in its place.
+    #[error("{}: changed while the image was being built: {change}", path.display())]
+    HostChanged {
+        /// The host path.
+        path: PathBuf,
+        /// How.
+        change: HostChange,
+    },
+    /// The input went over one of the tree's [`Limits`].
+    #[error("{input}: {limit}")]
+    Limit {
+        /// `layer <digest or label>`, or `dir:<path>`.
+        input: String,
+        /// The limit.
+        limit: LimitExceeded,
     },
     /// The temporary spool file failed.
     #[error("content spool: {0}")]
@@ -130,8 +196,13 @@ type InodeId = usize;
 enum Content {
     /// In the spool file.
     Spool { offset: u64, len: u64 },
-    /// In a `dir:` input, read at cpio time.
-    Host { path: PathBuf, len: u64 },
+    /// In a `dir:` input, read at cpio time: the path below the input directory (components
+    /// joined by `/`) and the file the walk saw there.
+    Host {
+        rel: Vec<u8>,
+        id: Identity,
+        len: u64,
+    },
 }
 
 impl Content {
@@ -194,8 +265,15 @@ pub struct RootfsTree {
     inodes: Vec<Content>,
     spool: Option<File>,
     spool_len: u64,
+    /// The directory of a `dir:` input, held open from the walk to the cpio.
+    host_root: Option<HostRoot>,
     /// Layers applied so far; layer numbers start at 1 so that 0 means "before any layer".
     layers: u32,
+    limits: Limits,
+    /// Entries applied or walked so far, counted against `limits.entries`.
+    entries: u64,
+    /// Decompressed layer bytes (or `dir:` file bytes) so far, against `limits.rootfs_bytes`.
+    bytes: u64,
 }
 
 impl Default for RootfsTree {
@@ -205,24 +283,33 @@ impl Default for RootfsTree {
 }
 
 impl RootfsTree {
-    /// An empty tree: a root directory, mode 0755, owned by 0:0.
+    /// An empty tree with the default [`Limits`]: a root directory, mode 0755, owned by 0:0.
     pub fn new() -> Self {
+        Self::with_limits(Limits::DEFAULT)
+    }
+
+    /// An empty tree whose layers are held to `limits`.
+    pub fn with_limits(limits: Limits) -> Self {
         Self {
             root: Node::empty_dir(IMPLICIT_DIR, 0),
             inodes: Vec::new(),
             spool: None,
             spool_len: 0,
+            host_root: None,
             layers: 0,
+            limits,
+            entries: 0,
+            bytes: 0,
         }
     }
 
     /// Builds the tree of an opened image: its layers in order, verifying each layer's digests,
     /// or for `dir:` images the directory walk of [`RootfsTree::from_dir`].
-    pub fn from_image(image: &Image) -> Result<Self, RootfsError> {
+    pub fn from_image(image: &Image, limits: Limits) -> Result<Self, RootfsError> {
         if let Some(dir) = image.rootfs_dir() {
-            return Self::from_dir(dir);
+            return Self::from_dir(dir, limits);
         }
-        let mut tree = Self::new();
+        let mut tree = Self::with_limits(limits);
         for (index, layer) in image.layers.iter().enumerate() {
             let mut stream = image.open_layer(index)?;
             tracing::debug!(layer = %layer.digest, compression = ?stream.compression(), "applying layer");
