@@ -113,20 +113,11 @@ fn main() {
         down_times.push(t.elapsed());
         fs::remove_dir_all(&back).unwrap();
     }
-    // One SHA-256 pass over the file alone, for reference: each end of a cp does one, while
-    // streaming (the digest follows the content, in `cp_file_end`).
-    let t = Instant::now();
-    enclave_proto::client::tree::hash_file(&src).unwrap();
-    let hash = t.elapsed();
     let best = |v: &[Duration]| *v.iter().min().unwrap();
     let (raw, up, down) = (best(&raw_times), best(&up_times), best(&down_times));
     println!(
         "cp {} MiB, best of 3 (all: raw {raw_times:?}, up {up_times:?}, down {down_times:?})",
         size >> 20
-    );
-    println!(
-        "  SHA-256 of the file {:>8.1} MiB/s (one pass alone; each cp end does one while streaming)",
-        mib_s(size, hash)
     );
     println!("  raw socket copy   {:>8.1} MiB/s", mib_s(size, raw));
     println!(

@@ -39,7 +39,12 @@ pub fn sh(script: &str) -> Vec<String> {
 
 /// Boots an enclave running as root with `spec`, the control server on `/control.sock`.
 pub fn boot(spec: &serde_json::Value) -> Option<Booted> {
-    let enclave = Enclave::prepare(spec, &sh("while :; do sleep 1; done"), "root")?;
+    boot_as(spec, "root")
+}
+
+/// [`boot`] with the app (its services, exec and cp) running as `user` (`app` is 1000:1000).
+pub fn boot_as(spec: &serde_json::Value, user: &str) -> Option<Booted> {
+    let enclave = Enclave::prepare(spec, &sh("while :; do sleep 1; done"), user)?;
     // initctl is a copy of the init binary run inside the rootfs: a dynamically linked test
     // build needs its libraries there too.
     let init_bin = std::env::var_os("ENCLAVE_INIT_BIN")
