@@ -100,7 +100,8 @@ fn boot(debug: serde_json::Value) -> Option<Enclave> {
     let busybox = String::from_utf8_lossy(&busybox.stdout).trim().to_owned();
     fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
     for applet in [
-        "sh", "cat", "echo", "ls", "stat", "mkdir", "sleep", "true", "tty", "readlink",
+        "sh", "cat", "echo", "ls", "stat", "mkdir", "sleep", "true", "tty", "readlink", "ln",
+        "chmod",
     ] {
         symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
@@ -366,6 +367,58 @@ fn cp_to_a_new_name_like_docker() {
     assert!(local
         .map(|e| e.unwrap().file_name())
         .all(|n| !n.to_string_lossy().starts_with(".enclave-cp")));
+}
+
+#[test]
+fn cp_never_writes_through_a_symlink_or_a_set_id_bit() {
+    let Some(e) = boot(serde_json::json!({"exec": true, "cp": true})) else {
+        return;
+    };
+    let addr = e.addr();
+    let enc = |p: &str| format!("{addr}:{p}");
+    let sh = |script: &str| stdout(&run(ctl().args(["exec", &addr, "--", "sh", "-c", script])));
+    let host = tempfile::tempdir().unwrap();
+    let file = host.path().join("payload");
+    fs::write(&file, "owned").unwrap();
+    let file = file.to_str().unwrap();
+
+    // The app runs as root here: the destination check alone keeps the copy out of /etc.
+    sh("mkdir /tmp/real && ln -s /etc /tmp/link");
+    for dest in ["/tmp/link", "/tmp/link/passwd"] {
+        let o = run(ctl().args(["cp", file, &enc(dest)]));
+        assert_eq!(o.status.code(), Some(1), "{dest}");
+        assert!(
+            stderr(&o).contains("/tmp/link is a symlink (to /etc); cp does not follow symlinks"),
+            "{dest}: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(
+        sh("ls /etc; cat /etc/passwd"),
+        "group\npasswd\nroot:x:0:0:root:/root:/bin/sh\n"
+    );
+
+    // A set-id file of the enclave is written without its bits on the host, and back.
+    sh("echo x > /tmp/real/tool && chmod 6755 /tmp/real/tool");
+    let back = host.path().join("back");
+    fs::create_dir(&back).unwrap();
+    assert_ok(&run(ctl().args([
+        "cp",
+        &enc("/tmp/real/tool"),
+        back.to_str().unwrap(),
+    ])));
+    let tool = back.join("tool");
+    assert_eq!(
+        fs::metadata(&tool).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o4755)).unwrap();
+    assert_ok(&run(ctl().args([
+        "cp",
+        tool.to_str().unwrap(),
+        &enc("/tmp/real/up"),
+    ])));
+    assert_eq!(sh("stat -c %a /tmp/real/up"), "755\n");
 }
 
 /// A tmux server on a private socket, killed on drop.

@@ -3,7 +3,8 @@
 //! raw baselines on the same transport (AF_UNIX stream sockets):
 //!
 //! - `cp` of a 1 GiB file into the enclave's tmpfs and back out, against a raw copy of the same
-//!   bytes file -> socket -> file (fsynced) on tmpfs;
+//!   bytes file -> socket -> file (fsynced) on tmpfs: wall time, and CPU seconds per GiB of both
+//!   ends (this process and enclave-init, from /proc);
 //! - `exec true` round trips against spawning `true` locally plus a one-byte socket round trip.
 //!
 //! `cargo bench -p enclave-init --bench control_bench [-- --size-mib N --execs N]`
@@ -64,6 +65,29 @@ fn raw_copy(src: &std::path::Path, dst: &std::path::Path) -> Duration {
     start.elapsed()
 }
 
+/// CPU seconds (user + system) a process used so far, over all its threads (exited ones
+/// included): fields 14 and 15 of /proc/PID/stat, in clock ticks (USER_HZ, 100 on Linux).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// CPU seconds of this process (the client, or both ends of the raw copy) and of the enclave's
+/// init during `f`.
+fn cpu_of(init: i32, f: impl FnOnce()) -> (f64, f64) {
+    let init = init.to_string();
+    let (me0, init0) = (cpu_secs("self"), cpu_secs(&init));
+    f();
+    (cpu_secs("self") - me0, cpu_secs(&init) - init0)
+}
+
 fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
@@ -99,34 +123,31 @@ fn main() {
     drop(f);
     let mut raw_times = Vec::new();
     let (mut up_times, mut down_times) = (Vec::new(), Vec::new());
+    // CPU seconds per round: (this process, init).
+    let (mut raw_cpu, mut up_cpu, mut down_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..3 {
         let copy = dir.path().join("raw.bin");
-        raw_times.push(raw_copy(&src, &copy));
+        raw_cpu.push(cpu_of(init, || raw_times.push(raw_copy(&src, &copy))));
         fs::remove_file(&copy).unwrap();
-        let t = Instant::now();
-        c.cp_to(&src, "/tmp", |_| {}).unwrap();
-        up_times.push(t.elapsed());
+        up_cpu.push(cpu_of(init, || {
+            let t = Instant::now();
+            c.cp_to(&src, "/tmp", |_| {}).unwrap();
+            up_times.push(t.elapsed());
+        }));
         let back = dir.path().join(format!("back{round}"));
         fs::create_dir(&back).unwrap();
-        let t = Instant::now();
-        c.cp_from("/tmp/big.bin", &back, |_| {}).unwrap();
-        down_times.push(t.elapsed());
+        down_cpu.push(cpu_of(init, || {
+            let t = Instant::now();
+            c.cp_from("/tmp/big.bin", &back, |_| {}).unwrap();
+            down_times.push(t.elapsed());
+        }));
         fs::remove_dir_all(&back).unwrap();
     }
-    // One SHA-256 pass over the file alone, for reference: each end of a cp does one, while
-    // streaming (the digest follows the content, in `cp_file_end`).
-    let t = Instant::now();
-    enclave_proto::client::tree::hash_file(&src).unwrap();
-    let hash = t.elapsed();
     let best = |v: &[Duration]| *v.iter().min().unwrap();
     let (raw, up, down) = (best(&raw_times), best(&up_times), best(&down_times));
     println!(
         "cp {} MiB, best of 3 (all: raw {raw_times:?}, up {up_times:?}, down {down_times:?})",
         size >> 20
-    );
-    println!(
-        "  SHA-256 of the file {:>8.1} MiB/s (one pass alone; each cp end does one while streaming)",
-        mib_s(size, hash)
     );
     println!("  raw socket copy   {:>8.1} MiB/s", mib_s(size, raw));
     println!(
@@ -139,6 +160,29 @@ fn main() {
         mib_s(size, down),
         100.0 * raw.as_secs_f64() / down.as_secs_f64()
     );
+    // The round with the least CPU, per GiB, both ends summed.
+    let gib = size as f64 / (1u64 << 30) as f64;
+    let least = |v: &[(f64, f64)]| {
+        let (me, init) = v
+            .iter()
+            .copied()
+            .min_by(|a, b| (a.0 + a.1).total_cmp(&(b.0 + b.1)))
+            .unwrap();
+        (me / gib, init / gib)
+    };
+    let (raw_me, _) = least(&raw_cpu);
+    println!("  CPU s/GiB, both ends (least of 3): raw copy {raw_me:.2}");
+    for (what, v) in [
+        ("cp into enclave", &up_cpu),
+        ("cp out of enclave", &down_cpu),
+    ] {
+        let (client, enclave) = least(v);
+        println!(
+            "    {what:<18} {:.2} (client {client:.2} + enclave {enclave:.2}), {:.2}x raw",
+            client + enclave,
+            (client + enclave) / raw_me
+        );
+    }
 
     // exec true, interleaved with the baselines.
     let (mut a, mut bsock) = UnixStream::pair().unwrap();

@@ -1,6 +1,9 @@
-//! `cp` through the control server of a real PID 1: a tree with symlinks and modes both ways,
-//! a 1 GiB file (sparse-generated) both ways with its SHA-256 checked, and the refusals of
-//! traversal (`..`, absolute paths, escaping links, a symlink already in the destination).
+//! `cp` through the control server of a real PID 1 whose app runs as `app` (1000:1000): a tree
+//! with symlinks and modes both ways, a 1 GiB file (sparse-generated) both ways with its SHA-256
+//! compared by the test, and the refusals of traversal (`..`, absolute paths, escaping links, a
+//! symlink already in the destination) and of content longer or shorter than announced.
+//! tests/control_cp_user.rs: what cp may do as the app's user (owners, set-id bits, symlinked
+//! destinations, directories only root may write).
 
 #[allow(dead_code)]
 mod support;
@@ -15,7 +18,7 @@ use enclave_proto::wire::{
     Capability, ClientMessage, CpEntry, CpKind, ErrorCode, Request, ServerMessage,
 };
 use sha2::{Digest, Sha256};
-use support::control::{boot, client, scratch, shell, Access, RawSession};
+use support::control::{boot_as, client, scratch, shell, Access, RawSession};
 
 fn spec() -> serde_json::Value {
     serde_json::json!({"debug": {"exec": true, "cp": true}})
@@ -33,7 +36,9 @@ fn sha_file(p: &Path) -> Vec<u8> {
 
 #[test]
 fn cp_tree_and_big_file_round_trip() {
-    let Some(b) = boot(&spec()) else { return };
+    let Some(b) = boot_as(&spec(), "app") else {
+        return;
+    };
     let mut c = client(&b);
     let host = scratch();
 
@@ -104,13 +109,12 @@ fn cp_tree_and_big_file_round_trip() {
     fs::remove_file(&big).unwrap();
 }
 
-/// One entry of a raw upload: its header and, for a file, its content and the SHA-256 its
-/// `cp_file_end` trailer carries.
+/// One entry of a raw upload: its header and, for a file, the content sent after it (which
+/// may differ from the size the header announces).
 #[derive(Clone)]
 struct RawEntry {
     entry: CpEntry,
     content: Vec<u8>,
-    trailer: [u8; 32],
 }
 
 /// Sends `entries` of a cp_to on a raw connection; returns the error code that ended it.
@@ -133,11 +137,7 @@ fn raw_upload(b: &Access, dest: &str, entries: &[RawEntry]) -> ErrorCode {
                     data: raw.content.clone(),
                 });
             }
-            let end = ClientMessage::CpFileEnd {
-                id: 1,
-                sha256: raw.trailer,
-            };
-            s.send(&end);
+            s.send(&ClientMessage::CpFileEnd { id: 1 });
         }
     }
     s.send(&ClientMessage::CpDone { id: 1 });
@@ -160,7 +160,6 @@ fn file(path: &str, content: &[u8]) -> RawEntry {
             },
         },
         content: content.to_vec(),
-        trailer: Sha256::digest(content).into(),
     }
 }
 
@@ -168,13 +167,14 @@ fn other(entry: CpEntry) -> RawEntry {
     RawEntry {
         entry,
         content: Vec::new(),
-        trailer: [0; 32],
     }
 }
 
 #[test]
 fn cp_refuses_traversal() {
-    let Some(b) = boot(&spec()) else { return };
+    let Some(b) = boot_as(&spec(), "app") else {
+        return;
+    };
     let mut c = client(&b);
     shell(
         &mut c,
@@ -216,14 +216,14 @@ fn cp_refuses_traversal() {
         let code = raw_upload(&b, "/tmp/d", &entries);
         assert_eq!(code, ErrorCode::BadRequest, "{what}");
     }
-    // A trailer whose checksum does not match the content: refused, the temporary file removed
+    // Content shorter or longer than the entry announced: refused, the temporary file removed
     // and nothing renamed into place (checked below).
-    let mut bad = file("bad", b"xxxx");
-    bad.trailer = [0; 32];
-    assert_eq!(
-        raw_upload(&b, "/tmp/d", &[bad]),
-        ErrorCode::ChecksumMismatch
-    );
+    for (what, announced) in [("shorter", 5), ("longer", 3)] {
+        let mut bad = file("bad", b"xxxx");
+        bad.entry.kind = CpKind::File { size: announced };
+        let code = raw_upload(&b, "/tmp/d", &[bad]);
+        assert_eq!(code, ErrorCode::BadRequest, "{what}");
+    }
     // Nothing landed outside, no temporary file was left behind.
     let check = shell(
         &mut c,

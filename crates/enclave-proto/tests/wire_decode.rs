@@ -158,3 +158,34 @@ fn huge_declared_lengths_do_not_allocate() {
         assert!(decode::<ClientMessage>(bytes).is_err());
     }
 }
+
+/// `cp_file_end` carries no digest since the session is encrypted: the old form with a
+/// `sha256` is refused like any unknown field, and the old `checksum_mismatch` error code, which
+/// only a digest could trigger, decodes as `unknown` instead of failing the connection.
+#[test]
+fn cp_file_end_has_no_digest_and_checksum_mismatch_is_unknown() {
+    let bytes = |b: &[u8]| ciborium::Value::Bytes(b.to_vec());
+    let old = map(vec![(
+        "cp_file_end",
+        map(vec![("id", 1.into()), ("sha256", bytes(&[0; 32]))]),
+    )]);
+    assert!(decode::<ClientMessage>(&cbor(&old)).is_err());
+    assert!(decode::<ServerMessage>(&cbor(&old)).is_err());
+    let new = map(vec![("cp_file_end", map(vec![("id", 1.into())]))]);
+    assert_eq!(
+        decode::<ClientMessage>(&cbor(&new)).unwrap(),
+        ClientMessage::CpFileEnd { id: 1 }
+    );
+    let error = map(vec![(
+        "error",
+        map(vec![
+            ("id", 1.into()),
+            ("code", "checksum_mismatch".into()),
+            ("message", "x".into()),
+        ]),
+    )]);
+    let ServerMessage::Error { code, .. } = decode::<ServerMessage>(&cbor(&error)).unwrap() else {
+        panic!("not an error")
+    };
+    assert_eq!(code, enclave_proto::wire::ErrorCode::Unknown);
+}

@@ -125,10 +125,7 @@ fn client_messages() -> Vec<ClientMessage> {
             },
         },
         ClientMessage::Signal { id: 1, signal: 2 },
-        ClientMessage::CpFileEnd {
-            id: 3,
-            sha256: [9; 32],
-        },
+        ClientMessage::CpFileEnd { id: 3 },
         ClientMessage::CpDone { id: 3 },
         ClientMessage::WindowUpdate {
             id: 1,
@@ -203,10 +200,7 @@ fn server_messages() -> Vec<ServerMessage> {
             id: 1,
             channel: Channel::Stdout,
         },
-        ServerMessage::CpFileEnd {
-            id: 2,
-            sha256: [7; 32],
-        },
+        ServerMessage::CpFileEnd { id: 2 },
         ServerMessage::CpDone { id: 2 },
         ServerMessage::Exit {
             id: 1,

@@ -227,10 +227,7 @@ fn entry(path: &str, kind: CpKind) -> ClientMessage {
 #[test]
 fn cp_stream_structure_and_paths() {
     let file = |size| CpKind::File { size };
-    let end = ClientMessage::CpFileEnd {
-        id: 1,
-        sha256: [0; 32],
-    };
+    let end = ClientMessage::CpFileEnd { id: 1 };
     let mut s = cp_server();
     s.on_recv(&entry("d", CpKind::Dir)).unwrap();
     s.on_recv(&entry("d/f", file(5))).unwrap();
@@ -269,8 +266,8 @@ fn cp_stream_structure_and_paths() {
         assert_eq!(err.code(), ErrorCode::BadRequest, "{path}");
     }
 
-    // More content than announced; done or the trailer before the content is complete; done
-    // or the next entry before the trailer; a trailer without a file; done twice.
+    // More content than announced; done or the end marker before the content is complete; done
+    // or the next entry before the end marker; an end marker without a file; done twice.
     let mut s = cp_server();
     s.on_recv(&entry("f", file(2))).unwrap();
     assert_eq!(
@@ -381,12 +378,8 @@ fn cp_download_is_checked_by_the_client() {
     assert_eq!(c.send_credit(id), Some(INITIAL_WINDOW));
     c.check_send(&ClientMessage::WindowUpdate { id, bytes: 4 })
         .unwrap();
-    // The trailer (its SHA-256 is the writer's to check) ends the file entry.
-    c.on_recv(&ServerMessage::CpFileEnd {
-        id,
-        sha256: [0; 32],
-    })
-    .unwrap();
+    // The end marker ends the file entry.
+    c.on_recv(&ServerMessage::CpFileEnd { id }).unwrap();
     c.on_recv(&ServerMessage::CpDone { id }).unwrap();
     let done = ServerMessage::Reply {
         id,

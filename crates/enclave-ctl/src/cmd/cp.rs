@@ -48,13 +48,14 @@ pub fn run(args: CpArgs) -> Result<i32> {
     );
     let stats = match (src, dst) {
         (None, Some((enclave, dest))) => {
-            let entries = tree::scan(Path::new(&args.src))
+            // A symlink named as SRC is followed (the user named it); none below it is.
+            let tree = tree::scan(Path::new(&args.src), tree::SourceLink::Follow)
                 .with_context(|| format!("reading {}", args.src))?;
-            let bar = bar(args.quiet, Some(tree::SourceEntry::total_bytes(&entries)));
+            let bar = bar(args.quiet, Some(tree.total_bytes()));
             bar.set_message(format!("{} -> {enclave}", args.src));
             let mut client = connect(enclave, &args.control, &[Capability::Cp])?;
             let stats = client
-                .cp_entries_to(&entries, dest, |n| bar.inc(n))
+                .cp_tree_to(&tree, dest, |n| bar.inc(n))
                 .with_context(|| format!("copying {} to {}", args.src, args.dst));
             bar.finish_and_clear();
             stats?

@@ -87,15 +87,21 @@ pub fn stand_in_supervisor(
 
 /// Boots an enclave running as root with `spec`, the control server on `/control.sock`.
 pub fn boot(spec: &serde_json::Value) -> Option<Booted> {
-    boot_with_secrets(spec, BTreeMap::new())
+    boot_with(spec, "root", BTreeMap::new())
 }
 
-/// [`boot`], the supervisor handing over `secrets`.
-pub fn boot_with_secrets(
+/// [`boot`] with the app (its services, exec and cp) running as `user` (`app` is 1000:1000).
+pub fn boot_as(spec: &serde_json::Value, user: &str) -> Option<Booted> {
+    boot_with(spec, user, BTreeMap::new())
+}
+
+/// [`boot`], the app running as `user`, the supervisor handing over `secrets`.
+pub fn boot_with(
     spec: &serde_json::Value,
+    user: &str,
     secrets: BTreeMap<String, Vec<u8>>,
 ) -> Option<Booted> {
-    let enclave = Enclave::prepare(spec, &sh("while :; do sleep 1; done"), "root")?;
+    let enclave = Enclave::prepare(spec, &sh("while :; do sleep 1; done"), user)?;
     // initctl is a copy of the init binary run inside the rootfs: a dynamically linked test
     // build needs its libraries there too.
     let init_bin = std::env::var_os("ENCLAVE_INIT_BIN")

@@ -1,11 +1,12 @@
 //! `cp` both ways: [`Client::cp_to`] uploads a local file or tree into an enclave directory (or
 //! as a new name there), [`Client::cp_from`] downloads an enclave file or tree into a local
-//! directory (or as a new name). The
-//! filesystem work is [`super::tree`]'s, the same code the enclave uses.
+//! directory (or as a new name). The filesystem work is [`super::tree`]'s, the same code the
+//! enclave uses: below the local path the user gave, no symlink is ever followed, and no
+//! setuid/setgid bit is written.
 
 use std::path::Path;
 
-use super::tree::{self, SourceEntry, SourceKind, TreeError, TreeSink, TreeWriter};
+use super::tree::{self, SourceLink, SourceTree, TreeError, TreeSink, TreeWriter};
 use super::{Client, ClientError};
 use crate::wire::{
     Channel, ClientMessage, CpEntry, CpKind, ErrorCode, Reply, Request, RequestId, ServerMessage,
@@ -78,11 +79,8 @@ impl<P: FnMut(u64)> TreeSink for Upload<'_, P> {
         Ok(())
     }
 
-    fn file_end(&mut self, sha256: [u8; 32]) -> Result<(), ClientError> {
-        self.client.send(&ClientMessage::CpFileEnd {
-            id: self.id,
-            sha256,
-        })
+    fn file_end(&mut self) -> Result<(), ClientError> {
+        self.client.send(&ClientMessage::CpFileEnd { id: self.id })
     }
 }
 
@@ -103,7 +101,8 @@ impl Client {
     /// Copies the local file or tree `src` to the enclave path `dest` (absolute), with Docker's
     /// `cp` semantics: into `dest` when it is an existing directory, otherwise *as* `dest` (the
     /// top-level entry renamed to `dest`'s last component, created in its parent, which must
-    /// exist; a file replaces an existing file, a directory never does).
+    /// exist; a file replaces an existing file, a directory never does). A symlink given as
+    /// `src` is followed; symlinks below it are copied as links.
     /// `progress` gets the content bytes as they are sent.
     pub fn cp_to(
         &mut self,
@@ -111,19 +110,19 @@ impl Client {
         dest: &str,
         progress: impl FnMut(u64),
     ) -> Result<CpStats, ClientError> {
-        let entries = tree::scan(src)?;
-        self.cp_entries_to(&entries, dest, progress)
+        let tree = tree::scan(src, SourceLink::Follow)?;
+        self.cp_tree_to(&tree, dest, progress)
     }
 
-    /// [`cp_to`](Self::cp_to) of entries already scanned (e.g. to size a progress bar).
-    pub fn cp_entries_to(
+    /// [`cp_to`](Self::cp_to) of a tree already scanned (e.g. to size a progress bar).
+    pub fn cp_tree_to(
         &mut self,
-        entries: &[SourceEntry],
+        tree: &SourceTree,
         dest: &str,
         mut progress: impl FnMut(u64),
     ) -> Result<CpStats, ClientError> {
         let mut started = false;
-        let first = self.cp_attempt(entries, dest, &mut progress, &mut started);
+        let first = self.cp_attempt(tree, dest, &mut progress, &mut started);
         // Only a refusal of `dest` itself (before any entry was sent) means "not a directory".
         let not_dir = match &first {
             Err(e) if !started => {
@@ -135,8 +134,9 @@ impl Client {
         let (Some((parent, name)), true) = (split, not_dir) else {
             return first;
         };
-        let is_dir = entries.first().is_some_and(|e| e.kind == SourceKind::Dir);
-        if is_dir && first.as_ref().err().and_then(ClientError::code) == Some(ErrorCode::Conflict) {
+        if tree.is_dir()
+            && first.as_ref().err().and_then(ClientError::code) == Some(ErrorCode::Conflict)
+        {
             return Err(ClientError::Remote {
                 code: ErrorCode::Conflict,
                 message: format!(
@@ -144,14 +144,7 @@ impl Client {
                 ),
             });
         }
-        tree::check_top_name(name)?;
-        let renamed: Vec<SourceEntry> = entries
-            .iter()
-            .map(|e| SourceEntry {
-                rel: tree::rename_top(&e.rel, name),
-                ..e.clone()
-            })
-            .collect();
+        let renamed = tree.renamed(name)?;
         let mut started = false;
         match self.cp_attempt(&renamed, parent, &mut progress, &mut started) {
             Err(ClientError::Remote { code, message })
@@ -168,11 +161,11 @@ impl Client {
         }
     }
 
-    /// One `cp_to` request of `entries` into the directory `dest`; `started` tells whether the
+    /// One `cp_to` request of `tree` into the directory `dest`; `started` tells whether the
     /// server accepted `dest`.
     fn cp_attempt(
         &mut self,
-        entries: &[SourceEntry],
+        tree: &SourceTree,
         dest: &str,
         progress: &mut dyn FnMut(u64),
         started: &mut bool,
@@ -197,7 +190,7 @@ impl Client {
             }
         }
         *started = true;
-        if let Err(e) = tree::send_tree(entries, &mut up) {
+        if let Err(e) = tree::send_tree(tree, &mut up) {
             if !matches!(e, ClientError::Remote { .. }) {
                 let _ = up.client.send(&ClientMessage::Cancel { id });
             }
@@ -284,9 +277,7 @@ impl Client {
                     }
                     r
                 }
-                ServerMessage::CpFileEnd { id: rid, sha256 } if rid == id => {
-                    writer.file_end(&sha256)
-                }
+                ServerMessage::CpFileEnd { id: rid } if rid == id => writer.file_end(),
                 ServerMessage::CpDone { id: rid } if rid == id => writer.finish().map(drop),
                 ServerMessage::Reply { id: rid, reply } if rid == id => return Ok(complete(reply)),
                 ServerMessage::Error {

@@ -75,14 +75,12 @@ pub enum ClientMessage {
         /// The entry.
         entry: CpEntry,
     },
-    /// Trailer of a `cp` upload file entry, right after its content: the SHA-256 of the content
-    /// just sent, checked by the receiver before the file is renamed into place.
+    /// End of a `cp` upload file entry, right after its content: the receiver checks that it got
+    /// exactly the announced size, then puts the file in place. (No digest: the session's AEAD
+    /// already protects the content.)
     CpFileEnd {
         /// The cp request.
         id: RequestId,
-        /// SHA-256 of the file's content.
-        #[serde(with = "serde_bytes")]
-        sha256: [u8; 32],
     },
     /// All entries of a `cp` upload were sent.
     CpDone {
@@ -184,14 +182,12 @@ pub enum ServerMessage {
         /// The entry.
         entry: CpEntry,
     },
-    /// Trailer of a `cp` download file entry, right after its content: the SHA-256 of the content
-    /// just sent, checked by the receiver before the file is renamed into place.
+    /// End of a `cp` download file entry, right after its content: the receiver checks that it got
+    /// exactly the announced size, then puts the file in place. (No digest: the session's AEAD
+    /// already protects the content.)
     CpFileEnd {
         /// The cp request.
         id: RequestId,
-        /// SHA-256 of the file's content.
-        #[serde(with = "serde_bytes")]
-        sha256: [u8; 32],
     },
     /// All entries of a `cp` download were sent (the request ends with a reply).
     CpDone {
@@ -345,8 +341,6 @@ pub enum ErrorCode {
     Protocol,
     /// The request was cancelled by the client.
     Cancelled,
-    /// `cp` content did not match the SHA-256 of its `cp_file_end` trailer.
-    ChecksumMismatch,
     /// Anything else that went wrong in the server.
     Internal,
     /// A code this version does not know (from a newer peer).

@@ -126,15 +126,16 @@ pub enum ExitStatus {
 }
 
 /// Header of one `cp` entry. A file entry is followed by exactly `size` bytes of
-/// [`super::Channel::File`] data, then its `CpFileEnd` trailer carrying the content's SHA-256,
-/// before the next entry or `CpDone`.
+/// [`super::Channel::File`] data, then its `CpFileEnd` end marker, before the next entry or
+/// `CpDone`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CpEntry {
     /// Path relative to the copy's root, `/`-separated; must pass
     /// [`super::path::safe_relative`]. Parents come before their children.
     pub path: String,
-    /// Permission bits (`0o7777` at most); file type bits are ignored.
+    /// Permission bits (`0o7777` at most); file type bits are ignored. The receiver writes no
+    /// setuid or setgid bit, and no sticky bit on a file.
     pub mode: u32,
     /// What the entry is.
     pub kind: CpKind,
@@ -144,8 +145,7 @@ pub struct CpEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum CpKind {
-    /// A regular file of `size` bytes. Its SHA-256 comes after the content, in the
-    /// `CpFileEnd` trailer, so that both sides hash while streaming.
+    /// A regular file of `size` bytes, followed by exactly that much content and `CpFileEnd`.
     File {
         /// Exact number of content bytes that follow.
         size: u64,

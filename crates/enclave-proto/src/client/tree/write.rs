@@ -3,20 +3,25 @@
 //! Every operation is relative to a directory file descriptor reached from the destination's
 //! by `openat(O_NOFOLLOW | O_DIRECTORY)` one component at a time, so a symlink that already
 //! exists in the destination (or that the tree itself created) can never redirect a write:
-//! walking through it fails with `ELOOP`/`ENOTDIR`. Files and symlinks are created under a
-//! temporary name (`O_CREAT | O_EXCL | O_NOFOLLOW`) and renamed into place only once complete
-//! (files: fsynced and their SHA-256 checked against the `cp_file_end` trailer that follows
-//! their content; a mismatch deletes the temporary file); `rename` replaces a symlink in the way instead of
-//! following it.
+//! walking through it fails with `ELOOP`/`ENOTDIR`. (`openat2` with `RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS` would do the walk in one call, but only from Linux 5.6; the walk works
+//! on every kernel and is cached per parent.) The enclave reaches the destination itself the same
+//! way from `/` ([`TreeWriter::open_no_symlinks`]); the host follows symlinks in the destination
+//! path the user typed ([`TreeWriter::open`]), never below it. Files and symlinks are created
+//! under a temporary name (`O_CREAT | O_EXCL | O_NOFOLLOW`) and renamed into place only once
+//! complete (files: exactly their announced size, mode set, fsynced; otherwise the temporary
+//! file is deleted); `rename` replaces a symlink in the way instead of following it.
+//!
+//! Modes are written without setuid and setgid, and files without the sticky bit (`& 0o777`
+//! for files, `& 0o1777` for directories): a copy never creates a set-id program.
 
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
 
 use super::TreeError;
 use crate::wire::path::{check_symlink, safe_relative, RelativePath};
@@ -29,7 +34,6 @@ struct Pending {
     name: String,
     rel: String,
     file: File,
-    hasher: Sha256,
     remaining: u64,
     size: u64,
     mode: u32,
@@ -41,6 +45,9 @@ pub struct TreeWriter {
     /// The last parent directory opened, by entry path.
     cache: Option<(String, OwnedFd)>,
     current: Option<Pending>,
+    /// Directories created with more owner bits than their entry's mode (so that their
+    /// children can be written without root), with that mode: set by [`finish`](Self::finish).
+    deferred: Vec<(String, Mode)>,
     entries: u64,
     bytes: u64,
 }
@@ -53,13 +60,19 @@ fn tmp_name() -> String {
     format!(".enclave-cp-{hex}")
 }
 
-fn mode(bits: u32) -> Mode {
-    Mode::from_bits_truncate(bits & 0o7777)
+/// The mode a received file gets: permission bits only, no setuid, setgid or sticky bit.
+fn file_mode(bits: u32) -> Mode {
+    Mode::from_bits_truncate(bits & 0o777)
+}
+
+/// The mode a received directory gets: permission bits and sticky, no setuid or setgid.
+fn dir_mode(bits: u32) -> Mode {
+    Mode::from_bits_truncate(bits & 0o1777)
 }
 
 impl TreeWriter {
     /// A writer below `root`, an existing directory (symlinks in `root`'s own path are
-    /// followed: that path is the caller's choice).
+    /// followed: that path is the caller's choice; below it none is).
     pub fn open(root: &Path) -> Result<Self, TreeError> {
         let root_fd = rfs::openat(
             CWD,
@@ -68,13 +81,71 @@ impl TreeWriter {
             Mode::empty(),
         )
         .map_err(|e| TreeError::io(root.display(), e.into()))?;
-        Ok(Self {
-            root: root_fd,
+        Ok(Self::below(root_fd))
+    }
+
+    /// A writer below `root`, an absolute path of an existing directory reached from `/`
+    /// without following any symlink: a `root` that is a symlink, or passes through one, is
+    /// refused with [`TreeError::SymlinkInDestination`]. A component that is not a directory is
+    /// an [`TreeError::Io`] of kind `NotADirectory`.
+    pub fn open_no_symlinks(root: &str) -> Result<Self, TreeError> {
+        let open = |dir: &OwnedFd, name: &std::ffi::OsStr, last: bool| {
+            // Intermediate directories only need to be searchable (`O_PATH`); the destination
+            // itself is opened for reading as [`open`](Self::open) does.
+            let access = if last { OFlags::RDONLY } else { OFlags::PATH };
+            let flags = access | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            rfs::openat(dir, name, flags, Mode::empty())
+        };
+        let path = Path::new(root);
+        if !path.is_absolute() {
+            let e = std::io::Error::from(std::io::ErrorKind::InvalidInput);
+            return Err(TreeError::io(root, e));
+        }
+        let components: Vec<&std::ffi::OsStr> = path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(name),
+                Component::ParentDir => Some("..".as_ref()),
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+            })
+            .collect();
+        let mut fd = rfs::open(
+            "/",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| TreeError::io("/", e.into()))?;
+        let mut walked = PathBuf::from("/");
+        for (i, name) in components.iter().enumerate() {
+            walked.push(name);
+            fd = match open(&fd, name, i + 1 == components.len()) {
+                Ok(next) => next,
+                Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
+                    // O_NOFOLLOW | O_DIRECTORY on a symlink is ENOTDIR: tell the two apart.
+                    return Err(match rfs::readlinkat(&fd, *name, Vec::new()) {
+                        Ok(target) => TreeError::SymlinkInDestination {
+                            path: root.to_owned(),
+                            link: walked.display().to_string(),
+                            target: target.to_string_lossy().into_owned(),
+                        },
+                        Err(_) => TreeError::io(walked.display(), e.into()),
+                    });
+                }
+                Err(e) => return Err(TreeError::io(walked.display(), e.into())),
+            };
+        }
+        Ok(Self::below(fd))
+    }
+
+    fn below(root: OwnedFd) -> Self {
+        Self {
+            root,
             cache: None,
             current: None,
+            deferred: Vec::new(),
             entries: 0,
             bytes: 0,
-        })
+        }
     }
 
     /// Entries and content bytes completed so far.
@@ -82,7 +153,7 @@ impl TreeWriter {
         (self.entries, self.bytes)
     }
 
-    /// Whether a file's content or trailer is still expected.
+    /// Whether a file's content or end marker is still expected.
     pub fn in_file(&self) -> bool {
         self.current.is_some()
     }
@@ -119,7 +190,7 @@ impl TreeWriter {
     }
 
     /// Starts an entry. A file entry is complete once its content was given to
-    /// [`data`](Self::data) and its trailer to [`file_end`](Self::file_end).
+    /// [`data`](Self::data) and [`file_end`](Self::file_end) was called.
     pub fn entry(&mut self, entry: &CpEntry) -> Result<(), TreeError> {
         if let Some(p) = &self.current {
             return Err(TreeError::refused(
@@ -151,7 +222,14 @@ impl TreeWriter {
                     Mode::empty(),
                 )
                 .map_err(io)?;
-                rfs::fchmod(&fd, mode(entry.mode)).map_err(io)?;
+                // Owner rwx until the copy is complete: a read-only directory of the tree
+                // must still receive its children, and the copy does not run as root.
+                let final_mode = dir_mode(entry.mode);
+                let for_now = final_mode | Mode::RWXU;
+                rfs::fchmod(&fd, for_now).map_err(io)?;
+                if for_now != final_mode {
+                    self.deferred.push((rel.to_string(), final_mode));
+                }
                 self.entries += 1;
             }
             CpKind::Symlink { target } => {
@@ -183,7 +261,6 @@ impl TreeWriter {
                     name,
                     rel: rel.to_string(),
                     file: File::from(fd),
-                    hasher: Sha256::new(),
                     remaining: *size,
                     size: *size,
                     mode: entry.mode,
@@ -211,19 +288,18 @@ impl TreeWriter {
             self.abort();
             return Err(TreeError::io(rel, e));
         }
-        p.hasher.update(data);
         p.remaining -= data.len() as u64;
         Ok(())
     }
 
-    /// Trailer of the current file entry: checks the content's SHA-256 against `sha256`, then
-    /// sets the mode, fsyncs and renames the file into place. On any failure the temporary file
-    /// is removed.
-    pub fn file_end(&mut self, sha256: &[u8; 32]) -> Result<(), TreeError> {
+    /// End marker of the current file entry: checks that all its announced content arrived,
+    /// then sets the mode, fsyncs and renames the file into place. On any failure the temporary
+    /// file is removed.
+    pub fn file_end(&mut self) -> Result<(), TreeError> {
         let Some(p) = self.current.take() else {
             return Err(TreeError::refused(
                 "(cp_file_end)",
-                "file trailer without a file entry",
+                "file end without a file entry",
             ));
         };
         let fail = |p: &Pending, err: TreeError| {
@@ -234,11 +310,7 @@ impl TreeWriter {
             let err = TreeError::refused(&p.rel, "content shorter than the entry announced");
             return Err(fail(&p, err));
         }
-        let digest: [u8; 32] = p.hasher.clone().finalize().into();
-        if digest != *sha256 {
-            return Err(fail(&p, TreeError::Checksum(p.rel.clone())));
-        }
-        if let Err(e) = rfs::fchmod(&p.file, mode(p.mode)).and_then(|()| rfs::fsync(&p.file)) {
+        if let Err(e) = rfs::fchmod(&p.file, file_mode(p.mode)).and_then(|()| rfs::fsync(&p.file)) {
             return Err(fail(&p, TreeError::io(&p.rel, e.into())));
         }
         if let Err(e) = rfs::renameat(&p.dir, p.tmp.as_str(), &p.dir, p.name.as_str()) {
@@ -256,8 +328,22 @@ impl TreeWriter {
             self.abort();
             return Err(TreeError::refused(
                 rel,
-                "file not ended (content or trailer missing)",
+                "file not ended (content or its cp_file_end missing)",
             ));
+        }
+        // Children before parents: a parent may lose its owner's write or search bit.
+        for (rel, mode) in std::mem::take(&mut self.deferred).into_iter().rev() {
+            let path = safe_relative(&rel)?;
+            let name = path.components().last().unwrap_or_default().to_owned();
+            let dir = self.parent_dir(&path)?;
+            rfs::openat(
+                &dir,
+                name.as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .and_then(|fd| rfs::fchmod(&fd, mode))
+            .map_err(|e| TreeError::io(&rel, e.into()))?;
         }
         Ok(self.stats())
     }

@@ -102,10 +102,10 @@ impl Op {
 }
 
 /// Structure of a cp stream: entries, each file followed by exactly its size in data and its
-/// `cp_file_end` trailer, then done.
+/// `cp_file_end` end marker, then done.
 #[derive(Debug, Default)]
 struct CpState {
-    /// A file entry was sent and its trailer not yet.
+    /// A file entry was sent and its `cp_file_end` not yet.
     in_file: bool,
     /// Content bytes the current file entry still owes.
     remaining: u64,
