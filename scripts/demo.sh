@@ -49,9 +49,12 @@ nonce="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 "$ctl" attest hello-demo --nonce "$nonce" -o "$out/attestation.cose"
 pcr() { sed -n "s/.*\"PCR$1\": \"\([0-9a-f]*\)\".*/\1/p" "$out/measurements.json"; }
 # An emulated enclave's document is signed by this host's emulation root, never by AWS: it
-# verifies only when that root is trusted explicitly.
+# verifies only when that root is trusted explicitly. The PCRs `measure` printed say which
+# enclave we expect (verify refuses to run without PCR0, PCR8 or --any-enclave). The hello image
+# grants debug.exec and debug.cp (used above), which its PCR31 shows: --allow-debug accepts that
+# knowingly; without it the document is refused.
 "$ctl" verify "$out/attestation.cose" --trust-root "$("$ctl" attest --print-root)" \
-    --nonce "$nonce" --pcr "0=$(pcr 0)" --pcr "1=$(pcr 1)" --pcr "2=$(pcr 2)"
+    --nonce "$nonce" --pcr "0=$(pcr 0)" --pcr "1=$(pcr 1)" --pcr "2=$(pcr 2)" --allow-debug
 
 step "enclave-ctl logs"
 "$ctl" logs hello-demo
@@ -74,6 +77,7 @@ for _ in $(seq 60); do
     curl -skf --max-time 5 "https://127.0.0.1:$port/health" >/dev/null && break
     sleep 1
 done
+# This image grants no debug capability: PCR31 is zero and no --allow-debug is needed.
 "$ctl" verify --https "127.0.0.1:$port" --trust-root "$("$ctl" attest --print-root)" \
     --pcr "0=$(pcr 0)" --pcr "1=$(pcr 1)" --pcr "2=$(pcr 2)" --file /app/hello.sh
 "$ctl" stop attested-demo

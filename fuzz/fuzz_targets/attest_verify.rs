@@ -7,7 +7,7 @@
 //! which the verifier accepts at their own timestamps; mutations of them must fail).
 #![no_main]
 
-use enclave_attest::{Policy, VerifyOptions};
+use enclave_attest::{Expectation, Policy, VerifyOptions};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 
@@ -32,7 +32,12 @@ fuzz_target!(|data: &[u8]| {
     let at = parsed
         .as_ref()
         .and_then(|(_, ms)| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(*ms) * 1_000_000).ok());
-    let options = VerifyOptions { at, policy: Policy { allow_debug: true, ..Policy::default() }, ..VerifyOptions::default() };
+    // Any enclave, both kinds of debug allowed: the most permissive policy, so that only the
+    // signature and the chain stand between a mutation and an `Ok`.
+    let mut policy = Policy::new(Expectation::AnyEnclave);
+    policy.allow_debug_mode = true;
+    policy.allow_debug_capabilities = true;
+    let options = VerifyOptions { at, ..VerifyOptions::new(policy) };
     if enclave_attest::verify(data, &options).is_ok() {
         // What may vary in an accepted document is only what the signature does not cover:
         // encoding (raw, base64, hex), tag 18, the unprotected header, and the other (high or

@@ -206,11 +206,49 @@ pub enum Error {
         /// The document's, hex.
         actual: Option<String>,
     },
-    /// PCR0, PCR1 and PCR2 are all zero: the enclave runs in debug mode, and its memory is
-    /// readable by the parent instance, so its attestation proves nothing about secrecy.
-    #[error("debug-mode document (PCR0..2 all zero) refused; allow it explicitly to accept")]
+    /// PCR0, PCR1 and PCR2 are all zero: the enclave runs in Nitro debug mode, and its memory
+    /// is readable by the parent instance, so its attestation proves nothing about secrecy.
+    #[error("Nitro debug-mode document (PCR0..2 all zero: started with --debug-mode, the parent instance can read the enclave's memory) refused; pass --allow-debug-mode to accept it")]
     DebugMode,
+    /// PCR31 carries the marker of debug capabilities the enclave's spec grants: whoever
+    /// controls the parent can use them (not Nitro debug mode: PCR0..2 are normal).
+    #[error("the enclave grants debug capabilities {} (PCR31 marker): whoever controls the parent instance can {}; refused, pass --allow-debug to accept it", crate::debug_caps::join(.capabilities), crate::debug_caps::consequences(.capabilities))]
+    DebugCapabilities {
+        /// The granted capabilities (`debug.exec`, `debug.cp`, `debug.attest`).
+        capabilities: Vec<enclave_proto::wire::Capability>,
+    },
+    /// PCR31 is not zero and not a marker this verifier knows: something extended it, so the
+    /// enclave may be debuggable in ways nobody declared.
+    #[error("PCR31 is {pcr31}: not zero and not a known debug-capability marker, so the host's access to the enclave is unknown; refused, pass --allow-debug to accept it")]
+    UnknownDebugMarker {
+        /// PCR31's value, hex.
+        pcr31: String,
+    },
+    /// The policy pins no enclave: no PCR0 or PCR8 expected (with a non-zero value), and
+    /// "any enclave" not said explicitly. Every genuine document would pass, including one
+    /// from an attacker's enclave running the same software.
+    #[error("no expected measurement{}: expect PCR0 (the image) or PCR8 (its signing certificate) with a non-zero value, or accept any enclave explicitly (--pcr 0=HEX, --pcr 8=HEX or --any-enclave); other PCRs alone pin nothing", given_pcrs(.given))]
+    NoExpectation {
+        /// The PCR indices that were expected (none of them pins an enclave).
+        given: Vec<u8>,
+    },
+    /// The same PCR is expected twice with different values: no document could satisfy both,
+    /// and taking either would silently drop what the caller wrote.
+    #[error("PCR{index} is expected twice with different values")]
+    ConflictingExpectation {
+        /// The PCR index.
+        index: u8,
+    },
     /// A policy argument (such as `--pcr N=HEX`) cannot be parsed.
     #[error("policy: {0}")]
     BadPolicy(String),
+}
+
+/// ` (given: PCR2, PCR3)`, or nothing.
+fn given_pcrs(given: &[u8]) -> String {
+    if given.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = given.iter().map(|i| format!("PCR{i}")).collect();
+    format!(" (given: {})", names.join(", "))
 }

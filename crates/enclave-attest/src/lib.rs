@@ -10,15 +10,21 @@
 //! 3. the chain: leaf, `cabundle[n-1]` … `cabundle[1]`, then a *configured* root (the compiled-in
 //!    AWS Nitro Enclaves Root-G1 by default) by name and key; `cabundle[0]` is never trusted;
 //!    every certificate valid at the chosen time, issuers CA with keyCertSign and pathLen room;
-//! 4. the [`Policy`]: debug mode refused unless allowed, then expected PCRs, nonce, user_data,
-//!    public_key.
+//! 4. the [`Policy`]: Nitro debug mode refused unless allowed, then the expected PCRs (a policy
+//!    cannot be built without an [`Expectation`]: PCR0 or PCR8 pinned, or any enclave said
+//!    explicitly), then the debug capabilities PCR31 shows ([`DebugCapabilities`]) refused
+//!    unless allowed, then nonce, user_data, public_key.
 //!
 //! Each failure is an [`Error`] variant naming what failed. Nothing here panics on input, and
 //! every allocation is bounded by the input size (itself bounded by [`MAX_DOCUMENT_LEN`]).
 //!
 //! ```no_run
+//! use enclave_attest::{Expectation, Policy, VerifyOptions};
+//!
 //! let doc = std::fs::read("attestation.cose")?;
-//! let report = enclave_attest::verify(&doc, &enclave_attest::VerifyOptions::default())?;
+//! let pcr0 = hex::decode(std::env::var("EXPECTED_PCR0")?)?;
+//! let policy = Policy::new(Expectation::pcrs([(0, pcr0)])?);
+//! let report = enclave_attest::verify(&doc, &VerifyOptions::new(policy))?;
 //! println!("{report}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -31,6 +37,7 @@ mod cert;
 mod chain;
 pub mod client;
 mod cose;
+mod debug_caps;
 mod document;
 pub mod emulated;
 mod error;
@@ -48,10 +55,13 @@ use std::sync::{Arc, OnceLock};
 use time::OffsetDateTime;
 
 pub use cose::CoseSign1;
+pub use debug_caps::DebugCapabilities;
 pub use document::{AttestationDocument, MAX_CABUNDLE, MAX_CERT_LEN, MAX_OPTIONAL_LEN, MAX_PCRS};
 pub use error::{CertPosition, ChainFault, Error};
 pub use input::{decode_input, MAX_DOCUMENT_LEN};
-pub use policy::{parse_hex_arg, parse_time, Policy, VerifyOptions};
+pub use policy::{
+    parse_hex_arg, parse_time, Expectation, ExpectedPcrs, Policy, VerifyOptions, PINNING_PCRS,
+};
 pub use report::{CertInfo, HexBytes, Report};
 pub use roots::{TrustRoot, AWS_NITRO_ROOT_G1_PEM, AWS_NITRO_ROOT_G1_SHA256};
 
@@ -150,6 +160,12 @@ impl Verifier {
         let hex = |v: Option<Vec<u8>>| v.map(HexBytes);
         Ok(Report {
             debug_mode: doc.is_debug_mode(),
+            debug_capabilities: DebugCapabilities::of(&doc),
+            expected_pcrs: policy
+                .expectation()
+                .pcr_values()
+                .map(|p| p.keys().copied().collect())
+                .unwrap_or_default(),
             module_id: doc.module_id,
             digest: doc.digest,
             timestamp_ms: doc.timestamp_ms,

@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::cert::ParsedCert;
+use crate::debug_caps::DebugCapabilities;
 use crate::error::CertPosition;
 use crate::TrustRoot;
 
@@ -95,8 +96,13 @@ pub struct Report {
     /// Document creation time.
     #[serde(serialize_with = "rfc3339")]
     pub timestamp: OffsetDateTime,
-    /// PCR0..2 all zero (accepted only because the policy allowed it).
+    /// Nitro debug mode: PCR0..2 all zero (accepted only because the policy allowed it).
     pub debug_mode: bool,
+    /// The debug capabilities PCR31 shows (anything but none or not measured is accepted
+    /// only because the policy allowed it).
+    pub debug_capabilities: DebugCapabilities,
+    /// The PCR indices the policy pinned; empty when it accepted any enclave.
+    pub expected_pcrs: Vec<u8>,
     /// PCR index to value.
     pub pcrs: BTreeMap<u8, HexBytes>,
     /// Optional public key from the enclave.
@@ -132,15 +138,30 @@ impl fmt::Display for Report {
             self.timestamp_ms
         )?;
         writeln!(f, "digest:       {}", self.digest)?;
+        let pinned: Vec<String> = self
+            .expected_pcrs
+            .iter()
+            .map(|i| format!("PCR{i}"))
+            .collect();
+        if pinned.is_empty() {
+            writeln!(f, "expected:     any enclave (no PCR pinned)")?;
+        } else {
+            writeln!(f, "expected:     {}", pinned.join(", "))?;
+        }
         writeln!(
             f,
             "debug mode:   {}",
             if self.debug_mode {
-                "yes (allowed)"
+                "yes, Nitro debug mode (PCR0..2 zero; allowed)"
             } else {
                 "no"
             }
         )?;
+        let allowed = match self.debug_capabilities {
+            DebugCapabilities::Granted { .. } | DebugCapabilities::Unknown { .. } => "; allowed",
+            DebugCapabilities::None | DebugCapabilities::NotMeasured => "",
+        };
+        writeln!(f, "debug caps:   {}{allowed}", self.debug_capabilities)?;
         for (i, v) in &self.pcrs {
             writeln!(f, "PCR{i:<2}        {}", hex::encode(&v.0))?;
         }

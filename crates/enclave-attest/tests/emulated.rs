@@ -12,7 +12,7 @@ use enclave_attest::emulated::{
     is_emulation_root_name, DocumentFields, EmulatedDevice, EmulationCa, EmulationError,
     ROOT_CERT_FILE, ROOT_KEY_FILE,
 };
-use enclave_attest::{Error, Policy, TrustRoot, Verifier, VerifyOptions};
+use enclave_attest::{Error, Expectation, Policy, TrustRoot, Verifier, VerifyOptions};
 use serde_bytes::ByteBuf;
 
 fn new_ca() -> (tempfile::TempDir, Arc<EmulationCa>) {
@@ -84,24 +84,20 @@ fn documents_verify_with_the_emulation_root_only() {
     let doc = attest(&mut dev, Some(&nonce));
     assert_eq!(doc[0], 0x84, "untagged COSE_Sign1, as the NSM writes it");
 
-    let mut policy = Policy {
-        nonce: Some(nonce.to_vec()),
-        ..Policy::default()
-    };
-    for (i, b) in [(0u8, 0xa0u8), (1, 0xa1), (2, 0xa2), (8, 0xa8)] {
-        policy.pcrs.insert(i, vec![b; 48]);
-    }
+    let expected = [(0u8, 0xa0u8), (1, 0xa1), (2, 0xa2), (8, 0xa8)];
+    let mut policy =
+        Policy::new(Expectation::pcrs(expected.iter().map(|&(i, b)| (i, vec![b; 48]))).unwrap());
+    policy.nonce = Some(nonce.to_vec());
     let opts = VerifyOptions {
         roots: roots(&ca),
-        policy: policy.clone(),
-        ..Default::default()
+        ..VerifyOptions::new(policy.clone())
     };
     let report = enclave_attest::verify(&doc, &opts).unwrap();
     assert_eq!(report.module_id, dev.module_id());
     assert_eq!(report.pcrs.len(), 16);
 
     // Without the emulation root: refused, and the message says why.
-    let err = enclave_attest::verify(&doc, &VerifyOptions::default()).unwrap_err();
+    let err = enclave_attest::verify(&doc, &VerifyOptions::new(policy.clone())).unwrap_err();
     assert!(matches!(err, Error::EmulationRoot { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("enclave-engine emulation root"), "{text}");
@@ -109,7 +105,7 @@ fn documents_verify_with_the_emulation_root_only() {
 
     // A wrong PCR, a wrong nonce.
     let mut wrong = opts.clone();
-    wrong.policy.pcrs.insert(0, vec![0xa1; 48]);
+    wrong.policy = Policy::new(Expectation::pcrs([(0, vec![0xa1; 48])]).unwrap());
     assert!(matches!(
         enclave_attest::verify(&doc, &wrong),
         Err(Error::PcrMismatch { index: 0, .. })
@@ -125,7 +121,7 @@ fn documents_verify_with_the_emulation_root_only() {
     let (_other_dir, other) = new_ca();
     let other_opts = VerifyOptions {
         roots: roots(&other),
-        ..Default::default()
+        ..VerifyOptions::new(policy.clone())
     };
     assert!(enclave_attest::verify(&doc, &other_opts).is_err());
     // Nor does a document verify after its leaf expires.
@@ -133,7 +129,7 @@ fn documents_verify_with_the_emulation_root_only() {
     assert!(matches!(
         Verifier::with_roots(roots(&ca))
             .unwrap()
-            .verify(&doc, later, &Policy::default()),
+            .verify(&doc, later, &policy),
         Err(Error::Expired { .. })
     ));
 }
@@ -249,6 +245,13 @@ fn the_device_answers_like_the_nsm() {
         dev.handle(Request::LockPCR { index: 16 }),
         Response::LockPCR
     ));
+    // A locked PCR is reported in documents from then on, as by the Nitro NSM; an unlocked one
+    // is not.
+    let doc = attest(&mut dev, None);
+    let (_, parsed) = enclave_attest::parse_unverified(&doc).unwrap();
+    assert_eq!(parsed.pcrs.len(), 17);
+    assert_eq!(parsed.pcrs[&16], data);
+    assert!(!parsed.pcrs.contains_key(&17));
     assert!(matches!(
         dev.handle(Request::ExtendPCR {
             index: 16,

@@ -6,7 +6,9 @@ mod common;
 
 use ciborium::Value;
 use common::forge::{self, Chain, AWS_ROOT_NAME};
-use enclave_attest::{verify, CertPosition, ChainFault, Error, Policy, TrustRoot, VerifyOptions};
+use enclave_attest::{
+    verify, CertPosition, ChainFault, Error, Expectation, Policy, TrustRoot, VerifyOptions,
+};
 
 fn real() -> common::Fixture {
     common::fixtures()
@@ -23,6 +25,11 @@ fn opts(f: &common::Fixture, roots: Vec<TrustRoot>, policy: Policy) -> VerifyOpt
     }
 }
 
+/// The real payload's own PCR0 and PCR8 expected: what the forged documents claim to be.
+fn pinned() -> Policy {
+    real().policy(false)
+}
+
 fn forged_root(chain: &Chain) -> Vec<TrustRoot> {
     TrustRoot::from_pem_or_der(&chain.root).unwrap()
 }
@@ -37,14 +44,14 @@ fn forged_chain_fails_against_pinned_root_and_passes_with_its_own() {
             &chain.leaf_key,
             false,
         );
-        match verify(&doc, &opts(&f, vec![], Policy::default())) {
+        match verify(&doc, &opts(&f, vec![], pinned())) {
             Err(Error::UntrustedRoot {
                 which: CertPosition::CaBundle(1),
                 issuer,
             }) => assert!(issuer.contains("CN="), "{issuer}"),
             other => panic!("{root_name}: expected UntrustedRoot, got {other:?}"),
         }
-        let report = verify(&doc, &opts(&f, forged_root(&chain), Policy::default())).unwrap();
+        let report = verify(&doc, &opts(&f, forged_root(&chain), pinned())).unwrap();
         assert_eq!(report.module_id, f.module_id);
         assert_eq!(
             report.root.subject,
@@ -88,7 +95,7 @@ fn forged_leaf_under_the_real_cabundle_breaks_the_chain() {
     );
     forge::set(&mut map, "certificate", Value::Bytes(leaf));
     let doc = forge::sign_cose(&forge::encode(map), &chain.leaf_key, false);
-    match verify(&doc, &opts(&f, vec![], Policy::default())) {
+    match verify(&doc, &opts(&f, vec![], pinned())) {
         Err(Error::ChainBroken {
             which: CertPosition::Leaf,
             reason: ChainFault::IssuerMismatch | ChainFault::BadSignature,
@@ -109,7 +116,7 @@ fn indefinite_length_payloads_verify_over_the_bytes_as_received() {
     let roots = forged_root(&chain);
     for tagged in [false, true] {
         let doc = forge::sign_cose(&indefinite, &chain.leaf_key, tagged);
-        let report = verify(&doc, &opts(&f, roots.clone(), Policy::default())).unwrap();
+        let report = verify(&doc, &opts(&f, roots.clone(), pinned())).unwrap();
         assert_eq!(
             (report.module_id.as_str(), report.cose_tagged),
             (f.module_id.as_str(), tagged)
@@ -123,7 +130,7 @@ fn indefinite_length_payloads_verify_over_the_bytes_as_received() {
     let (_, sig2) = common::payload_and_signature(&swapped);
     swapped[sig2].copy_from_slice(&signed[sig]);
     assert!(matches!(
-        verify(&swapped, &opts(&f, roots, Policy::default())),
+        verify(&swapped, &opts(&f, roots, pinned())),
         Err(Error::SignatureInvalid)
     ));
 }
@@ -154,13 +161,11 @@ fn field_limits_and_missing_fields_are_typed() {
                 .collect(),
         )
     };
-    let limit = |field: &str, edit: Box<dyn FnOnce(&mut PayloadMap)>| match verify_edited(
-        edit,
-        Policy::default(),
-    ) {
-        Err(Error::FieldLimit { field: got, .. }) => assert_eq!(got, field),
-        other => panic!("{field}: expected FieldLimit, got {other:?}"),
-    };
+    let limit =
+        |field: &str, edit: Box<dyn FnOnce(&mut PayloadMap)>| match verify_edited(edit, pinned()) {
+            Err(Error::FieldLimit { field: got, .. }) => assert_eq!(got, field),
+            other => panic!("{field}: expected FieldLimit, got {other:?}"),
+        };
     limit(
         "pcrs",
         Box::new(move |m| forge::set(m, "pcrs", pcrs(0, 48))),
@@ -205,14 +210,17 @@ fn field_limits_and_missing_fields_are_typed() {
         "module_id",
         Box::new(move |m| forge::set(m, "module_id", Value::Text(String::new()))),
     );
-    // The limits themselves are accepted: 32 PCRs of 64 bytes, 1024-byte optional fields.
+    // The limits themselves are accepted: 32 PCRs of 64 bytes, 1024-byte optional fields. These
+    // PCRs are made up (PCR0 and PCR31 included): any enclave, with PCR31's value, accepted.
+    let mut made_up = Policy::new(Expectation::AnyEnclave);
+    made_up.allow_debug_capabilities = true;
     let ok = verify_edited(
         |m| {
             forge::set(m, "pcrs", pcrs(32, 64));
             forge::set(m, "nonce", bytes(1024));
             forge::set(m, "user_data", bytes(0));
         },
-        Policy::default(),
+        made_up,
     )
     .unwrap();
     assert_eq!(
@@ -232,7 +240,7 @@ fn field_limits_and_missing_fields_are_typed() {
             )
                 .0
         },
-        Policy::default(),
+        pinned(),
     )
     .unwrap();
     assert!(ok.nonce.is_none() && ok.user_data.is_none());
@@ -244,7 +252,7 @@ fn field_limits_and_missing_fields_are_typed() {
         "certificate",
         "cabundle",
     ] {
-        match verify_edited(|m| forge::remove(m, field), Policy::default()) {
+        match verify_edited(|m| forge::remove(m, field), pinned()) {
             Err(Error::MissingField(got)) => assert_eq!(got, field),
             other => panic!("{field}: expected MissingField, got {other:?}"),
         }
@@ -252,7 +260,7 @@ fn field_limits_and_missing_fields_are_typed() {
     assert!(matches!(
         verify_edited(
             |m| forge::set(m, "digest", Value::Text("SHA256".into())),
-            Policy::default()
+            pinned()
         ),
         Err(Error::UnsupportedAlgorithm(_))
     ));
@@ -261,29 +269,24 @@ fn field_limits_and_missing_fields_are_typed() {
 #[test]
 fn policy_mismatches_are_typed() {
     let f = real();
-    let good = Policy {
-        pcrs: f
-            .pcrs
-            .iter()
-            .map(|(i, v)| (*i, hex::decode(v).unwrap()))
-            .collect(),
-        ..Policy::default()
-    };
+    let good = Policy::new(
+        Expectation::pcrs(f.pcrs.iter().map(|(i, v)| (*i, hex::decode(v).unwrap()))).unwrap(),
+    );
     let verifier = enclave_attest::Verifier::aws();
     let report = verifier.verify(&f.bytes, f.at(), &good).unwrap();
-    let full = Policy {
-        nonce: report.nonce.clone().map(|b| b.0),
-        user_data: report.user_data.clone().map(|b| b.0),
-        public_key: report.public_key.clone().map(|b| b.0),
-        ..good.clone()
-    };
+    assert_eq!(report.expected_pcrs, vec![0, 1, 2, 8]);
+    let mut full = good.clone();
+    full.nonce = report.nonce.clone().map(|b| b.0);
+    full.user_data = report.user_data.clone().map(|b| b.0);
+    full.public_key = report.public_key.clone().map(|b| b.0);
     verifier.verify(&f.bytes, f.at(), &full).unwrap();
 
     let check = |policy: Policy| verifier.verify(&f.bytes, f.at(), &policy).unwrap_err();
-    let mut pcr = good.clone();
-    pcr.pcrs.get_mut(&2).unwrap()[5] ^= 1;
+    let mut pcr2 = f.pcr(2);
+    pcr2[5] ^= 1;
+    let pcrs = [(0, f.pcr(0)), (1, f.pcr(1)), (2, pcr2)];
     assert!(matches!(
-        check(pcr),
+        check(Policy::new(Expectation::pcrs(pcrs).unwrap())),
         Error::PcrMismatch {
             index: 2,
             actual: Some(_),
@@ -292,35 +295,30 @@ fn policy_mismatches_are_typed() {
     ));
     let (i, v) = Policy::parse_pcr_arg(&format!("20={}", "00".repeat(48))).unwrap();
     assert!(matches!(
-        check(Policy {
-            pcrs: [(i, v)].into(),
-            ..good.clone()
-        }),
+        check(Policy::new(
+            Expectation::pcrs([(0, f.pcr(0)), (i, v)]).unwrap()
+        )),
         Error::PcrMismatch {
             index: 20,
             actual: None,
             ..
         }
     ));
+    let with = |edit: &dyn Fn(&mut Policy)| {
+        let mut p = full.clone();
+        edit(&mut p);
+        check(p)
+    };
     assert!(matches!(
-        check(Policy {
-            nonce: Some(vec![1, 2, 3]),
-            ..full.clone()
-        }),
+        with(&|p| p.nonce = Some(vec![1, 2, 3])),
         Error::NonceMismatch { .. }
     ));
     assert!(matches!(
-        check(Policy {
-            user_data: Some(vec![]),
-            ..full.clone()
-        }),
+        with(&|p| p.user_data = Some(vec![])),
         Error::UserDataMismatch { .. }
     ));
     assert!(matches!(
-        check(Policy {
-            public_key: Some(vec![9]),
-            ..full.clone()
-        }),
+        with(&|p| p.public_key = Some(vec![9])),
         Error::PublicKeyMismatch { .. }
     ));
     // An expected field the document lacks is a mismatch too.
@@ -328,15 +326,10 @@ fn policy_mismatches_are_typed() {
         .into_iter()
         .find(|f| f.file.starts_with("anjuna_2021"))
         .unwrap();
+    let mut policy = prod.policy(false);
+    policy.nonce = Some(vec![1]);
     let err = verifier
-        .verify(
-            &prod.bytes,
-            prod.at(),
-            &Policy {
-                nonce: Some(vec![1]),
-                ..Policy::default()
-            },
-        )
+        .verify(&prod.bytes, prod.at(), &policy)
         .unwrap_err();
     assert!(
         matches!(err, Error::NonceMismatch { actual: None, .. }),

@@ -15,7 +15,7 @@ use enclave_attest::files::{FileEntry, FileError, FileStore};
 use enclave_attest::server::{
     AttestationServer, AttestationSource, EmulatedSource, FileProofs, ServerError, SourceError,
 };
-use enclave_attest::{vrf, Error, VerifyOptions};
+use enclave_attest::{vrf, Error, Expectation, VerifyOptions};
 use enclave_proto::spec::FileAttestationSpec;
 
 #[test]
@@ -59,8 +59,7 @@ fn attested_connection_verifies_the_document_and_the_tls_binding() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{body}");
 
     // The caller's policy applies on top of the binding.
-    let mut strict = enclave.options();
-    strict.verify.policy.pcrs.insert(0, vec![0xb0; 48]);
+    let strict = enclave.options_expecting(Expectation::pcrs([(0, vec![0xb0; 48])]).unwrap());
     let err = AttestedClient::connect(server.local_addr(), &strict).unwrap_err();
     assert!(
         matches!(
@@ -69,12 +68,41 @@ fn attested_connection_verifies_the_document_and_the_tls_binding() {
         ),
         "{err}"
     );
-    let untrusted = ClientOptions::new(VerifyOptions::default());
+    let untrusted = ClientOptions::new(VerifyOptions::new(enclave.options().verify.policy));
     let err = AttestedClient::connect(server.local_addr(), &untrusted).unwrap_err();
     assert!(
         matches!(err, ClientError::Verify(Error::EmulationRoot { .. })),
         "{err}"
     );
+}
+
+/// The client's expectation is what tells the enclave it means from any other: an enclave of
+/// another image under the same root (an attacker running this very server, on its own account)
+/// serves a genuine document, and only the pinned PCR0 refuses it.
+#[test]
+fn a_client_pinning_pcr0_refuses_another_image_under_the_same_root() {
+    let enclave = Enclave::new();
+    let attacker = spawn(enclave.source_of_image([0xee; 48]), config());
+    let err = AttestedClient::connect(attacker.local_addr(), &enclave.options()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Verify(Error::PcrMismatch {
+                index: 0,
+                actual: Some(_),
+                ..
+            })
+        ),
+        "{err}"
+    );
+    // Any enclave, said explicitly, accepts it: that is what it means.
+    let (_, verified) = AttestedClient::connect(
+        attacker.local_addr(),
+        &enclave.options_expecting(Expectation::AnyEnclave),
+    )
+    .unwrap();
+    assert!(verified.report.expected_pcrs.is_empty());
+    assert_eq!(verified.report.pcrs[&0].0, [0xee; 48]);
 }
 
 /// A man in the middle: its own TLS key, documents relayed from the genuine server for the

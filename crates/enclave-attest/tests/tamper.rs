@@ -3,7 +3,7 @@
 
 mod common;
 
-use enclave_attest::{Error, Policy, Verifier};
+use enclave_attest::{Error, Verifier};
 
 /// Positions to flip within `range`: every 37th byte plus the first and the last.
 fn sample(range: std::ops::Range<usize>) -> Vec<usize> {
@@ -16,13 +16,10 @@ fn sample(range: std::ops::Range<usize>) -> Vec<usize> {
 #[test]
 fn single_byte_flips_in_payload_and_signature_all_fail() {
     let verifier = Verifier::aws();
-    let policy = Policy {
-        allow_debug: true,
-        ..Policy::default()
-    };
     let mut kinds = std::collections::BTreeMap::<String, usize>::new();
     let mut total = 0;
     for f in common::fixtures() {
+        let policy = f.policy(true);
         let (payload, sig) = common::payload_and_signature(&f.bytes);
         assert!(verifier.verify(&f.bytes, f.at(), &policy).is_ok());
         for pos in sample(payload).into_iter().chain(sample(sig)) {
@@ -59,15 +56,14 @@ fn single_byte_flips_in_payload_and_signature_all_fail() {
 fn truncations_fail_cleanly() {
     let verifier = Verifier::aws();
     for f in common::fixtures() {
+        let policy = f.policy(true);
         for len in (0..f.bytes.len()).step_by(101) {
-            assert!(verifier
-                .verify(&f.bytes[..len], f.at(), &Policy::default())
-                .is_err());
+            assert!(verifier.verify(&f.bytes[..len], f.at(), &policy).is_err());
         }
         let mut longer = f.bytes.clone();
         longer.push(0);
         assert!(matches!(
-            verifier.verify(&longer, f.at(), &Policy::default()),
+            verifier.verify(&longer, f.at(), &policy),
             Err(Error::BadCose(_))
         ));
     }

@@ -123,15 +123,25 @@ fn an_emulated_document_verifies_only_with_the_emulation_root() {
     for p in &pcr_args {
         args.extend(["--pcr", p]);
     }
+    // The example image grants debug.exec and debug.cp, which its PCR31 shows: accepted
+    // knowingly.
+    args.push("--allow-debug");
+    let pcr0 = pcr_args
+        .iter()
+        .find(|p| p.starts_with("0="))
+        .expect("build printed PCR0");
     let (report, _) = env.ok(&args);
     eprintln!("{report}");
     assert!(report.contains("OK: the document is genuine"), "{report}");
     assert!(report.contains("i-"), "module id shown: {report}");
 
     // A wrong PCR, a wrong nonce.
-    let mut wrong_pcr = args.clone();
-    let bad = format!("0={}", "00".repeat(48));
-    wrong_pcr.extend(["--pcr", &bad]);
+    // PCR0 of another image in place of this one's.
+    let bad = format!("0={}", "11".repeat(48));
+    let wrong_pcr: Vec<&str> = args
+        .iter()
+        .map(|a| if a == pcr0 { bad.as_str() } else { a })
+        .collect();
     let e = env.fails(&wrong_pcr);
     assert!(e.contains("PCR0 mismatch"), "{e}");
     let other_nonce = "11".repeat(32);
@@ -141,7 +151,15 @@ fn an_emulated_document_verifies_only_with_the_emulation_root() {
     assert!(e.contains("nonce mismatch"), "{e}");
 
     // Without the emulation root: refused, saying why and where the root is.
-    let e = env.fails(&["verify", doc_s, "--nonce", &nonce]);
+    let e = env.fails(&[
+        "verify",
+        doc_s,
+        "--nonce",
+        &nonce,
+        "--pcr",
+        pcr0,
+        "--allow-debug",
+    ]);
     assert!(e.contains("enclave-engine emulation root"), "{e}");
     assert!(e.contains("--trust-root"), "{e}");
     assert!(e.contains(root_s), "{e}");
@@ -166,5 +184,8 @@ fn an_emulated_document_verifies_only_with_the_emulation_root() {
         "abcd",
         "--user-data",
         "0102",
+        "--pcr",
+        pcr0,
+        "--allow-debug",
     ]);
 }

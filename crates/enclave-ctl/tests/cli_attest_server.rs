@@ -94,10 +94,13 @@ fn the_attestation_server_is_verified_over_attested_tls() {
         cmd.args(["verify", "--https", &addr]).args(extra);
         run(&mut cmd)
     };
-    let mut with_root = vec!["--trust-root", root.to_str().unwrap()];
+    // The spec grants debug.cp (used below to copy the file out), which PCR31 shows: accepted
+    // knowingly.
+    let mut with_root = vec!["--trust-root", root.to_str().unwrap(), "--allow-debug"];
     for p in &pcrs {
         with_root.extend(["--pcr", p]);
     }
+    let pcr0 = pcrs.iter().find(|p| p.starts_with("0=")).unwrap();
     let doc = tmp.path().join("https.cose");
     let mut save = with_root.clone();
     save.extend(["-o", doc.to_str().unwrap(), "--file", "/app/hello.sh"]);
@@ -141,15 +144,31 @@ fn the_attestation_server_is_verified_over_attested_tls() {
     let offline = run(env.ctl().arg("verify").arg(&doc).args(&with_root));
     assert_ok(&offline);
 
-    // A wrong PCR: exit 3, naming it.
-    let bad = format!("0={}", "00".repeat(48));
-    let mut wrong = with_root.clone();
-    wrong.extend(["--pcr", &bad]);
-    let o = verify(&wrong);
+    // PCR0 of another image: exit 3, naming it.
+    let bad = format!("0={}", "11".repeat(48));
+    let root_s = root.to_str().unwrap();
+    let o = verify(&["--trust-root", root_s, "--allow-debug", "--pcr", &bad]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("PCR0 mismatch"), "{}", stderr(&o));
     // Without the emulation root: refused.
-    let o = verify(&[]);
+    let o = verify(&["--pcr", pcr0, "--allow-debug"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("emulation root"), "{}", stderr(&o));
+    // Without an expectation: refused before connecting (exit 4); with --any-enclave accepted,
+    // with a warning that prints the PCR0 `build` printed.
+    let o = verify(&["--trust-root", root_s, "--allow-debug"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--any-enclave"), "{}", stderr(&o));
+    let o = verify(&["--trust-root", root_s, "--allow-debug", "--any-enclave"]);
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains("warning: --any-enclave"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains(&format!("  --pcr {pcr0}\n")),
+        "{}",
+        stderr(&o)
+    );
 }

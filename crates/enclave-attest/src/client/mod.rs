@@ -6,8 +6,16 @@
 //! [`VerifyOptions`] plus two expectations of its own: the nonce is the one just sent, and the
 //! document's `public_key` is the DER SubjectPublicKeyInfo of the certificate this very
 //! connection was made with. Only then is the connection returned, so every later request on
-//! it goes to the attested enclave. A man in the middle with its own key cannot pass: a
-//! document it relays binds the enclave's key, not the one it negotiated with.
+//! it goes to the attested enclave.
+//!
+//! The caller's policy says *which* enclave (its [`crate::Expectation`]: PCR0 or PCR8 pinned,
+//! or any enclave said explicitly); without PCR0 or PCR8 an attacker's own enclave running
+//! this same server passes. Debug capabilities in PCR31 are refused unless the policy allows
+//! them. A man in the middle with its own key cannot pass with a document it relays: that
+//! binds the enclave's key, not the one it negotiated with. This rests on nobody outside the
+//! enclave obtaining a document that binds a key of their choosing; for the host that holds
+//! only if its control channel serves such documents under `debug.attest` alone (which PCR31
+//! then shows): see docs/attestation.md, "How a client verifies".
 //!
 //! File proofs ([`AttestedClient::get_file_proof`]) verify offline under the VRF key bound in
 //! the verified document's `user_data` ([`Binding`]).
@@ -126,8 +134,9 @@ impl ClientAuth {
 /// How to connect and what to require of the enclave.
 #[derive(Debug)]
 pub struct ClientOptions {
-    /// Roots, time and policy for the document. The client sets `policy.nonce` (its fresh
-    /// nonce) and `policy.public_key` (the connection's TLS key) itself, replacing any value.
+    /// Roots, time and policy for the document (the policy's expectation says which enclave
+    /// is acceptable). The client sets `policy.nonce` (its fresh nonce) and
+    /// `policy.public_key` (the connection's TLS key) itself, replacing any value.
     pub verify: VerifyOptions,
     /// A client certificate, for servers that require one.
     pub client_auth: Option<ClientAuth>,

@@ -1,6 +1,9 @@
 //! The NSM's request handler for one emulated enclave: a bank of 32 SHA-384 PCRs (0..=15
 //! measured and locked at boot, as on Nitro; 16..=31 extendable and lockable by the enclave),
 //! documents signed by the emulation CA, random bytes from the host.
+//!
+//! A document carries the locked PCRs, as Nitro's does: 0..=15 from boot, plus any the enclave
+//! locked (enclave-init locks PCR31, its debug-capability marker, so verifiers see it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use crate::document::MAX_OPTIONAL_LEN;
 
 /// PCRs of the bank.
 pub const NSM_PCRS: u16 = 32;
-/// PCRs locked from boot (0..LOCKED_PCRS), and the ones a document carries.
+/// PCRs locked from boot (0..LOCKED_PCRS); a document carries these and any locked later.
 pub const LOCKED_PCRS: u16 = 16;
 /// Bytes a `GetRandom` returns (what the Nitro NSM returns).
 const RANDOM_LEN: usize = 256;
@@ -110,8 +113,13 @@ impl EmulatedDevice {
             } => {
                 let fields = DocumentFields {
                     module_id: self.module_id.clone(),
-                    pcrs: (0..LOCKED_PCRS as u8)
-                        .map(|i| (i, self.pcrs[usize::from(i)].to_vec()))
+                    pcrs: self
+                        .locked
+                        .iter()
+                        .filter_map(|&i| {
+                            let value = self.pcrs.get(usize::from(i))?;
+                            Some((u8::try_from(i).ok()?, value.to_vec()))
+                        })
                         .collect(),
                     public_key: public_key.map(|b| b.into_vec()),
                     user_data: user_data.map(|b| b.into_vec()),

@@ -7,6 +7,7 @@ pub mod server;
 
 use std::path::PathBuf;
 
+use enclave_attest::{Expectation, Policy};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -29,6 +30,29 @@ impl Fixture {
     pub fn at(&self) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.timestamp_ms) * 1_000_000)
             .unwrap()
+    }
+
+    /// PCR `i` as the manifest records it.
+    pub fn pcr(&self, i: u8) -> Vec<u8> {
+        let (_, v) = self.pcrs.iter().find(|(n, _)| *n == i).unwrap();
+        hex::decode(v).unwrap()
+    }
+
+    /// What a verifier of this document expects: its own PCR0 and PCR8, or, for a debug-mode
+    /// document (PCR0..2 and PCR8 zero, which pin nothing), any enclave.
+    pub fn expectation(&self) -> Expectation {
+        if self.debug_mode {
+            Expectation::AnyEnclave
+        } else {
+            Expectation::pcrs([(0, self.pcr(0)), (8, self.pcr(8))]).unwrap()
+        }
+    }
+
+    /// [`Fixture::expectation`], Nitro debug mode allowed when `allow_debug_mode`.
+    pub fn policy(&self, allow_debug_mode: bool) -> Policy {
+        let mut policy = Policy::new(self.expectation());
+        policy.allow_debug_mode = allow_debug_mode;
+        policy
     }
 }
 

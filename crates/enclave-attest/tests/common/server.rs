@@ -13,7 +13,7 @@ use enclave_attest::emulated::{EmulatedDevice, EmulationCa};
 use enclave_attest::server::{
     AttestationServer, AttestationSource, EmulatedSource, Limits, ServerConfig, ServerHandle,
 };
-use enclave_attest::{TrustRoot, VerifyOptions};
+use enclave_attest::{Expectation, Policy, TrustRoot, VerifyOptions};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
@@ -37,7 +37,13 @@ impl Enclave {
     }
 
     pub fn source(&self) -> EmulatedSource {
-        let measured: BTreeMap<u8, [u8; 48]> = [(0, PCR0), (1, [0xa1; 48]), (2, [0xa2; 48])].into();
+        self.source_of_image(PCR0)
+    }
+
+    /// Another enclave under the same root (the same emulated host, as every Nitro enclave is
+    /// under the AWS root), whose image measures `pcr0`.
+    pub fn source_of_image(&self, pcr0: [u8; 48]) -> EmulatedSource {
+        let measured: BTreeMap<u8, [u8; 48]> = [(0, pcr0), (1, [0xa1; 48]), (2, [0xa2; 48])].into();
         EmulatedSource::new(EmulatedDevice::new(
             self.ca.clone(),
             "0123456789abcdef",
@@ -45,12 +51,17 @@ impl Enclave {
         ))
     }
 
-    /// Client options trusting this enclave's emulation root.
+    /// Client options trusting this enclave's emulation root and expecting its PCR0.
     pub fn options(&self) -> ClientOptions {
+        self.options_expecting(Expectation::pcrs([(0, PCR0.to_vec())]).unwrap())
+    }
+
+    /// Client options trusting this enclave's emulation root and expecting `expectation`.
+    pub fn options_expecting(&self, expectation: Expectation) -> ClientOptions {
         let roots = TrustRoot::from_pem_or_der(&std::fs::read(self.ca.root_path()).unwrap());
         ClientOptions::new(VerifyOptions {
             roots: roots.unwrap(),
-            ..VerifyOptions::default()
+            ..VerifyOptions::new(Policy::new(expectation))
         })
     }
 }

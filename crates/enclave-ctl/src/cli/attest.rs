@@ -8,7 +8,20 @@ use clap::Args;
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit status: 0 the document is genuine and the policy holds, 3 it is not \
-    (the message names what failed), 1 the document or an argument could not be read.\n\n\
+    (the message names what failed), 4 no expected measurement was given (neither --pcr 0=, \
+    --pcr 8= nor --any-enclave; nothing was verified), 1 the document or an argument could not \
+    be read, 2 usage error.\n\n\
+    Say which enclave you expect: --pcr 0=HEX pins the whole image, --pcr 8=HEX the \
+    certificate that signed it (both from `enclave-ctl build` or `measure`). Any genuine \
+    document passes a check of nothing, an attacker's enclave running the same server \
+    included, so --any-enclave must be said explicitly; it prints the document's PCRs to pin \
+    next time.\n\n\
+    Two kinds of debug are refused unless allowed, separately: Nitro debug mode (PCR0..2 zero, \
+    the enclave started with --debug-mode, its memory readable by the parent instance; \
+    --allow-debug-mode) and debug capabilities (PCR31 carries the marker of debug.exec, \
+    debug.cp or debug.attest granted by the enclave's spec, or an unknown non-zero value: \
+    whoever controls the parent can run code in the enclave, copy files or get documents \
+    binding its own key; --allow-debug). The report shows both.\n\n\
     The document's chain must end at a trusted root: the AWS Nitro Enclaves Root-G1 compiled \
     into this tool, or the roots given with --trust-root (which replace it). The cabundle's \
     first certificate, carried by the document itself, is never trusted.\n\n\
@@ -53,9 +66,15 @@ pub struct VerifyArgs {
     #[arg(long = "trust-root", value_name = "PEM")]
     pub trust_roots: Vec<PathBuf>,
 
-    /// Expect PCR N to be HEX; repeatable.
+    /// Expect PCR N to be HEX; repeatable. PCR0 (the image) or PCR8 (its signer) must be among
+    /// them, unless --any-enclave.
     #[arg(long = "pcr", value_name = "N=HEX")]
     pub pcrs: Vec<String>,
+
+    /// Accept any genuine enclave, whatever it runs (no PCR pinned); warns, printing the
+    /// document's PCRs to pin next time.
+    #[arg(long, conflicts_with = "pcrs")]
+    pub any_enclave: bool,
 
     /// Expect this nonce.
     #[arg(long, value_name = "HEX")]
@@ -69,9 +88,15 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "HEX")]
     pub public_key: Option<String>,
 
-    /// Accept a debug-mode document (PCR0..2 all zero), which proves nothing about the code.
+    /// Accept an enclave whose PCR31 shows debug capabilities (debug.exec, debug.cp,
+    /// debug.attest) or an unknown value: the host can reach into it.
     #[arg(long)]
     pub allow_debug: bool,
+
+    /// Accept a Nitro debug-mode document (PCR0..2 all zero), which proves nothing about the
+    /// code.
+    #[arg(long)]
+    pub allow_debug_mode: bool,
 
     /// Print the decoded document as JSON.
     #[arg(long)]

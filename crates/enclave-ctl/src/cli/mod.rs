@@ -19,6 +19,8 @@ pub const EXIT_ERROR: i32 = 1;
 // Exit status 2 (usage error) is clap's own.
 /// Exit status: a check failed (CRC, signature).
 pub const EXIT_CHECK_FAILED: i32 = 3;
+/// Exit status of `verify`: no expected measurement given, so nothing was checked.
+pub const EXIT_NO_EXPECTATION: i32 = 4;
 
 /// enclave-ctl: build reproducible AWS Nitro Enclave images (EIF) without Docker, run and manage
 /// enclaves (real Nitro or emulated with QEMU), and verify attestation documents.
@@ -27,7 +29,8 @@ pub const EXIT_CHECK_FAILED: i32 = 3;
     name = "enclave-ctl",
     version,
     after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 a check failed (CRC, signature,\n\
-                  attestation); `exec` exits with the remote command's status.\n\
+                  attestation), 4 `verify` without an expected measurement; `exec` exits with the\n\
+                  remote command's status.\n\
                   Set RUST_LOG=debug for detailed logs on stderr."
 )]
 pub struct Cli {

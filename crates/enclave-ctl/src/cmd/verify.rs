@@ -1,18 +1,30 @@
 //! `enclave-ctl verify DOC | --https ADDR`: verify an attestation document against a pinned root
 //! and a policy; with `--https`, fetched from an attestation server over attested TLS.
+//!
+//! The policy must say which enclave is expected (PCR0 or PCR8, or `--any-enclave`): without
+//! one, every genuine document passes, an attacker's enclave included, so the command refuses
+//! to run (exit 4) before reading or fetching anything.
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use enclave_attest::client::{AttestedClient, ClientAuth, ClientError, ClientOptions};
-use enclave_attest::{parse_hex_arg, parse_time, verify, Policy, TrustRoot, VerifyOptions};
+use enclave_attest::{
+    parse_hex_arg, parse_time, verify, Expectation, Policy, Report, TrustRoot, VerifyOptions,
+};
 
-use crate::cli::{VerifyArgs, EXIT_CHECK_FAILED, EXIT_OK};
+use crate::cli::{VerifyArgs, EXIT_CHECK_FAILED, EXIT_NO_EXPECTATION, EXIT_OK};
+
+/// The PCRs the `--any-enclave` warning shows: the image, kernel, application and signer.
+const IDENTITY_PCRS: [u8; 4] = [0, 1, 2, 8];
 
 /// Runs the command; returns the exit status.
 pub fn run(args: VerifyArgs) -> Result<i32> {
-    let options = options(&args)?;
+    let Some(expectation) = expectation(&args)? else {
+        return Ok(EXIT_NO_EXPECTATION);
+    };
+    let options = options(&args, expectation)?;
     if let Some(addr) = &args.https {
         return verify_https(&args, addr, options);
     }
@@ -81,17 +93,24 @@ fn short_hex(bytes: &[u8]) -> String {
 
 fn report_outcome(
     args: &VerifyArgs,
-    outcome: std::result::Result<enclave_attest::Report, enclave_attest::Error>,
+    outcome: std::result::Result<Report, enclave_attest::Error>,
 ) -> Result<i32> {
     match outcome {
         Ok(report) => {
+            if args.any_enclave {
+                warn_any_enclave(&report);
+            }
             if args.json {
                 let mut value = serde_json::to_value(&report)?;
                 value["Verified"] = serde_json::Value::Bool(true);
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 println!("{report}");
-                println!("OK: the document is genuine and the policy holds");
+                if args.any_enclave {
+                    println!("OK: the document is genuine; no PCR was pinned (--any-enclave)");
+                } else {
+                    println!("OK: the document is genuine and the policy holds");
+                }
             }
             Ok(EXIT_OK)
         }
@@ -114,15 +133,51 @@ fn report_outcome(
     }
 }
 
-fn options(args: &VerifyArgs) -> Result<VerifyOptions> {
-    let mut policy = Policy {
-        allow_debug: args.allow_debug,
-        ..Policy::default()
-    };
-    for pcr in &args.pcrs {
-        let (index, value) = Policy::parse_pcr_arg(pcr)?;
-        policy.pcrs.insert(index, value);
+/// What the user expects of the enclave, or `None` (after saying why on stderr) when the
+/// arguments pin nothing.
+fn expectation(args: &VerifyArgs) -> Result<Option<Expectation>> {
+    if args.any_enclave {
+        return Ok(Some(Expectation::AnyEnclave));
     }
+    let pcrs = args
+        .pcrs
+        .iter()
+        .map(|p| Policy::parse_pcr_arg(p))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    match Expectation::pcrs(pcrs) {
+        Ok(e) => Ok(Some(e)),
+        Err(err @ enclave_attest::Error::NoExpectation { .. }) => {
+            eprintln!("error: {err}");
+            eprintln!("say which enclave you expect, with at least one of:");
+            eprintln!("  --pcr 0=HEX     PCR0 of the image (printed by `enclave-ctl build` and `measure`)");
+            eprintln!("  --pcr 8=HEX     PCR8 of the certificate that signed the image");
+            eprintln!(
+                "  --any-enclave   any genuine enclave, whatever code it runs (an attacker's too)"
+            );
+            Ok(None)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `--any-enclave` passed: say what that means and what to pin next time.
+fn warn_any_enclave(report: &Report) {
+    eprintln!(
+        "warning: --any-enclave: no PCR was pinned, so any genuine enclave passes, one running \
+         an attacker's code included. This enclave measures:"
+    );
+    for i in IDENTITY_PCRS {
+        if let Some(v) = report.pcrs.get(&i) {
+            eprintln!("  --pcr {i}={}", hex::encode(&v.0));
+        }
+    }
+    eprintln!("pin PCR0 (the image) or PCR8 (its signer) next time, once you trust them");
+}
+
+fn options(args: &VerifyArgs, expectation: Expectation) -> Result<VerifyOptions> {
+    let mut policy = Policy::new(expectation);
+    policy.allow_debug_capabilities = args.allow_debug;
+    policy.allow_debug_mode = args.allow_debug_mode;
     policy.nonce = args
         .nonce
         .as_deref()

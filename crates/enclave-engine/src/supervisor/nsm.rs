@@ -141,12 +141,13 @@ mod tests {
 
         let client = EmulatedNsm::at(Addr::Unix(path.clone()));
         let doc = client.attest(None, Some(vec![5; 16]), None).unwrap();
+        let expected = enclave_attest::Expectation::pcrs([(0, vec![0x11; 48])]).unwrap();
         let opts = enclave_attest::VerifyOptions {
             roots: enclave_attest::TrustRoot::from_pem_or_der(
                 &std::fs::read(ca.root_path()).unwrap(),
             )
             .unwrap(),
-            ..Default::default()
+            ..enclave_attest::VerifyOptions::new(enclave_attest::Policy::new(expected))
         };
         let report = enclave_attest::verify(&doc, &opts).unwrap();
         assert_eq!(report.pcrs[&0].0, vec![0x11; 48]);
