@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use enclave_attest::{Policy, TrustRoot, Verifier};
+use enclave_attest::{Expectation, Policy, TrustRoot, Verifier};
 use enclave_proto::client::ConnectOptions;
 use enclave_proto::wire::auth::SigningKey;
 use enclave_proto::wire::secure::{IdentityVerifier, ServerCheck, IDENTITY_USER_DATA};
@@ -135,30 +135,29 @@ pub fn trust_roots(root: &StateRoot, rec: &EnclaveRecord) -> Result<Vec<TrustRoo
 #[derive(Debug, Clone)]
 pub struct DocumentCheck {
     roots: Vec<TrustRoot>,
-    pcrs: BTreeMap<u8, Vec<u8>>,
+    expectation: Expectation,
     nonce: Option<Vec<u8>>,
 }
 
 impl DocumentCheck {
-    /// A check against `roots` and exactly these PCRs.
-    pub fn new(roots: Vec<TrustRoot>, pcrs: BTreeMap<u8, Vec<u8>>) -> Self {
-        Self {
+    /// A check against `roots` and exactly these PCRs (PCR0 or PCR8 among them).
+    pub fn new(roots: Vec<TrustRoot>, pcrs: BTreeMap<u8, Vec<u8>>) -> Result<Self> {
+        let expectation = Expectation::pcrs(pcrs)
+            .map_err(|e| EngineError::Invalid(format!("the enclave's identity: {e}")))?;
+        Ok(Self {
             roots,
-            pcrs,
+            expectation,
             nonce: None,
-        }
+        })
     }
 
     /// The check for an enclave of `rec` (its measurements; no nonce).
     pub fn for_record(root: &StateRoot, rec: &EnclaveRecord) -> Result<Self> {
-        Ok(Self {
-            roots: trust_roots(root, rec)?,
-            pcrs: crate::supervisor::nsm::measured_pcrs(&rec.measurements)
-                .into_iter()
-                .map(|(i, v)| (i, v.to_vec()))
-                .collect(),
-            nonce: None,
-        })
+        let pcrs = crate::supervisor::nsm::measured_pcrs(&rec.measurements)
+            .into_iter()
+            .map(|(i, v)| (i, v.to_vec()))
+            .collect();
+        Self::new(trust_roots(root, rec)?, pcrs)
     }
 
     /// The same, also requiring `nonce` (the supervisor's, at boot).
@@ -173,13 +172,12 @@ impl DocumentCheck {
         control_key: &[u8; 32],
         document: &[u8],
     ) -> std::result::Result<(), String> {
-        let policy = Policy {
-            pcrs: self.pcrs.clone(),
-            nonce: self.nonce.clone(),
-            user_data: Some(IDENTITY_USER_DATA.to_vec()),
-            public_key: Some(control_key.to_vec()),
-            allow_debug: false,
-        };
+        let mut policy = Policy::new(self.expectation.clone());
+        policy.nonce = self.nonce.clone();
+        policy.user_data = Some(IDENTITY_USER_DATA.to_vec());
+        policy.public_key = Some(control_key.to_vec());
+        // Who drives the enclave knows its spec: the debug surface is not what this checks.
+        policy.allow_debug_capabilities = true;
         let verifier = Verifier::with_roots(self.roots.clone()).map_err(|e| e.to_string())?;
         verifier
             .verify(document, time::OffsetDateTime::now_utc(), &policy)

@@ -128,7 +128,7 @@ fn identity_check(
     if let Ok(ca) = enclave_attest::emulated::EmulationCa::load(&ca_dir) {
         roots.push(enclave_attest::TrustRoot::from_der(ca.root_der())?);
     }
-    Ok(enclave_engine::control::DocumentCheck::new(roots, pcrs))
+    Ok(enclave_engine::control::DocumentCheck::new(roots, pcrs)?)
 }
 
 /// The terminal in raw mode until dropped.
