@@ -1,7 +1,9 @@
 //! The host proxies with real sockets: ingress through an enclave-side stand-in (a Unix listener
 //! that reads the header and connects to a local TCP server), egress through the allow-list to
-//! local servers, and the standalone binary as a real process.
+//! local servers, the special ranges (loopback, the metadata service), and the standalone binary
+//! as a real process.
 
+mod netns;
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
@@ -337,3 +339,5 @@ fn addr(ip: &str, port: u16) -> Request {
 mod binary;
 #[path = "host_proxies/egress.rs"]
 mod egress;
+#[path = "host_proxies/special.rs"]
+mod special;
