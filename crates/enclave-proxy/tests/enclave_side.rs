@@ -3,6 +3,7 @@
 //! proxy is a Unix socket here, and ingress connections come over a Unix socket too.
 
 mod enclave_support;
+mod logs;
 mod netns;
 
 use std::io::{Read, Write};
@@ -16,6 +17,7 @@ use enclave_proxy::enclave::{
 };
 use enclave_proxy::header::{Request, Status};
 use enclave_support::*;
+use logs::{capture_logs, log_lines, wait_for_log};
 use netns::{in_netns, run};
 
 const DNS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53));
@@ -334,3 +336,6 @@ fn start_reports_what_it_cannot_bind() {
         assert!(!dir.path().join("etc").exists());
     });
 }
+
+#[path = "enclave_side/limits.rs"]
+mod limits;

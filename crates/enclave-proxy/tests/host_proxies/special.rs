@@ -138,6 +138,19 @@ fn a_broad_rule_does_not_reach_loopback_a_rule_inside_it_or_allow_special_does()
     }
 }
 
+/// Waits until TCP connections to `ip` work, through a listener of its own on another port: a
+/// new IPv6 address may refuse connections for a moment after `ip addr add` returned (seen as
+/// "network unreachable" now and then).
+fn wait_connectable(ip: IpAddr) {
+    let probe = TcpListener::bind((ip, 0)).unwrap();
+    let addr = probe.local_addr().unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while let Err(e) = std::net::TcpStream::connect(addr) {
+        assert!(Instant::now() < deadline, "cannot connect to {addr}: {e}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 const METADATA_V4: &str = "169.254.169.254";
 const METADATA_V6: &str = "fd00:ec2::254";
 
@@ -160,6 +173,9 @@ fn the_metadata_service_is_refused_before_any_connect() {
                 "lo",
                 "nodad",
             ]));
+            for ip in [METADATA_V4, METADATA_V6] {
+                wait_connectable(ip.parse().unwrap());
+            }
             capture_logs();
             let dir = tempfile::tempdir().unwrap();
             let v4 = Trap::bind(SocketAddr::new(METADATA_V4.parse().unwrap(), 80));
