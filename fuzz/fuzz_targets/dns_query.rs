@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
                 Answer::NoData,
                 Answer::NxDomain,
                 Answer::ServFail,
+                Answer::Refused,
             ] {
                 let response = query.response(answer);
                 assert!(response.len() >= 12);

@@ -3,7 +3,8 @@
 //!
 //! - ingress: busybox httpd inside, reached with a TCP client through `run -p`;
 //! - named egress: a program in the enclave calls two allow-listed host servers by name and is
-//!   refused a third name, and a name whose address (`--add-host`) is not allowed;
+//!   refused a third name, and a name whose loopback address (`--add-host`) only a broad rule
+//!   holds (special ranges need a rule inside them);
 //! - transparent egress: the same by address, through the netfilter redirect.
 //!
 //! Missing prerequisites skip (fail with CI=true).
@@ -184,7 +185,8 @@ fn named_egress_reaches_allowed_names_only() {
     serve(&format!("127.0.0.5:{p4}"), "delta should be unreachable");
     let spec = format!(
         "{SPEC_BASE}egress:\n  - {{host: alpha.test, port: {p1}}}\n  - {{host: beta.test, port: {p2}}}\n  \
-         - {{host: delta.test, port: {p4}}}\n  - {{cidr: 127.0.0.2/32, port: {p1}}}\n  - {{cidr: 127.0.0.3/32, port: {p2}}}\n"
+         - {{host: delta.test, port: {p4}}}\n  - {{cidr: 127.0.0.2/32, port: {p1}}}\n  - {{cidr: 127.0.0.3/32, port: {p2}}}\n  \
+         - {{cidr: 0.0.0.0/0, port: {p4}}}\n"
     );
     let eif = env.build("named", &spec);
     env.run(
@@ -212,7 +214,8 @@ fn named_egress_reaches_allowed_names_only() {
     let (code, out) = get("gamma.test", p3);
     assert_ne!(code, 0, "gamma: {out}");
     assert!(!out.contains("unreachable"), "{out}");
-    // Allowed by name, but the host resolves it to a loopback address no cidr rule allows.
+    // Allowed by name, but the host resolves it to a loopback address no cidr rule reaches (the
+    // broad rule for its port does not reach special ranges).
     let (code, out) = get("delta.test", p4);
     assert_ne!(code, 0, "delta: {out}");
     assert!(!out.contains("unreachable"), "{out}");
@@ -230,8 +233,9 @@ fn named_egress_reaches_allowed_names_only() {
     )
     .unwrap_or_default();
     assert!(
-        format!("{logs}{supervisor_log}").contains("delta.test"),
-        "the refusal is logged:\n{logs}\n{supervisor_log}"
+        format!("{logs}{supervisor_log}")
+            .contains("delta.test resolved to 127.0.0.5, a loopback address (127.0.0.0/8)"),
+        "the refusal is logged with its reason:\n{logs}\n{supervisor_log}"
     );
 }
 
@@ -253,7 +257,8 @@ fn transparent_egress_reaches_allowed_addresses_only() {
     serve(&format!("{host_ip}:{p4}"), "routed allowed");
     let spec = format!(
         "{SPEC_BASE}egress:\n  mode: transparent\n  allow:\n    - {{cidr: 127.0.1.2/32, port: {p1}}}\n    \
-         - {{cidr: 127.0.1.3/32, port: {p2}}}\n    - {{cidr: {host_ip}/32, port: {p4}}}\n"
+         - {{cidr: 127.0.1.3/32, port: {p2}}}\n    - {{cidr: {host_ip}/32, port: {p4}}}\n    \
+         - {{cidr: 0.0.0.0/0, port: {p3}}}\n"
     );
     let eif = env.build("transparent", &spec);
     env.run("transparent", &eif, &[]);
@@ -267,9 +272,18 @@ fn transparent_egress_reaches_allowed_addresses_only() {
     assert_eq!((code, out.as_str()), (0, "first allowed"));
     let (code, out) = get("127.0.1.3", p2);
     assert_eq!((code, out.as_str()), (0, "second allowed"));
+    // A broad rule for the port does not reach loopback (the host's, through the redirect).
     let (code, out) = get("127.0.1.4", p3);
     assert_ne!(code, 0, "third: {out}");
     assert!(!out.contains("unreachable"), "{out}");
+    // Refused inside the enclave, with the reason on its console.
+    let logs = stdout(&run(env.ctl().args(["logs", "transparent"])));
+    assert!(
+        logs.contains(&format!(
+            "127.0.1.4:{p3} is a loopback address (127.0.0.0/8)"
+        )),
+        "{logs}"
+    );
     let (code, out) = get(&host_ip, p4);
     assert_eq!((code, out.as_str()), (0, "routed allowed"));
 }

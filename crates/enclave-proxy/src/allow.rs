@@ -6,26 +6,27 @@
 //! host is what actually reaches the network and must not trust the enclave's forwarders:
 //!
 //! - a name request must match a `host` rule with its port ([`EgressPolicy::check_name`]);
-//! - every address the name resolves to must be public, or else inside a `cidr` rule with the
-//!   same port ([`EgressPolicy::filter_resolved`]): a name must not become a way into the host's
-//!   loopback, the metadata service or the private network;
-//! - an address request (transparent mode) must fall inside a `cidr` rule with its port, private
-//!   or not ([`EgressPolicy::check_addr`]).
-
-mod ranges;
+//! - an address request (transparent mode) must fall inside a `cidr` rule with its port
+//!   ([`EgressPolicy::check_addr`]);
+//! - an address in a special range ([`SpecialRange`]: loopback, private, link-local, the
+//!   metadata service, …) is reached only by a rule that reaches it specially: a `cidr` rule for
+//!   the port whose prefix lies inside the address's range, or a matching rule that says
+//!   `allow_special: true`. For a name request this applies to every address the name resolves
+//!   to ([`EgressPolicy::filter_resolved`]), so neither a broad `cidr` rule nor a name becomes a
+//!   way into the host's loopback, the metadata service or the private network.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use enclave_proto::spec::{special_prefix, special_range, SpecialRange};
 use enclave_proto::spec::{
     Cidr, EgressMode, EgressSpec, EnclaveSpec, HostPattern, IngressSpec, SpecError,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::header::Status;
-pub use ranges::{special_range, SpecialRange};
 
 /// Why a connection was refused. The `Display` text says exactly what was refused and why; it is
 /// what the proxies log.
@@ -47,6 +48,22 @@ pub enum Refusal {
         /// The requested port.
         port: u16,
     },
+    /// An address request in a special range that the `cidr` rules holding it do not reach:
+    /// none lies inside the range, none says `allow_special`.
+    #[error(
+        "{} is {range} ({entry}): a cidr rule for port {port} reaches it only if its prefix lies \
+         inside {entry} or it says allow_special: true", sockaddr(*addr, *port)
+    )]
+    SpecialAddrNotReached {
+        /// The requested address.
+        addr: IpAddr,
+        /// The requested port.
+        port: u16,
+        /// Its range.
+        range: SpecialRange,
+        /// The special-range entry it belongs to.
+        entry: Cidr,
+    },
     /// An address request while the spec's egress mode is `named`, which only reaches names.
     #[error(
         "address request for {} refused: egress mode is `named` (address requests need \
@@ -58,9 +75,10 @@ pub enum Refusal {
         /// The requested port.
         port: u16,
     },
-    /// The name resolved only to addresses in special ranges that no `cidr` rule lists.
+    /// The name resolved only to addresses in special ranges that no rule reaches.
     #[error(
-        "{name} resolved to {addr}, {range}, which only a cidr rule for port {port} may allow"
+        "{name} resolved to {addr}, {range} ({entry}), which needs allow_special: true on the \
+         rule or a cidr rule for port {port} inside {entry}"
     )]
     SpecialAddr {
         /// The requested name.
@@ -69,6 +87,8 @@ pub enum Refusal {
         addr: IpAddr,
         /// Its range.
         range: SpecialRange,
+        /// The special-range entry it belongs to.
+        entry: Cidr,
         /// The requested port.
         port: u16,
     },
@@ -102,12 +122,38 @@ impl Refusal {
     }
 }
 
+/// A `host` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostRule {
+    pattern: HostPattern,
+    port: u16,
+    allow_special: bool,
+}
+
+/// A `cidr` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CidrRule {
+    cidr: Cidr,
+    port: u16,
+    allow_special: bool,
+}
+
+/// What the `cidr` rules say about an address and port.
+enum Reach {
+    /// A rule reaches it.
+    Yes,
+    /// No rule for the port holds it.
+    NoRule,
+    /// Rules hold it, but it is in a special range none of them reaches.
+    NotSpecially(SpecialRange, Cidr),
+}
+
 /// The egress allow-list, ready for matching.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressPolicy {
     mode: EgressMode,
-    hosts: Vec<(HostPattern, u16)>,
-    cidrs: Vec<(Cidr, u16)>,
+    hosts: Vec<HostRule>,
+    cidrs: Vec<CidrRule>,
 }
 
 impl EgressPolicy {
@@ -118,10 +164,18 @@ impl EgressPolicy {
         for rule in &spec.allow {
             // Validated specs have exactly one of the two; a rule with both counts for both.
             if let Some(h) = &rule.host {
-                hosts.push((h.clone(), rule.port));
+                hosts.push(HostRule {
+                    pattern: h.clone(),
+                    port: rule.port,
+                    allow_special: rule.allow_special,
+                });
             }
             if let Some(c) = rule.cidr {
-                cidrs.push((c, rule.port));
+                cidrs.push(CidrRule {
+                    cidr: c,
+                    port: rule.port,
+                    allow_special: rule.allow_special,
+                });
             }
         }
         EgressPolicy {
@@ -133,11 +187,7 @@ impl EgressPolicy {
 
     /// Whether a `host` rule allows `name:port`.
     pub fn check_name(&self, name: &str, port: u16) -> Result<(), Refusal> {
-        if self
-            .hosts
-            .iter()
-            .any(|(h, p)| *p == port && h.matches(name))
-        {
+        if self.host_rules(name, port).next().is_some() {
             Ok(())
         } else {
             Err(Refusal::NameNotListed {
@@ -147,16 +197,29 @@ impl EgressPolicy {
         }
     }
 
-    /// Whether an address request (transparent mode) for `addr:port` is allowed: only a `cidr`
-    /// rule with the port allows it, whether the address is public or not.
+    fn host_rules<'a>(&'a self, name: &'a str, port: u16) -> impl Iterator<Item = &'a HostRule> {
+        self.hosts
+            .iter()
+            .filter(move |h| h.port == port && h.pattern.matches(name))
+    }
+
+    /// Whether an address request (transparent mode) for `addr:port` is allowed: a `cidr` rule
+    /// with the port must hold it and, for an address in a special range, reach it (lie inside
+    /// the range or say `allow_special`). IPv4-mapped addresses are judged as IPv4.
     pub fn check_addr(&self, addr: IpAddr, port: u16) -> Result<(), Refusal> {
         if self.mode != EgressMode::Transparent {
             return Err(Refusal::AddrNeedsTransparent { addr, port });
         }
-        if self.cidr_allows(addr, port) {
-            Ok(())
-        } else {
-            Err(Refusal::AddrNotListed { addr, port })
+        let addr = addr.to_canonical();
+        match self.cidr_reach(addr, port) {
+            Reach::Yes => Ok(()),
+            Reach::NoRule => Err(Refusal::AddrNotListed { addr, port }),
+            Reach::NotSpecially(range, entry) => Err(Refusal::SpecialAddrNotReached {
+                addr,
+                port,
+                range,
+                entry,
+            }),
         }
     }
 
@@ -166,8 +229,8 @@ impl EgressPolicy {
         let mut seen = BTreeSet::new();
         self.hosts
             .iter()
-            .filter(|(h, _)| h.wildcard_domain().is_none())
-            .map(|(h, _)| h.as_str())
+            .filter(|h| h.pattern.wildcard_domain().is_none())
+            .map(|h| h.pattern.as_str())
             .filter(|n| seen.insert(*n))
             .collect()
     }
@@ -177,20 +240,35 @@ impl EgressPolicy {
     pub fn ports_for(&self, name: &str) -> BTreeSet<u16> {
         self.hosts
             .iter()
-            .filter(|(h, _)| h.matches(name))
-            .map(|(_, p)| *p)
+            .filter(|h| h.pattern.matches(name))
+            .map(|h| h.port)
             .collect()
     }
 
-    fn cidr_allows(&self, addr: IpAddr, port: u16) -> bool {
-        self.cidrs
+    /// Whether the `cidr` rules for `port` reach canonical address `addr`.
+    fn cidr_reach(&self, addr: IpAddr, port: u16) -> Reach {
+        let mut holding = self
+            .cidrs
             .iter()
-            .any(|(c, p)| *p == port && c.contains(addr))
+            .filter(|r| r.port == port && r.cidr.contains(addr))
+            .peekable();
+        if holding.peek().is_none() {
+            return Reach::NoRule;
+        }
+        let Some((range, entry)) = special_prefix(addr) else {
+            return Reach::Yes;
+        };
+        if holding.any(|r| r.allow_special || entry.covers(&r.cidr)) {
+            Reach::Yes
+        } else {
+            Reach::NotSpecially(range, entry)
+        }
     }
 
     /// The addresses a name request may connect to, in the resolver's order (IPv4-mapped
-    /// addresses as IPv4): the name must be allowed, and each address must be public or inside a
-    /// `cidr` rule with the port. Refused when none is left.
+    /// addresses as IPv4): the name must be allowed, and each address must be public, or the
+    /// name's rule must say `allow_special`, or a `cidr` rule with the port must reach it (as for
+    /// an address request). Refused when none is left.
     pub fn filter_resolved(
         &self,
         name: &str,
@@ -198,24 +276,34 @@ impl EgressPolicy {
         addrs: &[IpAddr],
     ) -> Result<Vec<IpAddr>, Refusal> {
         self.check_name(name, port)?;
+        let name_reaches_special = self.host_rules(name, port).any(|h| h.allow_special);
         let mut allowed = Vec::with_capacity(addrs.len());
         let mut first_refused = None;
         for &addr in addrs {
             let addr = addr.to_canonical();
-            match special_range(addr) {
-                Some(range) if !self.cidr_allows(addr, port) => {
-                    first_refused.get_or_insert((addr, range));
+            let refused = match special_prefix(addr) {
+                Some(_) if name_reaches_special => None,
+                Some((range, entry)) => match self.cidr_reach(addr, port) {
+                    Reach::Yes => None,
+                    Reach::NoRule | Reach::NotSpecially(..) => Some((range, entry)),
+                },
+                None => None,
+            };
+            match refused {
+                Some((range, entry)) => {
+                    first_refused.get_or_insert((addr, range, entry));
                 }
-                _ if allowed.contains(&addr) => {}
-                _ => allowed.push(addr),
+                None if allowed.contains(&addr) => {}
+                None => allowed.push(addr),
             }
         }
         match (allowed.is_empty(), first_refused) {
             (false, _) => Ok(allowed),
-            (true, Some((addr, range))) => Err(Refusal::SpecialAddr {
+            (true, Some((addr, range, entry))) => Err(Refusal::SpecialAddr {
                 name: name.to_owned(),
                 addr,
                 range,
+                entry,
                 port,
             }),
             (true, None) => Err(Refusal::Unresolved {
@@ -344,7 +432,8 @@ pub enum AllowListError {
         /// Why.
         source: serde_yaml::Error,
     },
-    /// The rules parse but break a rule of the spec (duplicate ports, host and cidr together).
+    /// The rules parse but break a rule of the spec (duplicate ports, host and cidr together,
+    /// `allow_special` where it changes nothing).
     #[error("{}invalid allow-list: {message}", in_file(path.as_deref()))]
     Invalid {
         /// The file, when read from one.

@@ -11,7 +11,7 @@
 //!   kind 2 (egress name)   body = len:u8 (1..=253) name:[u8; len]  a DNS name, lower-case LDH
 //!   kind 3 (egress addr)   body = family:u8 (4|6) addr:[u8; 4|16]  transparent mode's original destination
 //! reply    = status:u8     0 connected, 1 not allowed, 2 name did not resolve, 3 connect failed,
-//!                          4 malformed request, 5 unsupported version
+//!                          4 malformed request, 5 unsupported version, 6 busy (connection limit)
 //! ```
 //!
 //! The longest request is 258 bytes; decoders never read past it, never allocate more than the
@@ -233,6 +233,9 @@ pub enum Status {
     Malformed = 4,
     /// The request's version is not spoken here.
     UnsupportedVersion = 5,
+    /// The accepting side holds as many connections as it allows; sent at once, before the
+    /// request is read.
+    Busy = 6,
 }
 
 impl Status {
@@ -245,6 +248,7 @@ impl Status {
             3 => Status::ConnectFailed,
             4 => Status::Malformed,
             5 => Status::UnsupportedVersion,
+            6 => Status::Busy,
             other => return Err(HeaderError::Status(other)),
         })
     }
@@ -267,6 +271,7 @@ impl fmt::Display for Status {
             Status::ConnectFailed => "the destination refused or did not answer",
             Status::Malformed => "malformed proxy request",
             Status::UnsupportedVersion => "unsupported proxy protocol version",
+            Status::Busy => "busy: at its connection limit",
         })
     }
 }
@@ -350,9 +355,9 @@ mod tests {
 
     #[test]
     fn status_bytes_round_trip() {
-        for b in 0..=5u8 {
+        for b in 0..=6u8 {
             assert_eq!(Status::from_byte(b).unwrap() as u8, b);
         }
-        assert_eq!(Status::from_byte(6), Err(HeaderError::Status(6)));
+        assert_eq!(Status::from_byte(7), Err(HeaderError::Status(7)));
     }
 }

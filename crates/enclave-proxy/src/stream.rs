@@ -8,7 +8,7 @@
 //! finishes sending, the other side's write half is shut down and the opposite direction goes on.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use enclave_proto::transport::{VsockListener, VsockStream};
@@ -117,6 +117,19 @@ impl ProxyStream {
                 nix::unistd::write(fd, buf).map_err(io::Error::from)
             }),
         }
+    }
+
+    /// Writes what fits into the socket's send buffer right now, without asking the reactor
+    /// whether it is writable: a socket accepted a moment ago has an empty buffer, but the
+    /// reactor has not yet seen it ready, so [`ProxyStream::try_write`] would say `WouldBlock`.
+    /// For a one-byte answer to a connection that is then closed.
+    pub fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
+        let fd = match self {
+            ProxyStream::Tcp(s) => s.as_fd(),
+            ProxyStream::Unix(s) => s.as_fd(),
+            ProxyStream::Vsock(s) => s.0.get_ref().as_fd(),
+        };
+        nix::unistd::write(fd, buf).map_err(io::Error::from)
     }
 
     /// Reads at least one byte (or 0 at EOF), waiting as needed.

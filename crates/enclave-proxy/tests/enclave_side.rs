@@ -1,8 +1,10 @@
 //! The enclave side end to end, with real sockets and real netfilter, each test in its own
-//! network namespace (see `enclave_support::in_netns`). The tests play the host: the egress
+//! network namespace (see `netns::in_netns`). The tests play the host: the egress
 //! proxy is a Unix socket here, and ingress connections come over a Unix socket too.
 
 mod enclave_support;
+mod logs;
+mod netns;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
@@ -15,6 +17,8 @@ use enclave_proxy::enclave::{
 };
 use enclave_proxy::header::{Request, Status};
 use enclave_support::*;
+use logs::{capture_logs, log_lines, wait_for_log};
+use netns::{in_netns, run};
 
 const DNS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53));
 const A: u16 = 1;
@@ -187,6 +191,42 @@ fn transparent_egress() {
     });
 }
 
+#[test]
+fn transparent_broad_rule_stays_out_of_special_ranges() {
+    in_netns("transparent_broad_rule_stays_out_of_special_ranges", || {
+        let dir = tempfile::tempdir().unwrap();
+        let server = echo_server();
+        let host = FakeHost::start(dir.path(), move |_| Some(server));
+        let egress = "mode: transparent\nallow:\n  - {cidr: 0.0.0.0/0, port: 7000}\n  \
+                      - {cidr: 0.0.0.0/0, port: 7001, allow_special: true}\n";
+        let net = EnclaveNetwork::start(config(dir.path(), &host.path, vec![], egress)).unwrap();
+        let want = |ip: &str, port: u16| Request::EgressAddr {
+            addr: ip.parse().unwrap(),
+            port,
+        };
+        // Loopback outside the enclave's own /24 (redirected, so it would be the host's),
+        // the metadata service, a private and a link-local address: refused in the enclave, never
+        // sent to the host.
+        for special in ["127.0.1.2", "169.254.169.254", "10.1.2.3", "169.254.1.1"] {
+            assert_reset(format!("{special}:7000").parse().unwrap());
+        }
+        // A public address passes; it is the first request the host sees.
+        let got = round_trip(TcpStream::connect("8.8.8.8:7000").unwrap(), b"public").unwrap();
+        assert_eq!(got, b"public");
+        assert_eq!(host.next(), want("8.8.8.8", 7000));
+        // With allow_special the same broad rule reaches the special ranges.
+        for special in ["127.0.1.2", "169.254.169.254"] {
+            let s = TcpStream::connect(format!("{special}:7001")).unwrap();
+            assert_eq!(
+                round_trip(s, special.as_bytes()).unwrap(),
+                special.as_bytes()
+            );
+            assert_eq!(host.next(), want(special, 7001));
+        }
+        net.stop();
+    });
+}
+
 /// Sends `bytes` on a new ingress connection; the status byte (if any) and what followed.
 fn ingress_conn(sock: &Path, bytes: &[u8]) -> (Option<u8>, Vec<u8>) {
     let mut s = UnixStream::connect(sock).unwrap();
@@ -296,3 +336,6 @@ fn start_reports_what_it_cannot_bind() {
         assert!(!dir.path().join("etc").exists());
     });
 }
+
+#[path = "enclave_side/limits.rs"]
+mod limits;

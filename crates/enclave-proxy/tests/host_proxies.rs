@@ -1,7 +1,10 @@
 //! The host proxies with real sockets: ingress through an enclave-side stand-in (a Unix listener
 //! that reads the header and connects to a local TCP server), egress through the allow-list to
-//! local servers, and the standalone binary as a real process.
+//! local servers, the special ranges (loopback, the metadata service), and the standalone binary
+//! as a real process.
 
+mod logs;
+mod netns;
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
@@ -13,6 +16,7 @@ use enclave_proxy::header::{Request, Status};
 use enclave_proxy::host::{
     EgressConfig, EgressListen, EnclaveConnector, HostProxies, HostProxyConfig, Limits, Publish,
 };
+use logs::*;
 use support::*;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -337,3 +341,7 @@ fn addr(ip: &str, port: u16) -> Request {
 mod binary;
 #[path = "host_proxies/egress.rs"]
 mod egress;
+#[path = "host_proxies/enclave_cap.rs"]
+mod enclave_cap;
+#[path = "host_proxies/special.rs"]
+mod special;

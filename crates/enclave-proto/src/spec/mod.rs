@@ -13,7 +13,8 @@ mod network;
 
 pub use attestation::{AttestationServerSpec, AttestationSpec, FileAttestationSpec, NatsSpec};
 pub use network::{
-    valid_host_name, Cidr, EgressMode, EgressRule, EgressSpec, HostPattern, IngressSpec,
+    holds_special_beyond, special_prefix, special_range, valid_host_name, Cidr, EgressMode,
+    EgressRule, EgressSpec, HostPattern, IngressSpec, SpecialRange,
 };
 
 /// Version of the spec format this crate reads.

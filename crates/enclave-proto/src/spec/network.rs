@@ -11,11 +11,13 @@
 //!     - {host: db.internal, port: 5432}
 //!     - {host: "*.example.com", port: 443}
 //!     - {cidr: 10.0.0.0/8, port: 443}
+//!     - {cidr: 0.0.0.0/0, port: 80, allow_special: true}   # loopback, metadata, … included
 //! ```
 //!
 //! Both lists are measured (PCR2): the host cannot widen what the enclave accepts or reaches.
-//! Matching a connection against these rules is `enclave-proxy`'s business; this module only
-//! parses and validates them.
+//! Matching a connection against these rules is `enclave-proxy`'s business; this module parses
+//! and validates them, and defines the special address ranges ([`special`]) a rule reaches only
+//! when its prefix lies inside them or it says `allow_special: true`.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -25,6 +27,10 @@ use std::str::FromStr;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use super::SpecError;
+
+mod special;
+
+pub use special::{holds_special_beyond, special_prefix, special_range, SpecialRange};
 
 /// An enclave port reachable from the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,17 +76,109 @@ pub enum EgressMode {
 }
 
 /// One allowed endpoint: exactly one of `host` or `cidr`, and a port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Deserializing checks the rule ([`EgressRule::check`]) while the rule's own mapping is being
+/// read, so a bad rule is an error that names the rule's line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EgressRule {
     /// A DNS name, or `*.domain` for any name under the domain (not the domain itself).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<HostPattern>,
     /// An address range.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cidr: Option<Cidr>,
     /// The TCP port.
     pub port: u16,
+    /// Whether the rule also reaches the special ranges ([`SpecialRange`]: loopback, private,
+    /// link-local, the metadata service, …) it would otherwise not: for a `cidr` rule, those
+    /// its prefix does not lie inside; for a `host` rule, any special address the name resolves
+    /// to. Left out of the measured spec when false, so specs without it measure as before.
+    #[serde(skip_serializing_if = "is_false")]
+    pub allow_special: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// [`EgressRule`] as written, before [`EgressRule::check`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgressRule {
+    #[serde(default)]
+    host: Option<HostPattern>,
+    #[serde(default)]
+    cidr: Option<Cidr>,
+    port: u16,
+    #[serde(default)]
+    allow_special: bool,
+}
+
+impl<'de> Deserialize<'de> for EgressRule {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = EgressRule;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an egress rule: `host` or `cidr`, `port`, optionally `allow_special`")
+            }
+            // The check runs inside the rule's own mapping: serde_yaml then gives the error the
+            // mapping's line, where a check after deserializing would get the list's.
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let raw = RawEgressRule::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let rule = EgressRule {
+                    host: raw.host,
+                    cidr: raw.cidr,
+                    port: raw.port,
+                    allow_special: raw.allow_special,
+                };
+                rule.check().map_err(de::Error::custom)?;
+                Ok(rule)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl EgressRule {
+    /// What the schema alone cannot say about one rule: a port, exactly one of `host` and
+    /// `cidr`, no IPv4-mapped range (it would never match: mapped addresses are matched as IPv4),
+    /// and no `allow_special` where it changes nothing.
+    pub fn check(&self) -> Result<(), String> {
+        let port = self.port;
+        if port == 0 {
+            return Err("egress: port 0 is not a port".into());
+        }
+        let cidr = match (&self.host, self.cidr) {
+            (Some(_), None) => return Ok(()),
+            (None, Some(cidr)) => cidr,
+            _ => {
+                return Err(format!(
+                    "egress rule for port {port}: needs exactly one of `host` or `cidr`"
+                ))
+            }
+        };
+        if let IpAddr::V6(net) = cidr.addr() {
+            if cidr.prefix() >= 96 && net.to_ipv4_mapped().is_some() {
+                return Err(format!(
+                    "egress rule {cidr}: an IPv4-mapped range never matches (mapped addresses are \
+                     matched as IPv4); write the IPv4 range"
+                ));
+            }
+        }
+        if self.allow_special && !holds_special_beyond(&cidr) {
+            let why = match special_prefix(cidr.addr()) {
+                Some((range, entry)) => {
+                    format!("it lies inside {entry} ({range}), which the rule reaches without it")
+                }
+                None => "it holds no special address".to_owned(),
+            };
+            return Err(format!(
+                "egress rule {cidr} port {port}: allow_special has no effect: {why}"
+            ));
+        }
+        Ok(())
+    }
 }
 
 // `egress:` is either a plain list of rules (named mode) or `{mode, allow}`. A visitor rather
@@ -205,6 +303,14 @@ impl Cidr {
         self.prefix
     }
 
+    /// Whether `inner` lies inside this range: same family, a prefix at least as long, and its
+    /// network inside this one.
+    pub fn covers(&self, inner: &Cidr) -> bool {
+        self.addr.is_ipv4() == inner.addr.is_ipv4()
+            && inner.prefix >= self.prefix
+            && self.contains(inner.addr)
+    }
+
     /// Whether `ip` is inside the range. IPv4-mapped IPv6 addresses count as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
@@ -297,7 +403,7 @@ macro_rules! serde_via_str {
 serde_via_str!(HostPattern);
 serde_via_str!(Cidr);
 
-/// Checks what the schema cannot: ports, one of host/cidr, duplicates.
+/// Checks what the schema cannot: ports, one of host/cidr, duplicates, `allow_special`.
 pub(super) fn validate(ingress: &[IngressSpec], egress: &EgressSpec) -> Result<(), SpecError> {
     let invalid = |m: String| Err(SpecError::Invalid(m));
     let mut ports = BTreeSet::new();
@@ -324,108 +430,12 @@ pub(super) fn validate(ingress: &[IngressSpec], egress: &EgressSpec) -> Result<(
         }
     }
     for r in &egress.allow {
-        if r.port == 0 {
-            return invalid("egress: port 0 is not a port".into());
-        }
-        if r.host.is_some() == r.cidr.is_some() {
-            return invalid(format!(
-                "egress rule for port {}: needs exactly one of `host` or `cidr`",
-                r.port
-            ));
-        }
+        // Rules read from YAML or JSON were checked as they were read (naming their line); a
+        // spec built in code is checked here.
+        r.check().map_err(SpecError::Invalid)?;
     }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::EnclaveSpec;
-    use super::*;
-
-    #[test]
-    fn egress_list_and_map_forms() {
-        let list = EnclaveSpec::from_yaml(
-            "egress:\n  - {host: DB.internal, port: 5432}\n  - {cidr: 10.0.0.0/8, port: 443}\n",
-        )
-        .unwrap();
-        assert_eq!(list.egress.mode, EgressMode::Named);
-        assert_eq!(
-            list.egress.allow[0].host.as_ref().unwrap().as_str(),
-            "db.internal"
-        );
-        let map = EnclaveSpec::from_yaml(
-            "egress:\n  mode: transparent\n  allow:\n    - {host: \"*.example.com\", port: 443}\n",
-        )
-        .unwrap();
-        assert_eq!(map.egress.mode, EgressMode::Transparent);
-        // The canonical form always has both fields, and reads back the same.
-        let json = map.to_canonical_json();
-        let back: EnclaveSpec = serde_json::from_slice(&json).unwrap();
-        assert_eq!(back.egress, map.egress);
-    }
-
-    #[test]
-    fn egress_errors_name_the_problem() {
-        let cases = [
-            (
-                "egress:\n  - {host: a.b, cidr: 10.0.0.0/8, port: 1}\n",
-                "exactly one",
-            ),
-            ("egress:\n  - {host: a.b}\n", "port"),
-            ("egress:\n  - {host: \"a b\", port: 1}\n", "not a host name"),
-            ("egress:\n  - {host: 10.0.0.1, port: 1}\n", "use `cidr`"),
-            ("egress:\n  - {cidr: 10.0.0.1/8, port: 1}\n", "host bits"),
-            (
-                "egress:\n  - {cidr: 10.0.0.0/33, port: 1}\n",
-                "not an address range",
-            ),
-            ("egress:\n  mode: sideways\n", "sideways"),
-            (
-                "egress:\n  allow: []\n  mod: named\n",
-                "unknown field `mod`",
-            ),
-            (
-                "egress:\n  - {host: a.b, port: 1, prot: tcp}\n",
-                "unknown field `prot`",
-            ),
-            ("ingress:\n  - {port: 80}\n  - {port: 80}\n", "twice"),
-            (
-                "ingress:\n  - {port: 80, host_ip: 0.0.0.0}\n",
-                "host_ip needs host_port",
-            ),
-        ];
-        for (yaml, want) in cases {
-            let err = EnclaveSpec::from_yaml(yaml).unwrap_err().to_string();
-            assert!(err.contains(want), "{yaml:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn host_patterns_match_names_and_subdomains() {
-        let exact: HostPattern = "db.internal".parse().unwrap();
-        assert!(exact.matches("DB.Internal."));
-        assert!(!exact.matches("x.db.internal"));
-        let wild: HostPattern = "*.example.com".parse().unwrap();
-        assert!(wild.matches("api.example.com"));
-        assert!(wild.matches("a.b.example.com"));
-        assert!(!wild.matches("example.com"));
-        assert!(!wild.matches("badexample.com"));
-        assert!(!wild.matches(".example.com"));
-    }
-
-    #[test]
-    fn cidr_contains() {
-        let c: Cidr = "10.0.0.0/8".parse().unwrap();
-        assert!(c.contains("10.255.0.1".parse().unwrap()));
-        assert!(!c.contains("11.0.0.1".parse().unwrap()));
-        assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
-        let one: Cidr = "127.0.0.2".parse().unwrap();
-        assert_eq!(one.to_string(), "127.0.0.2/32");
-        assert!(!one.contains("127.0.0.3".parse().unwrap()));
-        let all: Cidr = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains("8.8.8.8".parse().unwrap()));
-        let v6: Cidr = "fd00::/8".parse().unwrap();
-        assert!(v6.contains("fd12::1".parse().unwrap()));
-        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
-    }
-}
+mod tests;

@@ -120,8 +120,9 @@ fn resolved_addresses_public_pass_special_need_a_cidr() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "api.example.com resolved to 169.254.169.254, a link-local address, which only a cidr \
-         rule for port 443 may allow"
+        "api.example.com resolved to 169.254.169.254, a cloud metadata service address \
+         (169.254.169.254/32), which needs allow_special: true on the rule or a cidr rule for \
+         port 443 inside 169.254.169.254/32"
     );
     assert_eq!(err.status(), Status::ResolveFailed);
     // 10/8 is listed, but for 5432, not 443.
@@ -185,6 +186,10 @@ fn allow_list_file_uses_the_spec_syntax_and_rules() {
         ),
         ("ingress:\n  - {port: 80}\n  - {port: 80}\n", "twice"),
         ("ingress: 3\n", "invalid allow-list"),
+        (
+            "egress:\n  - {cidr: 127.0.0.0/8, port: 1, allow_special: true}\n",
+            "allow_special has no effect",
+        ),
     ];
     for (yaml, want) in cases {
         let err = AllowList::from_yaml(yaml).unwrap_err().to_string();
@@ -248,4 +253,168 @@ fn names_and_ports_the_enclave_listens_for() {
     assert!(p.check_addr(ip("10.1.2.3"), 443).is_ok());
     assert!(p.check_addr(ip("10.1.2.3"), 80).is_err());
     assert!(p.check_addr(ip("11.1.2.3"), 443).is_err());
+}
+
+/// One sample address of every special range (and of the embedded and mapped forms).
+const SPECIAL_SAMPLES: [&str; 27] = [
+    "0.0.0.1",
+    "10.1.2.3",
+    "100.64.0.1",
+    "127.0.0.1",
+    "169.254.1.1",
+    "169.254.169.254",
+    "169.254.170.2",
+    "172.16.0.1",
+    "192.0.0.8",
+    "192.0.2.1",
+    "192.88.99.1",
+    "192.168.1.1",
+    "198.18.0.1",
+    "224.0.0.1",
+    "240.0.0.1",
+    "255.255.255.255",
+    "::",
+    "::1",
+    "fe80::1",
+    "fc00::1",
+    "fd00:ec2::254",
+    "fec0::1",
+    "ff02::1",
+    "::ffff:127.0.0.1",
+    "::ffff:169.254.169.254",
+    "64:ff9b::a9fe:a9fe",
+    "2002:7f00::1",
+];
+
+fn transparent(rules: &[&str]) -> EgressPolicy {
+    let mut yaml = "egress:\n  mode: transparent\n  allow:\n".to_owned();
+    for r in rules {
+        yaml.push_str(&format!("    - {r}\n"));
+    }
+    policy(&yaml)
+}
+
+#[test]
+fn broad_cidr_rules_do_not_reach_special_ranges() {
+    let broad = transparent(&["{cidr: 0.0.0.0/0, port: 80}", "{cidr: \"::/0\", port: 80}"]);
+    let special = transparent(&[
+        "{cidr: 0.0.0.0/0, port: 80, allow_special: true}",
+        "{cidr: \"::/0\", port: 80, allow_special: true}",
+    ]);
+    for sample in SPECIAL_SAMPLES {
+        let addr = ip(sample);
+        let (range, entry) = special_prefix(addr).expect(sample);
+        let err = broad.check_addr(addr, 80).unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::SpecialAddrNotReached {
+                addr: addr.to_canonical(),
+                port: 80,
+                range,
+                entry
+            },
+            "{sample}"
+        );
+        assert_eq!(err.status(), Status::NotAllowed);
+        assert!(
+            err.to_string().contains("allow_special: true"),
+            "{sample}: {err}"
+        );
+        assert_eq!(special.check_addr(addr, 80), Ok(()), "{sample}");
+        // Not for another port, allow_special or not.
+        assert!(special.check_addr(addr, 81).is_err(), "{sample}");
+
+        // A rule that lies inside the range reaches it: the range's own entry, or the address.
+        let own = transparent(&[&format!("{{cidr: \"{entry}\", port: 80}}")]);
+        assert_eq!(own.check_addr(addr, 80), Ok(()), "{sample} by {entry}");
+        let host_len = if addr.to_canonical().is_ipv4() {
+            32
+        } else {
+            128
+        };
+        let one = transparent(&[&format!(
+            "{{cidr: \"{}/{host_len}\", port: 80}}",
+            addr.to_canonical()
+        )]);
+        assert_eq!(one.check_addr(addr, 80), Ok(()), "{sample} by itself");
+    }
+    // Public addresses: the broad rule is enough.
+    for public in [
+        "8.8.8.8",
+        "2606:4700::1111",
+        "64:ff9b::808:808",
+        "::ffff:1.1.1.1",
+    ] {
+        assert_eq!(broad.check_addr(ip(public), 80), Ok(()), "{public}");
+    }
+}
+
+#[test]
+fn the_metadata_service_needs_its_own_rule() {
+    let link_local = transparent(&[
+        "{cidr: 169.254.0.0/16, port: 80}",
+        "{cidr: \"fc00::/7\", port: 80}",
+    ]);
+    assert_eq!(link_local.check_addr(ip("169.254.1.1"), 80), Ok(()));
+    assert_eq!(link_local.check_addr(ip("fd00:1::1"), 80), Ok(()));
+    for imds in ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254"] {
+        assert!(
+            matches!(
+                link_local.check_addr(ip(imds), 80),
+                Err(Refusal::SpecialAddrNotReached {
+                    range: SpecialRange::CloudMetadata,
+                    ..
+                })
+            ),
+            "{imds}"
+        );
+    }
+    let imds = transparent(&["{cidr: 169.254.169.254/32, port: 80}"]);
+    assert_eq!(imds.check_addr(ip("169.254.169.254"), 80), Ok(()));
+    assert!(imds.check_addr(ip("169.254.169.253"), 80).is_err());
+    // A wider rule in one range does not reach into another: 10.0.0.0/7 is not inside 10/8.
+    let wide = transparent(&["{cidr: 10.0.0.0/7, port: 80}"]);
+    assert_eq!(wide.check_addr(ip("11.1.1.1"), 80), Ok(()));
+    assert!(wide.check_addr(ip("10.1.1.1"), 80).is_err());
+}
+
+#[test]
+fn names_reach_special_addresses_only_through_allow_special_or_a_reaching_cidr() {
+    let plain = transparent(&["{host: svc.test, port: 80}", "{cidr: 0.0.0.0/0, port: 80}"]);
+    let by_name = transparent(&["{host: \"*.test\", port: 80, allow_special: true}"]);
+    let by_cidr = transparent(&[
+        "{host: svc.test, port: 80}",
+        "{cidr: 0.0.0.0/0, port: 80, allow_special: true}",
+        "{cidr: \"::/0\", port: 80, allow_special: true}",
+    ]);
+    for sample in SPECIAL_SAMPLES {
+        let addrs = [ip(sample)];
+        // The broad cidr rule without allow_special does not open special ranges to names.
+        assert!(
+            matches!(
+                plain.filter_resolved("svc.test", 80, &addrs),
+                Err(Refusal::SpecialAddr { .. })
+            ),
+            "{sample}"
+        );
+        let want = Ok(vec![ip(sample).to_canonical()]);
+        assert_eq!(
+            by_name.filter_resolved("svc.test", 80, &addrs),
+            want,
+            "{sample}"
+        );
+        assert_eq!(
+            by_cidr.filter_resolved("svc.test", 80, &addrs),
+            want,
+            "{sample}"
+        );
+        // allow_special on the rule of another port, or another name, does not count.
+        assert!(by_name.filter_resolved("svc.test", 81, &addrs).is_err());
+        assert!(by_name.filter_resolved("svc.other", 80, &addrs).is_err());
+    }
+    // Mixed answers keep the public addresses.
+    assert_eq!(
+        plain.filter_resolved("svc.test", 80, &[ip("127.0.0.1"), ip("8.8.4.4")]),
+        Ok(vec![ip("8.8.4.4")])
+    );
 }

@@ -87,12 +87,14 @@ pub enum Rcode {
     NoError = 0,
     /// The query was malformed.
     FormErr = 1,
-    /// We could not answer (no alias left).
+    /// We could not answer (a listener could not be bound).
     ServFail = 2,
     /// The name does not exist (is not allowed).
     NxDomain = 3,
     /// A kind of query we do not implement.
     NotImp = 4,
+    /// We will not answer it now: the name is allowed, but every loopback alias is held.
+    Refused = 5,
 }
 
 impl DnsError {
@@ -117,6 +119,8 @@ pub enum Answer {
     NxDomain,
     /// We could not answer.
     ServFail,
+    /// We will not answer it now (no loopback alias free).
+    Refused,
 }
 
 fn be16(buf: &[u8], at: usize) -> Option<u16> {
@@ -251,6 +255,7 @@ impl Query {
             Answer::NoData => (Rcode::NoError, None),
             Answer::NxDomain => (Rcode::NxDomain, None),
             Answer::ServFail => (Rcode::ServFail, None),
+            Answer::Refused => (Rcode::Refused, None),
         };
         let mut out = Vec::with_capacity(HEADER_LEN + self.question.len() + 16 + 11);
         // QR, AA (we are the only authority there is), RD echoed, RA (we resolve for the asker).

@@ -55,7 +55,7 @@ fn good_query_and_a_answer() {
 }
 
 #[test]
-fn nodata_nxdomain_servfail() {
+fn nodata_nxdomain_servfail_refused() {
     let q = parse_query(&query(1, "a.b", TYPE_AAAA)).unwrap();
     assert!(!q.wants_address());
     let nodata = q.response(Answer::NoData);
@@ -63,6 +63,7 @@ fn nodata_nxdomain_servfail() {
     assert_eq!(&nodata[6..8], &[0, 0]);
     assert_eq!(q.response(Answer::NxDomain)[3] & 0xf, Rcode::NxDomain as u8);
     assert_eq!(q.response(Answer::ServFail)[3] & 0xf, Rcode::ServFail as u8);
+    assert_eq!(q.response(Answer::Refused)[3] & 0xf, Rcode::Refused as u8);
     // The root name parses (and is simply not allowed).
     assert_eq!(parse_query(&query(1, "", TYPE_A)).unwrap().name, "");
 }

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{getsockopt, sockopt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::aliases::AliasUse;
 use super::conn::{ask_host, suppressed_note, LogLimiter};
 use super::HostAddr;
 use crate::allow::EgressPolicy;
@@ -81,22 +83,51 @@ pub(crate) fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(l)
 }
 
-/// Serves `name` on the listeners from [`bind_named`].
-pub(crate) fn spawn_named(ctx: &Arc<EgressCtx>, name: &str, listeners: Vec<(u16, TcpListener)>) {
-    for (port, listener) in listeners {
-        tokio::spawn(serve_named(ctx.clone(), name.to_owned(), port, listener));
-    }
+/// Serves `name` on the listeners from [`bind_named`]; the tasks' handles, for stopping them.
+/// With `usage` (a wildcard name's alias), every connection is counted there while it is open.
+pub(crate) fn spawn_named(
+    ctx: &Arc<EgressCtx>,
+    name: &str,
+    listeners: Vec<(u16, TcpListener)>,
+    usage: Option<&Arc<AliasUse>>,
+) -> Vec<JoinHandle<()>> {
+    listeners
+        .into_iter()
+        .map(|(port, listener)| {
+            let usage = usage.cloned();
+            tokio::spawn(serve_named(
+                ctx.clone(),
+                name.to_owned(),
+                port,
+                listener,
+                usage,
+            ))
+        })
+        .collect()
 }
 
-async fn serve_named(ctx: Arc<EgressCtx>, name: String, port: u16, listener: TcpListener) {
+async fn serve_named(
+    ctx: Arc<EgressCtx>,
+    name: String,
+    port: u16,
+    listener: TcpListener,
+    usage: Option<Arc<AliasUse>>,
+) {
     loop {
         match listener.accept().await {
             Ok((client, _)) => {
+                // Counted before this task yields again: on the current-thread runtime the
+                // alias sweep cannot see the connection accepted but not yet counted.
+                let open = usage.as_ref().map(AliasUse::open);
                 let req = Request::EgressName {
                     name: name.clone(),
                     port,
                 };
-                tokio::spawn(forward(ctx.clone(), client, req));
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    forward(ctx, client, req).await;
+                    drop(open);
+                });
             }
             Err(e) => {
                 ctx.warn(format_args!("accepting for {name}:{port} failed: {e}"));

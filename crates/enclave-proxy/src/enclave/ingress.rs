@@ -2,15 +2,22 @@
 //! names an enclave port in a request header, and is connected to `127.0.0.1:port` if the
 //! measured spec lists the port. The host checks its own `-p` mappings; this check is the one
 //! the host cannot skip.
+//!
+//! At most `max` connections are served at once (see
+//! [`EnclaveLimits`](super::EnclaveLimits)): the forwarder runs in PID 1, and whoever can reach a
+//! published port (the network, for `0.0.0.0:PORT`) must not be able to take all of PID 1's
+//! descriptors. One more is answered [`Status::Busy`] at once, without its request being read,
+//! and closed: refused promptly, never queued.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::conn::read_request;
+use super::conn::{read_request, suppressed_note, LogLimiter};
 use crate::allow::IngressPolicy;
 use crate::header::{Request, Status};
 use crate::stream::{relay, BufferPool, ProxyListener, ProxyStream};
@@ -18,13 +25,40 @@ use crate::stream::{relay, BufferPool, ProxyListener, ProxyStream};
 /// How long to wait before accepting again after `accept` failed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves the ingress forwarder until the runtime stops.
-pub(crate) async fn serve(listener: ProxyListener, policy: Arc<IngressPolicy>, pool: BufferPool) {
+/// Serves the ingress forwarder until the runtime stops, with at most `max` connections at once.
+pub(crate) async fn serve(
+    listener: ProxyListener,
+    policy: Arc<IngressPolicy>,
+    pool: BufferPool,
+    max: usize,
+) {
+    let permits = Arc::new(Semaphore::new(max));
+    // A flood over the limit gives a line now and then with a count, not a line per connection.
+    let mut over_limit = LogLimiter::new(10, Duration::from_secs(60));
     loop {
         match listener.accept().await {
-            Ok((stream, cid)) => {
-                tokio::spawn(handle(stream, cid, policy.clone(), pool.clone()));
-            }
+            Ok((stream, cid)) => match permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let (policy, pool) = (policy.clone(), pool.clone());
+                    tokio::spawn(async move {
+                        handle(stream, cid, policy, pool).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    if let Some(dropped) = over_limit.check(Instant::now()) {
+                        warn!(
+                            "ingress: {max} connections open, the limit; refused one from {}{}",
+                            peer_name(cid),
+                            suppressed_note(dropped)
+                        );
+                    }
+                    // One byte into a new socket's empty send buffer: never blocks, and the host
+                    // reads it as the answer to the request it sent.
+                    let _ = stream.write_now(&[Status::Busy as u8]);
+                    let _ = stream.shutdown_write();
+                }
+            },
             Err(e) => {
                 warn!("ingress: accept failed: {e}");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -33,13 +67,17 @@ pub(crate) async fn serve(listener: ProxyListener, policy: Arc<IngressPolicy>, p
     }
 }
 
+fn peer_name(cid: Option<u32>) -> String {
+    cid.map_or_else(|| "the host".to_owned(), |c| format!("CID {c}"))
+}
+
 async fn handle(
     stream: ProxyStream,
     cid: Option<u32>,
     policy: Arc<IngressPolicy>,
     pool: BufferPool,
 ) {
-    let from = cid.map_or_else(|| "the host".to_owned(), |c| format!("CID {c}"));
+    let from = peer_name(cid);
     let (req, early) = match read_request(&stream).await {
         Ok(r) => r,
         Err(e) => {

@@ -3,26 +3,31 @@
 //! programs can reach its `egress` endpoints, and nothing else.
 //!
 //! - Ingress: a vsock listener (port 5001) taking [`Request::Ingress`](crate::header::Request)
-//!   for listed ports and relaying to `127.0.0.1:port`.
+//!   for listed ports and relaying to `127.0.0.1:port`, at most
+//!   [`EnclaveLimits::ingress_max_connections`] at once.
 //! - Named egress: every exact `host:` rule's name gets a loopback alias `127.0.0.N` (N from 2,
 //!   in spec order), an /etc/hosts line and a TCP listener per allowed port on the alias; each
-//!   connection goes to the host egress proxy (vsock `parent:9002`) as an `EgressName` request.
-//!   The aliases need no address configuration: `lo`'s 127.0.0.1/8 already makes the whole /8
-//!   local.
+//!   connection goes to the host egress proxy (vsock `parent:2^30+CID`) as an `EgressName`
+//!   request. The aliases need no address configuration: `lo`'s 127.0.0.1/8 already makes the
+//!   whole /8 local.
 //! - DNS on 127.0.0.1:53 (/etc/resolv.conf points there): allowed names resolve to their alias;
-//!   names under a wildcard rule get the next alias and forwarders when first asked for; other
+//!   names under a wildcard rule get the next alias and forwarders when first asked for, and
+//!   give them back when unused for a while (`aliases.rs`; REFUSED while all are held); other
 //!   names are NXDOMAIN.
 //! - Transparent mode: a netfilter redirect of every outgoing IPv4 TCP connection not to
 //!   127.0.0.0/24 to a forwarder on 127.0.0.1:15001, which reads the original destination,
-//!   checks it against the `cidr:` rules and sends it to the host as `EgressAddr`.
+//!   checks it against the `cidr:` rules (special ranges included, see [`crate::allow`]) and
+//!   sends it to the host as `EgressAddr`.
 //!
 //! Everything runs on one current-thread tokio runtime in one background thread.
 
+mod aliases;
 mod conn;
 pub mod dns;
 mod dns_server;
 mod egress;
 mod ingress;
+mod limits;
 mod nft;
 mod route;
 mod rules;
@@ -38,11 +43,12 @@ use tokio::net::{UdpSocket, UnixListener};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+pub use limits::EnclaveLimits;
 pub use nft::{NftError, Step as NftStep};
 pub use route::RouteError;
 
 use crate::stream::{BufferPool, ProxyListener};
-use rules::AliasTable;
+use aliases::AliasTable;
 
 use crate::allow::{EgressPolicy, IngressPolicy};
 
@@ -145,9 +151,18 @@ pub struct EnclaveNetwork {
 
 impl EnclaveNetwork {
     /// Binds every listener, installs the redirect (transparent mode), writes /etc/hosts and
-    /// /etc/resolv.conf (when there are egress rules), then serves in a background thread.
-    /// Everything that can fail fails here, before anything is served.
+    /// /etc/resolv.conf (when there are egress rules), then serves in a background thread, with
+    /// the default [`EnclaveLimits`]. Everything that can fail fails here, before anything is
+    /// served.
     pub fn start(cfg: EnclaveNetworkConfig) -> Result<EnclaveNetwork, EnclaveNetworkError> {
+        Self::start_with_limits(cfg, EnclaveLimits::default())
+    }
+
+    /// [`EnclaveNetwork::start`] with other bounds.
+    pub fn start_with_limits(
+        cfg: EnclaveNetworkConfig,
+        limits: EnclaveLimits,
+    ) -> Result<EnclaveNetwork, EnclaveNetworkError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -163,7 +178,7 @@ impl EnclaveNetwork {
         let names = rules.exact_names();
         for name in &names {
             let alias = aliases
-                .allocate(name)
+                .allocate_permanent(name)
                 .ok_or(EnclaveNetworkError::TooManyNames(names.len()))?;
             let ports = rules.ports_for(name);
             let listeners = egress::bind_named(alias, &ports)
@@ -201,18 +216,29 @@ impl EnclaveNetwork {
         ));
         for (name, alias, ports, listeners) in named {
             egress::log_alias(&name, alias, &ports);
-            egress::spawn_named(&ctx, &name, listeners);
+            // Exact names keep their forwarders for the enclave's lifetime.
+            let _ = egress::spawn_named(&ctx, &name, listeners, None);
         }
         if let Some(socket) = dns {
-            let dns_ctx = Arc::new(dns_server::DnsCtx::new(ctx.clone(), aliases));
-            tokio::spawn(dns_server::serve(socket, dns_ctx));
+            let dns_ctx = Arc::new(dns_server::DnsCtx::new(
+                ctx.clone(),
+                aliases,
+                limits.alias_idle,
+            ));
+            tokio::spawn(dns_server::serve(socket, dns_ctx.clone()));
+            tokio::spawn(dns_server::sweep(dns_ctx));
         }
         if let Some(listener) = transparent {
             tokio::spawn(egress::serve_transparent(ctx, listener, transparent_addr));
         }
         if let Some(listener) = ingress {
             let policy = Arc::new(IngressPolicy::new(&cfg.ingress));
-            tokio::spawn(ingress::serve(listener, policy, pool));
+            tokio::spawn(ingress::serve(
+                listener,
+                policy,
+                pool,
+                limits.ingress_max_connections,
+            ));
         }
         drop(guard);
 

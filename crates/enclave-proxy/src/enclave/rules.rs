@@ -1,47 +1,10 @@
-//! The loopback aliases allowed names are given in the enclave, and the /etc/hosts and
-//! /etc/resolv.conf contents that point programs at them. Which names, ports and addresses are
-//! allowed is [`crate::allow::EgressPolicy`], the same matcher the host proxy uses.
+//! The /etc/hosts and /etc/resolv.conf contents that point the enclave's programs at the
+//! loopback aliases of allowed names (`aliases.rs`) and at the enclave's DNS server. Which
+//! names, ports and addresses are allowed is [`crate::allow::EgressPolicy`], the same matcher the
+//! host proxy uses.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
-
-/// The first and last loopback aliases handed out. 127.0.0.1 is the enclave's own loopback and
-/// 127.0.0.255 the /24's broadcast address; everything in 127.0.0.0/24 is excluded from the
-/// transparent redirect, so aliases must stay inside it.
-const FIRST_ALIAS: u8 = 2;
-const LAST_ALIAS: u8 = 254;
-
-/// Names and the loopback aliases given to them.
-#[derive(Debug, Default)]
-pub(crate) struct AliasTable {
-    by_name: BTreeMap<String, Ipv4Addr>,
-}
-
-impl AliasTable {
-    pub(crate) fn get(&self, name: &str) -> Option<Ipv4Addr> {
-        self.by_name.get(name).copied()
-    }
-
-    /// The lowest alias not given to any name yet, or `None` when all 253 are taken.
-    pub(crate) fn next_free(&self) -> Option<Ipv4Addr> {
-        let used: BTreeSet<Ipv4Addr> = self.by_name.values().copied().collect();
-        (FIRST_ALIAS..=LAST_ALIAS)
-            .map(|n| Ipv4Addr::new(127, 0, 0, n))
-            .find(|a| !used.contains(a))
-    }
-
-    /// Remembers `alias` (from [`AliasTable::next_free`]) for `name`.
-    pub(crate) fn insert(&mut self, name: &str, alias: Ipv4Addr) {
-        self.by_name.insert(name.to_owned(), alias);
-    }
-
-    /// Gives the next free alias to `name`; `None` when none is left.
-    pub(crate) fn allocate(&mut self, name: &str) -> Option<Ipv4Addr> {
-        let alias = self.next_free()?;
-        self.insert(name, alias);
-        Some(alias)
-    }
-}
 
 /// The marker line above our block in /etc/hosts, so a restart replaces the block instead of
 /// appending a second one.
@@ -109,23 +72,6 @@ pub(crate) fn render_resolv_conf(dns: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn aliases_are_handed_out_in_order_until_exhausted() {
-        let mut t = AliasTable::default();
-        assert_eq!(t.allocate("a.b"), Some(Ipv4Addr::new(127, 0, 0, 2)));
-        assert_eq!(t.allocate("c.d"), Some(Ipv4Addr::new(127, 0, 0, 3)));
-        assert_eq!(t.get("a.b"), Some(Ipv4Addr::new(127, 0, 0, 2)));
-        assert_eq!(t.get("x.y"), None);
-        for i in 4..=254 {
-            assert_eq!(
-                t.allocate(&format!("n{i}.x")),
-                Some(Ipv4Addr::new(127, 0, 0, i))
-            );
-        }
-        assert_eq!(t.next_free(), None);
-        assert_eq!(t.allocate("one.more"), None);
-    }
 
     #[test]
     fn hosts_keeps_the_image_lines_and_replaces_ours() {

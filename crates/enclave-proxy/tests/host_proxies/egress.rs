@@ -100,8 +100,9 @@ fn egress_allow_list_by_name_resolved_address_and_cidr() {
             name("nocidr.test", p),
             Status::ResolveFailed,
             format!(
-                "nocidr.test resolved to 127.0.0.6, a loopback address, which only a cidr rule \
-                 for port {p} may allow"
+                "nocidr.test resolved to 127.0.0.6, a loopback address (127.0.0.0/8), which \
+                 needs allow_special: true on the rule or a cidr rule for port {p} inside \
+                 127.0.0.0/8"
             ),
         ),
         (

@@ -1,5 +1,5 @@
-//! Test servers (echo, summary, silent, early-closing), the enclave-side stand-in, captured logs
-//! and a lock that lets the fd-counting test run alone.
+//! Test servers (echo, summary, silent, early-closing), the enclave-side stand-in and a lock that
+//! lets the fd-counting test run alone (captured logs are in `logs`).
 
 pub mod stand_in;
 
@@ -8,9 +8,9 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use enclave_proto::spec::IngressSpec;
 use enclave_proxy::allow::IngressPolicy;
@@ -34,61 +34,6 @@ pub fn shared() -> RwLockReadGuard<'static, ()> {
 /// Runs alone: no other test of this binary opens or closes descriptors meanwhile.
 pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
     FD_LOCK.write().unwrap_or_else(|e| e.into_inner())
-}
-
-// ---- logs ------------------------------------------------------------------------------------
-
-static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Captures the log lines of every thread of this test binary (the proxies' included).
-pub fn capture_logs() {
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .init();
-        buf
-    });
-}
-
-/// The captured lines that contain every one of `needles`.
-pub fn log_lines(needles: &[&str]) -> Vec<String> {
-    let Some(buf) = LOGS.get() else {
-        return Vec::new();
-    };
-    let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
-    text.lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits (up to [`PATIENCE`]) for a line containing every one of `needles`; returns it.
-pub fn wait_for_log(needles: &[&str]) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(line) = log_lines(needles).pop() {
-            return line;
-        }
-        assert!(Instant::now() < deadline, "no log line with {needles:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---- background servers ------------------------------------------------------------------------
