@@ -33,6 +33,95 @@ pub const KEY_FILE: &str = "control.key";
 /// The pinned identity's file in the enclave's directory.
 pub const IDENTITY_FILE: &str = "identity.json";
 
+/// A file the operator hands to the enclave at each boot (`run --secret NAME=FILE`), for
+/// credentials that keep network parties out (a NATS token, say): the host knows it, so it is
+/// never what protects the enclave from its host.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// Its name in `/run/enclave/secrets/`.
+    pub name: String,
+    /// Its content.
+    pub content: Vec<u8>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({}, {} bytes)", self.name, self.content.len())
+    }
+}
+
+impl Secret {
+    /// Reads `NAME=FILE`.
+    pub fn from_arg(arg: &str) -> Result<Secret> {
+        let (name, file) = arg.split_once('=').ok_or_else(|| {
+            EngineError::Invalid(format!("--secret {arg:?}: expected NAME=FILE"))
+        })?;
+        let path = Path::new(file);
+        let content = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+        Ok(Secret {
+            name: name.to_owned(),
+            content,
+        })
+    }
+}
+
+/// Checks names, sizes and count against what the boot hand-off carries.
+pub fn check_secrets(secrets: &[Secret]) -> Result<()> {
+    use enclave_proto::handoff::{valid_secret_name, MAX_SECRET, MAX_SECRETS};
+    if secrets.len() > MAX_SECRETS {
+        return Err(EngineError::Invalid(format!(
+            "{} secrets: at most {MAX_SECRETS}",
+            secrets.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for s in secrets {
+        if !valid_secret_name(&s.name) {
+            return Err(EngineError::Invalid(format!(
+                "secret name {:?}: use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with a dot",
+                s.name
+            )));
+        }
+        if !seen.insert(&s.name) {
+            return Err(EngineError::Invalid(format!("secret {:?} given twice", s.name)));
+        }
+        if s.content.len() > MAX_SECRET {
+            return Err(EngineError::Invalid(format!(
+                "secret {:?} is {} bytes, at most {MAX_SECRET}",
+                s.name,
+                s.content.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Stores the secrets in `<dir>/secrets/` (0700; files 0600, created exclusively, never
+/// through a symlink), where the supervisor reads them at each boot.
+pub fn store_secrets(dir: &Path, secrets: &[Secret]) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let sdir = dir.join(crate::supervisor::SECRETS_DIR);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&sdir)
+        .map_err(|e| EngineError::io(&sdir, e))?;
+    for s in secrets {
+        let path = sdir.join(&s.name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&s.content))
+            .map_err(|e| EngineError::io(&path, e))?;
+    }
+    Ok(())
+}
+
 /// The enclave's control identity as its supervisor received it at the last boot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

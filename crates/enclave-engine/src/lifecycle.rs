@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub publish: Vec<PublishedPort>,
     /// `--add-host` names for the egress proxy.
     pub add_hosts: Vec<AddHost>,
+    /// `--secret NAME=FILE`: files handed to the enclave at each boot
+    /// (`/run/enclave/secrets/NAME`), read now.
+    pub secrets: Vec<crate::control::Secret>,
 }
 
 /// Checks everything that can be checked before anything is created (EIF, memory, name,
@@ -92,7 +95,12 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
     };
     let spec = LaunchSpec::from_record(&rec, root.dir(&rec.id), root.socket_dir(&rec.id));
     backend::make(kind, root.path())?.preflight(&spec, &eif)?;
+    crate::control::check_secrets(&opts.secrets)?;
     let mut rec = root.create(rec)?;
+    if let Err(e) = crate::control::store_secrets(&root.dir(&rec.id), &opts.secrets) {
+        let _ = root.remove(&rec.id);
+        return Err(e);
+    }
     rec.control_addr = match kind {
         BackendKind::Nitro => format!("vsock:{}:{}", rec.cid, rec.ports.control),
         _ => format!(

@@ -56,6 +56,13 @@ pub struct RunArgs {
     /// allow-list still applies to the address. Repeatable.
     #[arg(long, value_name = "NAME:IP")]
     pub add_host: Vec<enclave_engine::network::AddHost>,
+
+    /// A file handed to the enclave at each boot as /run/enclave/secrets/NAME (root only
+    /// inside; at most 8, 64 KiB each): credentials for the network services it talks to. The
+    /// host knows it: never a secret the enclave must keep from its host.
+    #[arg(long = "secret", value_name = "NAME=FILE", value_parser = parse_secret)]
+    pub secrets: Vec<enclave_engine::control::Secret>,
+
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -130,4 +137,8 @@ pub struct ConsoleArgs {
     pub no_follow: bool,
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+fn parse_secret(arg: &str) -> Result<enclave_engine::control::Secret, String> {
+    enclave_engine::control::Secret::from_arg(arg).map_err(|e| e.to_string())
 }

@@ -31,6 +31,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         restart: args.restart,
         publish: args.publish.clone(),
         add_hosts: args.add_host.clone(),
+        secrets: args.secrets.clone(),
     };
     let rec = lifecycle::create(&root, &opts)
         .with_context(|| format!("cannot run {}", args.eif.display()))?;

@@ -22,6 +22,7 @@
 //! - The client proves its key by signing the handshake hash ([`super::auth`]), which names this
 //!   one session: a signature relayed into another session is worthless there.
 
+pub mod fuzzing;
 mod handshake;
 pub mod record;
 
