@@ -1,12 +1,15 @@
 //! File attestation on real temporary directories: the store's scan, lookups and path rules,
-//! and the monitor keeping it current (a proof for a changed file fails).
+//! the monitor keeping it current (a proof for a changed file fails), and the generations and
+//! signed tombstones of changes.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use enclave_attest::files::{Change, FileError, FileMonitor, FileStore, Limits};
-use enclave_attest::vrf::{file_hash, verify_file, FileClaim, SecretKey, VrfError};
+use enclave_attest::vrf::{
+    file_hash, verify_delete, verify_file, Epoch, FileClaim, SecretKey, VrfError,
+};
 use enclave_proto::spec::FileAttestationSpec;
 
 fn spec(root: &Path, ignore_file: Option<&Path>) -> FileAttestationSpec {
@@ -19,6 +22,10 @@ fn spec(root: &Path, ignore_file: Option<&Path>) -> FileAttestationSpec {
 
 fn key() -> SecretKey {
     SecretKey::from_seed([7; 32])
+}
+
+fn epoch() -> Epoch {
+    Epoch::of_startup_document(b"the start-up document of this test's boot")
 }
 
 fn p(root: &Path, rel: &str) -> String {
@@ -36,13 +43,13 @@ fn write(root: &Path, rel: &str, contents: &str) {
 fn wait_until(store: &FileStore, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let generation = store.generation();
+        let version = store.version();
         if done() {
             return;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(!left.is_zero(), "timed out waiting for {what}");
-        store.wait_for_generation(generation + 1, left);
+        store.wait_for_version(version + 1, left);
     }
 }
 
@@ -53,7 +60,7 @@ fn initial_scan_and_lookup_proofs_verify() {
     write(root, "a.txt", "alpha");
     write(root, "sub/deep/b.bin", "beta");
     write(root, "empty", "");
-    let store = FileStore::new(&spec(root, None), key()).unwrap();
+    let store = FileStore::new(&spec(root, None), key(), epoch()).unwrap();
     assert_eq!(store.len(), 3);
     assert_eq!(
         store.paths(),
@@ -68,11 +75,26 @@ fn initial_scan_and_lookup_proofs_verify() {
     let entry = store.lookup(&p(root, "sub/deep/b.bin")).unwrap();
     assert_eq!(entry.path, p(root, "sub/deep/b.bin"));
     assert_eq!(entry.hash, file_hash(root.join("sub/deep/b.bin")).unwrap());
+    assert_eq!(store.epoch(), epoch());
     let claim = FileClaim {
         path: entry.path.clone(),
         sha3_512: entry.hash,
+        generation: entry.generation,
+        epoch: epoch(),
     };
     verify_file(&store.vrf_public_key(), &claim, &entry.proof).unwrap();
+    // Every file of the initial scan has its own generation.
+    let mut generations: Vec<u64> = store
+        .paths()
+        .iter()
+        .map(|p| store.lookup(p).unwrap().generation)
+        .collect();
+    generations.sort();
+    generations.dedup();
+    assert_eq!(generations.len(), 3);
+    assert!(generations
+        .iter()
+        .all(|g| *g >= 1 && *g <= store.generation()));
 
     // Lexically equivalent spellings name the same entry.
     let same = store
@@ -83,12 +105,12 @@ fn initial_scan_and_lookup_proofs_verify() {
     // Errors in the spec are reported as such.
     let missing = spec(&root.join("nope"), None);
     assert!(matches!(
-        FileStore::new(&missing, key()),
+        FileStore::new(&missing, key(), epoch()),
         Err(FileError::Spec(_))
     ));
     let no_ignore = spec(root, Some(&root.join("no-such-ignore-file")));
     assert!(matches!(
-        FileStore::new(&no_ignore, key()),
+        FileStore::new(&no_ignore, key(), epoch()),
         Err(FileError::Spec(_))
     ));
 }
@@ -104,7 +126,7 @@ fn paths_outside_the_roots_are_refused() {
     std::os::unix::fs::symlink(outside.path().join("secret"), root.join("leak")).unwrap();
     std::os::unix::fs::symlink(outside.path(), root.join("leakdir")).unwrap();
     std::os::unix::fs::symlink(root.join("a.txt"), root.join("alias")).unwrap();
-    let store = FileStore::new(&spec(root, None), key()).unwrap();
+    let store = FileStore::new(&spec(root, None), key(), epoch()).unwrap();
     assert_eq!(
         store.len(),
         2,
@@ -167,7 +189,7 @@ fn ignored_paths_are_not_attested() {
     write(root, "x.tmp", "scratch");
     write(root, "cache/c.txt", "cached");
     write(root, "sub/cache/d.txt", "cached too");
-    let store = FileStore::new(&spec(root, Some(&ignore)), key()).unwrap();
+    let store = FileStore::new(&spec(root, Some(&ignore)), key(), epoch()).unwrap();
     assert_eq!(store.paths(), [p(root, "keep.txt")]);
     for rel in [
         "x.tmp",
@@ -203,11 +225,11 @@ fn a_proof_for_a_changed_file_fails() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     write(root, "config.json", "{\"version\": 1}");
-    let store = Arc::new(FileStore::new(&spec(root, None), key()).unwrap());
+    let store = Arc::new(FileStore::new(&spec(root, None), key(), epoch()).unwrap());
     let path = p(root, "config.json");
     let old = store.lookup(&path).unwrap();
     let pk = store.vrf_public_key();
-    verify_file(&pk, &old.claim(), &old.proof).unwrap();
+    verify_file(&pk, &old.claim(epoch()), &old.proof).unwrap();
 
     let monitor = FileMonitor::start(store.clone(), None).unwrap();
     write(root, "config.json", "{\"version\": 2}");
@@ -218,20 +240,27 @@ fn a_proof_for_a_changed_file_fails() {
     });
     monitor.stop();
 
-    // The old proof does not verify against the file as it is now...
-    let now = FileClaim {
-        path: path.clone(),
-        sha3_512: new_hash,
-    };
+    // The store's new entry has a later generation and verifies...
+    let new = store.lookup(&path).unwrap();
+    assert!(new.generation > old.generation);
+    let now = new.claim(epoch());
+    assert_eq!(now.sha3_512, new_hash);
+    assert_ne!(new.proof, old.proof);
+    verify_file(&pk, &now, &new.proof).unwrap();
+    // ...while the old proof verifies neither the file as it is now nor the old hash at the
+    // new generation.
     assert_eq!(
         verify_file(&pk, &now, &old.proof),
         Err(VrfError::VerificationFailed)
     );
-    // ...while the store's new entry does.
-    let new = store.lookup(&path).unwrap();
-    assert_eq!(new.claim(), now);
-    assert_ne!(new.proof, old.proof);
-    verify_file(&pk, &now, &new.proof).unwrap();
+    let old_hash_now = FileClaim {
+        sha3_512: old.hash,
+        ..now.clone()
+    };
+    assert_eq!(
+        verify_file(&pk, &old_hash_now, &old.proof),
+        Err(VrfError::VerificationFailed)
+    );
 }
 
 #[test]
@@ -241,7 +270,7 @@ fn monitor_follows_creates_renames_and_removals() {
     write(root, "a.txt", "alpha");
     write(root, "gone/x.txt", "x");
     write(root, "gone/y/z.txt", "z");
-    let store = Arc::new(FileStore::new(&spec(root, None), key()).unwrap());
+    let store = Arc::new(FileStore::new(&spec(root, None), key(), epoch()).unwrap());
     // A change made after the initial scan but before the monitor starts is caught by the
     // monitor's first rescan.
     write(root, "a.txt", "alpha, edited before the monitor");
@@ -262,7 +291,7 @@ fn monitor_follows_creates_renames_and_removals() {
 
     let b = store.lookup(&p(root, "b.txt")).unwrap();
     assert_eq!(b.hash, edited);
-    verify_file(&store.vrf_public_key(), &b.claim(), &b.proof).unwrap();
+    verify_file(&store.vrf_public_key(), &b.claim(epoch()), &b.proof).unwrap();
     for rel in ["a.txt", "gone/x.txt", "gone/y/z.txt"] {
         assert!(
             matches!(store.lookup(&p(root, rel)), Err(FileError::NotFound { .. })),
@@ -276,31 +305,42 @@ fn update_and_remove_without_a_monitor() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     write(root, "a.txt", "alpha");
-    let store = FileStore::new(&spec(root, None), key()).unwrap();
+    let store = FileStore::new(&spec(root, None), key(), epoch()).unwrap();
 
-    // A file the store has not seen yet is hashed on demand but not stored.
+    // A file the store has not seen yet is hashed on demand, under a generation of its own,
+    // but not stored.
     write(root, "late.txt", "late");
     let late = store.lookup(&p(root, "late.txt")).unwrap();
-    verify_file(&store.vrf_public_key(), &late.claim(), &late.proof).unwrap();
+    let pk = store.vrf_public_key();
+    verify_file(&pk, &late.claim(epoch()), &late.proof).unwrap();
     assert_eq!(store.len(), 1);
+    assert_eq!(late.generation, store.generation());
 
-    let generation = store.generation();
+    let version = store.version();
     let changes = store.update(&root.join("late.txt")).unwrap();
-    assert_eq!(changes, [Change::Put(late.clone())]);
+    let [Change::Put(stored)] = changes.as_slice() else {
+        panic!("{changes:?}");
+    };
+    assert_eq!((&stored.path, stored.hash), (&late.path, late.hash));
+    assert!(stored.generation > late.generation);
     assert_eq!(
         store.update(&root.join("late.txt")).unwrap(),
         [],
         "unchanged"
     );
     assert_eq!(
-        store.wait_for_generation(generation + 1, Duration::ZERO),
-        generation + 1
+        store.wait_for_version(version + 1, Duration::ZERO),
+        version + 1
     );
 
-    assert_eq!(
-        store.remove(&root.join("a.txt")).unwrap(),
-        [Change::Removed(p(root, "a.txt"))]
-    );
+    // A removal is a tombstone, signed under a new generation, verifying as a delete only.
+    let removed = store.remove(&root.join("a.txt")).unwrap();
+    let [Change::Removed(tombstone)] = removed.as_slice() else {
+        panic!("{removed:?}");
+    };
+    assert_eq!(tombstone.path, p(root, "a.txt"));
+    assert!(tombstone.generation > stored.generation);
+    verify_delete(&pk, &tombstone.claim(epoch()), &tombstone.proof).unwrap();
     // Removed from the store, still on disk: served again on demand, as it is now.
     assert!(store.lookup(&p(root, "a.txt")).is_ok());
     std::fs::remove_file(root.join("a.txt")).unwrap();
@@ -309,11 +349,22 @@ fn update_and_remove_without_a_monitor() {
         Err(FileError::NotFound { .. })
     ));
     std::fs::remove_file(root.join("late.txt")).unwrap();
-    assert_eq!(
-        store.update(&root.join("late.txt")).unwrap(),
-        [Change::Removed(p(root, "late.txt"))]
-    );
+    let removed = store.update(&root.join("late.txt")).unwrap();
+    let [Change::Removed(gone)] = removed.as_slice() else {
+        panic!("{removed:?}");
+    };
+    assert_eq!(gone.path, p(root, "late.txt"));
     assert!(store.is_empty());
+
+    // Created again: the new entry's generation is above the tombstone's, so a reader that
+    // saw the tombstone takes the new file as newer.
+    write(root, "late.txt", "back");
+    let back = store.update(&root.join("late.txt")).unwrap();
+    let [Change::Put(again)] = back.as_slice() else {
+        panic!("{back:?}");
+    };
+    assert!(again.generation > gone.generation);
+    verify_file(&pk, &again.claim(epoch()), &again.proof).unwrap();
 }
 
 #[test]
@@ -327,7 +378,7 @@ fn file_count_is_bounded() {
         max_files: 3,
         ..Limits::default()
     };
-    match FileStore::with_limits(&spec(root, None), key(), limits) {
+    match FileStore::with_limits(&spec(root, None), key(), epoch(), limits) {
         Err(
             e @ FileError::TooMany {
                 what: "files",
@@ -342,7 +393,7 @@ fn file_count_is_bounded() {
 
     std::fs::remove_file(root.join("f3")).unwrap();
     std::fs::remove_file(root.join("f4")).unwrap();
-    let store = FileStore::with_limits(&spec(root, None), key(), limits).unwrap();
+    let store = FileStore::with_limits(&spec(root, None), key(), epoch(), limits).unwrap();
     assert_eq!(store.len(), 3);
     write(root, "f9", "one too many");
     assert!(matches!(
@@ -357,7 +408,7 @@ fn file_count_is_bounded() {
     };
     write(root, "d1/d2/d3/f", "deep");
     assert!(matches!(
-        FileStore::with_limits(&spec(root, None), key(), dirs),
+        FileStore::with_limits(&spec(root, None), key(), epoch(), dirs),
         Err(FileError::TooMany {
             what: "directories",
             max: 2

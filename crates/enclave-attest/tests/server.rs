@@ -14,6 +14,7 @@ use enclave_attest::client::{AttestedClient, ClientError, ClientOptions};
 use enclave_attest::files::{FileEntry, FileError, FileStore};
 use enclave_attest::server::{
     AttestationServer, AttestationSource, EmulatedSource, FileProofs, ServerError, SourceError,
+    Startup,
 };
 use enclave_attest::{vrf, Error, Expectation, VerifyOptions};
 use enclave_proto::spec::FileAttestationSpec;
@@ -157,8 +158,9 @@ fn a_server_whose_document_binds_another_key_is_refused() {
         "{err}"
     );
     // Our own server refuses to start on a source that does not bind its key.
-    let err = AttestationServer::spawn(config(), Arc::new(Unbinding(enclave.source())), None)
-        .unwrap_err();
+    let err = Startup::fetch(&Unbinding(enclave.source()), None)
+        .err()
+        .expect("an unbound start-up document is refused");
     assert!(matches!(err, ServerError::Unbound), "{err}");
 }
 
@@ -199,6 +201,9 @@ impl FileProofs for Forged {
     fn vrf_public_key(&self) -> vrf::PublicKey {
         self.0.vrf_public_key()
     }
+    fn epoch(&self) -> vrf::Epoch {
+        self.0.epoch()
+    }
 }
 
 #[test]
@@ -216,24 +221,38 @@ fn file_proofs_verify_offline_under_the_attested_vrf_key() {
         ignore_file: Some(ignore),
         nats: None,
     };
-    let store = || FileStore::new(&spec, vrf::SecretKey::from_seed([9; 32])).unwrap();
     let key = vrf::SecretKey::from_seed([9; 32]).public_key();
+    // One boot: its start-up document binds the VRF key, and its hash is the epoch the store
+    // proves in.
+    let boot = |source: &EmulatedSource| {
+        let startup = Startup::fetch(source, Some(key)).unwrap();
+        let store =
+            FileStore::new(&spec, vrf::SecretKey::from_seed([9; 32]), startup.epoch()).unwrap();
+        (startup, store)
+    };
 
-    let server = AttestationServer::spawn(
-        config(),
-        Arc::new(enclave.source()),
-        Some(Arc::new(store())),
-    )
-    .unwrap();
+    let source = enclave.source();
+    let (startup, store) = boot(&source);
+    let epoch = startup.epoch();
+    let startup_document = startup.document().to_vec();
+    let server =
+        AttestationServer::spawn(config(), Arc::new(source), startup, Some(Arc::new(store)))
+            .unwrap();
     let (mut client, verified) =
         AttestedClient::connect(server.local_addr(), &enclave.options()).unwrap();
     assert_eq!(verified.binding.vrf_public_key, Some(key));
+    let learned = client.file_epoch().unwrap();
+    assert_eq!(learned.epoch, epoch);
+    assert_eq!(learned.startup_document, startup_document);
 
     let proven = client.get_file_proof(&file).unwrap();
     assert_eq!(proven.sha3_512, vrf::file_hash(&file).unwrap());
+    assert_eq!(proven.epoch, epoch);
     let claim = vrf::FileClaim {
         path: file.clone(),
         sha3_512: proven.sha3_512,
+        generation: proven.generation,
+        epoch,
     };
     assert_eq!(
         vrf::verify_file(&key, &claim, &proven.proof).unwrap(),
@@ -270,20 +289,94 @@ fn file_proofs_verify_offline_under_the_attested_vrf_key() {
     let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(v["public_key"], hex::encode(key.to_bytes()));
     assert_eq!(v["suite"], "ECVRF-EDWARDS25519-SHA512-TAI");
+    assert_eq!(v["epoch"], epoch.to_hex());
     let doc = base64ct::Base64::decode_vec(v["document"].as_str().unwrap()).unwrap();
     let mut options = enclave.options().verify;
     options.policy.nonce = Some(vec![0xab, 0xcd]);
     options.policy.user_data = Some(server.binding().encode());
     enclave_attest::verify(&doc, &options).expect("the document binds the VRF key");
 
+    // A store whose hashes are forged: the proofs fail.
+    let source = enclave.source();
+    let (startup, store) = boot(&source);
     let forged = AttestationServer::spawn(
         config(),
-        Arc::new(enclave.source()),
-        Some(Arc::new(Forged(store()))),
+        Arc::new(source),
+        startup,
+        Some(Arc::new(Forged(store))),
     )
     .unwrap();
     let (mut client, _) = AttestedClient::connect(forged.local_addr(), &enclave.options()).unwrap();
     let err = client.get_file_proof(&file).unwrap_err();
+    assert!(
+        matches!(err, ClientError::Proof(vrf::VrfError::VerificationFailed)),
+        "{err}"
+    );
+
+    // A store of another boot (proving in an epoch that is not this start-up document's)
+    // cannot be served: the server refuses to start with it.
+    let source = enclave.source();
+    let (startup, _) = boot(&source);
+    let (_, other_boot) = boot(&source);
+    let err = AttestationServer::spawn(
+        config(),
+        Arc::new(source),
+        startup,
+        Some(Arc::new(other_boot)),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ServerError::FilesMismatch), "{err}");
+}
+
+/// Serves another boot's proofs and epoch: a server that replays what it proved before.
+struct OtherBoot(FileStore, vrf::Epoch);
+
+impl FileProofs for OtherBoot {
+    fn lookup(&self, path: &str) -> Result<FileEntry, FileError> {
+        self.0.lookup(path)
+    }
+    fn vrf_public_key(&self) -> vrf::PublicKey {
+        self.0.vrf_public_key()
+    }
+    fn epoch(&self) -> vrf::Epoch {
+        self.1
+    }
+}
+
+#[test]
+fn a_file_proof_of_another_boot_is_refused() {
+    let enclave = Enclave::new();
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("f");
+    std::fs::write(&file, b"contents").unwrap();
+    let spec = FileAttestationSpec {
+        roots: vec![data.path().to_str().unwrap().into()],
+        ignore_file: None,
+        nats: None,
+    };
+    let seed = [5; 32];
+    let source = enclave.source();
+    let old = Startup::fetch(&source, Some(vrf::SecretKey::from_seed(seed).public_key())).unwrap();
+    let startup =
+        Startup::fetch(&source, Some(vrf::SecretKey::from_seed(seed).public_key())).unwrap();
+    assert_ne!(
+        old.epoch(),
+        startup.epoch(),
+        "each start-up document is a new epoch"
+    );
+    // The store proves in the old boot's epoch while claiming the new one: the server starts
+    // (the claim matches), but what it serves does not verify in the epoch it names.
+    let stale = FileStore::new(&spec, vrf::SecretKey::from_seed(seed), old.epoch()).unwrap();
+    let epoch = startup.epoch();
+    let server = AttestationServer::spawn(
+        config(),
+        Arc::new(source),
+        startup,
+        Some(Arc::new(OtherBoot(stale, epoch))),
+    )
+    .unwrap();
+    let (mut client, _) = AttestedClient::connect(server.local_addr(), &enclave.options()).unwrap();
+    let err = client.get_file_proof(file.to_str().unwrap()).unwrap_err();
     assert!(
         matches!(err, ClientError::Proof(vrf::VrfError::VerificationFailed)),
         "{err}"

@@ -13,7 +13,7 @@ use common::forge::{self, Role, Window};
 use common::server::*;
 use der::{Decode, EncodePem};
 use enclave_attest::client::{AttestedClient, ClientAuth, ClientError};
-use enclave_attest::server::{AttestationServer, RateLimit};
+use enclave_attest::server::{AttestationServer, RateLimit, Startup};
 use p384::pkcs8::EncodePrivateKey;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -163,7 +163,8 @@ fn client_certificates_are_required_when_the_spec_names_a_ca() {
     let mut bad = config();
     bad.client_ca =
         vec!["-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".into()];
-    let err = AttestationServer::spawn(bad, Arc::new(enclave.source()), None).unwrap_err();
+    let startup = Startup::fetch(&enclave.source(), None).unwrap();
+    let err = AttestationServer::spawn(bad, Arc::new(enclave.source()), startup, None).unwrap_err();
     assert!(err.to_string().contains("client_ca"), "{err}");
 }
 

@@ -1,8 +1,10 @@
-//! ECVRF-EDWARDS25519-SHA512-TAI against RFC 9381 Appendix B.3, and file-claim proofs.
+//! ECVRF-EDWARDS25519-SHA512-TAI against RFC 9381 Appendix B.3, file-claim proofs and
+//! tombstones (bound to their boot and generation, and never mistaken for each other).
 
 use enclave_attest::vrf::{
-    file_hash, proof_to_hash, prove, prove_file, verify, verify_file, FileClaim, Proof, PublicKey,
-    SecretKey, VrfError,
+    file_hash, proof_to_hash, prove, prove_delete, prove_file, verify, verify_delete, verify_file,
+    DeleteClaim, Epoch, FileClaim, Proof, PublicKey, SecretKey, VrfError, DELETE_CLAIM_DOMAIN,
+    FILE_CLAIM_DOMAIN,
 };
 
 /// RFC 9381 Appendix B.3 (ECVRF-EDWARDS25519-SHA512-TAI), Examples 16, 17 and 18:
@@ -141,6 +143,16 @@ fn malformed_keys_and_proofs_are_typed_errors() {
     );
 }
 
+/// A claim of `path` with the contents of `file`, in boot `epoch` at `generation`.
+fn claim_of(path: &str, file: &std::path::Path, generation: u64, epoch: Epoch) -> FileClaim {
+    FileClaim {
+        path: path.into(),
+        sha3_512: file_hash(file).unwrap(),
+        generation,
+        epoch,
+    }
+}
+
 #[test]
 fn file_proof_verifies_and_detects_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,7 +161,8 @@ fn file_proof_verifies_and_detects_changes() {
 
     let sk = SecretKey::generate().unwrap();
     let pk = PublicKey::from_bytes(&sk.public_key().to_bytes()).unwrap();
-    let claim = FileClaim::from_file("/opt/app/app.bin", &file).unwrap();
+    let epoch = Epoch::of_startup_document(b"a start-up document");
+    let claim = claim_of("/opt/app/app.bin", &file, 7, epoch);
     let proof = prove_file(&sk, &claim).unwrap();
     let beta = verify_file(&pk, &claim, &proof).expect("file proof verifies");
     assert_eq!(beta, proof_to_hash(&proof).unwrap());
@@ -158,28 +171,97 @@ fn file_proof_verifies_and_detects_changes() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[12_345] ^= 0x01;
     std::fs::write(&file, &bytes).unwrap();
-    let changed = FileClaim::from_file("/opt/app/app.bin", &file).unwrap();
+    let changed = claim_of("/opt/app/app.bin", &file, 7, epoch);
     assert_ne!(changed.sha3_512, claim.sha3_512);
-    assert_eq!(
-        verify_file(&pk, &changed, &proof),
-        Err(VrfError::VerificationFailed)
-    );
-
-    // Same contents under a different path fails too.
-    let moved = FileClaim {
+    let refused = |claim: &FileClaim| {
+        assert_eq!(
+            verify_file(&pk, claim, &proof),
+            Err(VrfError::VerificationFailed),
+            "{claim:?}"
+        )
+    };
+    refused(&changed);
+    // Same contents under a different path, generation or boot fails too: a proof is of one
+    // place in one boot's history.
+    refused(&FileClaim {
         path: "/opt/app/other.bin".into(),
         ..claim.clone()
-    };
-    assert_eq!(
-        verify_file(&pk, &moved, &proof),
-        Err(VrfError::VerificationFailed)
-    );
+    });
+    refused(&FileClaim {
+        generation: 8,
+        ..claim.clone()
+    });
+    refused(&FileClaim {
+        epoch: Epoch::of_startup_document(b"another boot"),
+        ..claim.clone()
+    });
 
     // A different enclave key fails.
     let other = SecretKey::generate().unwrap().public_key();
     assert_eq!(
         verify_file(&other, &claim, &proof),
         Err(VrfError::VerificationFailed)
+    );
+}
+
+#[test]
+fn a_tombstone_proof_is_never_a_file_proof_and_the_reverse() {
+    let sk = SecretKey::generate().unwrap();
+    let pk = sk.public_key();
+    let epoch = Epoch([3; 32]);
+    let delete = DeleteClaim {
+        path: "/srv/a".into(),
+        generation: 9,
+        epoch,
+    };
+    let tombstone = prove_delete(&sk, &delete).unwrap();
+    verify_delete(&pk, &delete, &tombstone).expect("the tombstone verifies");
+    let file = FileClaim {
+        path: "/srv/a".into(),
+        sha3_512: [0; 64],
+        generation: 9,
+        epoch,
+    };
+    let file_proof = prove_file(&sk, &file).unwrap();
+    assert_eq!(
+        verify_file(&pk, &file, &tombstone),
+        Err(VrfError::VerificationFailed)
+    );
+    assert_eq!(
+        verify_delete(&pk, &delete, &file_proof),
+        Err(VrfError::VerificationFailed)
+    );
+    for changed in [
+        DeleteClaim {
+            generation: 10,
+            ..delete.clone()
+        },
+        DeleteClaim {
+            path: "/srv/b".into(),
+            ..delete.clone()
+        },
+        DeleteClaim {
+            epoch: Epoch([4; 32]),
+            ..delete.clone()
+        },
+    ] {
+        assert_eq!(
+            verify_delete(&pk, &changed, &tombstone),
+            Err(VrfError::VerificationFailed),
+            "{changed:?}"
+        );
+    }
+    // Structurally: the two inputs start with different domain strings, neither a prefix of
+    // the other (each ends with its only NUL), so no file input is ever a delete input.
+    let (f, d) = (file.alpha().unwrap(), delete.alpha().unwrap());
+    assert!(f.starts_with(FILE_CLAIM_DOMAIN) && d.starts_with(DELETE_CLAIM_DOMAIN));
+    for domain in [FILE_CLAIM_DOMAIN, DELETE_CLAIM_DOMAIN] {
+        assert_eq!(domain.iter().position(|&b| b == 0), Some(domain.len() - 1));
+    }
+    assert_ne!(FILE_CLAIM_DOMAIN, DELETE_CLAIM_DOMAIN);
+    assert_ne!(
+        FILE_CLAIM_DOMAIN, b"enclave-engine file v1\0",
+        "the retired v1 input"
     );
 }
 
@@ -196,15 +278,35 @@ fn file_hash_is_sha3_512() {
 }
 
 #[test]
-fn alpha_encoding_is_length_prefixed() {
+fn alpha_encoding_is_fixed_or_length_prefixed() {
     let claim = FileClaim {
         path: "a/b".into(),
         sha3_512: [7u8; 64],
+        generation: 0x0102_0304_0506_0708,
+        epoch: Epoch([5; 32]),
     };
     let alpha = claim.alpha().unwrap();
-    let domain = b"enclave-engine file v1\0";
-    assert_eq!(&alpha[..domain.len()], domain);
-    assert_eq!(&alpha[domain.len()..domain.len() + 4], &3u32.to_be_bytes());
-    assert_eq!(&alpha[domain.len() + 4..domain.len() + 7], b"a/b");
-    assert_eq!(&alpha[domain.len() + 7..], &[7u8; 64]);
+    let (domain, rest) = alpha.split_at(FILE_CLAIM_DOMAIN.len());
+    assert_eq!(domain, b"enclave-engine file v2\0");
+    let (epoch, rest) = rest.split_at(32);
+    assert_eq!(epoch, &[5u8; 32]);
+    let (generation, rest) = rest.split_at(8);
+    assert_eq!(generation, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(&rest[..4], &3u32.to_be_bytes());
+    assert_eq!(&rest[4..7], b"a/b");
+    assert_eq!(&rest[7..], &[7u8; 64]);
+    let delete = DeleteClaim {
+        path: "a/b".into(),
+        generation: claim.generation,
+        epoch: claim.epoch,
+    };
+    let alpha = delete.alpha().unwrap();
+    assert_eq!(
+        &alpha[..DELETE_CLAIM_DOMAIN.len()],
+        b"enclave-engine delete v1\0"
+    );
+    assert_eq!(
+        &alpha[DELETE_CLAIM_DOMAIN.len()..],
+        &claim.alpha().unwrap()[FILE_CLAIM_DOMAIN.len()..][..32 + 8 + 4 + 3]
+    );
 }

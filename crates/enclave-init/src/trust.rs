@@ -29,8 +29,8 @@ use crate::say;
 
 /// Environment variable overriding the supervisor's hand-off address (tests: `unix:/path`).
 pub const ENV_SUPERVISOR_ADDR: &str = "ENCLAVE_INIT_SUPERVISOR_ADDR";
-/// Where the operator's secrets go (root only).
-pub const SECRETS_DIR: &str = "/run/enclave/secrets";
+/// Where the operator's secrets go (root only); the spec names credentials files there.
+pub use enclave_proto::spec::SECRETS_DIR;
 /// How long the hand-off may take once connected (the supervisor answers at once; the bound is
 /// for a parent that accepts and then says nothing).
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use enclave_attest::emulated::{EmulatedDevice, EmulationCa};
-use enclave_attest::files::{FileMonitor, FileStore, NatsPublisher};
+use enclave_attest::files::{FileMonitor, FileStore, NatsOptions, NatsPublisher};
 use enclave_attest::server::{
     AttestationServer, AttestationSource, ControlSocketSource, EmulatedSource, FileProofs,
-    ServerConfig, CONTROL_SOCKET,
+    ServerConfig, Startup, CONTROL_SOCKET,
 };
 use enclave_attest::{vrf, Policy};
-use enclave_proto::spec::{EnclaveSpec, FileAttestationSpec, NatsSpec};
+use enclave_proto::spec::{EnclaveSpec, FileAttestationSpec};
 use enclave_proto::transport::Addr;
 
 #[derive(Parser)]
@@ -95,17 +95,34 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    // The monitor keeps the store current for as long as the server runs.
-    let (files, _monitor) = match spec.attestation.as_ref().and_then(|a| a.files.as_ref()) {
-        Some(spec) => {
-            let (store, monitor) = start_files(spec)?;
-            (Some(store as Arc<dyn FileProofs>), Some(monitor))
-        }
-        None => (None, None),
-    };
+    let files_spec = spec.attestation.as_ref().and_then(|a| a.files.as_ref());
+    // The NATS CA and credentials files are read first: a missing one stops the start here,
+    // with its path, before anything is scanned or published.
+    let nats = files_spec
+        .and_then(|f| f.nats.as_ref())
+        .map(|n| {
+            NatsOptions::from_spec(n)
+                .with_context(|| format!("files.nats ({} bucket {})", n.url, n.bucket))
+        })
+        .transpose()?;
     let source: Arc<dyn AttestationSource> = match args.source {
         SourceKind::Control => Arc::new(ControlSocketSource::new(args.control.clone())),
         SourceKind::Emulated => Arc::new(emulated_source(&args)?),
+    };
+    // The VRF key exists before the start-up document binds it; the document's hash (the
+    // epoch) before the first file is proven.
+    let vrf_key = files_spec
+        .map(|_| vrf::SecretKey::generate().context("generating the VRF key"))
+        .transpose()?;
+    let startup = Startup::fetch(source.as_ref(), vrf_key.as_ref().map(|k| k.public_key()))
+        .context("fetching the start-up document")?;
+    // The monitor keeps the store current for as long as the server runs.
+    let (files, _monitor) = match (files_spec, vrf_key) {
+        (Some(spec), Some(key)) => {
+            let (store, monitor) = start_files(spec, key, &startup, nats.as_ref())?;
+            (Some(store as Arc<dyn FileProofs>), Some(monitor))
+        }
+        _ => (None, None),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -113,7 +130,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let server = AttestationServer::bind(config, source, files)
+        let server = AttestationServer::bind(config, source, startup, files)
             .await
             .context("starting the attestation server")?;
         server.run().await;
@@ -146,35 +163,51 @@ fn emulated_source(args: &ServeArgs) -> Result<EmulatedSource> {
 }
 
 /// Scans the roots (before serving: a proof is never served for a file not yet scanned or
-/// hashed on request) with a VRF key made here, and starts the monitor (and publication).
-fn start_files(spec: &FileAttestationSpec) -> Result<(Arc<FileStore>, FileMonitor)> {
-    let key = vrf::SecretKey::generate().context("generating the VRF key")?;
-    let store = Arc::new(FileStore::new(spec, key).context("file attestation")?);
-    let publisher = spec.nats.as_ref().map(connect_nats).transpose()?;
+/// hashed on request) with the VRF key the start-up document binds, in its epoch, and starts
+/// the monitor (and publication, the start-up document first).
+fn start_files(
+    spec: &FileAttestationSpec,
+    key: vrf::SecretKey,
+    startup: &Startup,
+    nats: Option<&NatsOptions>,
+) -> Result<(Arc<FileStore>, FileMonitor)> {
+    let store = Arc::new(FileStore::new(spec, key, startup.epoch()).context("file attestation")?);
+    let publisher = match nats {
+        Some(options) => {
+            let mut publisher = connect_nats(options)?;
+            publisher
+                .put_startup_document(startup.document())
+                .context("publishing the start-up document to NATS")?;
+            Some(publisher)
+        }
+        None => None,
+    };
     let monitor = FileMonitor::start(store.clone(), publisher).context("file attestation")?;
+    tracing::info!(epoch = %startup.epoch(), files = store.len(), "file attestation ready");
     Ok((store, monitor))
 }
 
 /// NATS is reached through egress, which may come up a little after this service: retry for
 /// a while, then fail (publication is in the measured spec; serving without it would hide
-/// that it is not happening).
-fn connect_nats(nats: &NatsSpec) -> Result<NatsPublisher> {
+/// that it is not happening). Refusals that waiting cannot cure (TLS, credentials) fail at
+/// once.
+fn connect_nats(options: &NatsOptions) -> Result<NatsPublisher> {
     const PATIENCE: Duration = Duration::from_secs(30);
     let started = Instant::now();
     let mut wait = Duration::from_millis(250);
     loop {
-        match NatsPublisher::connect(&nats.url, &nats.bucket) {
+        match NatsPublisher::connect(options) {
             Ok(p) => return Ok(p),
-            Err(e) if started.elapsed() < PATIENCE => {
-                tracing::warn!(url = %nats.url, error = %e, "NATS not reachable yet; retrying");
+            Err(e) if e.is_transient() && started.elapsed() < PATIENCE => {
+                tracing::warn!(error = %e, "NATS not reachable yet; retrying");
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(4));
             }
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!(
-                        "publishing file hashes to {} (bucket {})",
-                        nats.url, nats.bucket
+                        "publishing file hashes to NATS (bucket {})",
+                        options.bucket()
                     )
                 })
             }

@@ -18,7 +18,8 @@
 //! then shows): see docs/attestation.md, "How a client verifies".
 //!
 //! File proofs ([`AttestedClient::get_file_proof`]) verify offline under the VRF key bound in
-//! the verified document's `user_data` ([`Binding`]).
+//! the verified document's `user_data` ([`Binding`]), in the boot ([`vrf::Epoch`]) the server's
+//! start-up document names ([`AttestedClient::file_epoch`]).
 
 mod http;
 mod verifier;
@@ -29,6 +30,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64ct::{Base64, Encoding};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -188,10 +190,24 @@ pub struct VerifiedFile {
     pub path: String,
     /// SHA3-512 of the file, as attested.
     pub sha3_512: [u8; 64],
+    /// The enclave's change counter for this proof.
+    pub generation: u64,
+    /// The boot the proof names (the one [`AttestedClient::file_epoch`] returns).
+    pub epoch: vrf::Epoch,
     /// The proof (keep it to re-verify offline with [`vrf::verify_file`]).
     pub proof: vrf::Proof,
     /// The VRF output of the proof.
     pub output: vrf::Output,
+}
+
+/// The attested enclave's boot, from its start-up document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEpoch {
+    /// SHA-256 of the start-up document.
+    pub epoch: vrf::Epoch,
+    /// The start-up document (raw COSE_Sign1): it binds the same TLS and VRF keys as the
+    /// document verified at connect.
+    pub startup_document: Vec<u8>,
 }
 
 /// A keep-alive HTTPS connection to an attested enclave.
@@ -200,6 +216,7 @@ pub struct AttestedClient {
     buf: Vec<u8>,
     verified: VerifiedReport,
     closed: bool,
+    epoch: Option<FileEpoch>,
 }
 
 impl std::fmt::Debug for AttestedClient {
@@ -269,6 +286,7 @@ impl AttestedClient {
             buf,
             verified: verified.clone(),
             closed: resp.close,
+            epoch: None,
         };
         Ok((client, verified))
     }
@@ -337,13 +355,56 @@ impl AttestedClient {
         Ok(self.get(&target).and_then(expect_ok)?.body)
     }
 
-    /// `GET /files/proof?path=…`, verified offline under the attested VRF key.
+    /// `GET /files/epoch`, once per connection: the boot whose proofs this enclave serves.
+    /// The start-up document must hash to the epoch and bind this connection's TLS key and the
+    /// verified binding, so it is this very server's; its signature is not re-checked (it came
+    /// over the attested connection) and its certificates may have expired since the start.
+    pub fn file_epoch(&mut self) -> Result<FileEpoch, ClientError> {
+        if let Some(epoch) = &self.epoch {
+            return Ok(epoch.clone());
+        }
+        let v = json(self.get("/files/epoch").and_then(expect_ok)?)?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(|s| s.as_str())
+                .ok_or_else(|| inconsistent(format!("/files/epoch has no {k}")))
+        };
+        let epoch = vrf::Epoch::from_hex(field("epoch")?)
+            .ok_or_else(|| inconsistent("epoch is not 32 bytes of hex".into()))?;
+        let document = Base64::decode_vec(field("startup_document")?)
+            .map_err(|_| inconsistent("startup_document is not base64".into()))?;
+        if vrf::Epoch::of_startup_document(&document) != epoch {
+            return Err(inconsistent(
+                "the epoch is not the hash of the start-up document".into(),
+            ));
+        }
+        let (_, doc) = crate::parse_unverified(&document)?;
+        let verified = &self.verified;
+        if doc.public_key.as_ref() != Some(&verified.tls_public_key)
+            || doc.user_data.as_ref() != Some(&verified.binding.encode())
+            || doc.module_id != verified.report.module_id
+        {
+            return Err(inconsistent(
+                "the start-up document binds other keys than the verified document".into(),
+            ));
+        }
+        let found = FileEpoch {
+            epoch,
+            startup_document: document,
+        };
+        self.epoch = Some(found.clone());
+        Ok(found)
+    }
+
+    /// `GET /files/proof?path=…`, verified offline under the attested VRF key, in this
+    /// enclave's boot ([`AttestedClient::file_epoch`]).
     pub fn get_file_proof(&mut self, path: &str) -> Result<VerifiedFile, ClientError> {
         let key = self
             .verified
             .binding
             .vrf_public_key
             .ok_or(ClientError::NoFileAttestation)?;
+        let epoch = self.file_epoch()?.epoch;
         let target = format!("/files/proof?path={}", percent_encode(path));
         let v = json(self.get(&target).and_then(expect_ok)?)?;
         let field = |k: &str| {
@@ -357,6 +418,15 @@ impl AttestedClient {
         if field("suite")? != VRF_SUITE {
             return Err(inconsistent(format!("file proof suite is not {VRF_SUITE}")));
         }
+        if vrf::Epoch::from_hex(field("epoch")?) != Some(epoch) {
+            return Err(inconsistent(
+                "file proof names another epoch than the enclave's start-up document".into(),
+            ));
+        }
+        let generation = v
+            .get("generation")
+            .and_then(|g| g.as_u64())
+            .ok_or_else(|| inconsistent("file proof has no generation".into()))?;
         let sha3_512: [u8; 64] = hex::decode(field("sha3_512")?)
             .ok()
             .and_then(|h| h.try_into().ok())
@@ -367,11 +437,15 @@ impl AttestedClient {
         let claim = vrf::FileClaim {
             path: path.to_string(),
             sha3_512,
+            generation,
+            epoch,
         };
         let output = vrf::verify_file(&key, &claim, &proof)?;
         Ok(VerifiedFile {
             path: claim.path,
             sha3_512,
+            generation,
+            epoch,
             proof,
             output,
         })

@@ -1,20 +1,19 @@
 //! Publishing file hashes and proofs to a NATS JetStream key-value bucket.
 //!
 //! A bucket `B` is the stream `KV_B` on subjects `$KV.B.>` (NATS ADR-8); a put is a publish to
-//! `$KV.B.<key>` acknowledged by JetStream, a delete a publish with the header
-//! `KV-Operation: DEL`, a get a direct get of the last message on the key's subject.
+//! `$KV.B.<key>` acknowledged by JetStream, a get a direct get of the last message on the key's
+//! subject. The enclave never writes a bare KV delete: a removed file gets a signed tombstone
+//! record ([`super::FileRecord`]) like any other change.
 
 use std::time::{Duration, Instant};
 
-use base64ct::{Base64UrlUnpadded, Encoding};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::nats::{parse_url, Conn, Msg, NatsError};
-use super::FileEntry;
-use crate::vrf::PublicKey;
-
-/// The VRF suite named in every record (RFC 9381 section 5.5).
-pub const VRF_SUITE: &str = "ECVRF-EDWARDS25519-SHA512-TAI";
+use super::check::KvEntry;
+use super::nats::{Conn, Msg, NatsError, NatsOptions};
+use super::record::{kv_key, FileRecord, STARTUP_DOCUMENT_KEY};
+use super::Change;
+use crate::vrf::{Epoch, PublicKey};
 
 /// Longest subject we publish to: the server refuses control lines over 4 KiB by default.
 const MAX_SUBJECT: usize = 3 * 1024;
@@ -23,41 +22,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and longest wait before reconnecting after a failure.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// The KV key of a file: its path's UTF-8 bytes in unpadded base64url (RFC 4648 section 5).
-/// Keys must be single subject tokens; this alphabet (`A-Z a-z 0-9 - _`) always is, and the
-/// encoding is reversible, so a reader can list the bucket and recover every path.
-pub fn kv_key(path: &str) -> String {
-    Base64UrlUnpadded::encode_string(path.as_bytes())
-}
-
-/// The KV value of a file: everything a client needs to verify it offline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRecord {
-    /// The absolute path under a spec root.
-    pub path: String,
-    /// SHA3-512 of the contents, lowercase hex.
-    pub sha3_512: String,
-    /// The 80-byte ECVRF proof over the file claim, lowercase hex.
-    pub proof: String,
-    /// Always [`VRF_SUITE`].
-    pub suite: String,
-    /// The 32-byte VRF public key, lowercase hex (compare it with the attested one).
-    pub vrf_public_key: String,
-}
-
-impl FileRecord {
-    /// The record of `entry` proven under `key`.
-    pub fn new(entry: &FileEntry, key: &PublicKey) -> FileRecord {
-        FileRecord {
-            path: entry.path.clone(),
-            sha3_512: hex::encode(entry.hash),
-            proof: hex::encode(entry.proof.to_bytes()),
-            suite: VRF_SUITE.to_string(),
-            vrf_public_key: hex::encode(key.to_bytes()),
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct ApiError {
@@ -78,10 +42,10 @@ struct ApiReply {
     seq: Option<u64>,
 }
 
-/// A publisher to one KV bucket, reconnecting with exponential backoff after failures.
+/// A publisher to (and reader of) one KV bucket, reconnecting with exponential backoff after
+/// failures.
 pub struct NatsPublisher {
-    addr: String,
-    bucket: String,
+    options: NatsOptions,
     conn: Option<Conn>,
     backoff: Duration,
     retry_at: Option<Instant>,
@@ -90,27 +54,20 @@ pub struct NatsPublisher {
 impl std::fmt::Debug for NatsPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsPublisher")
-            .field("addr", &self.addr)
-            .field("bucket", &self.bucket)
+            .field("addr", &self.options.url.addr)
+            .field("bucket", &self.options.bucket)
+            .field("tls", &self.options.tls.is_some())
             .field("connected", &self.conn.is_some())
             .finish()
     }
 }
 
 impl NatsPublisher {
-    /// Connects to `url` (`nats://HOST[:PORT]`, plain TCP, no authentication) and makes sure
-    /// the bucket exists, creating it (history 1, file storage) when it does not.
-    pub fn connect(url: &str, bucket: &str) -> Result<NatsPublisher, NatsError> {
-        let valid = !bucket.is_empty()
-            && bucket
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid {
-            return Err(NatsError::BadBucket(bucket.to_string()));
-        }
+    /// Connects as `options` say (TLS and credentials when set) and makes sure the bucket
+    /// exists, creating it (history 1, file storage) when it does not.
+    pub fn connect(options: &NatsOptions) -> Result<NatsPublisher, NatsError> {
         let mut publisher = NatsPublisher {
-            addr: parse_url(url)?,
-            bucket: bucket.to_string(),
+            options: options.clone(),
             conn: None,
             backoff: BACKOFF_MIN,
             retry_at: None,
@@ -121,7 +78,7 @@ impl NatsPublisher {
 
     /// The bucket name.
     pub fn bucket(&self) -> &str {
-        &self.bucket
+        &self.options.bucket
     }
 
     /// Puts `value` under `key`; returns the stream sequence number JetStream assigned.
@@ -130,18 +87,12 @@ impl NatsPublisher {
         self.with_conn(|conn| ack(conn.request(&subject, &[], value, REQUEST_TIMEOUT)?))
     }
 
-    /// Marks `key` deleted (a KV delete marker; history is kept by the stream's limits).
-    pub fn delete(&mut self, key: &str) -> Result<u64, NatsError> {
-        let subject = self.key_subject(key)?;
-        let headers = [("KV-Operation", "DEL")];
-        self.with_conn(|conn| ack(conn.request(&subject, &headers, &[], REQUEST_TIMEOUT)?))
-    }
-
-    /// The current value of `key`, `None` when it was never put or is deleted.
-    pub fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, NatsError> {
+    /// The last entry under `key` (a value, or a bare delete or purge marker someone wrote),
+    /// `None` when there is none.
+    pub fn get(&mut self, key: &str) -> Result<Option<KvEntry>, NatsError> {
         let subject = format!(
             "$JS.API.DIRECT.GET.KV_{}.{}",
-            self.bucket,
+            self.options.bucket,
             self.key_subject(key)?
         );
         self.with_conn(|conn| {
@@ -149,30 +100,32 @@ impl NatsPublisher {
             match msg.status {
                 Some(404) => Ok(None),
                 Some(code) if code >= 300 => Err(status_error(&msg, code)),
-                _ => match msg.header("KV-Operation") {
-                    Some("DEL" | "PURGE") => Ok(None),
-                    _ => Ok(Some(msg.payload)),
-                },
+                _ => Ok(Some(match msg.header("KV-Operation") {
+                    Some("DEL") => KvEntry::Delete,
+                    Some("PURGE") => KvEntry::Purge,
+                    _ => KvEntry::Value(msg.payload),
+                })),
             }
         })
     }
 
-    /// Publishes `entry`'s record (or, for `None`, a delete marker) under `kv_key(path)`.
+    /// Publishes the record of `change` (proven under `key` in boot `epoch`) under the key of
+    /// its path.
     pub(crate) fn publish(
         &mut self,
-        path: &str,
-        entry: Option<&FileEntry>,
+        change: &Change,
+        epoch: Epoch,
         key: &PublicKey,
     ) -> Result<u64, NatsError> {
-        let k = kv_key(path);
-        match entry {
-            Some(entry) => {
-                let value = serde_json::to_vec(&FileRecord::new(entry, key))
-                    .map_err(|e| NatsError::Protocol(format!("encoding the record: {e}")))?;
-                self.put(&k, &value)
-            }
-            None => self.delete(&k),
-        }
+        let record = FileRecord::of_change(change, epoch, key);
+        let value = serde_json::to_vec(&record).map_err(NatsError::Encode)?;
+        self.put(&kv_key(change.path()), &value)
+    }
+
+    /// Puts the start-up document (whose hash is the epoch of every record) under
+    /// [`STARTUP_DOCUMENT_KEY`], so a reader of the bucket can verify it and check records.
+    pub fn put_startup_document(&mut self, document: &[u8]) -> Result<u64, NatsError> {
+        self.put(STARTUP_DOCUMENT_KEY, document)
     }
 
     fn key_subject(&self, key: &str) -> Result<String, NatsError> {
@@ -183,7 +136,7 @@ impl NatsPublisher {
             && key
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_=/.".contains(&b));
-        let subject = format!("$KV.{}.{key}", self.bucket);
+        let subject = format!("$KV.{}.{key}", self.options.bucket);
         if !valid || subject.len() > MAX_SUBJECT {
             return Err(NatsError::BadKey(key.chars().take(64).collect()));
         }
@@ -215,7 +168,7 @@ impl NatsPublisher {
         let result = op(self.conn.insert(conn));
         if let Err(e) = &result {
             if e.breaks_connection() {
-                tracing::warn!(addr = %self.addr, error = %e, "NATS connection lost");
+                tracing::warn!(addr = %self.options.url.addr, error = %e, "NATS connection lost");
                 self.conn = None;
             }
         }
@@ -229,7 +182,12 @@ impl NatsPublisher {
         }
         match self.establish() {
             Ok(conn) => {
-                tracing::info!(addr = %self.addr, bucket = %self.bucket, "NATS connected");
+                tracing::info!(
+                    addr = %self.options.url.addr,
+                    bucket = %self.options.bucket,
+                    tls = self.options.tls.is_some(),
+                    "NATS connected"
+                );
                 self.backoff = BACKOFF_MIN;
                 self.retry_at = None;
                 Ok(conn)
@@ -243,7 +201,7 @@ impl NatsPublisher {
     }
 
     fn establish(&self) -> Result<Conn, NatsError> {
-        let mut conn = Conn::connect(&self.addr, REQUEST_TIMEOUT)?;
+        let mut conn = Conn::connect(&self.options, REQUEST_TIMEOUT)?;
         self.ensure_bucket(&mut conn)?;
         Ok(conn)
     }
@@ -251,7 +209,8 @@ impl NatsPublisher {
     /// Creates the bucket's stream unless it exists (stream config as NATS's own clients
     /// create a KV bucket, ADR-8).
     fn ensure_bucket(&self, conn: &mut Conn) -> Result<(), NatsError> {
-        let stream = format!("KV_{}", self.bucket);
+        let bucket = &self.options.bucket;
+        let stream = format!("KV_{bucket}");
         let info = conn.request(
             &format!("$JS.API.STREAM.INFO.{stream}"),
             &[],
@@ -265,7 +224,7 @@ impl NatsPublisher {
         }
         let config = serde_json::json!({
             "name": stream,
-            "subjects": [format!("$KV.{}.>", self.bucket)],
+            "subjects": [format!("$KV.{bucket}.>")],
             "retention": "limits",
             "max_consumers": -1,
             "max_msgs": -1,
@@ -291,7 +250,7 @@ impl NatsPublisher {
         )?;
         match api_reply(&created)?.error {
             None => {
-                tracing::info!(bucket = %self.bucket, "NATS KV bucket created");
+                tracing::info!(bucket = %bucket, "NATS KV bucket created");
                 Ok(())
             }
             Some(e) => Err(api_error(e)),
@@ -337,6 +296,7 @@ fn status_error(msg: &Msg, code: u16) -> NatsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64ct::{Base64UrlUnpadded, Encoding};
 
     #[test]
     fn keys_are_subject_tokens_and_reversible() {
@@ -347,6 +307,8 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
             let back = Base64UrlUnpadded::decode_vec(&key).unwrap();
             assert_eq!(back, path.as_bytes());
+            assert!(key.starts_with('L'), "an absolute path's key starts with L");
+            assert_ne!(key, STARTUP_DOCUMENT_KEY);
         }
     }
 }

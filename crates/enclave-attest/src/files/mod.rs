@@ -1,32 +1,46 @@
 //! File attestation inside the enclave: SHA3-512 hashes of the files under the spec's roots,
-//! each proven with the enclave's VRF key (see [`crate::vrf::file`]).
+//! each proven with the enclave's VRF key (see [`crate::vrf::file`]), and the reader's check
+//! of what it publishes.
 //!
 //! * [`FileStore`] scans the roots once at start (regular files only, symbolic links never
 //!   followed, paths matched by the ignore file skipped) and answers [`FileStore::lookup`] for
-//!   an absolute path with a [`FileEntry`]: the path, its SHA3-512 and the ECVRF proof over the
-//!   [`crate::vrf::FileClaim`] `(path, hash)`. Proofs are computed when an entry is (re)hashed,
-//!   never at lookup, so a lookup of a known file costs a map read.
+//!   an absolute path with a [`FileEntry`]: the path, its SHA3-512, its generation and the
+//!   ECVRF proof over the [`crate::vrf::FileClaim`] `(epoch, generation, path, hash)`. Proofs
+//!   are computed when an entry is (re)hashed, never at lookup, so a lookup of a known file
+//!   costs a map read.
 //! * [`FileMonitor`] keeps the store current with a debounced `notify` watcher and, given a
 //!   [`NatsPublisher`], writes every change to a NATS JetStream key-value bucket (key
-//!   [`kv_key`], value [`FileRecord`] JSON; deleted files become KV delete markers).
+//!   [`kv_key`], value [`FileRecord`] JSON; a removed file gets a signed tombstone record,
+//!   never a bare KV delete), over TLS with credentials when the spec says so
+//!   ([`NatsOptions::from_spec`]).
+//! * [`RecordChecker`] is the reader's side: a record counts only if its proof verifies under
+//!   the attested key, it is of the current boot (epoch) and not older than what the reader
+//!   already accepted for its path (generation).
 //!
 //! Threads, not async: hashing is blocking file I/O, and the monitor and publisher run on
 //! their own threads. An async caller should use `tokio::task::spawn_blocking` for
 //! [`FileStore::lookup`] (a lookup of a path not yet in the store may hash a file).
 
+mod check;
+mod entry;
+pub mod fuzzing;
 mod kv;
 mod monitor;
 mod nats;
 mod path;
+mod record;
 mod scan;
 mod store;
 
 use std::path::PathBuf;
 
-pub use kv::{kv_key, FileRecord, NatsPublisher, VRF_SUITE};
+pub use check::{Checked, KvEntry, RecordChecker, RecordError};
+pub use entry::{Change, FileEntry, Tombstone};
+pub use kv::NatsPublisher;
 pub use monitor::FileMonitor;
-pub use nats::NatsError;
-pub use store::{Change, FileEntry, FileStore, Limits};
+pub use nats::{NKey, NatsAuth, NatsError, NatsOptions, NatsTls};
+pub use record::{kv_key, FileRecord, RecordOp, STARTUP_DOCUMENT_KEY, VRF_SUITE};
+pub use store::{FileStore, Limits};
 
 /// Why a file could not be attested, or the store or monitor could not start.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
 //! Keeps a [`FileStore`] current with a debounced filesystem watcher, and publishes every
-//! change to NATS when a publisher is given.
+//! change to NATS when a publisher is given: a file's record, or a removed file's signed
+//! tombstone, each with its generation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -20,8 +21,8 @@ use super::{Change, FileError, FileStore, NatsError, NatsPublisher};
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often the worker wakes without events (to notice `stop`, and to retry publications).
 const TICK: Duration = Duration::from_millis(250);
-/// Most paths waiting for publication while NATS is unreachable; beyond it new changes are
-/// not queued (logged), so an outage cannot grow memory without bound.
+/// Most paths waiting for publication while NATS is unreachable; beyond it changes to new
+/// paths are not queued (logged), so an outage cannot grow memory without bound.
 const MAX_PENDING: usize = 200_000;
 
 /// A running monitor. Dropping it stops it too; [`FileMonitor::stop`] also waits for its
@@ -43,7 +44,8 @@ impl std::fmt::Debug for FileMonitor {
 impl FileMonitor {
     /// Watches every root of `store` recursively (symbolic links not followed). The worker
     /// first rescans (catching changes made since the store's initial scan), then, with a
-    /// publisher, publishes every entry, then applies and publishes changes as they come.
+    /// publisher, publishes every entry, then applies and publishes changes as they come (a
+    /// removed file as a signed tombstone).
     /// A failed publication is logged and retried; it never stops the monitor.
     pub fn start(
         store: Arc<FileStore>,
@@ -78,10 +80,15 @@ impl FileMonitor {
         let (publish_tx, publisher) = match publisher {
             Some(publisher) => {
                 let (tx, rx) = mpsc::channel();
+                let pending = store
+                    .paths()
+                    .into_iter()
+                    .filter_map(|path| Some((path.clone(), Change::Put(store.get(&path)?))))
+                    .collect();
                 let mut thread = Publishing {
                     store: store.clone(),
                     publisher,
-                    pending: store.paths().into_iter().collect(),
+                    pending,
                     stop: stop.clone(),
                 };
                 (
@@ -131,10 +138,10 @@ impl Drop for FileMonitor {
     }
 }
 
-/// Applies watcher events to the store and hands changed paths to the publishing thread.
+/// Applies watcher events to the store and hands the changes to the publishing thread.
 struct Worker {
     store: Arc<FileStore>,
-    publish: Option<Sender<String>>,
+    publish: Option<Sender<Change>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -191,77 +198,82 @@ impl Worker {
     fn apply(&self, changes: Vec<Change>) {
         for change in changes {
             let removed = matches!(change, Change::Removed(_));
-            tracing::debug!(path = change.path(), removed, "file attestation: updated");
+            tracing::debug!(
+                path = change.path(),
+                generation = change.generation(),
+                removed,
+                "file attestation: updated"
+            );
             if let Some(tx) = &self.publish {
                 // Only fails once the publishing thread is gone, i.e. while stopping.
-                let _ = tx.send(change.path().to_string());
+                let _ = tx.send(change);
             }
         }
     }
 }
 
-/// Publishes the current state of changed paths, retrying until NATS takes them.
+/// Publishes the latest change of each changed path, retrying until NATS takes it.
 struct Publishing {
     store: Arc<FileStore>,
     publisher: NatsPublisher,
-    /// Paths whose current state (entry or absence) is not yet in the bucket.
-    pending: BTreeSet<String>,
+    /// The latest change of each path whose current state is not yet in the bucket (a later
+    /// change replaces an earlier one: only the newest generation matters to readers).
+    pending: BTreeMap<String, Change>,
     stop: Arc<AtomicBool>,
 }
 
 impl Publishing {
-    fn run(&mut self, rx: Receiver<String>) {
+    fn run(&mut self, rx: Receiver<Change>) {
         while !self.stop.load(Ordering::Relaxed) {
             self.flush();
             let first = match rx.recv_timeout(TICK) {
-                Ok(path) => path,
+                Ok(change) => change,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             self.queue(first);
-            while let Ok(path) = rx.try_recv() {
-                self.queue(path);
+            while let Ok(change) = rx.try_recv() {
+                self.queue(change);
             }
         }
     }
 
-    fn queue(&mut self, path: String) {
-        if self.pending.len() >= MAX_PENDING && !self.pending.contains(&path) {
+    fn queue(&mut self, change: Change) {
+        let path = change.path();
+        if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(path) {
             tracing::warn!(
                 path,
                 "file monitor: too many unpublished changes; not queued"
             );
             return;
         }
-        self.pending.insert(path);
+        self.pending.insert(path.to_string(), change);
     }
 
     /// Publishes pending paths in order until one fails (the rest wait for the next round,
     /// and the publisher's backoff spaces out reconnection attempts).
     fn flush(&mut self) {
         let key = self.store.vrf_public_key();
-        while let Some(path) = self.pending.first().cloned() {
+        let epoch = self.store.epoch();
+        while let Some(entry) = self.pending.first_entry() {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            let entry = self.store.get(&path);
-            match self.publisher.publish(&path, entry.as_ref(), &key) {
+            let change = entry.get();
+            let published = self.publisher.publish(change, epoch, &key);
+            let (path, generation) = (change.path(), change.generation());
+            match published {
                 Ok(seq) => {
-                    tracing::debug!(path, seq, deleted = entry.is_none(), "published to NATS");
-                    self.pending.remove(&path);
+                    tracing::debug!(path, seq, generation, "published to NATS");
+                    entry.remove();
                 }
                 Err(error @ (NatsError::BadKey(_) | NatsError::TooLarge { .. })) => {
                     tracing::warn!(path, %error, "file monitor: cannot publish this path");
-                    self.pending.remove(&path);
+                    entry.remove();
                 }
                 Err(NatsError::Backoff(_)) => return,
                 Err(error) => {
-                    tracing::warn!(
-                        path,
-                        pending = self.pending.len(),
-                        %error,
-                        "file monitor: publication failed; will retry"
-                    );
+                    tracing::warn!(path, %error, "file monitor: publication failed; will retry");
                     return;
                 }
             }

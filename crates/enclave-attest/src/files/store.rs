@@ -1,8 +1,15 @@
-//! The attested files: path -> (SHA3-512, ECVRF proof), shared between the server and the
-//! monitor.
+//! The attested files: path -> (SHA3-512, generation, ECVRF proof), shared between the server
+//! and the monitor.
+//!
+//! Generations come from one counter per store (so per boot), shared by every path, files and
+//! tombstones alike: each new proof takes the next value. One counter rather than one per path
+//! because a path can be deleted and created again: a per-path counter would have to outlive
+//! the file (or restart and let the new file's records look older than the old tombstone),
+//! while the shared counter needs no memory of removed paths and still grows along every path.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -11,7 +18,8 @@ use enclave_proto::spec::FileAttestationSpec;
 use super::path::{Located, Roots};
 use super::scan::{self, Hashed, Ignore, Stamp};
 use super::FileError;
-use crate::vrf::{prove_file, FileClaim, Proof, PublicKey, SecretKey};
+use super::{Change, FileEntry, Tombstone};
+use crate::vrf::{prove_delete, prove_file, DeleteClaim, Epoch, FileClaim, PublicKey, SecretKey};
 
 /// Bounds on what the store holds and accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,46 +43,6 @@ impl Default for Limits {
     }
 }
 
-/// One attested file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileEntry {
-    /// The absolute path, as named under a spec root.
-    pub path: String,
-    /// SHA3-512 of the contents.
-    pub hash: [u8; 64],
-    /// ECVRF proof over `FileClaim { path, sha3_512: hash }`, made when the file was hashed.
-    pub proof: Proof,
-}
-
-impl FileEntry {
-    /// The claim the proof is over, for [`crate::vrf::verify_file`].
-    pub fn claim(&self) -> FileClaim {
-        FileClaim {
-            path: self.path.clone(),
-            sha3_512: self.hash,
-        }
-    }
-}
-
-/// A change to the store, as the monitor publishes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A file appeared or its contents changed.
-    Put(FileEntry),
-    /// A file is gone (removed, renamed away, or no longer a regular file).
-    Removed(String),
-}
-
-impl Change {
-    /// The path the change is about.
-    pub fn path(&self) -> &str {
-        match self {
-            Change::Put(e) => &e.path,
-            Change::Removed(p) => p,
-        }
-    }
-}
-
 struct Slot {
     entry: FileEntry,
     /// Set when the stamp can vouch for the hash (see `scan::Stamp`): a rescan then skips
@@ -89,9 +57,12 @@ pub struct FileStore {
     ignore: Ignore,
     key: SecretKey,
     public: PublicKey,
+    epoch: Epoch,
     limits: Limits,
     entries: RwLock<BTreeMap<String, Slot>>,
-    generation: Mutex<u64>,
+    /// The last generation handed out (0: none yet).
+    generation: AtomicU64,
+    version: Mutex<u64>,
     changed: Condvar,
 }
 
@@ -101,14 +72,20 @@ impl std::fmt::Debug for FileStore {
             .field("roots", &self.roots.describe())
             .field("files", &self.len())
             .field("vrf_public_key", &self.public)
+            .field("epoch", &self.epoch)
             .finish()
     }
 }
 
 impl FileStore {
-    /// Scans the spec's roots with the default [`Limits`] and proves every file with `key`.
-    pub fn new(spec: &FileAttestationSpec, key: SecretKey) -> Result<FileStore, FileError> {
-        FileStore::with_limits(spec, key, Limits::default())
+    /// Scans the spec's roots with the default [`Limits`] and proves every file with `key`
+    /// in boot `epoch` (the hash of the start-up document that binds `key`'s public half).
+    pub fn new(
+        spec: &FileAttestationSpec,
+        key: SecretKey,
+        epoch: Epoch,
+    ) -> Result<FileStore, FileError> {
+        FileStore::with_limits(spec, key, epoch, Limits::default())
     }
 
     /// [`FileStore::new`] with explicit limits. Fails if the roots hold more than
@@ -116,6 +93,7 @@ impl FileStore {
     pub fn with_limits(
         spec: &FileAttestationSpec,
         key: SecretKey,
+        epoch: Epoch,
         limits: Limits,
     ) -> Result<FileStore, FileError> {
         let store = FileStore {
@@ -123,9 +101,11 @@ impl FileStore {
             ignore: Ignore::load(spec.ignore_file.as_deref())?,
             public: key.public_key(),
             key,
+            epoch,
             limits,
             entries: RwLock::new(BTreeMap::new()),
-            generation: Mutex::new(0),
+            generation: AtomicU64::new(0),
+            version: Mutex::new(0),
             changed: Condvar::new(),
         };
         let started = Instant::now();
@@ -141,8 +121,8 @@ impl FileStore {
 
     /// The entry for `path` (absolute; no `..`; under a root; not ignored). A regular file the
     /// store does not hold yet (created since the last event, or beyond `max_files`) is hashed
-    /// and proven on the spot but not stored: the monitor adds it, and publishes it, when its
-    /// event arrives.
+    /// and proven on the spot, under a generation of its own, but not stored: the monitor adds
+    /// it, and publishes it, when its event arrives.
     pub fn lookup(&self, path: &str) -> Result<FileEntry, FileError> {
         let loc = self.roots.locate_request(path, self.limits.max_path_len)?;
         if self.ignore.is_ignored(&loc.rel, false) {
@@ -158,6 +138,16 @@ impl FileStore {
     /// The VRF public key the proofs verify under (bind it into an attestation document).
     pub fn vrf_public_key(&self) -> PublicKey {
         self.public
+    }
+
+    /// The boot every proof names.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The last generation handed out (a proof made now gets a larger one).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// How many files are attested.
@@ -197,11 +187,11 @@ impl FileStore {
             Some(m) if m.is_file() => match scan::hash_file(&loc, &self.roots) {
                 Ok(hashed) => self.put(&loc.name, hashed)?.into_iter().collect(),
                 Err(FileError::NotFound { .. } | FileError::NotRegularFile { .. }) => {
-                    self.drop_under(&loc.name)
+                    self.drop_under(&loc.name)?
                 }
                 Err(e) => return Err(e),
             },
-            _ => self.drop_under(&loc.name),
+            _ => self.drop_under(&loc.name)?,
         };
         self.bump_if(&changes);
         Ok(changes)
@@ -210,7 +200,7 @@ impl FileStore {
     /// Removes the entries at and under `fs_path` (a path under a root).
     pub fn remove(&self, fs_path: &Path) -> Result<Vec<Change>, FileError> {
         let loc = self.locate_fs(fs_path)?;
-        let changes = self.drop_under(&loc.name);
+        let changes = self.drop_under(&loc.name)?;
         self.bump_if(&changes);
         Ok(changes)
     }
@@ -255,36 +245,37 @@ impl FileStore {
             }
         }
         let mut entries = self.write();
-        let mut changes: Vec<Change> = entries
+        let gone: Vec<String> = entries
             .keys()
             .filter(|k| !next.contains_key(*k))
-            .map(|k| Change::Removed(k.clone()))
+            .cloned()
             .collect();
-        changes.extend(next.iter().filter_map(|(k, new)| {
-            let same = entries.get(k).is_some_and(|old| old.entry == new.entry);
-            (!same).then(|| Change::Put(new.entry.clone()))
-        }));
+        let mut changes: Vec<Change> = next
+            .iter()
+            .filter_map(|(k, new)| {
+                let same = entries.get(k).is_some_and(|old| old.entry == new.entry);
+                (!same).then(|| Change::Put(new.entry.clone()))
+            })
+            .collect();
         *entries = next;
         drop(entries);
+        for path in gone {
+            changes.push(Change::Removed(self.tombstone(path)?));
+        }
         self.bump_if(&changes);
         Ok(changes)
     }
 
-    /// A counter bumped whenever the store changes.
-    pub fn generation(&self) -> u64 {
-        *self
-            .generation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// A counter bumped whenever the store changes (not a generation: one change of many
+    /// files bumps it once).
+    pub fn version(&self) -> u64 {
+        *self.version.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits until [`FileStore::generation`] reaches `at_least` or `timeout` passes; returns
-    /// the generation then (less than `at_least` on timeout).
-    pub fn wait_for_generation(&self, at_least: u64, timeout: Duration) -> u64 {
-        let guard = self
-            .generation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// Waits until [`FileStore::version`] reaches `at_least` or `timeout` passes; returns
+    /// the version then (less than `at_least` on timeout).
+    pub fn wait_for_version(&self, at_least: u64, timeout: Duration) -> u64 {
+        let guard = self.version.lock().unwrap_or_else(PoisonError::into_inner);
         let (guard, _) = self
             .changed
             .wait_timeout_while(guard, timeout, |g| *g < at_least)
@@ -318,13 +309,16 @@ impl FileStore {
             for k in &gone {
                 entries.remove(k);
             }
-            gone.into_iter().map(Change::Removed).collect()
+            drop(entries);
+            gone.into_iter()
+                .map(|path| self.tombstone(path).map(Change::Removed))
+                .collect::<Result<_, _>>()?
         };
         for f in &found {
             match scan::hash_file(f, &self.roots) {
                 Ok(hashed) => changes.extend(self.put(&f.name, hashed)?),
                 Err(FileError::NotFound { .. } | FileError::NotRegularFile { .. }) => {
-                    changes.extend(self.drop_under(&f.name))
+                    changes.extend(self.drop_under(&f.name)?)
                 }
                 Err(e) => return Err(e),
             }
@@ -365,10 +359,18 @@ impl FileStore {
         })
     }
 
+    /// The next generation. Only the monitor's thread stores entries, so the entries (and
+    /// tombstones) of one path get increasing generations in the order it applies them.
+    fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
     fn prove(&self, name: &str, hash: [u8; 64]) -> Result<FileEntry, FileError> {
         let claim = FileClaim {
             path: name.to_string(),
             sha3_512: hash,
+            generation: self.next_generation(),
+            epoch: self.epoch,
         };
         let proof = prove_file(&self.key, &claim).map_err(|source| FileError::Vrf {
             path: name.to_string(),
@@ -377,11 +379,32 @@ impl FileStore {
         Ok(FileEntry {
             path: claim.path,
             hash,
+            generation: claim.generation,
             proof,
         })
     }
 
-    fn drop_under(&self, name: &str) -> Vec<Change> {
+    fn tombstone(&self, path: String) -> Result<Tombstone, FileError> {
+        let claim = DeleteClaim {
+            path,
+            generation: self.next_generation(),
+            epoch: self.epoch,
+        };
+        match prove_delete(&self.key, &claim) {
+            Ok(proof) => Ok(Tombstone {
+                path: claim.path,
+                generation: claim.generation,
+                proof,
+            }),
+            Err(source) => Err(FileError::Vrf {
+                path: claim.path,
+                source,
+            }),
+        }
+    }
+
+    /// Removes the entries at and under `name`; a tombstone for each.
+    fn drop_under(&self, name: &str) -> Result<Vec<Change>, FileError> {
         let prefix = dir_prefix(name);
         let mut entries = self.write();
         let mut gone: Vec<String> = entries
@@ -395,18 +418,18 @@ impl FileStore {
         for k in &gone {
             entries.remove(k);
         }
-        gone.into_iter().map(Change::Removed).collect()
+        drop(entries);
+        gone.into_iter()
+            .map(|path| self.tombstone(path).map(Change::Removed))
+            .collect()
     }
 
     fn bump_if(&self, changes: &[Change]) {
         if changes.is_empty() {
             return;
         }
-        let mut g = self
-            .generation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *g += 1;
+        let mut v = self.version.lock().unwrap_or_else(PoisonError::into_inner);
+        *v += 1;
         self.changed.notify_all();
     }
 

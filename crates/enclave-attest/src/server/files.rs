@@ -1,5 +1,5 @@
-//! What the server needs of file attestation: a file's hash and VRF proof by path, and the VRF
-//! public key (bound into every document's user_data). [`FileStore`] is the implementation;
+//! What the server needs of file attestation: a file's hash and VRF proof by path, the VRF
+//! public key (bound into every document's user_data) and the epoch its proofs name. [`FileStore`] is the implementation;
 //! the trait lets tests stand in a store that misbehaves (a proof the client must refuse).
 
 use crate::files::{FileEntry, FileError, FileStore};
@@ -11,6 +11,8 @@ pub trait FileProofs: Send + Sync {
     fn lookup(&self, path: &str) -> Result<FileEntry, FileError>;
     /// The key the proofs verify under.
     fn vrf_public_key(&self) -> vrf::PublicKey;
+    /// The boot the proofs name (the hash of the start-up document).
+    fn epoch(&self) -> vrf::Epoch;
 }
 
 impl FileProofs for FileStore {
@@ -20,5 +22,9 @@ impl FileProofs for FileStore {
 
     fn vrf_public_key(&self) -> vrf::PublicKey {
         FileStore::vrf_public_key(self)
+    }
+
+    fn epoch(&self) -> vrf::Epoch {
+        FileStore::epoch(self)
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct State {
     pub(crate) spki: Vec<u8>,
     /// The encoded binding: every document's `user_data`.
     pub(crate) user_data: Vec<u8>,
+    /// The start-up document, whose hash is the epoch of every file proof.
+    pub(crate) startup_document: Vec<u8>,
     /// `/pcrs`, rendered once from the startup document.
     pub(crate) pcrs_body: Bytes,
     pub(crate) attestation_bucket: TokenBucket,
@@ -39,13 +41,14 @@ pub(crate) struct State {
     pub(crate) blocking: Semaphore,
 }
 
-const ENDPOINTS: [&str; 6] = [
+const ENDPOINTS: [&str; 7] = [
     "/health",
     "/pcrs",
     "/attestation",
     "/files/hash",
     "/files/proof",
     "/files/vrf-key",
+    "/files/epoch",
 ];
 
 /// The service function: never fails (errors are responses).
@@ -86,6 +89,7 @@ async fn route(state: &Arc<State>, req: &Request<Incoming>) -> Resp {
         "/attestation" => attestation(state, &query).await,
         "/files/hash" => file(state, &query, false).await,
         "/files/proof" => file(state, &query, true).await,
+        "/files/epoch" => epoch(state, &query),
         _ => vrf_key(state, &query).await,
     };
     result.unwrap_or_else(Refusal::response)
@@ -188,7 +192,23 @@ async fn vrf_key(state: &Arc<State>, query: &[(String, String)]) -> Result<Resp,
         &json!({
             "public_key": hex::encode(files.vrf_public_key().to_bytes()),
             "suite": VRF_SUITE,
+            "epoch": files.epoch().to_hex(),
             "document": Base64::encode_string(&doc),
+        }),
+    ))
+}
+
+/// `GET /files/epoch`: the boot every proof names, and the start-up document it is the hash of
+/// (no NSM call: the document was fetched at start).
+fn epoch(state: &State, query: &[(String, String)]) -> Result<Resp, Refusal> {
+    params(query, &[])?;
+    let files = files_enabled(state)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "epoch": files.epoch().to_hex(),
+            "vrf_public_key": hex::encode(files.vrf_public_key().to_bytes()),
+            "startup_document": Base64::encode_string(&state.startup_document),
         }),
     ))
 }
@@ -207,6 +227,7 @@ async fn file(
     if !state.files_bucket.try_take() {
         return Err(too_many());
     }
+    let epoch = files.epoch();
     let found: FileEntry = blocking(state, move || files.lookup(&path))
         .await?
         .map_err(file_refusal)?;
@@ -214,6 +235,8 @@ async fn file(
         json!({
             "path": found.path,
             "sha3_512": hex::encode(found.hash),
+            "generation": found.generation,
+            "epoch": epoch.to_hex(),
             "proof": hex::encode(found.proof.to_bytes()),
             "suite": VRF_SUITE,
         })

@@ -1,8 +1,9 @@
 //! The in-enclave HTTPS attestation server (`enclave-attest serve`).
 //!
-//! At start it makes its TLS key (ECDSA P-256, in memory only) and a self-signed certificate,
-//! fetches one document from its [`AttestationSource`] (kept for `/pcrs`), and serves, over
-//! HTTP/1.1 on rustls:
+//! At start ([`Startup::fetch`]) it makes its TLS key (ECDSA P-256, in memory only) and a
+//! self-signed certificate and fetches one document from its [`AttestationSource`], the
+//! start-up document (kept for `/pcrs`; its hash is the epoch of every file proof), then serves,
+//! over HTTP/1.1 on rustls:
 //!
 //! | endpoint | answer |
 //! |---|---|
@@ -10,8 +11,9 @@
 //! | `GET /pcrs` | `{"module_id", "digest", "pcrs": {"0": hex, …}}` from the startup document |
 //! | `GET /attestation[?nonce=HEX][&encoding=base64]` | a fresh document, `application/cbor` |
 //! | `GET /files/hash?path=/abs` | `{"path", "sha3_512"}` |
-//! | `GET /files/proof?path=/abs` | `{"path", "sha3_512", "proof", "suite"}` |
-//! | `GET /files/vrf-key[?nonce=HEX]` | `{"public_key", "suite", "document"}` (base64) |
+//! | `GET /files/proof?path=/abs` | `{"path", "sha3_512", "generation", "epoch", "proof", "suite"}` |
+//! | `GET /files/vrf-key[?nonce=HEX]` | `{"public_key", "suite", "epoch", "document"}` (base64) |
+//! | `GET /files/epoch` | `{"epoch", "vrf_public_key", "startup_document"}` (base64) |
 //!
 //! Every document it fetches carries `public_key` = the DER SubjectPublicKeyInfo of the TLS
 //! key and `user_data` = a [`Binding`] (with the VRF key when files are attested), so a client
@@ -27,6 +29,7 @@ mod handlers;
 mod limits;
 pub(crate) mod query;
 mod source;
+mod startup;
 pub(crate) mod tls;
 
 use std::future::Future;
@@ -48,11 +51,11 @@ pub use limits::{Limits, RateLimit};
 pub use source::{
     AttestationSource, ControlSocketSource, EmulatedSource, SourceError, CONTROL_SOCKET,
 };
+pub use startup::Startup;
 pub use tls::CERT_NAME;
 
 use handlers::State;
 use limits::TokenBucket;
-use tls::TlsIdentity;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,10 @@ pub enum ServerError {
     /// The startup document lacks the TLS key or the binding the server asked for.
     #[error("the attestation source returned a document without the requested public_key and user_data; clients could not verify this server")]
     Unbound,
+    /// The file store proves under another VRF key or epoch than the start-up document binds
+    /// (or the document binds a key and there is no store, or the reverse).
+    #[error("the file store does not match the start-up document (VRF key or epoch); build the store with Startup::epoch and the key the document binds")]
+    FilesMismatch,
     /// The server's thread or runtime could not be started.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
@@ -121,33 +128,33 @@ pub struct AttestationServer {
 }
 
 impl AttestationServer {
-    /// Makes the TLS identity, fetches the startup document from `source` and binds
-    /// `config.listen`. Needs a tokio runtime with I/O and time enabled.
+    /// Binds `config.listen` to serve with the identity and document of `startup` (fetched
+    /// from `source`, which later documents come from too) and, when the spec attests files,
+    /// `files`, whose key and epoch must be the ones `startup` binds. Needs a tokio runtime
+    /// with I/O and time enabled.
     pub async fn bind(
         config: ServerConfig,
         source: Arc<dyn AttestationSource>,
+        startup: Startup,
         files: Option<Arc<dyn FileProofs>>,
     ) -> Result<AttestationServer, ServerError> {
-        let identity = TlsIdentity::generate()?;
-        let tls = identity.server_config(&config.client_ca)?;
-        let binding = Binding {
-            vrf_public_key: files.as_ref().map(|f| f.vrf_public_key()),
+        let files_match = match (&files, startup.binding.vrf_public_key) {
+            (Some(f), Some(key)) => f.vrf_public_key() == key && f.epoch() == startup.epoch(),
+            (None, None) => true,
+            _ => false,
         };
-        let user_data = binding.encode();
-        let startup_document = {
-            let (source, spki, user_data) =
-                (source.clone(), identity.spki.clone(), user_data.clone());
-            tokio::task::spawn_blocking(move || source.attest(None, Some(&user_data), Some(&spki)))
-                .await
-                .map_err(|e| ServerError::Runtime(std::io::Error::other(e)))??
-        };
-        let (_, doc) = crate::parse_unverified(&startup_document)?;
-        // A source that drops the fields would make every client refuse us; say so now.
-        if doc.public_key.as_ref() != Some(&identity.spki)
-            || doc.user_data.as_ref() != Some(&user_data)
-        {
-            return Err(ServerError::Unbound);
+        if !files_match {
+            return Err(ServerError::FilesMismatch);
         }
+        let Startup {
+            identity,
+            binding,
+            user_data,
+            document: startup_document,
+            parsed: doc,
+            ..
+        } = startup;
+        let tls = identity.server_config(&config.client_ca)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -177,6 +184,7 @@ impl AttestationServer {
             files,
             spki: identity.spki.clone(),
             user_data,
+            startup_document: startup_document.clone(),
             pcrs_body: handlers::pcrs_body(&doc),
             attestation_bucket: TokenBucket::new(limits.attestation_rate),
             files_bucket: TokenBucket::new(limits.files_rate),
@@ -266,6 +274,7 @@ impl AttestationServer {
     pub fn spawn(
         config: ServerConfig,
         source: Arc<dyn AttestationSource>,
+        startup: Startup,
         files: Option<Arc<dyn FileProofs>>,
     ) -> Result<ServerHandle, ServerError> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -282,7 +291,7 @@ impl AttestationServer {
                     Err(e) => return drop(ready_tx.send(Err(ServerError::Runtime(e)))),
                 };
                 rt.block_on(async move {
-                    match AttestationServer::bind(config, source, files).await {
+                    match AttestationServer::bind(config, source, startup, files).await {
                         Ok(server) => {
                             let info = ServerInfo {
                                 addr: server.local_addr(),

@@ -4,8 +4,10 @@
 //!   ECVRF-EDWARDS25519-SHA512-TAI (RFC 9381 section 5, suite string `0x03`) on
 //!   `curve25519-dalek`, checked against the RFC's Appendix B.3 test vectors.
 //! * [`file_hash`], [`FileClaim`], [`prove_file`] and [`verify_file`] bind a file's path and
-//!   SHA3-512 digest into a canonical VRF input, so a client holding only the enclave's VRF
-//!   public key can verify a file proof offline.
+//!   SHA3-512 digest, with the boot's [`Epoch`] and a generation, into a canonical VRF input,
+//!   so a client holding only the enclave's VRF public key can verify a file proof offline;
+//!   [`DeleteClaim`], [`prove_delete`] and [`verify_delete`] do the same for the removal of a
+//!   file (a signed tombstone), under a different domain string.
 //!
 //! Nothing here panics on input: malformed keys and proofs are [`VrfError`]s.
 
@@ -13,7 +15,10 @@ mod ecvrf;
 mod file;
 
 pub use ecvrf::{proof_to_hash, prove, verify};
-pub use file::{file_hash, prove_file, verify_file, FileClaim, FILE_CLAIM_DOMAIN};
+pub use file::{
+    file_hash, prove_delete, prove_file, verify_delete, verify_file, DeleteClaim, Epoch, FileClaim,
+    DELETE_CLAIM_DOMAIN, FILE_CLAIM_DOMAIN,
+};
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 
@@ -46,7 +51,7 @@ pub enum VrfError {
     /// No curve point found for the input in 256 tries (probability about 2^-256).
     #[error("VRF encode_to_curve found no point for this input")]
     EncodeToCurve,
-    /// A file claim's path is longer than `u32::MAX` bytes.
+    /// A claim's path is longer than `u32::MAX` bytes.
     #[error("file claim path is too long to encode")]
     PathTooLong,
 }

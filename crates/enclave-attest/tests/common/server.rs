@@ -12,6 +12,7 @@ use enclave_attest::client::ClientOptions;
 use enclave_attest::emulated::{EmulatedDevice, EmulationCa};
 use enclave_attest::server::{
     AttestationServer, AttestationSource, EmulatedSource, Limits, ServerConfig, ServerHandle,
+    Startup,
 };
 use enclave_attest::{Expectation, Policy, TrustRoot, VerifyOptions};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -74,8 +75,10 @@ pub fn config() -> ServerConfig {
     }
 }
 
+/// A server without file attestation.
 pub fn spawn(source: impl AttestationSource + 'static, config: ServerConfig) -> ServerHandle {
-    AttestationServer::spawn(config, Arc::new(source), None).unwrap()
+    let startup = Startup::fetch(&source, None).unwrap();
+    AttestationServer::spawn(config, Arc::new(source), startup, None).unwrap()
 }
 
 /// Accepts any server certificate.

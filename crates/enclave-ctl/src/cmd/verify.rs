@@ -69,9 +69,11 @@ fn verify_https(args: &VerifyArgs, addr: &str, verify: VerifyOptions) -> Result<
                     .get_file_proof(path)
                     .with_context(|| format!("file attestation of {path}"))?;
                 eprintln!(
-                    "file {}: sha3-512 {} (VRF proof verified under the attested key)",
+                    "file {}: sha3-512 {} at generation {} of epoch {} (VRF proof verified under the attested key)",
                     file.path,
-                    hex::encode(file.sha3_512)
+                    hex::encode(file.sha3_512),
+                    file.generation,
+                    file.epoch
                 );
             }
             Ok(verified.report)

@@ -8,11 +8,19 @@
 //!   files:
 //!     roots: [/srv/data]          # files whose SHA3-512 hashes are served with VRF proofs
 //!     ignore_file: /srv/data/.attestignore   # optional, gitignore syntax
-//!     nats: {url: "nats://10.0.0.5:4222", bucket: file-hashes}   # optional publication
+//!     nats:                       # optional publication to a JetStream key-value bucket
+//!       url: nats://nats.internal:4222
+//!       bucket: file-hashes
+//!       tls:                      # required whenever credentials are set
+//!         ca: "-----BEGIN CERTIFICATE-----\n…"   # or ca_file: /etc/nats/ca.pem (in the image)
+//!         server_name: nats.internal             # default: the URL's host
+//!       credentials: {kind: nkey, file: /run/enclave/secrets/nats.nk}
 //! ```
 //!
-//! Measured like the rest of the spec: which CAs may connect and which files are attested is
-//! part of PCR2.
+//! Measured like the rest of the spec: which CAs may connect, which files are attested and
+//! where they are published is part of PCR2. NATS credentials are secrets, so the spec names
+//! only their kind and a file under [`SECRETS_DIR`], delivered to the running enclave; a file
+//! anywhere else would be in the image, which anyone holding the EIF can read.
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +68,9 @@ pub struct FileAttestationSpec {
     pub nats: Option<NatsSpec>,
 }
 
+/// Where secrets delivered to the enclave at run time live (root-only, never in the image).
+pub const SECRETS_DIR: &str = "/run/enclave/secrets";
+
 /// A NATS JetStream key-value bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +79,49 @@ pub struct NatsSpec {
     pub url: String,
     /// The bucket (created when missing).
     pub bucket: String,
+    /// Talk TLS, trusting only this CA (no plain-text fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<NatsTlsSpec>,
+    /// Authenticate with credentials read from a run-time file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<NatsCredentialsSpec>,
+}
+
+/// TLS to the NATS server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsTlsSpec {
+    /// PEM certificates of the CA(s) that sign the server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// Or: an absolute path, inside the image, to such a PEM file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The name the server's certificate must carry; default: the URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// NATS credentials: their kind, and the run-time file that holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsCredentialsSpec {
+    /// What the file holds.
+    pub kind: NatsCredentialKind,
+    /// An absolute path under [`SECRETS_DIR`].
+    pub file: String,
+}
+
+/// What a NATS credentials file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatsCredentialKind {
+    /// A token (`auth_token`).
+    Token,
+    /// One line `USER:PASSWORD`.
+    UserPassword,
+    /// An NKey user seed (`SU…`).
+    Nkey,
 }
 
 impl AttestationSpec {
@@ -103,26 +157,71 @@ impl AttestationSpec {
                 }
             }
             if let Some(n) = &f.nats {
-                if !n.url.starts_with("nats://") {
-                    return invalid(format!(
-                        "files.nats.url {:?} must start with nats://",
-                        n.url
-                    ));
-                }
-                let ok = !n.bucket.is_empty()
-                    && n.bucket
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if !ok {
-                    return invalid(format!(
-                        "files.nats.bucket {:?}: letters, digits, '-' and '_' only",
-                        n.bucket
-                    ));
-                }
+                n.validate()
+                    .or_else(|m| invalid(format!("files.nats.{m}")))?;
             }
         }
         Ok(())
     }
+}
+
+impl NatsSpec {
+    /// Checks the section; the error names the field after `files.nats.`.
+    fn validate(&self) -> Result<(), String> {
+        if !self.url.starts_with("nats://") {
+            return Err(format!(
+                "url {:?} must start with nats:// (TLS is set by files.nats.tls)",
+                self.url
+            ));
+        }
+        let ok = !self.bucket.is_empty()
+            && self
+                .bucket
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(format!(
+                "bucket {:?}: letters, digits, '-' and '_' only",
+                self.bucket
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            match (&tls.ca, &tls.ca_file) {
+                (Some(pem), None) if pem.contains("-----BEGIN CERTIFICATE-----") => {}
+                (Some(_), None) => return Err("tls.ca must be PEM certificates".into()),
+                (None, Some(path)) if is_clean_absolute(path) => {}
+                (None, Some(path)) => {
+                    return Err(format!(
+                        "tls.ca_file {path:?} must be an absolute path without `..`"
+                    ))
+                }
+                _ => return Err("tls needs exactly one of ca (PEM) and ca_file".into()),
+            }
+            if tls.server_name.as_deref().is_some_and(str::is_empty) {
+                return Err("tls.server_name is empty".into());
+            }
+        }
+        if let Some(creds) = &self.credentials {
+            if self.tls.is_none() {
+                return Err("credentials need tls: the host relays egress and would read them (or relay an NKey login) in plain text".into());
+            }
+            let under_secrets = creds
+                .file
+                .strip_prefix(SECRETS_DIR)
+                .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
+            if !under_secrets || !is_clean_absolute(&creds.file) {
+                return Err(format!(
+                    "credentials.file {:?} must be a file under {SECRETS_DIR}/, delivered at run time; a file in the image is readable by anyone holding the EIF",
+                    creds.file
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_clean_absolute(path: &str) -> bool {
+    path.starts_with('/') && !path.split('/').any(|c| c == "..")
 }
 
 #[cfg(test)]
@@ -140,9 +239,25 @@ mod tests {
         assert_eq!(a.files.unwrap().roots, ["/srv"]);
     }
 
+    /// A spec whose `files.nats` has `extra` besides its url and bucket.
+    fn nats(extra: &str) -> String {
+        format!("attestation:\n  server: {{}}\n  files: {{roots: [/s], nats: {{url: \"nats://x\", bucket: b, {extra}}}}}\n")
+    }
+
+    #[test]
+    fn nats_tls_and_credentials_parse() {
+        let yaml = nats("tls: {ca: \"-----BEGIN CERTIFICATE-----\\nAA\\n-----END CERTIFICATE-----\", server_name: nats.internal}, credentials: {kind: user_password, file: /run/enclave/secrets/nats}");
+        let spec = EnclaveSpec::from_yaml(&yaml).unwrap();
+        let n = spec.attestation.unwrap().files.unwrap().nats.unwrap();
+        assert_eq!(n.tls.unwrap().server_name.as_deref(), Some("nats.internal"));
+        let creds = n.credentials.unwrap();
+        assert_eq!(creds.kind, super::NatsCredentialKind::UserPassword);
+        assert_eq!(creds.file, "/run/enclave/secrets/nats");
+    }
+
     #[test]
     fn attestation_errors() {
-        let cases = [
+        let cases: [(&str, &str); 18] = [
             ("attestation:\n  server: {port: 0}\n", "port 0"),
             ("attestation:\n  server: {client_ca: [nope]}\n", "PEM"),
             ("attestation:\n  files: {roots: [/s]}\n", "add `server: {}`"),
@@ -151,6 +266,27 @@ mod tests {
             ("attestation:\n  server: {}\n  files: {roots: [/srv/../etc]}\n", "absolute"),
             ("attestation:\n  server: {}\n  files: {roots: [/s], nats: {url: \"http://x\", bucket: b}}\n", "nats://"),
             ("attestation:\n  server: {}\n  files: {roots: [/s], nats: {url: \"nats://x\", bucket: \"a.b\"}}\n", "bucket"),
+            (&nats("tls: {}"), "exactly one of ca"),
+            (&nats("tls: {ca: nope}"), "PEM"),
+            (&nats("tls: {ca_file: etc/ca.pem}"), "absolute"),
+            (&nats("tls: {ca_file: /etc/ca.pem, server_name: ''}"), "server_name"),
+            (&nats("tls: {ca_file: /etc/ca.pem, tls_first: true}"), "unknown field"),
+            (
+                &nats("credentials: {kind: token, file: /run/enclave/secrets/t}"),
+                "credentials need tls",
+            ),
+            (
+                &nats("tls: {ca_file: /c}, credentials: {kind: token, file: /etc/nats.token}"),
+                "under /run/enclave/secrets/",
+            ),
+            (
+                &nats("tls: {ca_file: /c}, credentials: {kind: token, file: /run/enclave/secrets/../x}"),
+                "under /run/enclave/secrets/",
+            ),
+            (
+                &nats("tls: {ca_file: /c}, credentials: {kind: creds, file: /run/enclave/secrets/x}"),
+                "unknown variant",
+            ),
             ("attestation:\n  sever: {}\n", "unknown field `sever`"),
         ];
         for (yaml, want) in cases {

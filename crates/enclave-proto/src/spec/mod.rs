@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 mod attestation;
 mod network;
 
-pub use attestation::{AttestationServerSpec, AttestationSpec, FileAttestationSpec, NatsSpec};
+pub use attestation::{
+    AttestationServerSpec, AttestationSpec, FileAttestationSpec, NatsCredentialKind,
+    NatsCredentialsSpec, NatsSpec, NatsTlsSpec, SECRETS_DIR,
+};
 pub use network::{
     holds_special_beyond, special_prefix, special_range, valid_host_name, Cidr, EgressMode,
     EgressRule, EgressSpec, HostPattern, IngressSpec, SpecialRange,

@@ -1,115 +1,131 @@
 //! A minimal blocking NATS client: the core text protocol (INFO, CONNECT, PUB/HPUB, SUB,
-//! MSG/HMSG, PING/PONG, +OK/-ERR), enough for JetStream requests. Every line and payload read
-//! is bounded, so a hostile or broken server gives a [`NatsError`], never a large allocation
-//! or a panic.
+//! MSG/HMSG, PING/PONG, +OK/-ERR), enough for JetStream requests, over plain TCP or TLS
+//! ([`NatsTls`]) with a token, user and password, or NKey ([`NatsAuth`]). Every line and
+//! payload read is bounded, so a hostile or broken server gives a [`NatsError`], never a large
+//! allocation or a panic; the decoders are in `proto` (fuzzed).
+//!
+//! TLS starts the NATS way: the server's INFO arrives in plain text, then the client starts
+//! the handshake (before CONNECT, which carries the credentials). Whoever relays the connection
+//! can change that INFO, so nothing in it is trusted: configured TLS is never skipped (an INFO
+//! that does not offer it is refused, [`NatsError::TlsNotOffered`]), and the nonce an NKey signs
+//! only matters to the server that sent it, inside the TLS session.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-mod error;
+use rustls::{ClientConnection, StreamOwned};
 
-pub(crate) use error::parse_url;
+mod auth;
+mod error;
+mod options;
+mod proto;
+mod tls;
+
+pub use auth::{NKey, NatsAuth};
 pub use error::NatsError;
+pub use options::NatsOptions;
+pub(crate) use proto::Msg;
+pub use tls::NatsTls;
+
+use proto::{clip, parse_headers, parse_info, parse_op, OpLine, MAX_PAYLOAD};
 
 /// Longest protocol line accepted (INFO can list cluster URLs; everything else is short).
 const MAX_LINE: usize = 64 * 1024;
-/// Largest message accepted from the server (NATS's default max_payload).
-pub(crate) const MAX_PAYLOAD: usize = 1 << 20;
 
-/// A message received on our inbox.
-#[derive(Debug)]
-pub(crate) struct Msg {
-    pub subject: String,
-    /// The status of a header-only reply (`NATS/1.0 404 ...`).
-    pub status: Option<u16>,
-    pub description: String,
-    pub headers: Vec<(String, String)>,
-    pub payload: Vec<u8>,
+/// The byte stream under the protocol.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
-impl Msg {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+impl Transport {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(tcp) => tcp,
+            Transport::Tls(tls) => &tls.sock,
+        }
     }
 }
 
-enum Op {
-    Msg(Msg),
-    Ping,
-    Err(String),
-    /// INFO updates, PONG, +OK: nothing to do.
-    Other,
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => tcp.read(buf),
+            Transport::Tls(tls) => tls.read(buf),
+        }
+    }
 }
 
-#[derive(serde::Deserialize)]
-struct ServerInfo {
-    #[serde(default)]
-    headers: bool,
-    #[serde(default)]
-    max_payload: Option<u64>,
-    #[serde(default)]
-    tls_required: bool,
-    #[serde(default)]
-    auth_required: bool,
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => tcp.write(buf),
+            Transport::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => tcp.flush(),
+            Transport::Tls(tls) => tls.flush(),
+        }
+    }
 }
 
 /// One connection with one wildcard inbox subscription for replies.
 pub(crate) struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    stream: BufReader<Transport>,
     inbox: String,
     next_id: u64,
     max_payload: usize,
 }
 
 impl Conn {
-    /// Connects, checks INFO, sends CONNECT, subscribes to the inbox, and round-trips a PING.
-    pub fn connect(addr: &str, timeout: Duration) -> Result<Conn, NatsError> {
+    /// Connects, reads INFO, starts TLS when configured, sends CONNECT (with the credentials),
+    /// subscribes to the inbox, and round-trips a PING.
+    pub fn connect(options: &NatsOptions, timeout: Duration) -> Result<Conn, NatsError> {
+        if options.auth.is_some() && options.tls.is_none() {
+            return Err(NatsError::CredentialsWithoutTls);
+        }
+        let addr = &options.url.addr;
         let connect_err = |source| NatsError::Connect {
             addr: addr.to_string(),
             source,
         };
         let mut last = std::io::Error::new(ErrorKind::NotFound, "no address");
-        let mut stream = None;
+        let mut tcp = None;
         for sa in addr.to_socket_addrs().map_err(connect_err)? {
             match TcpStream::connect_timeout(&sa, timeout) {
                 Ok(s) => {
-                    stream = Some(s);
+                    tcp = Some(s);
                     break;
                 }
                 Err(e) => last = e,
             }
         }
-        let stream = stream.ok_or_else(|| connect_err(last))?;
-        stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(timeout))?;
+        let tcp = tcp.ok_or_else(|| connect_err(last))?;
+        tcp.set_nodelay(true)?;
+        tcp.set_write_timeout(Some(timeout))?;
         let mut seed = [0u8; 12];
         getrandom::getrandom(&mut seed)
             .map_err(|e| NatsError::Io(std::io::Error::other(e.to_string())))?;
         let mut conn = Conn {
-            writer: stream.try_clone()?,
-            reader: BufReader::with_capacity(64 * 1024, stream),
+            stream: BufReader::with_capacity(64 * 1024, Transport::Plain(tcp)),
             inbox: format!("_INBOX.{}", hex::encode(seed)),
             next_id: 0,
             max_payload: MAX_PAYLOAD,
         };
         let deadline = Instant::now() + timeout;
-        let line = conn.read_line(deadline, timeout)?;
-        let info = line
-            .strip_prefix("INFO ")
-            .or_else(|| line.strip_prefix("info "))
-            .ok_or_else(|| NatsError::Protocol(format!("expected INFO, got {:?}", clip(&line))))?;
-        let info: ServerInfo = serde_json::from_str(info)
-            .map_err(|e| NatsError::Protocol(format!("INFO is not JSON: {e}")))?;
-        if info.tls_required {
-            return Err(NatsError::Unsupported("TLS"));
+        let info = parse_info(&conn.read_line(deadline, timeout)?)?;
+        match (&options.tls, info.tls_required || info.tls_available) {
+            (Some(tls), true) => conn = conn.start_tls(tls, deadline, timeout)?,
+            (Some(_), false) => return Err(NatsError::TlsNotOffered),
+            (None, _) if info.tls_required => return Err(NatsError::TlsRequired),
+            (None, _) => {}
         }
-        if info.auth_required {
-            return Err(NatsError::Unsupported("authentication"));
+        if info.auth_required && options.auth.is_none() {
+            return Err(NatsError::AuthRequired);
         }
         if !info.headers {
             return Err(NatsError::Unsupported("message headers"));
@@ -117,33 +133,64 @@ impl Conn {
         if let Some(max) = info.max_payload {
             conn.max_payload = usize::try_from(max).unwrap_or(usize::MAX).min(MAX_PAYLOAD);
         }
-        let hello = serde_json::json!({
-            "verbose": false, "pedantic": false, "tls_required": false, "headers": true,
-            "no_responders": true, "lang": "rust", "version": env!("CARGO_PKG_VERSION"),
-            "protocol": 1, "name": "enclave-attest",
+        let mut hello = serde_json::json!({
+            "verbose": false, "pedantic": false, "tls_required": options.tls.is_some(),
+            "headers": true, "no_responders": true, "lang": "rust",
+            "version": env!("CARGO_PKG_VERSION"), "protocol": 1, "name": "enclave-attest",
         });
+        if let (Some(auth), Some(map)) = (&options.auth, hello.as_object_mut()) {
+            map.extend(auth.connect_fields(info.nonce.as_deref())?);
+        }
         let sub = format!("CONNECT {hello}\r\nSUB {}.* 1\r\nPING\r\n", conn.inbox);
-        conn.writer.write_all(sub.as_bytes())?;
+        conn.send(sub.as_bytes())?;
         loop {
-            let line = conn.read_line(deadline, timeout)?;
-            match line
-                .split(' ')
-                .next()
-                .map(str::to_ascii_uppercase)
-                .as_deref()
-            {
-                Some("PONG") => return Ok(conn),
-                Some("-ERR") => return Err(NatsError::Server(err_text(&line))),
-                Some("+OK" | "INFO") => {}
-                Some("PING") => conn.writer.write_all(b"PONG\r\n")?,
-                _ => {
-                    return Err(NatsError::Protocol(format!(
-                        "expected PONG, got {:?}",
-                        clip(&line)
-                    )))
+            match conn.read_op(deadline, timeout)? {
+                Op::Pong => return Ok(conn),
+                Op::Err(e) if is_auth_error(&e) => return Err(NatsError::AuthRejected(e)),
+                Op::Err(e) => return Err(NatsError::Server(e)),
+                Op::Ping => conn.send(b"PONG\r\n")?,
+                Op::Other => {}
+                Op::Msg(_) => {
+                    return Err(NatsError::Protocol(
+                        "a message before the connection was set up".into(),
+                    ))
                 }
             }
         }
+    }
+
+    /// The TLS handshake, right after INFO (the server sends nothing more until it is done).
+    fn start_tls(
+        self,
+        tls: &NatsTls,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Conn, NatsError> {
+        if !self.stream.buffer().is_empty() {
+            return Err(NatsError::Protocol(
+                "the server sent more after INFO, before the TLS handshake".into(),
+            ));
+        }
+        let Transport::Plain(mut tcp) = self.stream.into_inner() else {
+            return Err(NatsError::Protocol("TLS started twice".into()));
+        };
+        let mut session = ClientConnection::new(tls.config.clone(), tls.server_name.clone())
+            .map_err(NatsError::Tls)?;
+        while session.is_handshaking() {
+            arm(&tcp, deadline, timeout)?;
+            session
+                .complete_io(&mut tcp)
+                .map_err(|e| io_or_timeout(e, timeout))?;
+        }
+        Ok(Conn {
+            stream: BufReader::with_capacity(
+                64 * 1024,
+                Transport::Tls(Box::new(StreamOwned::new(session, tcp))),
+            ),
+            inbox: self.inbox,
+            next_id: self.next_id,
+            max_payload: self.max_payload,
+        })
     }
 
     /// Publishes `payload` (with `headers` when non-empty) to `subject` and waits for the
@@ -181,7 +228,7 @@ impl Conn {
         frame.extend_from_slice(control.as_bytes());
         frame.extend_from_slice(payload);
         frame.extend_from_slice(b"\r\n");
-        self.writer.write_all(&frame)?;
+        self.send(&frame)?;
         let deadline = Instant::now() + timeout;
         loop {
             match self.read_op(deadline, timeout)? {
@@ -192,69 +239,63 @@ impl Conn {
                     return Ok(msg);
                 }
                 // A late reply to an earlier request that timed out: not ours any more.
-                Op::Msg(_) | Op::Other => {}
-                Op::Ping => self.writer.write_all(b"PONG\r\n")?,
+                Op::Msg(_) | Op::Other | Op::Pong => {}
+                Op::Ping => self.send(b"PONG\r\n")?,
                 Op::Err(e) => return Err(NatsError::Server(e)),
             }
         }
     }
 
+    fn send(&mut self, bytes: &[u8]) -> Result<(), NatsError> {
+        let transport = self.stream.get_mut();
+        transport
+            .write_all(bytes)
+            .and_then(|()| transport.flush())
+            .map_err(NatsError::from_io)
+    }
+
     fn read_op(&mut self, deadline: Instant, timeout: Duration) -> Result<Op, NatsError> {
         let line = self.read_line(deadline, timeout)?;
-        let mut parts = line.split_ascii_whitespace();
-        let op = parts.next().unwrap_or("").to_ascii_uppercase();
-        let args: Vec<&str> = parts.collect();
-        let bad = |what: &str| NatsError::Protocol(format!("{what}: {:?}", clip(&line)));
-        match op.as_str() {
-            "MSG" | "HMSG" => {
-                let with_headers = op == "HMSG";
-                let sizes = if with_headers { 2 } else { 1 };
-                if args.len() != 2 + sizes && args.len() != 3 + sizes {
-                    return Err(bad("malformed message line"));
-                }
-                let num = |s: &str| s.parse::<usize>().map_err(|_| bad("bad size"));
-                let total = num(args[args.len() - 1])?;
-                let header_len = if with_headers {
-                    num(args[args.len() - 2])?
-                } else {
-                    0
-                };
-                if total > MAX_PAYLOAD || header_len > total {
-                    return Err(NatsError::Protocol(format!(
-                        "message of {total} bytes (headers {header_len}) is over the {MAX_PAYLOAD}-byte limit or inconsistent"
-                    )));
-                }
+        match parse_op(&line)? {
+            OpLine::Msg {
+                subject,
+                header_len,
+                total,
+            } => {
                 let mut body = vec![0u8; total + 2];
                 self.read_exact(&mut body, deadline, timeout)?;
                 if !body.ends_with(b"\r\n") {
-                    return Err(bad("message not terminated by CRLF"));
+                    return Err(NatsError::Protocol(format!(
+                        "message not terminated by CRLF: {:?}",
+                        clip(&line)
+                    )));
                 }
                 body.truncate(total);
                 let payload = body.split_off(header_len);
                 let mut msg = Msg {
-                    subject: args[0].to_string(),
+                    subject,
                     status: None,
                     description: String::new(),
                     headers: Vec::new(),
                     payload,
                 };
-                if with_headers {
+                if header_len > 0 {
                     parse_headers(&body, &mut msg)?;
                 }
                 Ok(Op::Msg(msg))
             }
-            "PING" => Ok(Op::Ping),
-            "PONG" | "+OK" | "INFO" => Ok(Op::Other),
-            "-ERR" => Ok(Op::Err(err_text(&line))),
-            _ => Err(bad("unknown operation")),
+            OpLine::Ping => Ok(Op::Ping),
+            OpLine::Pong => Ok(Op::Pong),
+            OpLine::Err(e) => Ok(Op::Err(e)),
+            OpLine::Other => Ok(Op::Other),
         }
     }
 
     fn read_line(&mut self, deadline: Instant, timeout: Duration) -> Result<String, NatsError> {
         let mut line = Vec::new();
         loop {
-            self.arm(deadline, timeout)?;
-            let buf = match self.reader.fill_buf() {
+            arm(self.stream.get_ref().tcp(), deadline, timeout)?;
+            let buf = match self.stream.fill_buf() {
                 Ok([]) => return Err(closed()),
                 Ok(buf) => buf,
                 Err(e) => return Err(io_or_timeout(e, timeout)),
@@ -269,7 +310,7 @@ impl Conn {
                 )));
             }
             line.extend_from_slice(&buf[..take]);
-            self.reader.consume(take);
+            self.stream.consume(take);
             if done {
                 line.pop();
                 if line.last() == Some(&b'\r') {
@@ -288,8 +329,8 @@ impl Conn {
         timeout: Duration,
     ) -> Result<(), NatsError> {
         while !buf.is_empty() {
-            self.arm(deadline, timeout)?;
-            match self.reader.read(buf) {
+            arm(self.stream.get_ref().tcp(), deadline, timeout)?;
+            match self.stream.read(buf) {
                 Ok(0) => return Err(closed()),
                 Ok(n) => buf = &mut buf[n..],
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -298,56 +339,60 @@ impl Conn {
         }
         Ok(())
     }
-
-    /// Sets the socket's read timeout to what is left before `deadline`.
-    fn arm(&mut self, deadline: Instant, timeout: Duration) -> Result<(), NatsError> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(NatsError::Timeout(timeout));
-        }
-        self.reader.get_ref().set_read_timeout(Some(left))?;
-        Ok(())
-    }
 }
 
-fn parse_headers(block: &[u8], msg: &mut Msg) -> Result<(), NatsError> {
-    let text = std::str::from_utf8(block)
-        .map_err(|_| NatsError::Protocol("message headers are not UTF-8".into()))?;
-    let mut lines = text.split("\r\n");
-    let first = lines.next().unwrap_or("");
-    let status = first
-        .strip_prefix("NATS/1.0")
-        .ok_or_else(|| NatsError::Protocol(format!("bad header version {:?}", clip(first))))?
-        .trim();
-    if !status.is_empty() {
-        let (code, description) = status.split_once(' ').unwrap_or((status, ""));
-        msg.status = Some(
-            code.parse()
-                .map_err(|_| NatsError::Protocol(format!("bad status {:?}", clip(code))))?,
-        );
-        msg.description = description.trim().to_string();
+/// The fuzz target's body ([`crate::files::fuzzing::nats_server_bytes`]): server bytes
+/// through every decoder, line by line as `Conn` splits them.
+pub(crate) fn fuzz_server_bytes(data: &[u8]) {
+    for line in data.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Ok(text) = std::str::from_utf8(line) else {
+            continue;
+        };
+        if text.len() > MAX_LINE {
+            continue;
+        }
+        let _ = parse_info(text);
+        if let Ok(OpLine::Msg {
+            header_len, total, ..
+        }) = parse_op(text)
+        {
+            assert!(header_len <= total && total <= MAX_PAYLOAD);
+        }
     }
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (k, v) = line
-            .split_once(':')
-            .ok_or_else(|| NatsError::Protocol(format!("bad header line {:?}", clip(line))))?;
-        msg.headers
-            .push((k.trim().to_string(), v.trim().to_string()));
+    let mut msg = Msg {
+        subject: String::new(),
+        status: None,
+        description: String::new(),
+        headers: Vec::new(),
+        payload: Vec::new(),
+    };
+    let _ = parse_headers(data, &mut msg);
+}
+
+enum Op {
+    Msg(Msg),
+    Ping,
+    Pong,
+    Err(String),
+    /// INFO updates, +OK: nothing to do.
+    Other,
+}
+
+/// Sets the socket's read timeout to what is left before `deadline`.
+fn arm(tcp: &TcpStream, deadline: Instant, timeout: Duration) -> Result<(), NatsError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(NatsError::Timeout(timeout));
     }
+    tcp.set_read_timeout(Some(left))?;
     Ok(())
 }
 
-fn err_text(line: &str) -> String {
-    let text = line.get(4..).unwrap_or("").trim().trim_matches('\'');
-    clip(text).to_string()
-}
-
-/// At most 200 bytes of untrusted text for messages and logs.
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(200) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
+/// The server's words for refused credentials (nats-server's `-ERR` texts).
+fn is_auth_error(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("authorization violation") || lower.contains("authentication")
 }
 
 fn closed() -> NatsError {
@@ -360,32 +405,6 @@ fn closed() -> NatsError {
 fn io_or_timeout(e: std::io::Error, timeout: Duration) -> NatsError {
     match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => NatsError::Timeout(timeout),
-        _ => NatsError::Io(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_blocks() {
-        let mut msg = Msg {
-            subject: String::new(),
-            status: None,
-            description: String::new(),
-            headers: Vec::new(),
-            payload: Vec::new(),
-        };
-        parse_headers(
-            b"NATS/1.0 404 Message Not Found\r\nKV-Operation: DEL\r\n\r\n",
-            &mut msg,
-        )
-        .unwrap();
-        assert_eq!(msg.status, Some(404));
-        assert_eq!(msg.description, "Message Not Found");
-        assert_eq!(msg.header("kv-operation"), Some("DEL"));
-        assert!(parse_headers(b"HTTP/1.1 200\r\n\r\n", &mut msg).is_err());
-        assert!(parse_headers(b"NATS/1.0 abc\r\n\r\n", &mut msg).is_err());
+        _ => NatsError::from_io(e),
     }
 }
