@@ -164,8 +164,32 @@ fn an_emulated_document_verifies_only_with_the_emulation_root() {
     assert!(e.contains("--trust-root"), "{e}");
     assert!(e.contains(root_s), "{e}");
 
-    // user_data and an explicit nonce go in as given.
-    let (_, _) = env.ok(&[
+    // The debug surface was recorded at boot: without --allow-debug the document is refused,
+    // naming what the host may do inside.
+    let strict: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--allow-debug")
+        .collect();
+    let e = env.fails(&strict);
+    assert!(e.contains("debug.exec") && e.contains("debug.cp"), "{e}");
+    assert!(e.contains("--allow-debug"), "{e}");
+
+    // An explicit nonce goes in as given; a key or data of the host's choosing does not: the
+    // spec does not grant debug.attest.
+    env.ok(&["attest", "att", "--nonce", "abcd", "-o", doc_s]);
+    env.ok(&[
+        "verify",
+        doc_s,
+        "--trust-root",
+        root_s,
+        "--nonce",
+        "abcd",
+        "--pcr",
+        pcr0,
+        "--allow-debug",
+    ]);
+    let e = env.fails(&[
         "attest",
         "att",
         "--nonce",
@@ -175,17 +199,5 @@ fn an_emulated_document_verifies_only_with_the_emulation_root() {
         "-o",
         doc_s,
     ]);
-    env.ok(&[
-        "verify",
-        doc_s,
-        "--trust-root",
-        root_s,
-        "--nonce",
-        "abcd",
-        "--user-data",
-        "0102",
-        "--pcr",
-        pcr0,
-        "--allow-debug",
-    ]);
+    assert!(e.contains("debug.attest"), "{e}");
 }

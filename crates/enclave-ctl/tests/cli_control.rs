@@ -67,6 +67,12 @@ fn copy_libs(binary: &Path, root: &Path) {
     }
 }
 
+/// The `debug` section with the test key authorized.
+fn with_test_key(mut debug: serde_json::Value) -> serde_json::Value {
+    debug["authorized_keys"] = serde_json::json!([test_key().1]);
+    debug
+}
+
 /// A minimal initramfs (see docs/architecture.md) with a busybox rootfs, booted by unshare.
 fn boot(debug: serde_json::Value) -> Option<Enclave> {
     require(nix::unistd::geteuid().is_root(), "root")?;
@@ -115,7 +121,7 @@ fn boot(debug: serde_json::Value) -> Option<Enclave> {
     fs::write(root.join("enclave/app.json"), app.to_string()).unwrap();
     fs::write(
         root.join("enclave/spec.json"),
-        serde_json::json!({"debug": debug}).to_string(),
+        serde_json::json!({"debug": with_test_key(debug)}).to_string(),
     )
     .unwrap();
     let child = Command::new("unshare")
@@ -149,8 +155,37 @@ fn boot(debug: serde_json::Value) -> Option<Enclave> {
     Some(enclave)
 }
 
-fn ctl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_enclave-ctl"))
+/// The key the test enclaves list in `debug.authorized_keys`: made once per run, never
+/// committed. Returns the key file and the base64 public key.
+fn test_key() -> &'static (PathBuf, String) {
+    static KEY: std::sync::OnceLock<(PathBuf, String)> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use base64ct::Encoding as _;
+        let mut seed = [0u8; 32];
+        use std::io::Read as _;
+        fs::File::open("/dev/urandom")
+            .unwrap()
+            .read_exact(&mut seed)
+            .unwrap();
+        let key = enclave_proto::wire::auth::SigningKey::from_bytes(&seed);
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("cli-control-{}.key", std::process::id()));
+        fs::write(&path, base64ct::Base64::encode_string(&seed)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let public = base64ct::Base64::encode_string(&key.verifying_key().to_bytes());
+        (path, public)
+    })
+}
+
+/// `enclave-ctl SUB` reaching the test enclaves by address: a key of their
+/// `debug.authorized_keys`, and no identity to check (they have no NSM to attest one).
+fn ctl(sub: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
+    cmd.arg(sub)
+        .arg("--key")
+        .arg(&test_key().0)
+        .arg("--any-enclave");
+    cmd
 }
 
 #[test]
@@ -161,34 +196,19 @@ fn exec_cp_and_services_through_the_cli() {
     let addr = e.addr();
 
     // exec: streams apart, the exit status is the command's.
-    let o = run(ctl().args([
-        "exec",
-        &addr,
-        "--",
-        "sh",
-        "-c",
-        "echo out; echo err >&2; exit 42",
-    ]));
+    let o = run(ctl("exec").args([&addr, "--", "sh", "-c", "echo out; echo err >&2; exit 42"]));
     assert_eq!(o.status.code(), Some(42), "{}", stderr(&o));
-    assert_eq!(
-        (stdout(&o).as_str(), stderr(&o).as_str()),
-        ("out\n", "err\n")
-    );
+    // The process's stderr, after the CLI's own warning about --any-enclave.
+    let err = stderr(&o);
+    let (warning, rest) = err.split_once('\n').unwrap();
+    assert!(warning.starts_with("warning: --any-enclave"), "{err}");
+    assert_eq!((stdout(&o).as_str(), rest), ("out\n", "err\n"));
     // -i, -e, -w.
-    let mut cmd = ctl();
-    cmd.args([
-        "exec",
-        "-i",
-        "-e",
-        "GREETING=hello",
-        "-w",
-        "/tmp",
-        &addr,
-        "--",
-    ])
-    .args(["sh", "-c", "cat; echo $GREETING from $(pwd)"])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped());
+    let mut cmd = ctl("exec");
+    cmd.args(["-i", "-e", "GREETING=hello", "-w", "/tmp", &addr, "--"])
+        .args(["sh", "-c", "cat; echo $GREETING from $(pwd)"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
@@ -198,13 +218,13 @@ fn exec_cp_and_services_through_the_cli() {
         "piped\nhello from /tmp\n"
     );
     // A signal: 128 + 9.
-    let o = run(ctl().args(["exec", &addr, "--", "sh", "-c", "kill -9 $$"]));
+    let o = run(ctl("exec").args([&addr, "--", "sh", "-c", "kill -9 $$"]));
     assert_eq!(o.status.code(), Some(137));
     // -t without a terminal here still gets a pty there.
-    let o = run(ctl().args(["exec", "-t", &addr, "--", "tty"]));
+    let o = run(ctl("exec").args(["-t", &addr, "--", "tty"]));
     assert!(stdout(&o).starts_with("/dev/pts/"), "{}", stdout(&o));
     // --detach prints a pid.
-    let o = run(ctl().args(["exec", "-d", &addr, "--", "sleep", "1"]));
+    let o = run(ctl("exec").args(["-d", &addr, "--", "sleep", "1"]));
     assert_ok(&o);
     assert!(
         stdout(&o).trim().parse::<u32>().is_ok_and(|p| p > 1),
@@ -212,7 +232,7 @@ fn exec_cp_and_services_through_the_cli() {
         stdout(&o)
     );
     // Unknown program: 127.
-    let o = run(ctl().args(["exec", &addr, "--", "/no/such"]));
+    let o = run(ctl("exec").args([&addr, "--", "/no/such"]));
     assert_eq!(o.status.code(), Some(127));
 
     // cp both ways, a tree with a symlink and modes.
@@ -222,10 +242,9 @@ fn exec_cp_and_services_through_the_cli() {
     fs::write(tree.join("sub/file"), "content").unwrap();
     fs::set_permissions(tree.join("sub/file"), fs::Permissions::from_mode(0o600)).unwrap();
     symlink("sub/file", tree.join("link")).unwrap();
-    let o = run(ctl().args(["cp", tree.to_str().unwrap(), &format!("{addr}:/tmp")]));
+    let o = run(ctl("cp").args([tree.to_str().unwrap(), &format!("{addr}:/tmp")]));
     assert_ok(&o);
-    let o = run(ctl().args([
-        "exec",
+    let o = run(ctl("exec").args([
         &addr,
         "--",
         "sh",
@@ -235,7 +254,7 @@ fn exec_cp_and_services_through_the_cli() {
     assert_eq!(stdout(&o), "600\nsub/file\n");
     let back = host.path().join("back");
     fs::create_dir(&back).unwrap();
-    let o = run(ctl().args(["cp", &format!("{addr}:/tmp/tree"), back.to_str().unwrap()]));
+    let o = run(ctl("cp").args([&format!("{addr}:/tmp/tree"), back.to_str().unwrap()]));
     assert_ok(&o);
     assert_eq!(
         fs::read_to_string(back.join("tree/link")).unwrap(),
@@ -251,16 +270,16 @@ fn exec_cp_and_services_through_the_cli() {
     );
 
     // services.
-    let o = run(ctl().args(["services", &addr]));
+    let o = run(ctl("services").args([&addr]));
     assert_ok(&o);
     assert!(
         stdout(&o).contains("main") && stdout(&o).contains("running"),
         "{}",
         stdout(&o)
     );
-    let o = run(ctl().args(["services", &addr, "logs", "main"]));
+    let o = run(ctl("services").args([&addr, "logs", "main"]));
     assert_eq!(stdout(&o), "main-says-hi\n");
-    let o = run(ctl().args(["services", &addr, "status", "nope"]));
+    let o = run(ctl("services").args([&addr, "status", "nope"]));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no service named"), "{}", stderr(&o));
 }
@@ -270,22 +289,38 @@ fn refusals_and_missing_enclaves_are_clear() {
     let Some(e) = boot(serde_json::json!({})) else {
         return;
     };
-    let o = run(ctl().args(["exec", &e.addr(), "--", "true"]));
+    let o = run(ctl("exec").args([&e.addr(), "--", "true"]));
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("does not allow debug.exec"),
         "{}",
         stderr(&o)
     );
-    let o = run(ctl().args(["cp", "/etc/hostname", &format!("{}:/tmp", e.addr())]));
+    let o = run(ctl("cp").args(["/etc/hostname", &format!("{}:/tmp", e.addr())]));
     assert!(
         stderr(&o).contains("does not allow debug.cp"),
         "{}",
         stderr(&o)
     );
+    // By address, a key and an expectation of the enclave's identity are required.
+    let bare = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
+        c.args(["exec", &e.addr()]);
+        c
+    };
+    let o = run(bare().args(["--any-enclave", "--", "true"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("needs --key"), "{}", stderr(&o));
+    let o = run(bare().arg("--key").arg(&test_key().0).args(["--", "true"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--enclave-pcr 0=HEX") && stderr(&o).contains("--any-enclave"),
+        "{}",
+        stderr(&o)
+    );
     // Nothing there: retried, then a clear error.
     let gone = format!("unix:{}", e.dir.path().join("nothing.sock").display());
-    let o = run(ctl().args(["exec", "--connect-timeout", "1", &gone, "--", "true"]));
+    let o = run(ctl("exec").args(["--connect-timeout", "1", &gone, "--", "true"]));
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("no enclave answered at"),
@@ -301,8 +336,8 @@ fn cp_to_a_new_name_like_docker() {
     };
     let addr = e.addr();
     let enc = |p: &str| format!("{addr}:{p}");
-    let sh = |script: &str| stdout(&run(ctl().args(["exec", &addr, "--", "sh", "-c", script])));
-    let cp = |src: &str, dst: &str| run(ctl().args(["cp", src, dst]));
+    let sh = |script: &str| stdout(&run(ctl("exec").args([&addr, "--", "sh", "-c", script])));
+    let cp = |src: &str, dst: &str| run(ctl("cp").args([src, dst]));
     let host = tempfile::tempdir().unwrap();
     let h = |p: &str| host.path().join(p).to_str().unwrap().to_owned();
     fs::write(h("file"), "one").unwrap();
@@ -376,7 +411,7 @@ fn cp_never_writes_through_a_symlink_or_a_set_id_bit() {
     };
     let addr = e.addr();
     let enc = |p: &str| format!("{addr}:{p}");
-    let sh = |script: &str| stdout(&run(ctl().args(["exec", &addr, "--", "sh", "-c", script])));
+    let sh = |script: &str| stdout(&run(ctl("exec").args([&addr, "--", "sh", "-c", script])));
     let host = tempfile::tempdir().unwrap();
     let file = host.path().join("payload");
     fs::write(&file, "owned").unwrap();
@@ -385,7 +420,7 @@ fn cp_never_writes_through_a_symlink_or_a_set_id_bit() {
     // The app runs as root here: the destination check alone keeps the copy out of /etc.
     sh("mkdir /tmp/real && ln -s /etc /tmp/link");
     for dest in ["/tmp/link", "/tmp/link/passwd"] {
-        let o = run(ctl().args(["cp", file, &enc(dest)]));
+        let o = run(ctl("cp").args([file, &enc(dest)]));
         assert_eq!(o.status.code(), Some(1), "{dest}");
         assert!(
             stderr(&o).contains("/tmp/link is a symlink (to /etc); cp does not follow symlinks"),
@@ -402,22 +437,18 @@ fn cp_never_writes_through_a_symlink_or_a_set_id_bit() {
     sh("echo x > /tmp/real/tool && chmod 6755 /tmp/real/tool");
     let back = host.path().join("back");
     fs::create_dir(&back).unwrap();
-    assert_ok(&run(ctl().args([
-        "cp",
-        &enc("/tmp/real/tool"),
-        back.to_str().unwrap(),
-    ])));
+    assert_ok(&run(
+        ctl("cp").args([&enc("/tmp/real/tool"), back.to_str().unwrap()])
+    ));
     let tool = back.join("tool");
     assert_eq!(
         fs::metadata(&tool).unwrap().permissions().mode() & 0o7777,
         0o755
     );
     fs::set_permissions(&tool, fs::Permissions::from_mode(0o4755)).unwrap();
-    assert_ok(&run(ctl().args([
-        "cp",
-        tool.to_str().unwrap(),
-        &enc("/tmp/real/up"),
-    ])));
+    assert_ok(&run(
+        ctl("cp").args([tool.to_str().unwrap(), &enc("/tmp/real/up")])
+    ));
     assert_eq!(sh("stat -c %a /tmp/real/up"), "755\n");
 }
 
@@ -491,8 +522,9 @@ fn exec_it_in_a_real_terminal() {
         sock: e.dir.path().join("tmux.sock"),
     };
     let command = format!(
-        "'{}' exec -it '{}' -- /bin/sh; echo exec-ended-$?; sleep 60",
+        "'{}' exec --key '{}' --any-enclave -it '{}' -- /bin/sh; echo exec-ended-$?; sleep 60",
         env!("CARGO_BIN_EXE_enclave-ctl"),
+        test_key().0.display(),
         e.addr()
     );
     tmux.cmd(&[

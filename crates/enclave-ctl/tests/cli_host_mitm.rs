@@ -79,7 +79,14 @@ fn host_identity(dir: &Path) -> (rustls::ServerConfig, PathBuf) {
     let cert = dir.join("host.pem");
     let der = dir.join("host-pub.der");
     let o = run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-days", "1", "-subj", "/CN=attested.enclave"])
         .arg("-keyout")
         .arg(&key)
@@ -234,7 +241,11 @@ fn the_host_cannot_pass_for_the_enclave_nor_can_another_enclave() {
     let refusals = refusals.lock().unwrap().clone();
     assert_eq!(refusals.len(), 1, "one request reached the host's server");
     let (code, message) = &refusals[0];
-    assert_ne!(*code, Some(0), "a document binding the host's key was issued");
+    assert_ne!(
+        *code,
+        Some(0),
+        "a document binding the host's key was issued"
+    );
     assert!(message.contains("debug.attest"), "{message}");
 
     // 2. Relaying A's own attestation server: its document binds A's TLS key.

@@ -53,9 +53,9 @@ impl std::fmt::Debug for Secret {
 impl Secret {
     /// Reads `NAME=FILE`.
     pub fn from_arg(arg: &str) -> Result<Secret> {
-        let (name, file) = arg.split_once('=').ok_or_else(|| {
-            EngineError::Invalid(format!("--secret {arg:?}: expected NAME=FILE"))
-        })?;
+        let (name, file) = arg
+            .split_once('=')
+            .ok_or_else(|| EngineError::Invalid(format!("--secret {arg:?}: expected NAME=FILE")))?;
         let path = Path::new(file);
         let content = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
         Ok(Secret {
@@ -83,7 +83,10 @@ pub fn check_secrets(secrets: &[Secret]) -> Result<()> {
             )));
         }
         if !seen.insert(&s.name) {
-            return Err(EngineError::Invalid(format!("secret {:?} given twice", s.name)));
+            return Err(EngineError::Invalid(format!(
+                "secret {:?} given twice",
+                s.name
+            )));
         }
         if s.content.len() > MAX_SECRET {
             return Err(EngineError::Invalid(format!(

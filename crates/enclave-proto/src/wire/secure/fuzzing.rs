@@ -58,7 +58,8 @@ pub fn handshake(data: &[u8]) {
 
     // A genuine exchange, each message xored with the input where it overlaps.
     let p = prologue(b"c", b"s");
-    let (Ok((initiator, mut msg1)), Ok(responder)) = (Initiator::start(&p), Responder::new(&id, &p))
+    let (Ok((initiator, mut msg1)), Ok(responder)) =
+        (Initiator::start(&p), Responder::new(&id, &p))
     else {
         return;
     };
@@ -83,7 +84,10 @@ pub fn handshake(data: &[u8]) {
 /// changes; whatever opens must decode (or be refused) as control messages without panic.
 pub fn records(data: &[u8]) {
     let (server, client) = transports();
-    read_messages(SecureReader::new(Cursor::new(data.to_vec()), server.state()));
+    read_messages(SecureReader::new(
+        Cursor::new(data.to_vec()),
+        server.state(),
+    ));
 
     let mut w = SecureWriter::new(Vec::new(), client.state());
     let half = data.len() / 2;
