@@ -1,8 +1,8 @@
 //! Transports: address syntax, the hybrid vsock handshake against a listener that speaks the
-//! device's side, retries, and a whole exec-like exchange over a Unix socket. The AF_VSOCK
-//! transport itself is exercised inside real guests by the VM system tests (enclave-init's
-//! control server listens with it, its heartbeat and NSM client connect with it): this host
-//! kernel has no vsock loopback to test it here.
+//! device's side, retries, and that only root can listen on the supervisor's hand-off port. The
+//! AF_VSOCK transport's connections are exercised inside real guests by the VM system tests
+//! (enclave-init's control server listens with it, its heartbeat and NSM client connect with
+//! it).
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -220,4 +220,46 @@ fn retry_gives_a_clear_error_and_succeeds_when_the_enclave_appears() {
     };
     connect_with_retry(&hybrid_addr, Duration::from_secs(10)).unwrap();
     device.join().unwrap();
+}
+
+/// Environment variable that makes the test binary, started again as `nobody`, try to listen
+/// on the supervisor's hand-off port and exit 0 if it could.
+const AS_NOBODY: &str = "WIRE_TRANSPORT_LISTEN_AS_NOBODY";
+
+#[test]
+fn only_root_can_listen_on_the_supervisors_hand_off_port() {
+    let port = enclave_proto::ports::SUPERVISOR;
+    let addr = Addr::Vsock {
+        cid: VMADDR_CID_ANY,
+        port,
+    };
+    if std::env::var_os(AS_NOBODY).is_some() {
+        // The child: exit 0 only if the bind worked.
+        std::process::exit(i32::from(listen(&addr).is_err()));
+    }
+    assert!(port < 1024, "the hand-off port must be one only root can bind");
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs as root");
+        eprintln!("SKIPPED: needs root to compare with nobody");
+        return;
+    }
+    // Root can: that is how the supervisor of a Nitro enclave listens (then lets it go).
+    match listen(&addr) {
+        Ok(l) => drop(l),
+        Err(e) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "AF_VSOCK: {e}");
+            eprintln!("SKIPPED: no AF_VSOCK on this host: {e}");
+            return;
+        }
+    }
+    // An unprivileged user on the parent cannot, so cannot hand an enclave a key of theirs.
+    use std::os::unix::process::CommandExt;
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "only_root_can_listen_on_the_supervisors_hand_off_port"])
+        .env(AS_NOBODY, "1")
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "nobody could listen on vsock port {port}");
 }
