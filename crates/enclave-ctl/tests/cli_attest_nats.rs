@@ -186,17 +186,19 @@ fn file_hashes_reach_a_nats_bucket_over_tls_through_egress() {
         .arg("-o")
         .arg(&eif));
     assert_ok(&built);
-    let mut policy = Policy::default();
+    let mut pcrs = Vec::new();
     for line in stdout(&built).lines() {
         if let Some(pcr) = line
             .split_once(char::is_whitespace)
             .and_then(|(k, v)| Some(format!("{}={}", k.strip_prefix("PCR")?, v.trim())))
         {
-            let (index, value) = Policy::parse_pcr_arg(&pcr).unwrap();
-            policy.pcrs.insert(index, value);
+            pcrs.push(Policy::parse_pcr_arg(&pcr).unwrap());
         }
     }
-    assert!(policy.pcrs.len() >= 3, "{policy:?}");
+    assert!(pcrs.len() >= 3, "{pcrs:?}");
+    let mut policy = Policy::new(enclave_attest::Expectation::pcrs(pcrs).unwrap());
+    // The spec grants debug.cp (the test copies the file out), which PCR31 shows.
+    policy.allow_debug_capabilities = true;
     let ctl = || common::vm_ctl(&env.state, &env.engine);
     assert_ok(&run(ctl()
         .args(["run", "-d", "--memory", "256", "--name", "attnats"])
@@ -218,11 +220,8 @@ fn file_hashes_reach_a_nats_bucket_over_tls_through_egress() {
         },
     );
     let root = std::fs::read(env.state.join("emulation-ca/root.pem")).unwrap();
-    let verify = VerifyOptions {
-        roots: TrustRoot::from_pem_or_der(&root).unwrap(),
-        policy,
-        ..VerifyOptions::default()
-    };
+    let mut verify = VerifyOptions::new(policy);
+    verify.roots = TrustRoot::from_pem_or_der(&root).unwrap();
     let (mut checker, _) = RecordChecker::from_startup_document(&document, &verify)
         .expect("the start-up document verifies with the built PCRs");
 
