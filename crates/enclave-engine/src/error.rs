@@ -117,6 +117,12 @@ pub enum EngineError {
     /// Something timed out.
     #[error("{0}")]
     Timeout(String),
+    /// The kernel gave no random bytes.
+    #[error("cannot get random bytes from the kernel: {0}")]
+    Random(#[source] getrandom::Error),
+    /// The state directory (or a directory in it) is not one only this user controls.
+    #[error(transparent)]
+    StateDir(#[from] crate::state::StateDirError),
 }
 
 impl EngineError {

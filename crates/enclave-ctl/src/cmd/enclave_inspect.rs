@@ -9,9 +9,10 @@ use crate::cli::{InspectArgs, EXIT_OK};
 /// Runs the command; returns the exit status.
 pub fn run(args: InspectArgs) -> Result<i32> {
     let query = args.eif.to_string_lossy().into_owned();
-    let path = std::env::var_os("ENCLAVE_ENGINE_STATE_DIR")
-        .map(Into::into)
-        .unwrap_or_else(default_root);
+    let path = match std::env::var_os("ENCLAVE_ENGINE_STATE_DIR") {
+        Some(dir) => dir.into(),
+        None => default_root()?,
+    };
     let root = StateRoot::open(&path)?;
     let rec = root
         .resolve(&query)

@@ -7,7 +7,7 @@ use crate::state::{StateRoot, Status};
 
 fn setup(policy: &str) -> (tempfile::TempDir, StateRoot, String) {
     let dir = tempfile::tempdir().unwrap();
-    let root = StateRoot::open(dir.path()).unwrap();
+    let root = StateRoot::open(&dir.path().join("state")).unwrap();
     let mut rec = crate::state::tests::record("f00d", "fake");
     rec.status = Status::Created;
     rec.restart = policy.parse().unwrap();
