@@ -7,6 +7,7 @@
 //! ```text
 //! <root>/lock                      flock held while creating (names, CIDs) or removing
 //! <root>/enclaves/<id>/state.json  the EnclaveRecord, written atomically
+//!                     image.eif        the EIF pinned at `run` (what every boot measures)
 //!                     supervisor.lock  flock held by the live supervisor
 //!                     supervisor.log   the supervisor's own log
 //!                     console.log      the raw console (size-capped)
