@@ -169,10 +169,10 @@ fn the_host_cannot_pass_for_the_enclave_nor_can_another_enclave() {
     let (eif_b, pcr0_b) = build(&init, &oci, tmp.path(), "b", "env: {IMAGE: b}\n");
     assert_ne!(pcr0_a, pcr0_b, "another image, another PCR0");
 
-    let env = Arc::new(Env {
+    let env = Env {
         state: tmp.path().join("state"),
         engine,
-    });
+    };
     let (port_a, port_b) = (free_port(), free_port());
     for (name, eif, port) in [("mitm-a", &eif_a, port_a), ("mitm-b", &eif_b, port_b)] {
         let o = run(env
@@ -210,11 +210,14 @@ fn the_host_cannot_pass_for_the_enclave_nor_can_another_enclave() {
     // 1. Through the control channel, as root with the supervisor's key.
     let refusals = Arc::new(Mutex::new(Vec::new()));
     let port_m = {
-        let (env, refusals, host_key) = (env.clone(), refusals.clone(), host_key.clone());
+        // The server thread outlives the test's scope: it gets the paths, not `env` (whose
+        // drop removes the enclaves).
+        let (state, engine) = (env.state.clone(), env.engine.clone());
+        let ctl = move || common::vm_ctl(&state, &engine);
+        let (refusals, host_key) = (refusals.clone(), host_key.clone());
         let doc_path = tmp.path().join("host-doc.cose");
         host_server(config.clone(), move |nonce| {
-            let keyed = run(env
-                .ctl()
+            let keyed = run(ctl()
                 .args(["attest", "mitm-a", "--nonce", nonce, "--public-key"])
                 .arg(&host_key)
                 .arg("-o")
@@ -223,8 +226,7 @@ fn the_host_cannot_pass_for_the_enclave_nor_can_another_enclave() {
                 .lock()
                 .unwrap()
                 .push((keyed.status.code(), stderr(&keyed)));
-            let plain = run(env
-                .ctl()
+            let plain = run(ctl()
                 .args(["attest", "mitm-a", "--nonce", nonce, "-o"])
                 .arg(&doc_path));
             assert_ok(&plain);

@@ -4,98 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::enclaves::{kill, processes_mentioning, Env};
 use common::{assert_ok, example_image, run, stderr, stdout};
 use serde_json::Value;
-
-struct Env {
-    state: PathBuf,
-    engine: PathBuf,
-}
-
-/// Removes (and so stops) every enclave of the test, even when an assertion failed.
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self
-            .ctl()
-            .args(["rm", "-f", "a", "b", "c", "mute"])
-            .output();
-    }
-}
-
-impl Env {
-    fn ctl(&self) -> Command {
-        common::vm_ctl(&self.state, &self.engine)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = run(self.ctl().args(args));
-        assert_ok(&o);
-        stdout(&o)
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let o = run(self.ctl().args(args));
-        assert!(!o.status.success(), "{args:?} succeeded:\n{}", stdout(&o));
-        stderr(&o)
-    }
-
-    fn inspect(&self, name: &str) -> Value {
-        serde_json::from_str(&self.ok(&["inspect", name])).expect("inspect prints JSON")
-    }
-
-    fn dirs(&self) -> usize {
-        std::fs::read_dir(self.state.join("enclaves"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    fn wait_for(
-        &self,
-        name: &str,
-        what: &str,
-        limit: Duration,
-        ok: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let v = self.inspect(name);
-            if ok(&v) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: {what} not reached: {v:#}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| s.trim_start().starts_with('Z'));
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if !zombie && text.contains(needle) {
-            found.push(text);
-        }
-    }
-    found
-}
-
-fn kill(pid: u64, sig: &str) {
-    let o: Output = run(Command::new("kill").args([sig, &pid.to_string()]));
-    assert_ok(&o);
-}
 
 #[test]
 fn enclaves_run_restart_stop_and_clean_up() {
@@ -119,6 +33,7 @@ fn enclaves_run_restart_stop_and_clean_up() {
     let env = Env {
         state: tmp.path().join("state"),
         engine,
+        names: &["a", "b", "c", "mute"],
     };
 
     // Bad input: a clear error, nothing created.

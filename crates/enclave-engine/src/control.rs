@@ -332,3 +332,64 @@ pub fn connect_options(
         security: Security::Remote(check),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn secret(name: &str, len: usize) -> Secret {
+        Secret {
+            name: name.into(),
+            content: vec![7; len],
+        }
+    }
+
+    #[test]
+    fn secrets_are_checked_then_stored_private() {
+        for bad in [
+            vec![secret("../etc/passwd", 1)],
+            vec![secret(".hidden", 1)],
+            vec![secret("a", 1), secret("a", 2)],
+            vec![secret("big", enclave_proto::handoff::MAX_SECRET + 1)],
+            (0..=enclave_proto::handoff::MAX_SECRETS)
+                .map(|i| secret(&format!("s{i}"), 1))
+                .collect(),
+        ] {
+            assert!(check_secrets(&bad).is_err(), "{bad:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let good = [secret("nats.creds", 10), secret("token", 3)];
+        check_secrets(&good).unwrap();
+        store_secrets(dir.path(), &good).unwrap();
+        let sdir = dir.path().join(crate::supervisor::SECRETS_DIR);
+        assert_eq!(
+            std::fs::metadata(&sdir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let file = sdir.join("nats.creds");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(std::fs::read(file).unwrap(), vec![7; 10]);
+        // Never written twice, never through a link planted in its place.
+        assert!(store_secrets(dir.path(), &good).is_err());
+    }
+
+    #[test]
+    fn the_supervisor_key_is_made_once_and_refused_when_others_can_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = load_or_create_key(dir.path()).unwrap();
+        let again = load_or_create_key(dir.path()).unwrap();
+        assert_eq!(made.to_bytes(), again.to_bytes());
+        let path = dir.path().join(KEY_FILE);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load_key(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("lets others read the supervisor key"), "{e}");
+    }
+}

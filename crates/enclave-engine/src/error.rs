@@ -117,6 +117,52 @@ pub enum EngineError {
     /// Something timed out.
     #[error("{0}")]
     Timeout(String),
+    /// A helper thread could not be started or failed.
+    #[error("helper thread: {0}")]
+    Thread(#[source] io::Error),
+    /// The kernel gave no random bytes.
+    #[error("cannot get random bytes from the kernel: {0}")]
+    Random(#[source] getrandom::Error),
+    /// The state directory (or a directory in it) is not one only this user controls.
+    #[error(transparent)]
+    StateDir(#[from] crate::state::StateDirError),
+    /// The EIF about to boot is not the one measured at `run`.
+    #[error("refusing to boot {}: it is not the EIF measured at `run` (PCR0 expected {expected_pcr0}, found {found_pcr0}; {} differ{}): the pinned copy was modified; remove the enclave and run the EIF again", path.display(), differing.join(", "), if differing.len() == 1 { "s" } else { "" })]
+    MeasurementMismatch {
+        /// The EIF (the pinned copy).
+        path: PathBuf,
+        /// The recorded PCR0.
+        expected_pcr0: String,
+        /// PCR0 of the bytes about to boot.
+        found_pcr0: String,
+        /// Which of PCR0, PCR1, PCR2 differ.
+        differing: Vec<String>,
+    },
+    /// The pinned EIF cannot be read or parsed any more.
+    #[error("refusing to boot {}: the pinned EIF cannot be read ({error}); it was modified or removed: remove the enclave and run the EIF again", path.display())]
+    PinnedUnreadable {
+        /// The pinned copy.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        error: enclave_image::eif::ReadError,
+    },
+    /// The EIF could not be copied into the enclave's directory.
+    #[error("cannot copy {} to {}, the private copy the enclave boots: {source}; the state directory needs room for one copy of the EIF per enclave (another one can be chosen with --state-dir)", eif.display(), target.display())]
+    Pin {
+        /// The EIF given to `run`.
+        eif: PathBuf,
+        /// The copy.
+        target: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The record lacks a measurement to check the EIF against.
+    #[error(
+        "the enclave's record has no {0} to check its EIF against; remove it and run the EIF again"
+    )]
+    MissingMeasurement(String),
 }
 
 impl EngineError {
@@ -126,6 +172,17 @@ impl EngineError {
             path: path.into(),
             error,
         }
+    }
+
+    /// Whether this error refuses a boot for good: booting again would be refused again, so
+    /// the restart policy does not apply.
+    pub fn refuses_boot(&self) -> bool {
+        matches!(
+            self,
+            EngineError::MeasurementMismatch { .. }
+                | EngineError::MissingMeasurement(_)
+                | EngineError::PinnedUnreadable { .. }
+        )
     }
 
     /// An [`EngineError::Sys`].

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::backend::{self, BackendChoice, BackendKind, LaunchSpec};
-use crate::eif::EifInfo;
+use crate::backend::{self, Backend, BackendChoice, BackendKind, LaunchSpec};
+use crate::eif::{pin, EifInfo};
 use crate::error::{EngineError, Result};
 use crate::network::{AddHost, NetworkRecord, PublishedPort};
 use crate::policy::RestartPolicy;
@@ -49,8 +49,19 @@ pub struct RunOptions {
 }
 
 /// Checks everything that can be checked before anything is created (EIF, memory, name,
-/// backend prerequisites), then records the enclave. Nothing is left behind on error.
+/// backend prerequisites), records the enclave and pins its EIF. Nothing is left behind on
+/// error.
 pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
+    let backend = backend::make(opts.backend.resolve(), root.path())?;
+    create_with(root, opts, backend.as_ref())
+}
+
+/// [`create`] with a given backend (for its preflight checks and its kind).
+pub fn create_with(
+    root: &StateRoot,
+    opts: &RunOptions,
+    backend: &dyn Backend,
+) -> Result<EnclaveRecord> {
     if !opts.eif.is_file() {
         return Err(EngineError::Invalid(format!(
             "{}: no such EIF file",
@@ -62,7 +73,7 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
     if let Some(name) = &opts.name {
         check_name(name)?;
     }
-    let kind = opts.backend.resolve();
+    let kind = backend.kind();
     let id = util::random_id()?;
     let name = opts
         .name
@@ -94,7 +105,7 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
         control_addr: String::new(),
     };
     let spec = LaunchSpec::from_record(&rec, root.dir(&rec.id), root.socket_dir(&rec.id));
-    backend::make(kind, root.path())?.preflight(&spec, &eif)?;
+    backend.preflight(&spec, &eif)?;
     crate::control::check_secrets(&opts.secrets)?;
     let mut rec = root.create(rec)?;
     if let Err(e) = crate::control::store_secrets(&root.dir(&rec.id), &opts.secrets) {
@@ -111,7 +122,13 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
             rec.ports.control
         ),
     };
-    root.save(&rec)?;
+    // The copy every boot measures against the PCRs just recorded: if the EIF changed since
+    // it was measured above, the first boot refuses it.
+    let pinned = pin::pin(&eif.path, &root.dir(&rec.id)).and_then(|_| root.save(&rec));
+    if let Err(e) = pinned {
+        let _ = root.remove(&rec.id);
+        return Err(e);
+    }
     Ok(rec)
 }
 

@@ -31,13 +31,16 @@ pub enum Ending {
     Failed,
     /// `stop` asked for it.
     Stopped,
+    /// The boot was refused (the EIF is not the one measured at `run`): booting again would be
+    /// refused again, so no policy restarts it.
+    Refused,
 }
 
 impl RestartPolicy {
     /// Whether to boot again after `ending`, `restarts` restarts so far.
     pub fn should_restart(&self, ending: Ending, restarts: u32) -> bool {
         match (self, ending) {
-            (_, Ending::Stopped) | (RestartPolicy::No, _) => false,
+            (_, Ending::Stopped | Ending::Refused) | (RestartPolicy::No, _) => false,
             (RestartPolicy::Always, _) => true,
             (RestartPolicy::OnFailure { max }, Ending::Failed) => max.is_none_or(|m| restarts < m),
             (RestartPolicy::OnFailure { .. }, Ending::Clean) => false,
@@ -122,6 +125,8 @@ mod tests {
         assert!(!of2.should_restart(Stopped, 0));
         assert!(RestartPolicy::Always.should_restart(Clean, 100));
         assert!(!RestartPolicy::Always.should_restart(Stopped, 0));
+        assert!(!RestartPolicy::Always.should_restart(Refused, 0));
+        assert!(!RestartPolicy::OnFailure { max: None }.should_restart(Refused, 0));
         assert!(!RestartPolicy::No.should_restart(Failed, 0));
         assert_eq!(RestartPolicy::backoff(0), Duration::from_millis(500));
         assert_eq!(RestartPolicy::backoff(30), Duration::from_secs(8));

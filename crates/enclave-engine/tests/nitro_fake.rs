@@ -1,12 +1,18 @@
 //! The Nitro backend against a fake `nitro-cli` that replays the outputs recorded on a real
 //! Nitro instance (testdata/nitro-cli, copied from the shared fixtures; or NITRO_CLI_FIXTURES).
+//! Enclaves are recorded as `run` records them (`lifecycle::create_with`), so nitro-cli is
+//! handed the EIF pinned in the enclave's directory, measured just before.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use enclave_engine::backend::nitro::{NitroBackend, NitroPaths};
-use enclave_engine::backend::{Backend, LaunchSpec};
+use enclave_engine::backend::{Backend, BackendChoice, BackendKind, LaunchSpec};
 use enclave_engine::eif::EifInfo;
+use enclave_engine::lifecycle::{create_with, RunOptions};
+use enclave_engine::state::StateRoot;
+use enclave_engine::EngineError;
+use enclave_image::eif::{EifOptions, EifWriter};
 
 fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("NITRO_CLI_FIXTURES")
@@ -68,11 +74,13 @@ fn paths(dir: &Path, cli: PathBuf, fx: &Path) -> NitroPaths {
     }
 }
 
+/// A launch spec for the preflight checks, which do not look at the EIF.
 fn spec(dir: &Path, memory: u64, cpus: u32) -> LaunchSpec {
     LaunchSpec {
         id: "0123456789abcdef".into(),
         name: "hello".into(),
         eif: "/x/hello.eif".into(),
+        measurements: Default::default(),
         dir: dir.to_owned(),
         sockets: dir.to_owned(),
         cpus,
@@ -80,6 +88,55 @@ fn spec(dir: &Path, memory: u64, cpus: u32) -> LaunchSpec {
         cid: 16,
         debug_mode: true,
     }
+}
+
+/// A small EIF whose app ramdisk is `app`.
+fn write_eif(path: &Path, app: &[u8]) {
+    let out = std::fs::File::create(path).unwrap();
+    let mut w = EifWriter::new(out, EifOptions::default()).unwrap();
+    w.kernel(&mut &b"kernel"[..]).unwrap();
+    w.cmdline("console=ttyS0").unwrap();
+    w.metadata(br#"{"ImageName":"hello"}"#).unwrap();
+    w.ramdisk_from(&mut &b"bootstrap"[..]).unwrap();
+    w.ramdisk_from(&mut &app[..]).unwrap();
+    w.finish(None).unwrap();
+}
+
+/// `enclave-ctl run --backend nitro --debug-mode --cpus 2 --memory 512 <tmp>/hello.eif` with
+/// this backend: the state root, the launch spec the supervisor would use, the EIF given.
+fn run(tmp: &Path, backend: &NitroBackend) -> (StateRoot, LaunchSpec, PathBuf) {
+    let eif = tmp.join("hello.eif");
+    write_eif(&eif, b"the app");
+    let root = StateRoot::open(&tmp.join("state")).unwrap();
+    let opts = RunOptions {
+        eif: eif.clone(),
+        name: Some("hello".into()),
+        cpus: 2,
+        memory_mib: 512,
+        backend: BackendChoice::Kind(BackendKind::Nitro),
+        debug_mode: true,
+        restart: Default::default(),
+        publish: vec![],
+        add_hosts: vec![],
+        secrets: vec![],
+    };
+    let rec = create_with(&root, &opts, backend).unwrap();
+    let spec = LaunchSpec::from_record(&rec, root.dir(&rec.id), root.socket_dir(&rec.id));
+    (root, spec, eif)
+}
+
+/// Flips the last byte of `path` in place (the app ramdisk's data ends the file).
+fn tamper(path: &Path) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut last = [0u8];
+    f.read_exact_at(&mut last, len - 1).unwrap();
+    f.write_all_at(&[last[0] ^ 0xff], len - 1).unwrap();
 }
 
 fn eif() -> EifInfo {
@@ -98,8 +155,7 @@ fn run_describe_terminate_replay_the_recorded_outputs() {
     let tmp = tempfile::tempdir().unwrap();
     let cli = fake_cli(tmp.path(), &fx, None);
     let mut backend = NitroBackend::with_paths(paths(tmp.path(), cli, &fx));
-    let s = spec(tmp.path(), 512, 2);
-    backend.preflight(&s, &eif()).unwrap();
+    let (_root, s, _eif) = run(tmp.path(), &backend);
     let mut inst = backend.launch(&s).unwrap();
     let info = inst.info();
     assert_eq!(info.enclave_id.as_deref(), Some("i-09...78"));
@@ -114,9 +170,13 @@ fn run_describe_terminate_replay_the_recorded_outputs() {
     let exit = inst.kill().unwrap();
     assert_eq!(exit.description, "terminated");
     let calls = std::fs::read_to_string(tmp.path().join("calls")).unwrap();
-    assert!(calls.contains(
-        "run-enclave --eif-path /x/hello.eif --cpu-count 2 --memory 512 --enclave-cid 16 --debug-mode"
-    ), "{calls}");
+    assert!(
+        calls.contains(&format!(
+            "run-enclave --eif-path {} --cpu-count 2 --memory 512 --enclave-cid 16 --debug-mode",
+            s.eif.display()
+        )),
+        "{calls}"
+    );
     assert!(
         calls.contains("terminate-enclave --enclave-id i-09...78"),
         "{calls}"
@@ -129,12 +189,40 @@ fn e35_is_explained() {
     let tmp = tempfile::tempdir().unwrap();
     let cli = fake_cli(tmp.path(), &fx, Some("run-enclave-E35.stderr"));
     let mut backend = NitroBackend::with_paths(paths(tmp.path(), cli, &fx));
-    let err = backend
-        .launch(&spec(tmp.path(), 512, 2))
-        .err()
-        .unwrap()
-        .to_string();
+    let (_root, s, _eif) = run(tmp.path(), &backend);
+    let err = backend.launch(&s).err().unwrap().to_string();
     assert!(err.contains("E35") && err.contains("hugepages"), "{err}");
+}
+
+#[test]
+fn nitro_cli_runs_the_pinned_copy_and_never_sees_a_tampered_one() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cli = fake_cli(tmp.path(), &fx, None);
+    let mut backend = NitroBackend::with_paths(paths(tmp.path(), cli, &fx));
+    let (root, s, eif) = run(tmp.path(), &backend);
+    assert!(s.eif.starts_with(root.path()) && s.eif.ends_with("image.eif"));
+    // The EIF given to run, replaced and then rewritten in place: nitro-cli still gets the
+    // pinned copy, which still measures as recorded.
+    write_eif(&eif, b"another app");
+    tamper(&eif);
+    drop(backend.launch(&s).unwrap());
+    let calls = std::fs::read_to_string(tmp.path().join("calls")).unwrap();
+    assert!(
+        calls.contains(&format!("run-enclave --eif-path {} ", s.eif.display())),
+        "{calls}"
+    );
+    assert!(!calls.contains(&eif.display().to_string()), "{calls}");
+    // The pinned copy itself modified: refused before nitro-cli is run.
+    tamper(&s.eif);
+    let err = backend.launch(&s).err().unwrap();
+    assert!(
+        matches!(err, EngineError::MeasurementMismatch { .. }) && err.refuses_boot(),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&s.measurements["PCR0"]), "{err}");
+    let after = std::fs::read_to_string(tmp.path().join("calls")).unwrap();
+    assert_eq!(after, calls, "nitro-cli was not called again");
 }
 
 #[test]

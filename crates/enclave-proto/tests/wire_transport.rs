@@ -237,9 +237,15 @@ fn only_root_can_listen_on_the_supervisors_hand_off_port() {
         // The child: exit 0 only if the bind worked.
         std::process::exit(i32::from(listen(&addr).is_err()));
     }
-    assert!(port < 1024, "the hand-off port must be one only root can bind");
+    assert!(
+        port < 1024,
+        "the hand-off port must be one only root can bind"
+    );
     if !nix::unistd::geteuid().is_root() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs as root");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs as root"
+        );
         eprintln!("SKIPPED: needs root to compare with nobody");
         return;
     }
@@ -247,7 +253,10 @@ fn only_root_can_listen_on_the_supervisors_hand_off_port() {
     match listen(&addr) {
         Ok(l) => drop(l),
         Err(e) => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "AF_VSOCK: {e}");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "AF_VSOCK: {e}"
+            );
             eprintln!("SKIPPED: no AF_VSOCK on this host: {e}");
             return;
         }
@@ -255,11 +264,18 @@ fn only_root_can_listen_on_the_supervisors_hand_off_port() {
     // An unprivileged user on the parent cannot, so cannot hand an enclave a key of theirs.
     use std::os::unix::process::CommandExt;
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "only_root_can_listen_on_the_supervisors_hand_off_port"])
+        .args([
+            "--exact",
+            "only_root_can_listen_on_the_supervisors_hand_off_port",
+        ])
         .env(AS_NOBODY, "1")
         .uid(65534)
         .gid(65534)
         .status()
         .unwrap();
-    assert_eq!(status.code(), Some(1), "nobody could listen on vsock port {port}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "nobody could listen on vsock port {port}"
+    );
 }

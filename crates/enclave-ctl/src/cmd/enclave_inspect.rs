@@ -1,7 +1,7 @@
 //! `enclave-ctl inspect ENCLAVE` (when the argument is not an EIF file): the enclave's record
 //! as JSON: state, backend, CID, PCRs, ports, restarts, the supervisor's liveness.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use enclave_engine::state::{default_root, StateRoot};
 
 use crate::cli::{InspectArgs, EXIT_OK};
@@ -9,10 +9,13 @@ use crate::cli::{InspectArgs, EXIT_OK};
 /// Runs the command; returns the exit status.
 pub fn run(args: InspectArgs) -> Result<i32> {
     let query = args.eif.to_string_lossy().into_owned();
-    let path = std::env::var_os("ENCLAVE_ENGINE_STATE_DIR")
-        .map(Into::into)
-        .unwrap_or_else(default_root);
-    let root = StateRoot::open(&path)?;
+    // Whatever keeps us from looking for an enclave, say that the argument is no EIF either.
+    let not_eif = || format!("{query} is not an EIF file, and no enclave can be looked up");
+    let path = match std::env::var_os("ENCLAVE_ENGINE_STATE_DIR") {
+        Some(dir) => dir.into(),
+        None => default_root().with_context(not_eif)?,
+    };
+    let root = StateRoot::open(&path).with_context(not_eif)?;
     let rec = root
         .resolve(&query)
         .map_err(|e| anyhow::anyhow!("{e} (and {query} is not an EIF file)"))?;

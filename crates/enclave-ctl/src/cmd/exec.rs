@@ -125,7 +125,10 @@ fn identity_check(
     }
     let mut roots = vec![enclave_attest::TrustRoot::aws_nitro_root_g1()];
     let ca_dir = super::attest::emulation_ca_dir(state.state_dir.as_deref());
-    if let Ok(ca) = enclave_attest::emulated::EmulationCa::load(&ca_dir) {
+    if let Some(ca) = ca_dir
+        .ok()
+        .and_then(|d| enclave_attest::emulated::EmulationCa::load(&d).ok())
+    {
         roots.push(enclave_attest::TrustRoot::from_der(ca.root_der())?);
     }
     Ok(enclave_engine::control::DocumentCheck::new(roots, pcrs)?)

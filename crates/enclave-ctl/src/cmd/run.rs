@@ -11,9 +11,12 @@ use enclave_engine::supervisor::signals::termination_flag;
 
 use crate::cli::{RunArgs, StateArgs, EXIT_ERROR, EXIT_OK};
 
-/// Opens the state directory the arguments name.
+/// Opens the state directory the arguments name (checked, whoever chose it).
 pub fn state_root(args: &StateArgs) -> Result<StateRoot> {
-    let path = args.state_dir.clone().unwrap_or_else(default_root);
+    let path = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => default_root()?,
+    };
     StateRoot::open(&path)
         .with_context(|| format!("opening the state directory {}", path.display()))
 }

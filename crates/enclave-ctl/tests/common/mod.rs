@@ -2,6 +2,8 @@
 //! skipping with a note otherwise) and running the real `enclave-ctl` binary.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod enclaves;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

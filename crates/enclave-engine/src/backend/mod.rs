@@ -6,6 +6,7 @@ pub mod nitro;
 mod nitro_cli;
 pub mod qemu;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -87,8 +88,11 @@ pub struct LaunchSpec {
     pub id: String,
     /// Its name.
     pub name: String,
-    /// The EIF.
+    /// The EIF to boot: the copy pinned in the enclave's directory at `run`.
     pub eif: PathBuf,
+    /// The PCRs recorded at `run` (`PCR0`… as hex): a backend measures what it is about to
+    /// boot and refuses to boot anything else (see [`crate::eif::boot`]).
+    pub measurements: BTreeMap<String, String>,
     /// The enclave's state directory (sockets, boot files, process logs).
     pub dir: PathBuf,
     /// A short directory for Unix sockets (their paths are limited to 107 bytes).
@@ -104,13 +108,15 @@ pub struct LaunchSpec {
 }
 
 impl LaunchSpec {
-    /// The spec of a recorded enclave whose directory is `dir`.
+    /// The spec of a recorded enclave whose directory is `dir`: it boots the EIF pinned there
+    /// (`rec.eif`, the path given to `run`, is only shown).
     pub fn from_record(rec: &EnclaveRecord, dir: PathBuf, sockets: PathBuf) -> Self {
         Self {
             sockets,
             id: rec.id.clone(),
             name: rec.name.clone(),
-            eif: rec.eif.clone(),
+            eif: dir.join(crate::eif::pin::PINNED_EIF),
+            measurements: rec.measurements.clone(),
             dir,
             cpus: rec.cpus,
             memory_mib: rec.memory_mib,
@@ -138,8 +144,9 @@ pub trait Backend: Send {
     /// memory.
     fn preflight(&self, spec: &LaunchSpec, eif: &EifInfo) -> Result<()>;
 
-    /// Boots one instance. Returns once it is started (nitro: once nitro-cli saw the
-    /// heartbeat).
+    /// Boots one instance, after measuring what it hands to the backend against
+    /// `spec.measurements` (an error for which [`EngineError::refuses_boot`] holds otherwise).
+    /// Returns once it is started (nitro: once nitro-cli saw the heartbeat).
     fn launch(&mut self, spec: &LaunchSpec) -> Result<Box<dyn Instance>>;
 }
 

@@ -197,6 +197,9 @@ impl Backend for NitroBackend {
     }
 
     fn launch(&mut self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
+        // nitro-cli reads the file after this check; between the two only this user and root
+        // can write the pinned copy, and on Nitro the hardware measures what it boots anyway.
+        crate::eif::boot::check_pinned(&spec.eif, &spec.measurements)?;
         let eif = spec.eif.to_string_lossy().into_owned();
         let cpus = spec.cpus.to_string();
         let mem = spec.memory_mib.to_string();

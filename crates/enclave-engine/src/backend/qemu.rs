@@ -184,7 +184,7 @@ impl Backend for QemuBackend {
     fn launch(&mut self, spec: &LaunchSpec) -> Result<Box<dyn Instance>> {
         let qemu = qemu_binary()?;
         let vhost = vhost_vsock_binary()?;
-        let boot = eif::extract_boot_files(&spec.eif, &spec.dir)?;
+        let boot = eif::boot::extract_boot_files(&spec.eif, &spec.dir, &spec.measurements)?;
         let choice = accel::choose(&qemu, &boot.kernel, &self.accel_cache);
         tracing::info!(accel = choice.accel.as_str(), reason = %choice.reason, "accelerator");
         let extra = extra_cmdline(choice.accel);

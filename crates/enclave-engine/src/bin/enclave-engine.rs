@@ -54,7 +54,10 @@ fn run(cli: Cli) -> Result<()> {
             state_dir,
             boot_timeout,
         } => {
-            let root = state_dir.unwrap_or_else(enclave_engine::state::default_root);
+            let root = match state_dir {
+                Some(dir) => dir,
+                None => enclave_engine::state::default_root()?,
+            };
             // Before any thread starts, so that every thread has the signals blocked.
             let stop = enclave_engine::supervisor::signals::termination_flag()?;
             nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;

@@ -1,8 +1,13 @@
 //! The state directory: one directory per enclave, no daemon.
 //!
+//! Every directory here is mode 0700, owned by the effective uid, and checked each time it is
+//! opened or made (`private_dir.rs`); files are written through random-named `O_EXCL`
+//! temporaries ([`crate::util::TempFile`]).
+//!
 //! ```text
 //! <root>/lock                      flock held while creating (names, CIDs) or removing
 //! <root>/enclaves/<id>/state.json  the EnclaveRecord, written atomically
+//!                     image.eif        the EIF pinned at `run` (what every boot measures)
 //!                     supervisor.lock  flock held by the live supervisor
 //!                     supervisor.log   the supervisor's own log
 //!                     console.log      the raw console (size-capped)
@@ -12,13 +17,18 @@
 //!                     vhost.sock, vsock.sock[_PORT]   vhost-user and hybrid vsock sockets
 //! ```
 
+mod private_dir;
 mod record;
 
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+pub use private_dir::{
+    check_private_dir, default_root, default_root_for, make_private_dir, StateDirError,
+};
 pub use record::{EnclaveRecord, InstanceInfo, Ports, Status};
 
 use crate::error::{EngineError, Result};
@@ -43,24 +53,13 @@ pub struct RootLock {
     _lock: Flock<File>,
 }
 
-/// The default state root: `/run/enclave-engine` as root, `$XDG_RUNTIME_DIR/enclave-engine`
-/// otherwise (`/tmp/enclave-engine-<uid>` when that is unset).
-pub fn default_root() -> PathBuf {
-    let uid = nix::unistd::geteuid();
-    if uid.is_root() {
-        return PathBuf::from("/run/enclave-engine");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("enclave-engine"),
-        _ => std::env::temp_dir().join(format!("enclave-engine-{uid}")),
-    }
-}
-
 fn lock_file(path: &Path, arg: FlockArg) -> Result<Option<Flock<File>>> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| EngineError::io(path, e))?;
     match Flock::lock(file, arg) {
@@ -71,15 +70,16 @@ fn lock_file(path: &Path, arg: FlockArg) -> Result<Option<Flock<File>>> {
 }
 
 impl StateRoot {
-    /// Opens (creating it, mode 0700) the state directory at `root`.
+    /// Opens the state directory at `root`, making it (mode 0700) when absent; its parent must
+    /// exist. Refused unless it and its ancestors pass the checks of `private_dir.rs`, whoever
+    /// chose the path (the default, `--state-dir` or `ENCLAVE_ENGINE_STATE_DIR`).
     pub fn open(root: &Path) -> Result<Self> {
-        let enclaves = root.join("enclaves");
-        fs::create_dir_all(&enclaves).map_err(|e| EngineError::io(&enclaves, e))?;
-        use std::os::unix::fs::PermissionsExt;
-        let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
-        Ok(Self {
-            root: root.to_owned(),
-        })
+        let root = std::path::absolute(root).map_err(|e| EngineError::io(root, e))?;
+        private_dir::check_ancestors(&root)?;
+        make_private_dir(&root)?;
+        make_private_dir(&root.join("enclaves"))?;
+        make_private_dir(&root.join("sk"))?;
+        Ok(Self { root })
     }
 
     /// The directory itself.
@@ -207,16 +207,10 @@ impl StateRoot {
             rec.cid = free_cid(&all)?;
         }
         let dir = self.dir(&rec.id);
-        let made = fs::create_dir(&dir)
-            .map_err(|e| EngineError::io(&dir, e))
-            .and_then(|()| {
-                let logs = dir.join("logs");
-                fs::create_dir(&logs).map_err(|e| EngineError::io(&logs, e))
-            })
-            .and_then(|()| {
-                let sk = self.socket_dir(&rec.id);
-                fs::create_dir_all(&sk).map_err(|e| EngineError::io(&sk, e))
-            })
+        let made = make_private_dir(&dir)
+            .and_then(|()| make_private_dir(&dir.join("logs")))
+            .and_then(|()| make_private_dir(&self.socket_dir(&rec.id)))
+            .map_err(EngineError::from)
             .and_then(|()| self.save(&rec));
         if let Err(e) = made {
             let _ = fs::remove_dir_all(self.socket_dir(&rec.id));

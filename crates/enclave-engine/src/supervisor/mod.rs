@@ -139,10 +139,10 @@ pub fn supervise(
             rec.restart.should_restart(ending, rec.restarts) && !stop.load(Ordering::SeqCst);
         if !restart {
             rec.status = match ending {
-                Ending::Failed => Status::Failed,
+                Ending::Failed | Ending::Refused => Status::Failed,
                 Ending::Clean | Ending::Stopped => Status::Exited,
             };
-            if ending != Ending::Failed {
+            if matches!(ending, Ending::Clean | Ending::Stopped) {
                 rec.error = None;
             }
             ctx.save();
@@ -205,6 +205,10 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     let started = Instant::now();
     let mut instance = match backend.launch(&spec) {
         Ok(i) => i,
+        Err(e) if e.refuses_boot() => {
+            fail(ctx, e.to_string());
+            return Ending::Refused;
+        }
         Err(e) => return fail(ctx, e.to_string()),
     };
     ctx.rec.instance = instance.info();

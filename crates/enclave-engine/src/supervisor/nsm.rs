@@ -20,10 +20,18 @@ use crate::error::{EngineError, Result};
 /// How long one client may take to send its request and read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The emulation CA of a state root (`<root>/emulation-ca`), created on first use.
+/// The emulation CA of a state root (`<root>/emulation-ca`), created on first use (in a 0700
+/// directory renamed into place). Refused, as every directory of the state tree, unless the
+/// directory is a real one owned by this user with mode 0700 (see `state/private_dir.rs`).
 pub fn emulation_ca(state_root: &Path) -> Result<EmulationCa> {
-    EmulationCa::load_or_create(&state_root.join(EMULATION_CA_DIR))
-        .map_err(|e| EngineError::Backend(format!("emulation CA: {e}")))
+    let dir = state_root.join(EMULATION_CA_DIR);
+    if dir.symlink_metadata().is_ok() {
+        crate::state::check_private_dir(&dir)?;
+    }
+    let ca = EmulationCa::load_or_create(&dir)
+        .map_err(|e| EngineError::Backend(format!("emulation CA: {e}")))?;
+    crate::state::check_private_dir(&dir)?;
+    Ok(ca)
 }
 
 /// The measured PCRs of a record (`PCR0` … `PCR8` as hex) as the NSM's registers.

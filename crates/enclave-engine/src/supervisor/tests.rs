@@ -7,7 +7,7 @@ use crate::state::{StateRoot, Status};
 
 fn setup(policy: &str) -> (tempfile::TempDir, StateRoot, String) {
     let dir = tempfile::tempdir().unwrap();
-    let root = StateRoot::open(dir.path()).unwrap();
+    let root = StateRoot::open(&dir.path().join("state")).unwrap();
     let mut rec = crate::state::tests::record("f00d", "fake");
     rec.status = Status::Created;
     rec.restart = policy.parse().unwrap();
@@ -105,4 +105,86 @@ fn stop_ends_a_running_enclave_without_restart() {
     assert_eq!(rec.status, Status::Exited);
     assert!(rec.exit.unwrap().starts_with("stopped"));
     assert_eq!(fake.calls(), ["launch fake cid=16", "kill fake"]);
+}
+
+/// An enclave recorded by `run` (lifecycle::create_with) from a real EIF, with `policy`:
+/// (tempdir, root, id, the EIF given to run).
+fn setup_with_eif(policy: &str) -> (tempfile::TempDir, StateRoot, String, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = StateRoot::open(&dir.path().join("state")).unwrap();
+    let eif = dir.path().join("app.eif");
+    crate::eif::tests::write_eif(&eif, b"the app");
+    let opts = crate::lifecycle::RunOptions {
+        eif: eif.clone(),
+        name: Some("pinned".into()),
+        cpus: 1,
+        memory_mib: 128,
+        backend: crate::backend::BackendChoice::Kind(crate::backend::BackendKind::Fake),
+        debug_mode: false,
+        restart: policy.parse().unwrap(),
+        publish: vec![],
+        add_hosts: vec![],
+        secrets: vec![],
+    };
+    let rec = crate::lifecycle::create_with(&root, &opts, &FakeBackend::default()).unwrap();
+    (dir, root, rec.id, eif)
+}
+
+#[test]
+fn a_replaced_original_does_not_matter_the_pinned_copy_boots() {
+    let (dir, root, id, eif) = setup_with_eif("on-failure:1");
+    // Replaced by another valid EIF, then rewritten in place: neither is booted.
+    crate::eif::tests::write_eif(&eif, b"another app");
+    crate::eif::tests::tamper_app_ramdisk(&eif);
+    let mut fake = FakeBackend::with_script([
+        FakeBoot::crashes_after(Duration::from_millis(20)),
+        FakeBoot::crashes_after(Duration::from_millis(20)),
+    ]);
+    let rec = supervise(&root, &id, &mut fake, &opts(), &AtomicBool::new(false)).unwrap();
+    assert_eq!(
+        fake.calls(),
+        ["launch pinned cid=16", "launch pinned cid=16"],
+        "both boots passed their measurement"
+    );
+    assert_eq!((rec.status, rec.restarts), (Status::Failed, 1));
+    assert_eq!(
+        rec.eif,
+        dir.path().join("app.eif"),
+        "the record shows the original"
+    );
+}
+
+#[test]
+fn a_tampered_pinned_copy_fails_the_restart_for_good() {
+    let (_d, root, id, _eif) = setup_with_eif("always");
+    let pinned = root.dir(&id).join(crate::eif::pin::PINNED_EIF);
+    let mut fake = FakeBackend::with_script([FakeBoot::crashes_after(Duration::from_millis(200))]);
+    let stop = AtomicBool::new(false);
+    let r2 = root.clone();
+    let id2 = id.clone();
+    let tamper = std::thread::spawn(move || {
+        for _ in 0..400 {
+            if r2.load(&id2).unwrap().status == Status::Running {
+                crate::eif::tests::tamper_app_ramdisk(&pinned);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    });
+    let rec = supervise(&root, &id, &mut fake, &opts(), &stop).unwrap();
+    assert!(tamper.join().unwrap(), "the enclave never ran");
+    // One launch; the restart measured the copy and refused before launching; no more
+    // attempts although the policy is `always`.
+    assert_eq!(fake.calls(), ["launch pinned cid=16"]);
+    assert_eq!((rec.status, rec.restarts), (Status::Failed, 1));
+    let err = rec.error.unwrap();
+    let expected = &rec.measurements["PCR0"];
+    assert!(
+        err.contains("refusing to boot")
+            && err.contains(&format!("PCR0 expected {expected}, found "))
+            && err.contains("PCR0, PCR2 differ"),
+        "{err}"
+    );
+    assert_eq!(root.resolve("pinned").unwrap().status, Status::Failed);
 }

@@ -1,9 +1,12 @@
-//! What the engine needs from an EIF: its measurements, the memory it needs, and its kernel,
-//! command line and ramdisks as files for QEMU.
+//! What the engine needs from an EIF: its measurements, the memory it needs, the private copy
+//! an enclave boots ([`pin`]), and what each boot hands to its backend, measured again on the
+//! way ([`boot`]).
+
+pub mod boot;
+pub mod pin;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use enclave_image::eif::EifReader;
@@ -73,38 +76,5 @@ impl EifInfo {
     }
 }
 
-/// The boot files of an EIF, extracted for a VM.
-#[derive(Debug, Clone)]
-pub struct BootFiles {
-    /// The kernel image.
-    pub kernel: PathBuf,
-    /// Every ramdisk, concatenated in order (the kernel unpacks them all into one tmpfs).
-    pub initrd: PathBuf,
-    /// The measured command line.
-    pub cmdline: String,
-}
-
-/// Extracts the kernel and the ramdisks of `eif` into `dir` (`kernel`, `initrd`).
-pub fn extract_boot_files(eif: &Path, dir: &Path) -> Result<BootFiles> {
-    let eif_err = |error| EngineError::Eif {
-        path: eif.to_owned(),
-        error,
-    };
-    let mut reader = EifReader::open(eif).map_err(eif_err)?;
-    let kernel = dir.join("kernel");
-    let initrd = dir.join("initrd");
-    let cmdline = reader.cmdline().map_err(eif_err)?;
-    let kernel_bytes = reader.kernel().map_err(eif_err)?;
-    fs::write(&kernel, kernel_bytes).map_err(|e| EngineError::io(&kernel, e))?;
-    let file = fs::File::create(&initrd).map_err(|e| EngineError::io(&initrd, e))?;
-    let mut out = BufWriter::new(file);
-    for n in 0..reader.ramdisk_count() {
-        reader.copy_ramdisk_to(n, &mut out).map_err(eif_err)?;
-    }
-    out.flush().map_err(|e| EngineError::io(&initrd, e))?;
-    Ok(BootFiles {
-        kernel,
-        initrd,
-        cmdline,
-    })
-}
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,106 @@
+//! Driving real enclaves from a test: an `enclave-ctl` with its own state directory, and what
+//! the VM scenarios look at (records, processes).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{assert_ok, run, stderr, stdout};
+
+/// A scenario's state directory and engine binary.
+pub struct Env {
+    /// The state directory (`ENCLAVE_ENGINE_STATE_DIR`).
+    pub state: PathBuf,
+    /// The enclave-engine binary.
+    pub engine: PathBuf,
+    /// The enclaves the scenario may create, removed when it ends.
+    pub names: &'static [&'static str],
+}
+
+/// Removes (and so stops) every enclave of the test, even when an assertion failed.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.ctl().arg("rm").arg("-f").args(self.names).output();
+    }
+}
+
+impl Env {
+    /// enclave-ctl on this state directory.
+    pub fn ctl(&self) -> Command {
+        super::vm_ctl(&self.state, &self.engine)
+    }
+
+    /// Runs and asserts success; stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = run(self.ctl().args(args));
+        assert_ok(&o);
+        stdout(&o)
+    }
+
+    /// Runs and asserts failure; stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = run(self.ctl().args(args));
+        assert!(!o.status.success(), "{args:?} succeeded:\n{}", stdout(&o));
+        stderr(&o)
+    }
+
+    /// `inspect NAME` as JSON.
+    pub fn inspect(&self, name: &str) -> Value {
+        serde_json::from_str(&self.ok(&["inspect", name])).expect("inspect prints JSON")
+    }
+
+    /// How many enclave directories exist.
+    pub fn dirs(&self) -> usize {
+        std::fs::read_dir(self.state.join("enclaves"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Polls `inspect NAME` until `ok` holds, failing after `limit`.
+    pub fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let v = self.inspect(name);
+            if ok(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {what} not reached: {v:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Live (not zombie) processes whose command line contains `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !zombie && text.contains(needle) {
+            found.push(text);
+        }
+    }
+    found
+}
+
+/// `kill SIG PID`, asserted.
+pub fn kill(pid: u64, sig: &str) {
+    let o: Output = run(Command::new("kill").args([sig, &pid.to_string()]));
+    assert_ok(&o);
+}
