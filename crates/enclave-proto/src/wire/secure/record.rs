@@ -28,6 +28,10 @@ pub const MAX_RECORD_PLAINTEXT: usize = 65535 - TAG_LEN;
 const TAG_LEN: usize = 16;
 /// Sealed records are written once this many bytes are waiting.
 const WRITE_BATCH: usize = 256 << 10;
+/// At most this much pending plaintext is sealed on its own to let a large write go direct.
+const SMALL_PENDING: usize = 4 << 10;
+/// The reader's buffer under the records.
+const READ_BUFFER: usize = 4 << 10;
 
 fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
@@ -64,16 +68,26 @@ impl<W: Write> SecureWriter<W> {
         &mut self.inner
     }
 
+    /// Seals what is pending into a record.
     fn seal(&mut self) -> io::Result<()> {
         if self.plain.is_empty() {
             return Ok(());
         }
+        let plain = std::mem::take(&mut self.plain);
+        let result = self.seal_from(&plain);
+        self.plain = plain;
+        self.plain.clear();
+        result
+    }
+
+    /// Seals `plain` (1 to [`MAX_RECORD_PLAINTEXT`] bytes) into a record after those waiting.
+    fn seal_from(&mut self, plain: &[u8]) -> io::Result<()> {
         let start = self.sealed.len();
-        let len = self.plain.len() + TAG_LEN;
+        let len = plain.len() + TAG_LEN;
         self.sealed.resize(start + 2 + len, 0);
         let written = self
             .state
-            .write_message(self.nonce, &self.plain, &mut self.sealed[start + 2..])
+            .write_message(self.nonce, plain, &mut self.sealed[start + 2..])
             .map_err(|_| invalid("sealing a control record failed"))?;
         debug_assert_eq!(written, len);
         self.sealed[start..start + 2].copy_from_slice(&(written as u16).to_be_bytes());
@@ -81,7 +95,6 @@ impl<W: Write> SecureWriter<W> {
             .nonce
             .checked_add(1)
             .ok_or_else(|| invalid("record counter exhausted"))?;
-        self.plain.clear();
         Ok(())
     }
 
@@ -96,6 +109,16 @@ impl<W: Write> SecureWriter<W> {
 
 impl<W: Write> Write for SecureWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // A whole record's worth: what little is pending goes in a record of its own, and the
+        // caller's bytes are sealed straight from where they are, one copy less for bulk data.
+        if buf.len() >= MAX_RECORD_PLAINTEXT && self.plain.len() <= SMALL_PENDING {
+            self.seal()?;
+            self.seal_from(&buf[..MAX_RECORD_PLAINTEXT])?;
+            if self.sealed.len() >= WRITE_BATCH {
+                self.write_sealed()?;
+            }
+            return Ok(MAX_RECORD_PLAINTEXT);
+        }
         let n = buf.len().min(MAX_RECORD_PLAINTEXT - self.plain.len());
         self.plain.extend_from_slice(&buf[..n]);
         if self.plain.len() == MAX_RECORD_PLAINTEXT {
@@ -130,7 +153,10 @@ impl<R: Read> SecureReader<R> {
     /// Decrypts records read from `inner` with `state`'s receiving key.
     pub fn new(inner: R, state: Arc<StatelessTransportState>) -> Self {
         Self {
-            inner: BufReader::with_capacity(4 * (MAX_RECORD_PLAINTEXT + 2 + TAG_LEN), inner),
+            // Small: it batches the headers and small records; a record's body larger than it
+            // is read straight into `record` (BufReader passes large reads through), one copy
+            // less for bulk data.
+            inner: BufReader::with_capacity(READ_BUFFER, inner),
             state,
             nonce: 0,
             record: vec![0; MAX_RECORD_PLAINTEXT + TAG_LEN],
