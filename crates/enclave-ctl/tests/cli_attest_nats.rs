@@ -44,13 +44,14 @@ impl Drop for Env {
 
 /// `nats-server -js` on 127.0.0.1:`port` with TLS from `pki`, storing in `dir`; waits until
 /// it accepts.
-fn nats_server(dir: &Path, pki: &Path, port: u16) -> Child {
+fn nats_server(dir: &Path, pki: &Path, port: u16, token: &str) -> Child {
     let conf = dir.join("server.conf");
     std::fs::write(
         &conf,
         format!(
             "host: 127.0.0.1\nport: {port}\njetstream {{ store_dir: {:?} }}\n\
-             tls {{ cert_file: {:?}, key_file: {:?}, timeout: 5 }}\n",
+             tls {{ cert_file: {:?}, key_file: {:?}, timeout: 5 }}\n\
+             authorization {{ token: {token:?} }}\n",
             dir.join("js"),
             pki.join("server.pem"),
             pki.join("server.key"),
@@ -160,7 +161,18 @@ fn file_hashes_reach_a_nats_bucket_over_tls_through_egress() {
         nats: None,
     };
     std::fs::create_dir(tmp.path().join("nats")).unwrap();
-    env.nats = Some(nats_server(&tmp.path().join("nats"), &pki, port));
+    // The publisher's credentials: a token made now, handed to the enclave at boot by
+    // `run --secret` (never in the image or the measured spec).
+    let mut random = [0u8; 16];
+    use std::io::Read as _;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut random)
+        .unwrap();
+    let token = hex::encode(random);
+    let token_file = tmp.path().join("nats.token");
+    std::fs::write(&token_file, &token).unwrap();
+    env.nats = Some(nats_server(&tmp.path().join("nats"), &pki, port, &token));
 
     // The enclave reaches the server by name (also the TLS name, the URL's host); the host
     // resolves the name to its loopback, which only the cidr rule allows. The CA certificate
@@ -170,7 +182,8 @@ fn file_hashes_reach_a_nats_bucket_over_tls_through_egress() {
         &spec,
         format!(
             "attestation:\n  server: {{port: 8443}}\n  files:\n    roots: [/app]\n    \
-             nats: {{url: \"nats://nats.test:{port}\", bucket: {BUCKET}, tls: {{ca: {}}}}}\n\
+             nats: {{url: \"nats://nats.test:{port}\", bucket: {BUCKET}, tls: {{ca: {}}}, \
+             credentials: {{kind: token, file: /run/enclave/secrets/nats-token}}}}\n\
              egress:\n  - {{host: nats.test, port: {port}}}\n  - {{cidr: 127.0.0.1/32, port: {port}}}\n\
              debug: {{cp: true}}\n",
             serde_json::to_string(&ca).unwrap()
@@ -203,13 +216,20 @@ fn file_hashes_reach_a_nats_bucket_over_tls_through_egress() {
     assert_ok(&run(ctl()
         .args(["run", "-d", "--memory", "256", "--name", "attnats"])
         .args(["--add-host", "nats.test:127.0.0.1"])
+        .arg("--secret")
+        .arg(format!("nats-token={}", token_file.display()))
         .arg(&eif)));
 
     // The relying party reads the bucket over TLS, and verifies the start-up document with
     // the emulation root and the PCRs the build printed.
-    let options = NatsOptions::new(&format!("nats://127.0.0.1:{port}"), BUCKET)
+    let without_token = NatsOptions::new(&format!("nats://127.0.0.1:{port}"), BUCKET)
         .unwrap()
         .tls(NatsTls::new(ca.as_bytes(), "nats.test").unwrap());
+    assert!(
+        NatsPublisher::connect(&without_token).is_err(),
+        "the server takes publishers with the token only"
+    );
+    let options = without_token.auth(enclave_attest::files::NatsAuth::Token(token.clone()));
     let document = wait_for(
         &options,
         STARTUP_DOCUMENT_KEY,
