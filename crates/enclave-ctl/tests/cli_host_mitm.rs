@@ -21,24 +21,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::enclaves::Env;
 use common::{assert_ok, example_image, run, stderr, stdout};
-
-struct Env {
-    state: PathBuf,
-    engine: PathBuf,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.ctl().args(["rm", "-f", "mitm-a", "mitm-b"]).output();
-    }
-}
-
-impl Env {
-    fn ctl(&self) -> Command {
-        common::vm_ctl(&self.state, &self.engine)
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -172,6 +156,7 @@ fn the_host_cannot_pass_for_the_enclave_nor_can_another_enclave() {
     let env = Env {
         state: tmp.path().join("state"),
         engine,
+        names: &["mitm-a", "mitm-b"],
     };
     let (port_a, port_b) = (free_port(), free_port());
     for (name, eif, port) in [("mitm-a", &eif_a, port_a), ("mitm-b", &eif_b, port_b)] {

@@ -112,17 +112,25 @@ pub fn store_secrets(dir: &Path, secrets: &[Secret]) -> Result<()> {
         .create(&sdir)
         .map_err(|e| EngineError::io(&sdir, e))?;
     for s in secrets {
-        let path = sdir.join(&s.name);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&s.content))
-            .map_err(|e| EngineError::io(&path, e))?;
+        create_private(&sdir.join(&s.name), &s.content)?;
     }
     Ok(())
+}
+
+/// Writes a new file only its owner can read (0600), created exclusively and never through a
+/// symlink planted in its place, and syncs it.
+fn create_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .map_err(|e| EngineError::io(path, e))
 }
 
 /// The enclave's control identity as its supervisor received it at the last boot.
@@ -147,17 +155,7 @@ pub fn load_or_create_key(dir: &Path) -> Result<SigningKey> {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
     getrandom::getrandom(seed.as_mut())
         .map_err(|e| EngineError::Backend(format!("no randomness for the supervisor key: {e}")))?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&path)
-        .and_then(|mut f| {
-            f.write_all(seed.as_ref())?;
-            f.sync_all()
-        })
-        .map_err(|e| EngineError::io(&path, e))?;
+    create_private(&path, seed.as_ref())?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
