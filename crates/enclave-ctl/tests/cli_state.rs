@@ -217,9 +217,11 @@ fn an_enclave_boots_its_pinned_eif_and_refuses_a_modified_one() {
     let doc = tmp.path().join("doc.cose");
     env.ok(&["attest", "p", "-o", doc.to_str().unwrap()]);
     let root_pem = env.state.join("emulation-ca/root.pem");
+    // The example image grants debug.exec and debug.cp (PCR31 says so): accepted knowingly.
     let report = env.ok(&[
         "verify",
         doc.to_str().unwrap(),
+        "--allow-debug",
         "--trust-root",
         root_pem.to_str().unwrap(),
         "--pcr",
