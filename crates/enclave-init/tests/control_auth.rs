@@ -337,6 +337,25 @@ fn bad_frames_get_an_error_or_a_close_and_the_server_goes_on() {
         );
         assert_eq!(ping(&b), 3, "{what}: the server stopped serving");
     }
+    // A peer without a key gets small frames only (it cannot make the enclave allocate much),
+    // an authenticated one the whole frame size: here an exec whose arguments are 200 KB.
+    let mut s = RawSession::open(&b, &[], None);
+    s.send_bytes(&100_000u32.to_be_bytes());
+    let msgs = s.read_all();
+    assert!(
+        matches!(
+            msgs.last(),
+            Some(ServerMessage::Error { id: 0, code: ErrorCode::Protocol, message })
+                if message.contains("100000")
+        ),
+        "{msgs:?}"
+    );
+    let mut c = Client::connect(&b.addr, &opts(&b, &[Capability::Exec])).unwrap();
+    let part = "x".repeat(50_000);
+    let script = "echo $(( ${#1} + ${#2} + ${#3} + ${#4} ))";
+    let argv = ["sh", "-c", script, "sh", &part, &part, &part, &part];
+    let o = exec(&mut c, req(&argv), None).unwrap();
+    assert_eq!(o.stdout, b"200000\n");
     // Bytes that are not records of the session after the handshake: the server closes
     // without a word (it cannot tell garbage from an attack, and answers neither).
     let mut s = RawSession::open(&b, &[], None);

@@ -19,8 +19,8 @@ use enclave_proto::client::encode_frame;
 use enclave_proto::transport::Connection;
 use enclave_proto::wire::secure::{SecureReader, SecureWriter, Transport};
 use enclave_proto::wire::{
-    read_frame, Channel, ClientMessage, ErrorCode, FrameError, RequestId, ServerConfig,
-    ServerMessage, ServerSession, SessionError, Verdict,
+    read_frame_limited, Channel, ClientMessage, ErrorCode, FrameError, RequestId, ServerConfig,
+    ServerMessage, ServerSession, SessionError, Verdict, MAX_UNAUTHENTICATED_FRAME,
 };
 
 use super::{cp, exec, ops, Context};
@@ -248,7 +248,7 @@ fn setup(session: &mut ServerSession, sock: &Connection) -> Result<Option<Transp
         }
     };
     loop {
-        let frame = match read_frame(&mut r) {
+        let frame = match read_frame_limited(&mut r, MAX_UNAUTHENTICATED_FRAME) {
             Ok(Some(frame)) => frame,
             Ok(None) | Err(FrameError::Io(_)) => return Err(()),
             Err(e) => {
@@ -327,8 +327,15 @@ pub(super) fn serve(
     // session that never proves one is closed after a while: idle connections cannot hold the
     // slots operators need.
     let mut idle_bounded = true;
+    let mut ready = false;
     loop {
-        let frame = match read_frame(&mut reader) {
+        // A peer that has not proven a key gets small frames only.
+        let limit = if ready {
+            enclave_proto::wire::MAX_FRAME_LEN
+        } else {
+            MAX_UNAUTHENTICATED_FRAME
+        };
+        let frame = match read_frame_limited(&mut reader, limit) {
             Ok(Some(frame)) => frame,
             // End of stream between frames; or the writer shut the socket down; or a record
             // that failed authentication (the stream is no longer the peer's).
@@ -347,12 +354,10 @@ pub(super) fn serve(
         if !handle(&conn, frame.payload()) {
             break;
         }
-        let (ready, asked) = {
+        let asked = {
             let state = conn.lock();
-            (
-                state.session.is_ready(),
-                state.session.last_request_id() > 0,
-            )
+            ready = state.session.is_ready();
+            state.session.last_request_id() > 0
         };
         if ready {
             authenticated.store(true, Ordering::Relaxed);

@@ -169,6 +169,15 @@ impl FrameDecoder {
 /// Reads one frame from a blocking reader. `Ok(None)` on a clean end of stream (between
 /// frames); [`FrameError::Truncated`] when the stream ends inside one.
 pub fn read_frame(reader: &mut impl Read) -> Result<Option<Frame>, FrameError> {
+    read_frame_limited(reader, MAX_FRAME_LEN)
+}
+
+/// [`read_frame`] with a lower bound than [`MAX_FRAME_LEN`] (a server reading a peer that has
+/// not proven a key yet allocates no more than this for it): a longer frame is `Oversize`.
+pub fn read_frame_limited(
+    reader: &mut impl Read,
+    max_len: u32,
+) -> Result<Option<Frame>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(reader, &mut header)?;
     if got == 0 {
@@ -179,6 +188,11 @@ pub fn read_frame(reader: &mut impl Read) -> Result<Option<Frame>, FrameError> {
     }
     let len = u32::from_be_bytes(header);
     check_len(u64::from(len))?;
+    if len > max_len {
+        return Err(FrameError::Oversize {
+            len: u64::from(len),
+        });
+    }
     // Only now, with the length bounded, is the buffer sized from it.
     let mut payload = vec![0u8; len as usize];
     let got = read_full(reader, &mut payload)?;

@@ -29,7 +29,7 @@ pub mod secure;
 pub mod session;
 
 pub use codec::{decode, encode, read_message, write_message, MessageError};
-pub use frame::{read_frame, write_frame, Frame, FrameDecoder, FrameError};
+pub use frame::{read_frame, read_frame_limited, write_frame, Frame, FrameDecoder, FrameError};
 pub use message::{
     Auth, Capability, Channel, ClientHello, ClientMessage, EnclaveInfo, ErrorCode, RequestId,
     ServerHello, ServerMessage,
@@ -66,6 +66,11 @@ pub const INITIAL_WINDOW: u32 = 256 << 10;
 /// The largest window a receiver may grant (the sum of what is outstanding); more is a
 /// flow-control error. Bounds what a receiver can be made to buffer.
 pub const MAX_WINDOW: u32 = 16 << 20;
+
+/// Largest frame a server reads from a peer that has not proven a key: the hellos, the
+/// handshake (a Noise message is at most 65535 bytes), `auth`, `ping` and `info` all fit with
+/// room to spare, and an unauthenticated peer can make the enclave allocate no more.
+pub const MAX_UNAUTHENTICATED_FRAME: u32 = 68 << 10;
 
 /// Maximum number of requests in progress at once on one connection.
 pub const MAX_STREAMS: usize = 64;

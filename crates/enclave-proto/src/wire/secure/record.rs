@@ -53,8 +53,9 @@ impl<W: Write> SecureWriter<W> {
             inner,
             state,
             nonce: 0,
-            plain: Vec::with_capacity(MAX_RECORD_PLAINTEXT),
-            sealed: Vec::with_capacity(WRITE_BATCH + MAX_RECORD_PLAINTEXT + 2 + TAG_LEN),
+            // Grown as records need them: an idle connection costs little memory.
+            plain: Vec::new(),
+            sealed: Vec::new(),
         }
     }
 
@@ -159,8 +160,9 @@ impl<R: Read> SecureReader<R> {
             inner: BufReader::with_capacity(READ_BUFFER, inner),
             state,
             nonce: 0,
-            record: vec![0; MAX_RECORD_PLAINTEXT + TAG_LEN],
-            plain: vec![0; MAX_RECORD_PLAINTEXT],
+            // Grown to the largest record seen: an idle connection costs little memory.
+            record: Vec::new(),
+            plain: Vec::new(),
             filled: 0,
             pos: 0,
         }
@@ -182,6 +184,10 @@ impl<R: Read> SecureReader<R> {
         if len <= TAG_LEN {
             // An empty record is never sent: one would be a way to make the reader spin.
             return Err(invalid("control record without plaintext"));
+        }
+        if self.record.len() < len {
+            self.record.resize(len, 0);
+            self.plain.resize(len - TAG_LEN, 0);
         }
         let record = &mut self.record[..len];
         self.inner.read_exact(record).map_err(truncated)?;
