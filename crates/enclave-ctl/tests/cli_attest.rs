@@ -105,6 +105,22 @@ fn an_emulated_document_verifies_only_with_the_emulation_root() {
     let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(inspect["emulation_root"], root.to_str().unwrap());
 
+    // An unprivileged user on the same host gets a clear refusal, not the enclave.
+    {
+        use std::os::unix::process::CommandExt;
+        let o = run(env
+            .ctl()
+            .args(["exec", "att", "--", "true"])
+            .uid(65534)
+            .gid(65534));
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains(env.state.to_str().unwrap()) && e.contains("belongs to another user"),
+            "{e}"
+        );
+    }
+
     // A document with a fresh (default) nonce, printed for verify.
     let doc = tmp.path().join("doc.cose");
     let (_, err) = env.ok(&["attest", "att", "-o", doc.to_str().unwrap()]);

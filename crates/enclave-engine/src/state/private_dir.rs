@@ -97,6 +97,12 @@ pub enum StateDirError {
         #[source]
         source: std::io::Error,
     },
+    /// This user may not enter it: another user's (root's) state directory.
+    #[error("permission denied: the state directory {} belongs to another user; enclaves are driven by the user who started them (root on a Nitro parent): use a state directory of your own (--state-dir, $XDG_RUNTIME_DIR), or reach an enclave by address with a key listed in its spec's debug.authorized_keys (--key)", path.display())]
+    Denied {
+        /// The path.
+        path: PathBuf,
+    },
     /// A file operation failed.
     #[error("state directory {}: {source}", path.display())]
     Io {
@@ -111,9 +117,14 @@ pub enum StateDirError {
 type Result<T> = std::result::Result<T, StateDirError>;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateDirError + '_ {
-    move |source| StateDirError::Io {
-        path: path.to_owned(),
-        source,
+    move |source| match source.kind() {
+        std::io::ErrorKind::PermissionDenied => StateDirError::Denied {
+            path: path.to_owned(),
+        },
+        _ => StateDirError::Io {
+            path: path.to_owned(),
+            source,
+        },
     }
 }
 
