@@ -4,13 +4,12 @@
 //! Each must return normally for any input: a panic or a hang is the bug being looked for.
 
 use std::io::Cursor;
-use std::sync::{Arc, OnceLock};
 
 use super::auth::{AuthorizedKeys, SigningKey};
 use super::codec::{decode, encode};
 use super::frame::{read_frame, FrameDecoder, FrameError};
 use super::message::{Capability, ClientMessage, EnclaveInfo, ServerMessage};
-use super::secure::{ControlIdentity, ServerCheck};
+use super::secure::ServerCheck;
 use super::session::{
     ClientConfig, ClientSession, RemoteTrust, Security, ServerConfig, ServerSession, Trust, Verdict,
 };
@@ -80,23 +79,11 @@ fn server_config(remote: bool) -> ServerConfig {
     ServerConfig {
         capabilities: vec![Capability::Exec, Capability::Cp],
         trust: Trust::Remote(RemoteTrust {
-            identity: fuzz_identity(),
+            identity: super::secure::fuzzing::identity(),
             keys,
         }),
         enclave,
     }
-}
-
-/// One control identity for every fuzz input (made once: key generation is the slow part).
-fn fuzz_identity() -> Arc<ControlIdentity> {
-    static IDENTITY: OnceLock<Arc<ControlIdentity>> = OnceLock::new();
-    IDENTITY
-        .get_or_init(|| {
-            // ok: not outside input; without randomness nothing here could run.
-            let identity = ControlIdentity::generate().expect("X25519 key generation");
-            Arc::new(identity.with_document(b"fuzz document".to_vec()))
-        })
-        .clone()
 }
 
 /// Splits `data` into frames, decodes each as a client message for a [`ServerSession`] and as

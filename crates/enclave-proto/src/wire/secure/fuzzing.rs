@@ -11,8 +11,8 @@ use super::{
 };
 use crate::wire::{decode, read_frame, ClientMessage};
 
-/// One identity for every input (key generation is the slow part).
-fn identity() -> Arc<ControlIdentity> {
+/// One identity for every input of every fuzz body (key generation is the slow part).
+pub(crate) fn identity() -> Arc<ControlIdentity> {
     static ID: OnceLock<Arc<ControlIdentity>> = OnceLock::new();
     ID.get_or_init(|| {
         // ok: not outside input; without randomness nothing here could run.
