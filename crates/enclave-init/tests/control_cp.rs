@@ -134,7 +134,7 @@ fn raw_upload(b: &Access, dest: &str, entries: &[RawEntry]) -> ErrorCode {
                 s.send(&ClientMessage::Data {
                     id: 1,
                     channel: enclave_proto::wire::Channel::File,
-                    data: raw.content.clone(),
+                    data: raw.content.clone().into(),
                 });
             }
             s.send(&ClientMessage::CpFileEnd { id: 1 });

@@ -96,7 +96,7 @@ fn structural_limits_are_enforced() {
     let big = ClientMessage::Data {
         id: 1,
         channel: Channel::Stdin,
-        data: vec![0; MAX_DATA_CHUNK + 1],
+        data: vec![0; MAX_DATA_CHUNK + 1].into(),
     };
     assert!(matches!(encode(&big), Err(MessageError::Invalid(_))));
     // Made by hand, so encode's check is bypassed: decode refuses it too.

@@ -137,7 +137,7 @@ fn serve(mut conn: Connection) {
                 ServerMessage::Data {
                     id,
                     channel: Channel::Stdout,
-                    data,
+                    data: data.into(),
                 },
             );
         }
@@ -217,7 +217,7 @@ fn exec_over_a_unix_socket() {
                     ClientMessage::Data {
                         id,
                         channel: Channel::Stdin,
-                        data: chunk.to_vec(),
+                        data: chunk.to_vec().into(),
                     }
                 };
                 let mut session = lock.lock().unwrap();

@@ -106,12 +106,12 @@ fn client_messages() -> Vec<ClientMessage> {
         ClientMessage::Data {
             id: 1,
             channel: Channel::Stdin,
-            data: vec![0xab; MAX_DATA_CHUNK],
+            data: vec![0xab; MAX_DATA_CHUNK].into(),
         },
         ClientMessage::Data {
             id: 1,
             channel: Channel::File,
-            data: vec![],
+            data: vec![].into(),
         },
         ClientMessage::Eof {
             id: 1,
@@ -189,12 +189,12 @@ fn server_messages() -> Vec<ServerMessage> {
         ServerMessage::Data {
             id: 1,
             channel: Channel::Stdout,
-            data: b"hi\n".to_vec(),
+            data: b"hi\n".to_vec().into(),
         },
         ServerMessage::Data {
             id: 1,
             channel: Channel::Stderr,
-            data: vec![0; 10],
+            data: vec![0; 10].into(),
         },
         ServerMessage::Eof {
             id: 1,
@@ -271,7 +271,7 @@ fn data_is_a_compact_byte_string() {
     let msg = ClientMessage::Data {
         id: 1,
         channel: Channel::Stdin,
-        data: vec![0xff; MAX_DATA_CHUNK],
+        data: vec![0xff; MAX_DATA_CHUNK].into(),
     };
     assert!(encode(&msg).unwrap().len() < MAX_DATA_CHUNK + 64);
 }

@@ -6,8 +6,9 @@ use std::io::{Cursor, ErrorKind, Read, Write};
 
 use enclave_proto::wire::secure::{SecureReader, SecureWriter, ServerCheck, Transport};
 use enclave_proto::wire::{
-    encode, read_message, write_message, Capability, ClientMessage, ClientSession, ErrorCode,
-    Request, ServerMessage, ServerSession, SessionError, Verdict,
+    decode_bytes, encode, encode_frame, read_message, write_message, Capability, Channel,
+    ClientMessage, ClientSession, ErrorCode, Request, ServerMessage, ServerSession, SessionError,
+    Verdict, MAX_DATA_CHUNK, MAX_FRAME_LEN, RECORD_DATA_CHUNK,
 };
 
 mod session_support;
@@ -107,6 +108,54 @@ fn large_frames_span_records_and_arrive_whole() {
     let (got, err) = read_all(&st, w.get_mut().clone());
     assert!(err.is_none());
     assert_eq!(got, msgs);
+}
+
+/// Frames written whole ([`SecureWriter::write_frame`], as both ends do) come back from
+/// [`SecureReader::read_frame`] in order, the ones that fit a record as slices of that
+/// record's buffer: a `Data` message of the senders' chunk size is never copied on receipt.
+#[test]
+fn frames_written_whole_are_read_in_place() {
+    let (st, ct) = pair();
+    let data = |id: u32, len: usize| ClientMessage::Data {
+        id,
+        channel: Channel::File,
+        data: vec![id as u8; len].into(),
+    };
+    // Small frames sharing records, then full-size chunks, a frame too large for one record
+    // (spans two) and small ones after it.
+    let mut msgs: Vec<ClientMessage> = (1..=5).map(ping).collect();
+    msgs.extend((6..=9).map(|id| data(id, RECORD_DATA_CHUNK)));
+    msgs.push(data(10, MAX_DATA_CHUNK));
+    msgs.extend((11..=12).map(ping));
+    let mut w = SecureWriter::new(Vec::new(), ct.state());
+    for m in &msgs {
+        w.write_frame(&encode_frame(m).unwrap()).unwrap();
+    }
+    w.flush().unwrap();
+    let mut r = SecureReader::new(Cursor::new(w.get_mut().clone()), st.state());
+    let mut frames = Vec::new();
+    while let Some(f) = r.read_frame(MAX_FRAME_LEN).unwrap() {
+        frames.push(f);
+    }
+    let got: Vec<ClientMessage> = frames.iter().map(|f| decode_bytes(f).unwrap()).collect();
+    assert_eq!(got, msgs);
+    // The five pings came in one record: each frame's payload follows the previous one's in
+    // one buffer (4 bytes of length between them).
+    for pair in frames[..5].windows(2) {
+        let after = pair[0].as_ptr() as usize + pair[0].len() + 4;
+        assert_eq!(pair[1].as_ptr() as usize, after);
+    }
+    // Each full-size chunk is alone in its record, and its data is a slice of that frame.
+    for (f, m) in frames[5..9].iter().zip(&msgs[5..9]) {
+        let ClientMessage::Data { data, .. } = decode_bytes::<ClientMessage>(f).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(
+            data.as_ptr() as usize,
+            f.as_ptr() as usize + f.len() - data.len()
+        );
+        assert_eq!(&decode_bytes::<ClientMessage>(f).unwrap(), m);
+    }
 }
 
 #[test]

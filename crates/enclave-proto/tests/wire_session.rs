@@ -436,7 +436,7 @@ fn client_side_refuses_before_ready_and_without_capability() {
     let stray = ServerMessage::Data {
         id: 99,
         channel: Channel::Stdout,
-        data: vec![],
+        data: vec![].into(),
     };
     assert!(c.on_recv(&stray).is_err());
 }

@@ -34,7 +34,7 @@ fn stream_rules() {
         .check_send(&ServerMessage::Data {
             id: 1,
             channel: Channel::Stdout,
-            data: vec![1]
+            data: vec![1].into()
         })
         .is_err());
     assert!(s
@@ -119,7 +119,7 @@ fn stream_rules() {
         s4.check_send(&ServerMessage::Data {
             id: 1,
             channel: Channel::Stdout,
-            data: vec![]
+            data: vec![].into()
         }),
         Err(SessionError::Ended(1))
     );
@@ -184,7 +184,7 @@ fn data_beyond_the_window_is_refused() {
     let out = |n| ServerMessage::Data {
         id: 1,
         channel: Channel::Stdout,
-        data: vec![0; n],
+        data: vec![0; n].into(),
     };
     for _ in 0..chunks {
         s.check_send(&out(MAX_DATA_CHUNK)).unwrap();
@@ -372,7 +372,7 @@ fn cp_download_is_checked_by_the_client() {
     c.on_recv(&ServerMessage::Data {
         id,
         channel: Channel::File,
-        data: b"1234".to_vec(),
+        data: b"1234".to_vec().into(),
     })
     .unwrap();
     assert_eq!(c.send_credit(id), Some(INITIAL_WINDOW));

@@ -8,19 +8,20 @@
 //! the flow-control credit, so the writer's queue is too.
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::Write;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use enclave_proto::client::encode_frame;
+use bytes::Bytes;
 use enclave_proto::transport::Connection;
 use enclave_proto::wire::secure::{SecureReader, SecureWriter, Transport};
 use enclave_proto::wire::{
-    read_frame_limited, Channel, ClientMessage, ErrorCode, FrameError, RequestId, ServerConfig,
-    ServerMessage, ServerSession, SessionError, Verdict, MAX_UNAUTHENTICATED_FRAME,
+    encode_frame, read_frame_limited, Channel, ClientMessage, ErrorCode, FrameError, FrameReader,
+    FrameWriter, RequestId, ServerConfig, ServerMessage, ServerSession, SessionError, Verdict,
+    MAX_UNAUTHENTICATED_FRAME, RECORD_DATA_CHUNK,
 };
 
 use super::{cp, exec, ops, Context};
@@ -175,11 +176,8 @@ impl Conn {
             let Some(credit) = self.wait_credit(id) else {
                 return false;
             };
-            let n = bytes
-                .len()
-                .min(credit as usize)
-                .min(enclave_proto::wire::MAX_DATA_CHUNK);
-            let data = bytes[..n].to_vec();
+            let n = bytes.len().min(credit as usize).min(RECORD_DATA_CHUNK);
+            let data = Bytes::copy_from_slice(&bytes[..n]);
             if self
                 .send(&ServerMessage::Data { id, channel, data })
                 .is_err()
@@ -197,11 +195,11 @@ impl Conn {
 }
 
 /// Writes queued frames until the queue is closed, or the connection is and the queue drained.
-/// `w` buffers (plain: a small `BufWriter`; encrypted: the record writer); it is flushed
-/// whenever the queue runs empty, so small messages coalesce and nothing waits.
+/// `w` buffers; it is flushed whenever the queue runs empty, so small messages coalesce and
+/// nothing waits.
 fn write_loop(
     sock: Connection,
-    mut w: Box<dyn Write + Send>,
+    mut w: FrameWriter<Connection>,
     rx: mpsc::Receiver<Vec<u8>>,
     closed: Arc<Conn>,
 ) {
@@ -226,7 +224,7 @@ fn write_loop(
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         };
-        if w.write_all(&payload).is_err() {
+        if w.write_frame(&payload).is_err() {
             break;
         }
         pending = true;
@@ -296,13 +294,12 @@ pub(super) fn serve(
     else {
         return;
     };
-    let (mut reader, writer): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match transport {
+    let (mut reader, writer) = match transport {
         Some(t) => (
-            Box::new(SecureReader::new(r, t.state())),
-            Box::new(SecureWriter::new(w, t.state())),
+            FrameReader::Secure(SecureReader::new(r, t.state())),
+            FrameWriter::Secure(SecureWriter::new(w, t.state())),
         ),
-        // Small: it only coalesces small messages; data frames are larger and bypass it.
-        None => (Box::new(r), Box::new(BufWriter::with_capacity(16 << 10, w))),
+        None => (FrameReader::Clear(r), FrameWriter::clear(w)),
     };
     let (tx, rx) = mpsc::channel();
     let conn = Arc::new(Conn {
@@ -335,7 +332,7 @@ pub(super) fn serve(
         } else {
             MAX_UNAUTHENTICATED_FRAME
         };
-        let frame = match read_frame_limited(&mut reader, limit) {
+        let frame = match reader.read_frame(limit) {
             Ok(Some(frame)) => frame,
             // End of stream between frames; or the writer shut the socket down; or a record
             // that failed authentication (the stream is no longer the peer's).
@@ -351,7 +348,7 @@ pub(super) fn serve(
                 break;
             }
         };
-        if !handle(&conn, frame.payload()) {
+        if !handle(&conn, &frame) {
             break;
         }
         let asked = {
@@ -387,9 +384,9 @@ fn close(conn: &Conn) {
 }
 
 /// Handles one received message; false when the connection must close.
-fn handle(conn: &Arc<Conn>, payload: &[u8]) -> bool {
+fn handle(conn: &Arc<Conn>, payload: &Bytes) -> bool {
     let mut state = conn.lock();
-    let verdict = state.session.on_recv_frame(payload);
+    let verdict = state.session.on_recv_bytes(payload);
     conn.changed.notify_all();
     let msg = match verdict {
         Ok((msg, Verdict::Deliver)) => msg,

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use enclave_proto::client::tree::{self, SourceLink, TreeError, TreeSink, TreeWriter};
 use enclave_proto::wire::{
     Channel, ClientMessage, CpEntry, ErrorCode, Reply, RequestId, ServerMessage,
@@ -33,7 +34,8 @@ const CP_WINDOW: u32 = 4 << 20;
 /// What the reader hands the `cp_to` worker.
 pub(super) enum Upload {
     Entry(CpEntry),
-    Data(Vec<u8>),
+    /// Shares the buffer its record was decrypted into: written to the file without a copy.
+    Data(Bytes),
     FileEnd,
     Done,
 }
@@ -196,7 +198,7 @@ impl TreeSink for Download<'_> {
         let msg = ServerMessage::Data {
             id: self.id,
             channel: Channel::File,
-            data,
+            data: data.into(),
         };
         self.conn.send(&msg).map_err(|_| SinkError::Ended)
     }

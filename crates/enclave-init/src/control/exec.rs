@@ -15,9 +15,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use enclave_proto::wire::{
     Channel, ClientMessage, ErrorCode, ExecRequest, ExitStatus, RequestId, ServerMessage,
-    WindowSize, MAX_DATA_CHUNK,
+    WindowSize, RECORD_DATA_CHUNK,
 };
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -33,7 +34,7 @@ use crate::policy::Exit;
 
 /// Input for the stdin thread.
 enum StdinMsg {
-    Data(Vec<u8>),
+    Data(Bytes),
     Eof,
 }
 
@@ -278,7 +279,7 @@ fn pump_output(
     exit_rx: mpsc::Receiver<Exit>,
     pgid: Pid,
 ) {
-    let mut buf = vec![0u8; MAX_DATA_CHUNK];
+    let mut buf = vec![0u8; RECORD_DATA_CHUNK];
     let timeout = rustix::time::Timespec {
         tv_sec: 0,
         tv_nsec: 250_000_000,
@@ -308,7 +309,7 @@ fn pump_output(
             let channel = *channel;
             match file.read(&mut buf[..want]) {
                 Ok(n) if n > 0 => {
-                    let data = buf[..n].to_vec();
+                    let data = Bytes::copy_from_slice(&buf[..n]);
                     if conn
                         .send(&ServerMessage::Data { id, channel, data })
                         .is_err()

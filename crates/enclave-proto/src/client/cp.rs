@@ -73,7 +73,7 @@ impl<P: FnMut(u64)> TreeSink for Upload<'_, P> {
         self.client.send(&ClientMessage::Data {
             id: self.id,
             channel: Channel::File,
-            data,
+            data: data.into(),
         })?;
         (self.progress)(n);
         Ok(())

@@ -1,12 +1,13 @@
 //! `exec`: run a command in the enclave with its streams forwarded.
 
+use bytes::Bytes;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use super::{Client, ClientError, Shared};
 use crate::wire::{
     Channel, ClientMessage, ExecRequest, ExitStatus, Reply, Request, RequestId, ServerMessage,
-    SessionError, WindowSize, MAX_DATA_CHUNK,
+    SessionError, WindowSize, RECORD_DATA_CHUNK,
 };
 
 /// Where an exec's streams go.
@@ -65,12 +66,12 @@ impl ExecHandle {
 
 /// Sends `input` as stdin within the credit, then `eof`. Runs on its own thread.
 fn pump_stdin(shared: Arc<Shared>, id: RequestId, mut input: Box<dyn Read + Send>) {
-    let mut buf = vec![0u8; MAX_DATA_CHUNK];
+    let mut buf = vec![0u8; RECORD_DATA_CHUNK];
     loop {
         let Some(credit) = shared.wait_credit(id) else {
             return;
         };
-        let want = (credit as usize).min(MAX_DATA_CHUNK);
+        let want = (credit as usize).min(RECORD_DATA_CHUNK);
         let n = match input.read(&mut buf[..want]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -85,7 +86,7 @@ fn pump_stdin(shared: Arc<Shared>, id: RequestId, mut input: Box<dyn Read + Send
             ClientMessage::Data {
                 id,
                 channel: Channel::Stdin,
-                data: buf[..n].to_vec(),
+                data: Bytes::copy_from_slice(&buf[..n]),
             }
         };
         if shared.send(&msg).is_err() || n == 0 {

@@ -17,7 +17,7 @@ mod exec;
 pub mod key;
 pub mod tree;
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,12 +26,12 @@ pub use exec::{ExecHandle, ExecIo};
 
 use crate::transport::{connect_with_retry, Addr, Connection, TransportError};
 use crate::wire::auth::SigningKey;
-use crate::wire::codec::WireMessage;
 use crate::wire::secure::{SecureReader, SecureWriter};
 use crate::wire::session::ClientConfig;
 use crate::wire::{
-    read_frame, Capability, ClientMessage, ClientSession, ErrorCode, MessageError, Reply, Request,
-    RequestId, Security, ServerHello, ServerMessage, ServiceRequest, SessionError, Verdict,
+    encode_frame, encode_frame_into, Capability, ClientMessage, ClientSession, ErrorCode,
+    FrameReader, FrameWriter, MessageError, Reply, Request, RequestId, Security, ServerHello,
+    ServerMessage, ServiceRequest, SessionError, Verdict, MAX_FRAME_LEN,
 };
 
 /// Why an operation failed.
@@ -76,22 +76,6 @@ impl ClientError {
     }
 }
 
-/// A message encoded as a whole frame (length prefix and CBOR payload) in one buffer: the
-/// same bytes as [`crate::wire::write_message`] writes, with one copy of the data less, which
-/// matters for `cp` throughput.
-pub fn encode_frame<M: WireMessage>(msg: &M) -> Result<Vec<u8>, MessageError> {
-    msg.check()?;
-    let mut out = Vec::with_capacity(crate::wire::MAX_DATA_CHUNK + 64);
-    out.extend_from_slice(&[0; 4]);
-    ciborium::into_writer(msg, &mut out).map_err(|e| MessageError::Encode(e.to_string()))?;
-    let len = out.len() - 4;
-    if len == 0 || len > crate::wire::MAX_FRAME_LEN as usize {
-        return Err(crate::wire::FrameError::Oversize { len: len as u64 }.into());
-    }
-    out[..4].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(out)
-}
-
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -121,16 +105,17 @@ impl Default for ConnectOptions {
 }
 
 /// The receiving half of a connection: the socket, or the decrypting record reader on it.
-type ReadHalf = Box<dyn Read + Send>;
+type ReadHalf = FrameReader<Connection>;
 /// The sending half, flushed after every message.
-type WriteHalf = Box<dyn Write + Send>;
+type WriteHalf = FrameWriter<Connection>;
 
 /// The sending half, shared with helper threads.
 pub(crate) struct Shared {
     session: Mutex<ClientSession>,
     /// Signalled when a window update or the end of a request arrives.
     changed: Condvar,
-    writer: Mutex<WriteHalf>,
+    /// The sending half and the buffer frames are encoded into (one for the connection).
+    writer: Mutex<(WriteHalf, Vec<u8>)>,
 }
 
 impl Shared {
@@ -146,9 +131,10 @@ impl Shared {
     }
 
     fn write(&self, msg: &ClientMessage) -> Result<(), ClientError> {
-        let frame = encode_frame(msg)?;
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        w.write_all(&frame)?;
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let (w, frame) = &mut *guard;
+        encode_frame_into(msg, frame)?;
+        w.write_frame(frame)?;
         w.flush()?;
         Ok(())
     }
@@ -182,10 +168,11 @@ fn setup_recv(
     session: &mut ClientSession,
     reader: &mut ReadHalf,
 ) -> Result<Verdict<ClientMessage>, ClientError> {
-    let frame = read_frame(reader)
+    let frame = reader
+        .read_frame(MAX_FRAME_LEN)
         .map_err(MessageError::from)?
         .ok_or(ClientError::Closed)?;
-    Ok(session.on_recv_frame(frame.payload())?.1)
+    Ok(session.on_recv_bytes(&frame)?.1)
 }
 
 impl Client {
@@ -204,21 +191,27 @@ impl Client {
             key: opts.key.clone(),
             security: opts.security.clone(),
         });
-        let mut reader: ReadHalf = Box::new(conn.try_clone()?);
-        let mut writer: WriteHalf = Box::new(conn.try_clone()?);
+        let mut reader: ReadHalf = FrameReader::Clear(conn.try_clone()?);
+        let mut writer: WriteHalf = FrameWriter::clear(conn.try_clone()?);
         let hello = session.hello()?;
-        writer.write_all(&encode_frame(&hello)?)?;
+        writer.write_frame(&encode_frame(&hello)?)?;
+        writer.flush()?;
         loop {
             match setup_recv(&mut session, &mut reader)? {
-                Verdict::Respond(answer) => writer.write_all(&encode_frame(&answer)?)?,
+                Verdict::Respond(answer) => {
+                    writer.write_frame(&encode_frame(&answer)?)?;
+                    writer.flush()?;
+                }
                 Verdict::Deliver | Verdict::Discard => {}
             }
             if let Some(transport) = session.take_transport() {
                 // The handshake's last message was the last in clear.
-                reader = Box::new(SecureReader::new(conn.try_clone()?, transport.state()));
-                writer = Box::new(SecureWriter::new(conn.try_clone()?, transport.state()));
+                reader =
+                    FrameReader::Secure(SecureReader::new(conn.try_clone()?, transport.state()));
+                writer =
+                    FrameWriter::Secure(SecureWriter::new(conn.try_clone()?, transport.state()));
                 if let Some(auth) = session.auth()? {
-                    writer.write_all(&encode_frame(&auth)?)?;
+                    writer.write_frame(&encode_frame(&auth)?)?;
                     writer.flush()?;
                 }
             }
@@ -232,7 +225,7 @@ impl Client {
             .ok_or(SessionError::NotReady)?;
         let shared = Arc::new(Shared {
             changed: Condvar::new(),
-            writer: Mutex::new(writer),
+            writer: Mutex::new((writer, Vec::new())),
             session: Mutex::new(session),
         });
         Ok(Self {
@@ -265,12 +258,14 @@ impl Client {
     /// Reads the next message for the application.
     pub(crate) fn recv(&mut self) -> Result<ServerMessage, ClientError> {
         loop {
-            let frame = read_frame(&mut self.reader)
+            let frame = self
+                .reader
+                .read_frame(MAX_FRAME_LEN)
                 .map_err(MessageError::from)?
                 .ok_or(ClientError::Closed)?;
             let (msg, verdict) = {
                 let mut session = self.shared.lock();
-                let v = session.on_recv_frame(frame.payload());
+                let v = session.on_recv_bytes(&frame);
                 self.shared.changed.notify_all();
                 v?
             };

@@ -10,12 +10,14 @@
 
 use std::io::{Read, Write};
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::frame::{read_frame, write_frame, FrameError};
-use super::message::{ClientMessage, ServerMessage};
-use super::MAX_DATA_CHUNK;
+use super::data;
+use super::frame::{read_frame, write_frame, FrameError, HEADER_LEN};
+use super::message::{Channel, ClientMessage, RequestId, ServerMessage};
+use super::{MAX_DATA_CHUNK, MAX_FRAME_LEN};
 
 /// Nesting depth accepted by the decoder. The deepest message is about 6 levels; the limit
 /// keeps a hostile payload of nested arrays from exhausting the stack.
@@ -45,6 +47,12 @@ pub enum MessageError {
 pub trait WireMessage: Serialize + DeserializeOwned {
     /// Structural checks done right after decoding and before encoding.
     fn check(&self) -> Result<(), MessageError>;
+
+    /// The message's request, channel and bytes when it is `Data`.
+    fn as_data(&self) -> Option<(RequestId, Channel, &Bytes)>;
+
+    /// The `Data` message of this direction.
+    fn data(id: RequestId, channel: Channel, data: Bytes) -> Self;
 }
 
 fn check_data(id: u32, data: &[u8]) -> Result<(), MessageError> {
@@ -80,6 +88,17 @@ impl WireMessage for ClientMessage {
             other => other.request_id().map_or(Ok(()), check_id),
         }
     }
+
+    fn as_data(&self) -> Option<(RequestId, Channel, &Bytes)> {
+        match self {
+            ClientMessage::Data { id, channel, data } => Some((*id, *channel, data)),
+            _ => None,
+        }
+    }
+
+    fn data(id: RequestId, channel: Channel, data: Bytes) -> Self {
+        ClientMessage::Data { id, channel, data }
+    }
 }
 
 impl WireMessage for ServerMessage {
@@ -99,6 +118,17 @@ impl WireMessage for ServerMessage {
             | M::Exit { id, .. }
             | M::WindowUpdate { id, .. } => check_id(*id),
         }
+    }
+
+    fn as_data(&self) -> Option<(RequestId, Channel, &Bytes)> {
+        match self {
+            ServerMessage::Data { id, channel, data } => Some((*id, *channel, data)),
+            _ => None,
+        }
+    }
+
+    fn data(id: RequestId, channel: Channel, data: Bytes) -> Self {
+        ServerMessage::Data { id, channel, data }
     }
 }
 
@@ -120,6 +150,46 @@ pub fn decode<M: WireMessage>(payload: &[u8]) -> Result<M, MessageError> {
     }
     msg.check()?;
     Ok(msg)
+}
+
+/// [`decode`] of a payload in a shared buffer: a `Data` message's bytes stay in that buffer
+/// ([`data::parse`]); every other message, and a `Data` message in any other layout, is decoded
+/// the generic way.
+pub fn decode_bytes<M: WireMessage>(payload: &Bytes) -> Result<M, MessageError> {
+    match data::parse(payload) {
+        Some((id, channel, bytes)) => Ok(M::data(id, channel, bytes)),
+        None => decode(payload),
+    }
+}
+
+/// A message encoded as a whole frame (length prefix and CBOR payload) in one buffer: the
+/// same bytes as [`write_message`] writes, with the data of a `Data` message copied once.
+pub fn encode_frame<M: WireMessage>(msg: &M) -> Result<Vec<u8>, MessageError> {
+    let mut out = Vec::new();
+    encode_frame_into(msg, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode_frame`] into `out` (cleared first), so that a sender can reuse one buffer.
+pub fn encode_frame_into<M: WireMessage>(msg: &M, out: &mut Vec<u8>) -> Result<(), MessageError> {
+    msg.check()?;
+    out.clear();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    match msg.as_data() {
+        Some((id, channel, bytes)) => {
+            out.reserve(data::DATA_PREFIX_MAX + bytes.len());
+            data::put_prefix(out, id, channel, bytes.len());
+            out.extend_from_slice(bytes);
+        }
+        None => ciborium::into_writer(msg, &mut *out)
+            .map_err(|e| MessageError::Encode(e.to_string()))?,
+    }
+    let len = out.len() - HEADER_LEN;
+    if len == 0 || len > MAX_FRAME_LEN as usize {
+        return Err(FrameError::Oversize { len: len as u64 }.into());
+    }
+    out[..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
 }
 
 /// Reads and decodes one message; `Ok(None)` on a clean end of stream.

@@ -6,7 +6,9 @@
 use std::io::Cursor;
 
 use super::auth::{AuthorizedKeys, SigningKey};
-use super::codec::{decode, encode};
+use bytes::Bytes;
+
+use super::codec::{decode, decode_bytes, encode};
 use super::frame::{read_frame, FrameDecoder, FrameError};
 use super::message::{Capability, ClientMessage, EnclaveInfo, ServerMessage};
 use super::secure::ServerCheck;
@@ -88,7 +90,8 @@ fn server_config(remote: bool) -> ServerConfig {
 
 /// Splits `data` into frames, decodes each as a client message for a [`ServerSession`] and as
 /// a server message for a [`ClientSession`], and checks that what decodes re-encodes to the
-/// same message. The first byte picks the server's trust (bit 0: host-facing, with the Noise
+/// same message, and that the zero-copy `Data` decoder agrees with the generic one. The first
+/// byte picks the server's trust (bit 0: host-facing, with the Noise
 /// handshake) and the client's (bit 1: host-facing).
 pub fn message_session(data: &[u8]) {
     let mode = data.first().copied().unwrap_or(0);
@@ -109,6 +112,8 @@ pub fn message_session(data: &[u8]) {
     let mut decoder = FrameDecoder::new();
     decoder.push(data.get(1..).unwrap_or_default());
     while let Ok(Some(frame)) = decoder.next_frame() {
+        same_both_ways::<ClientMessage>(frame.payload());
+        same_both_ways::<ServerMessage>(frame.payload());
         if let Ok(msg) = decode::<ClientMessage>(frame.payload()) {
             roundtrip(&msg);
         }
@@ -134,6 +139,17 @@ pub fn message_session(data: &[u8]) {
                 client_alive = client.auth().is_ok();
             }
         }
+    }
+}
+
+/// The zero-copy decoder of `Data` ([`decode_bytes`]) and the generic one agree on every
+/// payload: the same message, or both refuse it.
+fn same_both_ways<M: super::codec::WireMessage + PartialEq + std::fmt::Debug>(payload: &[u8]) {
+    let fast = decode_bytes::<M>(&Bytes::copy_from_slice(payload));
+    match (fast, decode::<M>(payload)) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!("decoders disagree on {payload:02x?}: {a:?} / {b:?}"),
     }
 }
 

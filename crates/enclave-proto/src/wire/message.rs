@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::ops::{CpEntry, ExitStatus, Reply, Request, WindowSize};
@@ -43,9 +44,9 @@ pub enum ClientMessage {
         id: RequestId,
         /// Which stream of the request.
         channel: Channel,
-        /// At most [`super::MAX_DATA_CHUNK`] bytes.
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        /// At most [`super::MAX_DATA_CHUNK`] bytes. Received data shares the buffer its
+        /// record was decrypted into ([`super::data`]).
+        data: Bytes,
     },
     /// No more data on this channel (closes the process's stdin).
     Eof {
@@ -164,9 +165,9 @@ pub enum ServerMessage {
         id: RequestId,
         /// Which stream.
         channel: Channel,
-        /// At most [`super::MAX_DATA_CHUNK`] bytes.
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        /// At most [`super::MAX_DATA_CHUNK`] bytes. Received data shares the buffer its
+        /// record was decrypted into ([`super::data`]).
+        data: Bytes,
     },
     /// No more data on this channel.
     Eof {

@@ -10,6 +10,8 @@
 //! - [`session`]: the per-connection state machine for each side: hello first, authentication
 //!   when required, request ids, per-stream flow control. Every message sent or received goes
 //!   through it, which is what makes malformed or out-of-order peers harmless.
+//! - [`data`]: `Data` messages encoded and decoded without copying their bytes; [`stream`]: a
+//!   connection's halves after set-up, frames in clear or in records.
 //! - [`secure`]: the Noise handshake and the encrypted records of the host-facing channel;
 //!   [`auth`]: the client's proof of a key over the handshake hash; [`path`]: the path rules
 //!   of `cp`.
@@ -20,6 +22,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod data;
 pub mod frame;
 pub mod fuzzing;
 pub mod message;
@@ -27,8 +30,13 @@ pub mod ops;
 pub mod path;
 pub mod secure;
 pub mod session;
+pub mod stream;
 
-pub use codec::{decode, encode, read_message, write_message, MessageError};
+pub use codec::{
+    decode, decode_bytes, encode, encode_frame, encode_frame_into, read_message, write_message,
+    MessageError,
+};
+pub use data::RECORD_DATA_CHUNK;
 pub use frame::{read_frame, read_frame_limited, write_frame, Frame, FrameDecoder, FrameError};
 pub use message::{
     Auth, Capability, Channel, ClientHello, ClientMessage, EnclaveInfo, ErrorCode, RequestId,
@@ -42,6 +50,7 @@ pub use session::{
     ClientConfig, ClientSession, RemoteTrust, Security, ServerConfig, ServerSession, SessionError,
     Trust, Verdict,
 };
+pub use stream::{FrameReader, FrameWriter};
 
 /// The protocol version this code speaks. A peer announces the highest version it speaks in its
 /// hello; the server answers with the version both will use.

@@ -139,6 +139,6 @@ pub fn data(id: u32, channel: Channel, len: usize) -> ClientMessage {
     ClientMessage::Data {
         id,
         channel,
-        data: vec![b'x'; len],
+        data: vec![b'x'; len].into(),
     }
 }

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::scan::open_checked;
 use super::{SourceKind, SourceLink, SourceTree, TreeError};
-use crate::wire::CpEntry;
+use crate::wire::{CpEntry, RECORD_DATA_CHUNK};
 
 /// Where [`send_tree`] sends: a connection with flow control, seen from either end.
 pub trait TreeSink {
@@ -90,9 +90,11 @@ fn send_file<S: TreeSink>(
     let mut remaining = size;
     while remaining > 0 {
         let credit = sink.credit()?;
-        let max = credit.min(crate::wire::MAX_DATA_CHUNK) as u64;
-        // At most MAX_DATA_CHUNK: fits a usize.
-        let n = usize::try_from(max.min(remaining)).unwrap_or(crate::wire::MAX_DATA_CHUNK);
+        // Chunks whose frames fit one encrypted record: the receiver keeps them where they were
+        // decrypted.
+        let max = credit.min(RECORD_DATA_CHUNK) as u64;
+        // At most RECORD_DATA_CHUNK: fits a usize.
+        let n = usize::try_from(max.min(remaining)).unwrap_or(RECORD_DATA_CHUNK);
         let mut buf = vec![0u8; n];
         read_chunk(&mut file, &mut buf, &entry.rel)?;
         sink.data(buf)?;

@@ -9,7 +9,7 @@ use super::{
     prologue, ControlIdentity, IdentityPayload, Initiator, Responder, SecureReader, SecureWriter,
     ServerCheck, Transport,
 };
-use crate::wire::{decode, read_frame, ClientMessage};
+use crate::wire::{decode, read_frame, ClientMessage, Frame, MAX_FRAME_LEN};
 
 /// One identity for every input of every fuzz body (key generation is the slow part).
 pub(crate) fn identity() -> Arc<ControlIdentity> {
@@ -81,28 +81,50 @@ pub fn handshake(data: &[u8]) {
 }
 
 /// The record reader over arbitrary bytes, and over genuine records whose bytes the input
-/// changes; whatever opens must decode (or be refused) as control messages without panic.
+/// changes; whatever opens must decode (or be refused) as control messages without panic, and
+/// the zero-copy frame reader must see exactly the frames the byte-stream reader sees.
 pub fn records(data: &[u8]) {
     let (server, client) = transports();
-    read_messages(SecureReader::new(
-        Cursor::new(data.to_vec()),
-        server.state(),
-    ));
+    read_messages(data, server);
 
     let mut w = SecureWriter::new(Vec::new(), client.state());
     let half = data.len() / 2;
-    let _ = w.write_all(&data[..half]);
+    // Frames whole (as the endpoints write them) when the input's first byte is odd, as a raw
+    // byte stream otherwise: records then cut frames anywhere.
+    if data.first().is_some_and(|b| b & 1 == 1) {
+        let mut rest = &data[..half];
+        while let Some((len, tail)) = rest.split_first() {
+            let (frame, tail) = tail.split_at(usize::from(*len).min(tail.len()));
+            let _ = w.write_frame(frame);
+            rest = tail;
+        }
+    } else {
+        let _ = w.write_all(&data[..half]);
+    }
     let _ = w.flush();
     let mut sealed = std::mem::take(w.get_mut());
     for (s, d) in sealed.iter_mut().zip(&data[half..]) {
         *s ^= d;
     }
-    read_messages(SecureReader::new(Cursor::new(sealed), server.state()));
+    read_messages(&sealed, server);
 }
 
-fn read_messages(mut reader: SecureReader<Cursor<Vec<u8>>>) {
-    while let Ok(Some(frame)) = read_frame(&mut reader) {
-        let _ = decode::<ClientMessage>(frame.payload());
+fn read_messages(sealed: &[u8], server: &Transport) {
+    let mut streamed = SecureReader::new(Cursor::new(sealed.to_vec()), server.state());
+    let mut whole = SecureReader::new(Cursor::new(sealed.to_vec()), server.state());
+    loop {
+        let a = read_frame(&mut streamed).map(|f| f.map(Frame::into_payload));
+        let b = whole
+            .read_frame(MAX_FRAME_LEN)
+            .map(|f| f.map(|b| b.to_vec()));
+        match (a, b) {
+            (Ok(Some(a)), Ok(Some(b))) => {
+                assert_eq!(a, b);
+                let _ = decode::<ClientMessage>(&a);
+            }
+            (Ok(None), Ok(None)) | (Err(_), Err(_)) => break,
+            (a, b) => panic!("frame readers disagree: {a:?} / {b:?}"),
+        }
     }
 }
 

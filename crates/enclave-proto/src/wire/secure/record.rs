@@ -17,10 +17,14 @@
 //! [`SecureWriter::flush`] seals what is pending and writes every sealed record in one go. So a
 //! burst of small frames costs one record and one `write`, and bulk data goes in full records.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use snow::StatelessTransportState;
+
+use crate::wire::frame::{self, FrameError, HEADER_LEN};
 
 /// Most plaintext bytes in one record: Noise's 65535-byte message limit minus the 16-byte tag.
 pub const MAX_RECORD_PLAINTEXT: usize = 65535 - TAG_LEN;
@@ -32,6 +36,9 @@ const WRITE_BATCH: usize = 256 << 10;
 const SMALL_PENDING: usize = 4 << 10;
 /// The reader's buffer under the records.
 const READ_BUFFER: usize = 4 << 10;
+/// Buffers of earlier records the reader keeps to reuse once their frames are dropped: fresh
+/// memory for every record costs page faults and zeroing, more than the decryption.
+const RECYCLED: usize = 8;
 
 fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
@@ -99,6 +106,27 @@ impl<W: Write> SecureWriter<W> {
         Ok(())
     }
 
+    /// Writes one whole frame so that the reader finds it in one record when it fits one: what
+    /// is pending is sealed first if the frame would not fit after it, and a large frame is
+    /// sealed straight from `frame`. Small frames still share records.
+    pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        if frame.len() > MAX_RECORD_PLAINTEXT {
+            return self.write_all(frame);
+        }
+        if self.plain.len() + frame.len() > MAX_RECORD_PLAINTEXT {
+            self.seal()?;
+        }
+        if self.plain.is_empty() && frame.len() > SMALL_PENDING {
+            self.seal_from(frame)?;
+        } else {
+            self.plain.extend_from_slice(frame);
+        }
+        if self.sealed.len() >= WRITE_BATCH {
+            self.write_sealed()?;
+        }
+        Ok(())
+    }
+
     fn write_sealed(&mut self) -> io::Result<()> {
         if !self.sealed.is_empty() {
             self.inner.write_all(&self.sealed)?;
@@ -144,10 +172,12 @@ pub struct SecureReader<R: Read> {
     state: Arc<StatelessTransportState>,
     nonce: u64,
     record: Vec<u8>,
-    /// Opened plaintext of the current record: `plain[pos..filled]` is unread.
-    plain: Vec<u8>,
-    filled: usize,
+    /// Opened plaintext of the current record, each record in a buffer of its own: the frames
+    /// [`read_frame`](Self::read_frame) returns share it. `plain[pos..]` is unread.
+    plain: Bytes,
     pos: usize,
+    /// Earlier records' buffers, oldest first.
+    recycled: VecDeque<Bytes>,
 }
 
 impl<R: Read> SecureReader<R> {
@@ -162,9 +192,9 @@ impl<R: Read> SecureReader<R> {
             nonce: 0,
             // Grown to the largest record seen: an idle connection costs little memory.
             record: Vec::new(),
-            plain: Vec::new(),
-            filled: 0,
+            plain: Bytes::new(),
             pos: 0,
+            recycled: VecDeque::with_capacity(RECYCLED),
         }
     }
 
@@ -187,21 +217,72 @@ impl<R: Read> SecureReader<R> {
         }
         if self.record.len() < len {
             self.record.resize(len, 0);
-            self.plain.resize(len - TAG_LEN, 0);
         }
+        // Room for the tag too: with less, snow's AES-GCM opens a copy of the record in a
+        // vector of its own and copies the plaintext out of it.
+        let mut plain = self.buffer(len);
         let record = &mut self.record[..len];
         self.inner.read_exact(record).map_err(truncated)?;
         let n = self
             .state
-            .read_message(self.nonce, record, &mut self.plain)
+            .read_message(self.nonce, record, &mut plain)
             .map_err(|_| invalid("control record failed authentication"))?;
         self.nonce = self
             .nonce
             .checked_add(1)
             .ok_or_else(|| invalid("record counter exhausted"))?;
-        self.filled = n;
+        plain.truncate(n);
+        let done = std::mem::replace(&mut self.plain, plain.freeze());
+        if !done.is_empty() {
+            if self.recycled.len() == RECYCLED {
+                self.recycled.pop_front();
+            }
+            self.recycled.push_back(done);
+        }
         self.pos = 0;
         Ok(true)
+    }
+
+    /// A zeroed buffer of `len` bytes: the oldest earlier record's that nothing else holds any
+    /// more, or a new one.
+    fn buffer(&mut self, len: usize) -> BytesMut {
+        for _ in 0..self.recycled.len() {
+            let Some(old) = self.recycled.pop_front() else {
+                break;
+            };
+            match old.try_into_mut() {
+                Ok(mut buf) if buf.capacity() >= len => {
+                    buf.clear();
+                    buf.resize(len, 0);
+                    return buf;
+                }
+                Ok(_) => {}
+                Err(held) => self.recycled.push_back(held),
+            }
+        }
+        BytesMut::zeroed(len)
+    }
+
+    /// Reads one frame of at most `max_len` bytes, as [`frame::read_frame_limited`] does. A
+    /// frame inside one record (as [`SecureWriter::write_frame`] puts it) is returned as a
+    /// slice of the record's buffer, without a copy; one that spans records is assembled.
+    pub fn read_frame(&mut self, max_len: u32) -> Result<Option<Bytes>, FrameError> {
+        if self.pos == self.plain.len() && !self.next_record()? {
+            return Ok(None);
+        }
+        let avail = &self.plain[self.pos..];
+        if let Some(header) = avail.first_chunk::<HEADER_LEN>() {
+            let len = u32::from_be_bytes(*header);
+            let end = HEADER_LEN + len as usize;
+            if len > 0 && len <= max_len && end <= avail.len() {
+                let payload = self.plain.slice(self.pos + HEADER_LEN..self.pos + end);
+                self.pos += end;
+                return Ok(Some(payload));
+            }
+        }
+        // Across records, or a bad length: the generic reader assembles it or says what is wrong.
+        let frame = frame::read_frame_limited(self, max_len)?;
+        Ok(frame.map(|f| Bytes::from(f.into_payload())))
     }
 }
 
@@ -218,10 +299,10 @@ impl<R: Read> Read for SecureReader<R> {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.pos == self.filled && !self.next_record()? {
+        if self.pos == self.plain.len() && !self.next_record()? {
             return Ok(0);
         }
-        let n = buf.len().min(self.filled - self.pos);
+        let n = buf.len().min(self.plain.len() - self.pos);
         buf[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)

@@ -1,7 +1,9 @@
 //! The client's side of a connection (enclave-ctl, the supervisor, initctl).
 
+use bytes::Bytes;
+
 use super::super::auth::SigningKey;
-use super::super::codec::{decode, encode};
+use super::super::codec::{decode, decode_bytes, encode, MessageError};
 use super::super::message::{
     Auth, Capability, ClientHello, ClientMessage, RequestId, ServerHello, ServerMessage,
 };
@@ -198,7 +200,24 @@ impl ClientSession {
         &mut self,
         payload: &[u8],
     ) -> Result<(ServerMessage, Verdict<ClientMessage>), SessionError> {
-        let result = match decode::<ServerMessage>(payload) {
+        self.received(decode(payload), payload)
+    }
+
+    /// [`on_recv_frame`](Self::on_recv_frame) of a payload in a shared buffer: a `Data`
+    /// message's bytes stay in it ([`decode_bytes`]).
+    pub fn on_recv_bytes(
+        &mut self,
+        payload: &Bytes,
+    ) -> Result<(ServerMessage, Verdict<ClientMessage>), SessionError> {
+        self.received(decode_bytes(payload), payload)
+    }
+
+    fn received(
+        &mut self,
+        decoded: Result<ServerMessage, MessageError>,
+        payload: &[u8],
+    ) -> Result<(ServerMessage, Verdict<ClientMessage>), SessionError> {
+        let result = match decoded {
             Ok(msg) => self.recv(&msg, Some(payload)).map(|v| (msg, v)),
             Err(e) => Err(SessionError::Malformed(e.to_string())),
         };

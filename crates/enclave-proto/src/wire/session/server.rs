@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::super::auth::{AuthorizedKeys, KeyError, VerifyingKey};
-use super::super::codec::{decode, encode};
+use super::super::codec::{decode, decode_bytes, encode, MessageError};
 use super::super::message::{
     Capability, ClientMessage, EnclaveInfo, RequestId, ServerHello, ServerMessage,
 };
@@ -170,7 +172,24 @@ impl ServerSession {
         &mut self,
         payload: &[u8],
     ) -> Result<(ClientMessage, Verdict<ServerMessage>), SessionError> {
-        let msg: ClientMessage = match decode(payload) {
+        self.received(decode(payload), payload)
+    }
+
+    /// [`on_recv_frame`](Self::on_recv_frame) of a payload in a shared buffer: a `Data`
+    /// message's bytes stay in it ([`decode_bytes`]).
+    pub fn on_recv_bytes(
+        &mut self,
+        payload: &Bytes,
+    ) -> Result<(ClientMessage, Verdict<ServerMessage>), SessionError> {
+        self.received(decode_bytes(payload), payload)
+    }
+
+    fn received(
+        &mut self,
+        decoded: Result<ClientMessage, MessageError>,
+        payload: &[u8],
+    ) -> Result<(ClientMessage, Verdict<ServerMessage>), SessionError> {
+        let msg = match decoded {
             Ok(msg) => msg,
             Err(e) => {
                 self.phase = Phase::Failed;
