@@ -19,9 +19,9 @@ use bytes::Bytes;
 use enclave_proto::transport::Connection;
 use enclave_proto::wire::secure::{SecureReader, SecureWriter, Transport};
 use enclave_proto::wire::{
-    encode_frame, read_frame_limited, Channel, ClientMessage, ErrorCode, FrameError, FrameReader,
-    FrameWriter, RequestId, ServerConfig, ServerMessage, ServerSession, SessionError, Verdict,
-    MAX_UNAUTHENTICATED_FRAME, RECORD_DATA_CHUNK,
+    encode_frame, encode_frame_head, read_frame_limited, Channel, ClientMessage, ErrorCode,
+    FrameError, FrameReader, FrameWriter, RequestId, ServerConfig, ServerMessage, ServerSession,
+    SessionError, Verdict, MAX_UNAUTHENTICATED_FRAME, RECORD_DATA_CHUNK,
 };
 
 use super::{cp, exec, ops, Context};
@@ -62,8 +62,8 @@ pub(super) struct Conn {
     state: Mutex<State>,
     /// Signalled on window updates, request ends and close.
     changed: Condvar,
-    /// Whole frames for the writer thread.
-    out: mpsc::Sender<Vec<u8>>,
+    /// Frames for the writer thread.
+    out: mpsc::Sender<Outgoing>,
     closed: AtomicBool,
     pub(super) ctx: Arc<Context>,
 }
@@ -75,8 +75,10 @@ impl Conn {
 
     fn push(&self, msg: &ServerMessage) {
         // Only a message breaking a structural limit fails to encode: a bug, dropped.
-        if let Ok(frame) = encode_frame(msg) {
-            let _ = self.out.send(frame);
+        let mut head = Vec::new();
+        if let Ok(data) = encode_frame_head(msg, &mut head) {
+            let data = data.cloned();
+            let _ = self.out.send(Outgoing { head, data });
         }
     }
 
@@ -194,18 +196,25 @@ impl Conn {
     }
 }
 
+/// A frame for the writer thread: its head, then a `Data` message's bytes, shared with the
+/// message rather than copied (the record writer copies them once, into the record).
+struct Outgoing {
+    head: Vec<u8>,
+    data: Option<Bytes>,
+}
+
 /// Writes queued frames until the queue is closed, or the connection is and the queue drained.
 /// `w` buffers; it is flushed whenever the queue runs empty, so small messages coalesce and
 /// nothing waits.
 fn write_loop(
     sock: Connection,
     mut w: FrameWriter<Connection>,
-    rx: mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<Outgoing>,
     closed: Arc<Conn>,
 ) {
     let mut pending = false;
     loop {
-        let payload = if pending {
+        let frame = if pending {
             match rx.try_recv() {
                 Ok(p) => p,
                 Err(_) => {
@@ -224,7 +233,11 @@ fn write_loop(
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         };
-        if w.write_frame(&payload).is_err() {
+        let written = match &frame.data {
+            Some(data) => w.write_frame_parts(&[&frame.head, data]),
+            None => w.write_frame(&frame.head),
+        };
+        if written.is_err() {
             break;
         }
         pending = true;

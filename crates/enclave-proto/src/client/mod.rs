@@ -29,7 +29,7 @@ use crate::wire::auth::SigningKey;
 use crate::wire::secure::{SecureReader, SecureWriter};
 use crate::wire::session::ClientConfig;
 use crate::wire::{
-    encode_frame, encode_frame_into, Capability, ClientMessage, ClientSession, ErrorCode,
+    encode_frame, encode_frame_head, Capability, ClientMessage, ClientSession, ErrorCode,
     FrameReader, FrameWriter, MessageError, Reply, Request, RequestId, Security, ServerHello,
     ServerMessage, ServiceRequest, SessionError, Verdict, MAX_FRAME_LEN,
 };
@@ -114,7 +114,7 @@ pub(crate) struct Shared {
     session: Mutex<ClientSession>,
     /// Signalled when a window update or the end of a request arrives.
     changed: Condvar,
-    /// The sending half and the buffer frames are encoded into (one for the connection).
+    /// The sending half and the buffer frame heads are encoded into (one for the connection).
     writer: Mutex<(WriteHalf, Vec<u8>)>,
 }
 
@@ -132,9 +132,11 @@ impl Shared {
 
     fn write(&self, msg: &ClientMessage) -> Result<(), ClientError> {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let (w, frame) = &mut *guard;
-        encode_frame_into(msg, frame)?;
-        w.write_frame(frame)?;
+        let (w, head) = &mut *guard;
+        match encode_frame_head(msg, head)? {
+            Some(data) => w.write_frame_parts(&[head, data])?,
+            None => w.write_frame(head)?,
+        }
         w.flush()?;
         Ok(())
     }

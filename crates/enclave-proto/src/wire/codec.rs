@@ -166,30 +166,39 @@ pub fn decode_bytes<M: WireMessage>(payload: &Bytes) -> Result<M, MessageError> 
 /// same bytes as [`write_message`] writes, with the data of a `Data` message copied once.
 pub fn encode_frame<M: WireMessage>(msg: &M) -> Result<Vec<u8>, MessageError> {
     let mut out = Vec::new();
-    encode_frame_into(msg, &mut out)?;
+    if let Some(data) = encode_frame_head(msg, &mut out)? {
+        out.extend_from_slice(data);
+    }
     Ok(out)
 }
 
-/// [`encode_frame`] into `out` (cleared first), so that a sender can reuse one buffer.
-pub fn encode_frame_into<M: WireMessage>(msg: &M, out: &mut Vec<u8>) -> Result<(), MessageError> {
+/// The frame of `msg` in `head` (cleared first), except the bytes of a `Data` message, which
+/// are returned to be written right after `head` from where they are: the frame is `head`
+/// then those bytes.
+pub fn encode_frame_head<'m, M: WireMessage>(
+    msg: &'m M,
+    head: &mut Vec<u8>,
+) -> Result<Option<&'m Bytes>, MessageError> {
     msg.check()?;
-    out.clear();
-    out.extend_from_slice(&[0; HEADER_LEN]);
-    match msg.as_data() {
+    head.clear();
+    head.extend_from_slice(&[0; HEADER_LEN]);
+    let data = match msg.as_data() {
         Some((id, channel, bytes)) => {
-            out.reserve(data::DATA_PREFIX_MAX + bytes.len());
-            data::put_prefix(out, id, channel, bytes.len());
-            out.extend_from_slice(bytes);
+            data::put_prefix(head, id, channel, bytes.len());
+            Some(bytes)
         }
-        None => ciborium::into_writer(msg, &mut *out)
-            .map_err(|e| MessageError::Encode(e.to_string()))?,
-    }
-    let len = out.len() - HEADER_LEN;
+        None => {
+            ciborium::into_writer(msg, &mut *head)
+                .map_err(|e| MessageError::Encode(e.to_string()))?;
+            None
+        }
+    };
+    let len = head.len() - HEADER_LEN + data.map_or(0, |d| d.len());
     if len == 0 || len > MAX_FRAME_LEN as usize {
         return Err(FrameError::Oversize { len: len as u64 }.into());
     }
-    out[..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(())
+    head[..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(data)
 }
 
 /// Reads and decodes one message; `Ok(None)` on a clean end of stream.

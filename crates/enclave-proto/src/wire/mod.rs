@@ -33,7 +33,7 @@ pub mod session;
 pub mod stream;
 
 pub use codec::{
-    decode, decode_bytes, encode, encode_frame, encode_frame_into, read_message, write_message,
+    decode, decode_bytes, encode, encode_frame, encode_frame_head, read_message, write_message,
     MessageError,
 };
 pub use data::RECORD_DATA_CHUNK;

@@ -49,9 +49,15 @@ impl<W: Write> FrameWriter<W> {
 
     /// Writes one whole frame (header and payload, as [`super::codec::encode_frame`] makes it).
     pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.write_frame_parts(&[frame])
+    }
+
+    /// Writes one whole frame given in pieces (as [`super::codec::encode_frame_head`] makes it:
+    /// the head, then a `Data` message's bytes from where they are).
+    pub fn write_frame_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         match self {
-            FrameWriter::Clear(w) => w.write_all(frame),
-            FrameWriter::Secure(w) => w.write_frame(frame),
+            FrameWriter::Clear(w) => parts.iter().try_for_each(|p| w.write_all(p)),
+            FrameWriter::Secure(w) => w.write_frame_parts(parts),
         }
     }
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use snow::params::NoiseParams;
-use snow::{Builder, HandshakeState, StatelessTransportState};
+use snow::{Builder, HandshakeState};
 use zeroize::Zeroizing;
 
+use super::keys::RecordKeys;
 use super::{SecureError, NOISE_PARAMS, PROLOGUE_DOMAIN};
 
 /// Largest Noise message (the protocol's own limit).
@@ -176,7 +177,7 @@ impl ServerCheck {
 
 /// The transport keys of a finished handshake, and the handshake hash that names the session.
 pub struct Transport {
-    state: Arc<StatelessTransportState>,
+    keys: Arc<RecordKeys>,
     hash: [u8; 32],
 }
 
@@ -189,13 +190,25 @@ impl fmt::Debug for Transport {
 }
 
 impl Transport {
-    fn from_handshake(state: HandshakeState) -> Result<Self, SecureError> {
+    fn from_handshake(mut state: HandshakeState) -> Result<Self, SecureError> {
+        if !state.is_handshake_finished() {
+            return Err(snow::Error::State(snow::error::StateProblem::HandshakeNotFinished).into());
+        }
         let hash: [u8; 32] = state
             .get_handshake_hash()
             .try_into()
             .map_err(|_| SecureError::Payload("handshake hash is not 32 bytes".into()))?;
+        // Noise's Split(): the first key is the initiator's sending key, the second the
+        // responder's. Used through ring directly (record.rs), wiped here.
+        let (first, second) = state.dangerously_get_raw_split();
+        let (first, second) = (Zeroizing::new(first), Zeroizing::new(second));
+        let (send, recv) = if state.is_initiator() {
+            (&first, &second)
+        } else {
+            (&second, &first)
+        };
         Ok(Self {
-            state: Arc::new(state.into_stateless_transport_mode()?),
+            keys: Arc::new(RecordKeys::new(send, recv)?),
             hash,
         })
     }
@@ -205,9 +218,9 @@ impl Transport {
         &self.hash
     }
 
-    /// The shared cipher state, for [`super::SecureReader`] and [`super::SecureWriter`].
-    pub fn state(&self) -> Arc<StatelessTransportState> {
-        self.state.clone()
+    /// The session's record keys, for [`super::SecureReader`] and [`super::SecureWriter`].
+    pub fn state(&self) -> Arc<RecordKeys> {
+        self.keys.clone()
     }
 }
 

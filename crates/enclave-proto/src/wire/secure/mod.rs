@@ -24,12 +24,14 @@
 
 pub mod fuzzing;
 mod handshake;
+mod keys;
 pub mod record;
 
 pub use handshake::{
     prologue, ControlIdentity, IdentityPayload, IdentityVerifier, Initiator, Responder,
     ServerCheck, Transport, MAX_IDENTITY_DOCUMENT,
 };
+pub use keys::RecordKeys;
 pub use record::{SecureReader, SecureWriter, MAX_RECORD_PLAINTEXT};
 
 /// The Noise protocol name: pattern NX, X25519, AES-256-GCM, SHA-256.
@@ -58,4 +60,7 @@ pub enum SecureError {
     /// The server's identity payload is not what the protocol says.
     #[error("malformed identity payload: {0}")]
     Payload(String),
+    /// The handshake's keys could not be made into record keys.
+    #[error("the session's record keys could not be set up")]
+    Keys,
 }

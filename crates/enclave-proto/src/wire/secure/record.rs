@@ -22,8 +22,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use snow::StatelessTransportState;
 
+use super::RecordKeys;
 use crate::wire::frame::{self, FrameError, HEADER_LEN};
 
 /// Most plaintext bytes in one record: Noise's 65535-byte message limit minus the 16-byte tag.
@@ -40,25 +40,25 @@ const READ_BUFFER: usize = 4 << 10;
 /// memory for every record costs page faults and zeroing, more than the decryption.
 const RECYCLED: usize = 8;
 
-fn invalid(what: &'static str) -> io::Error {
+pub(super) fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
 /// The sending half: frames in, records out.
 pub struct SecureWriter<W: Write> {
     inner: W,
-    state: Arc<StatelessTransportState>,
+    keys: Arc<RecordKeys>,
     nonce: u64,
     plain: Vec<u8>,
     sealed: Vec<u8>,
 }
 
 impl<W: Write> SecureWriter<W> {
-    /// Encrypts what is written to it with `state`'s sending key onto `inner`.
-    pub fn new(inner: W, state: Arc<StatelessTransportState>) -> Self {
+    /// Encrypts what is written to it with the sending key of `keys` onto `inner`.
+    pub fn new(inner: W, keys: Arc<RecordKeys>) -> Self {
         Self {
             inner,
-            state,
+            keys,
             nonce: 0,
             // Grown as records need them: an idle connection costs little memory.
             plain: Vec::new(),
@@ -82,23 +82,25 @@ impl<W: Write> SecureWriter<W> {
             return Ok(());
         }
         let plain = std::mem::take(&mut self.plain);
-        let result = self.seal_from(&plain);
+        let result = self.seal_parts(&[&plain]);
         self.plain = plain;
         self.plain.clear();
         result
     }
 
-    /// Seals `plain` (1 to [`MAX_RECORD_PLAINTEXT`] bytes) into a record after those waiting.
-    fn seal_from(&mut self, plain: &[u8]) -> io::Result<()> {
+    /// Seals `parts` (1 to [`MAX_RECORD_PLAINTEXT`] bytes in all) into one record after those
+    /// waiting: copied once, into the record's place, and encrypted there.
+    fn seal_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         let start = self.sealed.len();
-        let len = plain.len() + TAG_LEN;
-        self.sealed.resize(start + 2 + len, 0);
-        let written = self
-            .state
-            .write_message(self.nonce, plain, &mut self.sealed[start + 2..])
-            .map_err(|_| invalid("sealing a control record failed"))?;
-        debug_assert_eq!(written, len);
-        self.sealed[start..start + 2].copy_from_slice(&(written as u16).to_be_bytes());
+        self.sealed.extend_from_slice(&[0, 0]);
+        for part in parts {
+            self.sealed.extend_from_slice(part);
+        }
+        let tag = self.keys.seal(self.nonce, &mut self.sealed[start + 2..])?;
+        self.sealed.extend_from_slice(tag.as_ref());
+        let len = self.sealed.len() - start - 2;
+        // At most MAX_RECORD_PLAINTEXT + TAG_LEN = 65535.
+        self.sealed[start..start + 2].copy_from_slice(&(len as u16).to_be_bytes());
         self.nonce = self
             .nonce
             .checked_add(1)
@@ -108,18 +110,25 @@ impl<W: Write> SecureWriter<W> {
 
     /// Writes one whole frame so that the reader finds it in one record when it fits one: what
     /// is pending is sealed first if the frame would not fit after it, and a large frame is
-    /// sealed straight from `frame`. Small frames still share records.
+    /// sealed in a record of its own. Small frames still share records.
     pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        if frame.len() > MAX_RECORD_PLAINTEXT {
-            return self.write_all(frame);
+        self.write_frame_parts(&[frame])
+    }
+
+    /// [`write_frame`](Self::write_frame) of a frame in pieces (a header and the data it
+    /// frames), each copied once, into the record.
+    pub fn write_frame_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > MAX_RECORD_PLAINTEXT {
+            return parts.iter().try_for_each(|p| self.write_all(p));
         }
-        if self.plain.len() + frame.len() > MAX_RECORD_PLAINTEXT {
+        if self.plain.len() + total > MAX_RECORD_PLAINTEXT {
             self.seal()?;
         }
-        if self.plain.is_empty() && frame.len() > SMALL_PENDING {
-            self.seal_from(frame)?;
+        if self.plain.is_empty() && total > SMALL_PENDING {
+            self.seal_parts(parts)?;
         } else {
-            self.plain.extend_from_slice(frame);
+            parts.iter().for_each(|p| self.plain.extend_from_slice(p));
         }
         if self.sealed.len() >= WRITE_BATCH {
             self.write_sealed()?;
@@ -142,7 +151,7 @@ impl<W: Write> Write for SecureWriter<W> {
         // caller's bytes are sealed straight from where they are, one copy less for bulk data.
         if buf.len() >= MAX_RECORD_PLAINTEXT && self.plain.len() <= SMALL_PENDING {
             self.seal()?;
-            self.seal_from(&buf[..MAX_RECORD_PLAINTEXT])?;
+            self.seal_parts(&[&buf[..MAX_RECORD_PLAINTEXT]])?;
             if self.sealed.len() >= WRITE_BATCH {
                 self.write_sealed()?;
             }
@@ -169,9 +178,8 @@ impl<W: Write> Write for SecureWriter<W> {
 /// The receiving half: records in, frames out.
 pub struct SecureReader<R: Read> {
     inner: BufReader<R>,
-    state: Arc<StatelessTransportState>,
+    keys: Arc<RecordKeys>,
     nonce: u64,
-    record: Vec<u8>,
     /// Opened plaintext of the current record, each record in a buffer of its own: the frames
     /// [`read_frame`](Self::read_frame) returns share it. `plain[pos..]` is unread.
     plain: Bytes,
@@ -181,17 +189,15 @@ pub struct SecureReader<R: Read> {
 }
 
 impl<R: Read> SecureReader<R> {
-    /// Decrypts records read from `inner` with `state`'s receiving key.
-    pub fn new(inner: R, state: Arc<StatelessTransportState>) -> Self {
+    /// Decrypts records read from `inner` with the receiving key of `keys`.
+    pub fn new(inner: R, keys: Arc<RecordKeys>) -> Self {
         Self {
             // Small: it batches the headers and small records; a record's body larger than it
-            // is read straight into `record` (BufReader passes large reads through), one copy
-            // less for bulk data.
+            // is read straight into its buffer (BufReader passes large reads through), one
+            // copy less for bulk data.
             inner: BufReader::with_capacity(READ_BUFFER, inner),
-            state,
+            keys,
             nonce: 0,
-            // Grown to the largest record seen: an idle connection costs little memory.
-            record: Vec::new(),
             plain: Bytes::new(),
             pos: 0,
             recycled: VecDeque::with_capacity(RECYCLED),
@@ -215,18 +221,10 @@ impl<R: Read> SecureReader<R> {
             // An empty record is never sent: one would be a way to make the reader spin.
             return Err(invalid("control record without plaintext"));
         }
-        if self.record.len() < len {
-            self.record.resize(len, 0);
-        }
-        // Room for the tag too: with less, snow's AES-GCM opens a copy of the record in a
-        // vector of its own and copies the plaintext out of it.
+        // Sized for this record: an idle connection's buffers stay small.
         let mut plain = self.buffer(len);
-        let record = &mut self.record[..len];
-        self.inner.read_exact(record).map_err(truncated)?;
-        let n = self
-            .state
-            .read_message(self.nonce, record, &mut plain)
-            .map_err(|_| invalid("control record failed authentication"))?;
+        self.inner.read_exact(&mut plain).map_err(truncated)?;
+        let n = self.keys.open(self.nonce, &mut plain)?.len();
         self.nonce = self
             .nonce
             .checked_add(1)
@@ -243,8 +241,8 @@ impl<R: Read> SecureReader<R> {
         Ok(true)
     }
 
-    /// A zeroed buffer of `len` bytes: the oldest earlier record's that nothing else holds any
-    /// more, or a new one.
+    /// A buffer of `len` bytes to read a record into: the oldest earlier record's that nothing
+    /// else holds any more, or a new one.
     fn buffer(&mut self, len: usize) -> BytesMut {
         for _ in 0..self.recycled.len() {
             let Some(old) = self.recycled.pop_front() else {
@@ -252,7 +250,7 @@ impl<R: Read> SecureReader<R> {
             };
             match old.try_into_mut() {
                 Ok(mut buf) if buf.capacity() >= len => {
-                    buf.clear();
+                    // Only bytes beyond the old length are zeroed; the record overwrites all.
                     buf.resize(len, 0);
                     return buf;
                 }
