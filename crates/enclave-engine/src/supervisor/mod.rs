@@ -190,6 +190,7 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     ctx.rec.finished_at = None;
     ctx.rec.boot_ms = None;
     ctx.rec.exit = None;
+    ctx.rec.exit_code = None;
     ctx.save();
     let sockets = ctx.root.socket_dir(&ctx.rec.id);
     let spec = LaunchSpec::from_record(&ctx.rec, dir.clone(), sockets.clone());
@@ -201,7 +202,7 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
         Err(e) => return fail(ctx, format!("cannot listen for the heartbeat: {e}")),
     };
     let _nsm = start_nsm(ctx, &uds);
-    let _handoff = start_handoff(ctx, &sockets);
+    let handoff = start_handoff(ctx, &sockets);
     let started = Instant::now();
     let mut instance = match backend.launch(&spec) {
         Ok(i) => i,
@@ -255,7 +256,20 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     };
     drop(instance);
     finish_console(reader);
+    // The enclave's word beats the guess `graceful_stop` made when it had to kill.
+    if let Some(main) = handoff.as_ref().and_then(|h| h.exit_report()?.main) {
+        ctx.rec.exit_code = Some(exit_code(main));
+    }
     ending
+}
+
+/// The exit code of a main service's exit status: the code, or 128+N for signal N (as a
+/// shell and Docker report it).
+pub fn exit_code(status: enclave_proto::wire::ExitStatus) -> i32 {
+    match status {
+        enclave_proto::wire::ExitStatus::Code(c) => c,
+        enclave_proto::wire::ExitStatus::Signal(n) => 128 + n,
+    }
 }
 
 /// The boot hand-off; a failure is logged, not fatal: the enclave then accepts only its spec's
@@ -436,6 +450,8 @@ fn graceful_stop(ctx: &mut Ctx<'_>, instance: &mut dyn Instance) -> Ending {
             match instance.kill() {
                 Ok(mut exit) => {
                     exit.description = format!("killed by stop ({})", exit.description);
+                    // As `docker stop` reports a container it had to kill: 128 + SIGKILL.
+                    ctx.rec.exit_code = Some(128 + 9);
                     break exit;
                 }
                 Err(e) => {
@@ -487,8 +503,20 @@ pub fn run(root_path: &Path, id: &str, opts: &Options, stop: &AtomicBool) -> Res
         .ok_or_else(|| EngineError::Backend(format!("enclave {id} already has a supervisor")))?;
     let rec = root.load(id)?;
     let mut backend = crate::backend::make(rec.backend, root.path())?;
-    supervise(&root, id, backend.as_mut(), opts, stop)
+    let rec = supervise(&root, id, backend.as_mut(), opts, stop)?;
+    if rec.auto_remove && !rec.status.is_active() {
+        // `run --rm`: gone once ended, after an attached `run` read the exit code.
+        if !root.wait_unattached(id, ATTACHED_WAIT) {
+            tracing::warn!("the attached run did not let go in time; removing anyway");
+        }
+        root.remove(id)?;
+    }
+    Ok(rec)
 }
+
+/// How long a `--rm` enclave's supervisor waits for the attached `run` to read the final
+/// record.
+const ATTACHED_WAIT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests;
