@@ -104,6 +104,23 @@ pub fn run(args: RunArgs) -> Result<i32> {
         super::logs::print_entry(&e, false);
     }
     drop(attached);
+    if args.rm {
+        // As `docker run --rm`: back to the prompt once it is gone, not just about to go.
+        // (Looking at the supervisor's lock would create the lock file in the directory being
+        // removed: its pid says whether it lives.)
+        let supervisor = done
+            .supervisor_pid
+            .map(|p| nix::unistd::Pid::from_raw(p as i32));
+        let alive = || supervisor.is_some_and(|p| nix::sys::signal::kill(p, None).is_ok());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while root.dir(&up.id).exists() && alive() {
+            if std::time::Instant::now() > deadline {
+                eprintln!("warning: {} is not removed yet", up.name);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
     Ok(exit_status(&done))
 }
 
