@@ -504,14 +504,20 @@ pub fn run(root_path: &Path, id: &str, opts: &Options, stop: &AtomicBool) -> Res
     let rec = root.load(id)?;
     let mut backend = crate::backend::make(rec.backend, root.path())?;
     let rec = supervise(&root, id, backend.as_mut(), opts, stop)?;
-    if rec.auto_remove && !rec.status.is_active() {
-        // `run --rm`: gone once ended, after an attached `run` read the exit code.
-        if !root.wait_unattached(id, ATTACHED_WAIT) {
-            tracing::warn!("the attached run did not let go in time; removing anyway");
-        }
-        root.remove(id)?;
-    }
+    auto_remove(&root, &rec, ATTACHED_WAIT)?;
     Ok(rec)
+}
+
+/// `run --rm`: removes an enclave that ended for good, once no attached `run` watches it (at
+/// most `wait` later), so that `run` reads the exit code first.
+fn auto_remove(root: &StateRoot, rec: &EnclaveRecord, wait: Duration) -> Result<()> {
+    if !rec.auto_remove || rec.status.is_active() {
+        return Ok(());
+    }
+    if !root.wait_unattached(&rec.id, wait) {
+        tracing::warn!("the attached run did not let go in time; removing anyway");
+    }
+    root.remove(&rec.id)
 }
 
 /// How long a `--rm` enclave's supervisor waits for the attached `run` to read the final
