@@ -1,7 +1,8 @@
 //! System tests of the conventions Docker users expect, on real QEMU microvms (TCG is fine):
 //! `run` exits with the main service's exit code (125 for the engine's own errors), `ps -a`,
 //! `ps --format` and `inspect` carry the code and the time, `run --rm` leaves nothing, `exec`
-//! needs no `--` and runs as `-u USER`, `ps -q`, `stop --timeout`, memory with units. One
+//! needs no `--` and runs as `-u USER`, `ps -q`, `stop --timeout`, memory with units, and
+//! `--restart on-failure` restarts an enclave whose main service exited non-zero. One
 //! sequential scenario keeps one VM at a time. Missing prerequisites skip (fail with CI=true).
 
 mod common;
@@ -75,7 +76,7 @@ fn docker_conventions_on_real_enclaves() {
     let env = Env {
         state: tmp.path().join("state"),
         engine,
-        names: &["three", "gone", "gone-d", "web"],
+        names: &["three", "gone", "gone-d", "web", "retry"],
     };
     let vm = ["--cpus", "1", "--boot-timeout", "90"];
 
@@ -181,6 +182,33 @@ fn docker_conventions_on_real_enclaves() {
     assert_eq!(env.ok(&["ps", "-q"]), format!("{}\n", &id.trim()[..12]));
     let all_q = env.ok(&["ps", "-aq"]);
     assert_eq!(all_q.lines().count(), 2, "{all_q}");
+
+    // on-failure: a main service exiting non-zero is a failure, as for Docker.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "retry",
+        "--restart",
+        "on-failure:1",
+        "--memory",
+        "128m",
+        vm[0],
+        vm[1],
+        vm[2],
+        vm[3],
+        exit3,
+    ]);
+    let retry = env.wait_for(
+        "retry",
+        "one restart, then the end",
+        Duration::from_secs(120),
+        |v| v["status"] == "exited",
+    );
+    assert_eq!(
+        (retry["restarts"].as_u64(), retry["exit_code"].as_i64()),
+        (Some(1), Some(3))
+    );
 
     // stop --timeout: the main service ended by SIGTERM, 128+15.
     env.ok(&["stop", "--timeout", "5", "web"]);

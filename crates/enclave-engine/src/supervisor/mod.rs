@@ -140,9 +140,10 @@ pub fn supervise(
         if !restart {
             rec.status = match ending {
                 Ending::Failed | Ending::Refused => Status::Failed,
-                Ending::Clean | Ending::Stopped => Status::Exited,
+                // `exited (3)`, as Docker shows a container whose process exited 3.
+                Ending::Clean | Ending::MainFailed | Ending::Stopped => Status::Exited,
             };
-            if matches!(ending, Ending::Clean | Ending::Stopped) {
+            if matches!(ending, Ending::Clean | Ending::MainFailed | Ending::Stopped) {
                 rec.error = None;
             }
             ctx.save();
@@ -260,7 +261,10 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     if let Some(main) = handoff.as_ref().and_then(|h| h.exit_report()?.main) {
         ctx.rec.exit_code = Some(exit_code(main));
     }
-    ending
+    match (ending, ctx.rec.exit_code) {
+        (Ending::Clean, Some(code)) if code != 0 => Ending::MainFailed,
+        _ => ending,
+    }
 }
 
 /// The exit code of a main service's exit status: the code, or 128+N for signal N (as a
