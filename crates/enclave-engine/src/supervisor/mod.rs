@@ -4,6 +4,7 @@
 //! holds `supervisor.lock` while it lives, which is how `ps` tells a live enclave from one whose
 //! supervisor was killed.
 
+mod ending;
 pub mod handoff;
 mod heartbeat;
 pub mod nsm;
@@ -19,6 +20,8 @@ use enclave_proto::transport::hybrid;
 use enclave_proto::wire::auth::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
+pub use ending::exit_code;
+use ending::{auto_remove, graceful_stop, ATTACHED_WAIT};
 pub use heartbeat::HeartbeatListener;
 
 use crate::backend::qemu::VSOCK_SOCKET;
@@ -267,15 +270,6 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     }
 }
 
-/// The exit code of a main service's exit status: the code, or 128+N for signal N (as a
-/// shell and Docker report it).
-pub fn exit_code(status: enclave_proto::wire::ExitStatus) -> i32 {
-    match status {
-        enclave_proto::wire::ExitStatus::Code(c) => c,
-        enclave_proto::wire::ExitStatus::Signal(n) => 128 + n,
-    }
-}
-
 /// The boot hand-off; a failure is logged, not fatal: the enclave then accepts only its spec's
 /// authorized keys, and `stop` falls back to killing it.
 fn start_handoff(ctx: &Ctx<'_>, sockets: &Path) -> Option<handoff::HandoffServer> {
@@ -437,67 +431,6 @@ fn judge(ctx: &mut Ctx<'_>, exit: InstanceExit, console: &ConsoleState) -> Endin
     }
 }
 
-/// Asks enclave-init to shut down through the control protocol, waits for the instance to end
-/// within the stop timeout, then kills it.
-fn graceful_stop(ctx: &mut Ctx<'_>, instance: &mut dyn Instance) -> Ending {
-    ctx.rec.status = Status::Stopping;
-    ctx.save();
-    let timeout = ctx.stop_timeout();
-    let deadline = Instant::now() + timeout;
-    ctx.event(&format!("stopping (grace {} s)", timeout.as_secs()));
-    let asked = !timeout.is_zero() && ask_shutdown(ctx, timeout);
-    let exit = loop {
-        if let Ok(Some(exit)) = instance.try_wait() {
-            break exit;
-        }
-        if !asked || Instant::now() >= deadline {
-            match instance.kill() {
-                Ok(mut exit) => {
-                    exit.description = format!("killed by stop ({})", exit.description);
-                    // As `docker stop` reports a container it had to kill: 128 + SIGKILL.
-                    ctx.rec.exit_code = Some(128 + 9);
-                    break exit;
-                }
-                Err(e) => {
-                    break InstanceExit {
-                        failed: true,
-                        description: format!("stop could not kill it: {e}"),
-                    }
-                }
-            }
-        }
-        std::thread::sleep(ctx.opts.tick);
-    };
-    ctx.rec.exit = Some(format!("stopped: {}", exit.description));
-    Ending::Stopped
-}
-
-fn ask_shutdown(ctx: &Ctx<'_>, timeout: Duration) -> bool {
-    use enclave_proto::client::Client;
-    let Ok(addr) = ctx.rec.control_addr.parse() else {
-        return false;
-    };
-    let opts = crate::control::connect_options(
-        ctx.root,
-        &ctx.rec,
-        &[],
-        None,
-        "enclave-engine supervisor",
-        timeout.min(Duration::from_secs(1)),
-    );
-    match opts.and_then(|o| {
-        Client::connect(&addr, &o)
-            .and_then(|mut c| c.shutdown())
-            .map_err(|e| EngineError::Backend(e.to_string()))
-    }) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::info!("no graceful shutdown through the control server ({e}); killing");
-            false
-        }
-    }
-}
-
 /// Runs the supervisor of `id` as the `supervise` command does: takes the supervisor lock,
 /// makes the backend, supervises.
 pub fn run(root_path: &Path, id: &str, opts: &Options, stop: &AtomicBool) -> Result<EnclaveRecord> {
@@ -511,22 +444,6 @@ pub fn run(root_path: &Path, id: &str, opts: &Options, stop: &AtomicBool) -> Res
     auto_remove(&root, &rec, ATTACHED_WAIT)?;
     Ok(rec)
 }
-
-/// `run --rm`: removes an enclave that ended for good, once no attached `run` watches it (at
-/// most `wait` later), so that `run` reads the exit code first.
-fn auto_remove(root: &StateRoot, rec: &EnclaveRecord, wait: Duration) -> Result<()> {
-    if !rec.auto_remove || rec.status.is_active() {
-        return Ok(());
-    }
-    if !root.wait_unattached(&rec.id, wait) {
-        tracing::warn!("the attached run did not let go in time; removing anyway");
-    }
-    root.remove(&rec.id)
-}
-
-/// How long a `--rm` enclave's supervisor waits for the attached `run` to read the final
-/// record.
-const ATTACHED_WAIT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests;
