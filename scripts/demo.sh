@@ -37,7 +37,7 @@ trap '"$ctl" rm -f hello-demo >/dev/null 2>&1 || true' EXIT
 "$ctl" ps
 
 step "enclave-ctl exec"
-"$ctl" exec hello-demo -- /bin/sh -c 'echo "$GREETING from $(hostname), kernel $(uname -r)"; ls /app'
+"$ctl" exec hello-demo /bin/sh -c 'echo "$GREETING from $(hostname), kernel $(uname -r)"; ls /app'
 
 step "enclave-ctl cp (out of the enclave)"
 rm -rf "$out/copied" && mkdir -p "$out/copied"

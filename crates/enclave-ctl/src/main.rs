@@ -8,11 +8,17 @@ mod progress;
 
 use clap::Parser;
 
-use cli::{Cli, Command, EXIT_ERROR};
+use cli::{Cli, Command, EXIT_ENGINE, EXIT_ERROR};
 
 fn main() {
     let cli = Cli::parse();
     init_tracing();
+    // `run` fails with 125, as `docker run` does, so that its own errors are never mistaken
+    // for the main service's exit code.
+    let failed = match cli.command {
+        Command::Run(_) => EXIT_ENGINE,
+        _ => EXIT_ERROR,
+    };
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(args),
         Command::Inspect(args) if args.eif.is_file() => cmd::inspect::run(args),
@@ -35,7 +41,7 @@ fn main() {
         Err(err) => {
             // `{:#}` prints the whole context chain on one line: "building x: reading y: …".
             eprintln!("error: {err:#}");
-            std::process::exit(EXIT_ERROR);
+            std::process::exit(failed);
         }
     }
 }

@@ -11,6 +11,7 @@
 //!   owns the backend's processes, answers the boot heartbeat, collects the console into
 //!   size-capped JSON-lines logs and applies the restart policy.
 //! - [`lifecycle`]: what the CLI calls: create and start, stop, remove, resolve names.
+//! - [`memory`]: memory sizes as users write them (`512m`, `2g`; a bare number is MiB).
 //! - [`network`]: published ports and the egress proxy of an enclave (`enclave-proxy`).
 //! - [`control`]: how the host drives an enclave's control channel: the supervisor key, the
 //!   pinned control identity, the identity document check.
@@ -24,6 +25,7 @@ pub mod eif;
 mod error;
 pub mod lifecycle;
 pub mod logs;
+pub mod memory;
 pub mod network;
 pub mod policy;
 mod spawn_unsafe;

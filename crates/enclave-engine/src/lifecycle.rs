@@ -46,6 +46,8 @@ pub struct RunOptions {
     /// `--secret NAME=FILE`: files handed to the enclave at each boot
     /// (`/run/enclave/secrets/NAME`), read now.
     pub secrets: Vec<crate::control::Secret>,
+    /// `--rm`: the supervisor removes the enclave once it ended for good.
+    pub auto_remove: bool,
 }
 
 /// Checks everything that can be checked before anything is created (EIF, memory, name,
@@ -95,6 +97,8 @@ pub fn create_with(
         instance: InstanceInfo::default(),
         started_at: None,
         finished_at: None,
+        exit_code: None,
+        auto_remove: opts.auto_remove,
         boot_ms: None,
         restarts: 0,
         exit: None,
@@ -241,7 +245,10 @@ pub fn stop(root: &StateRoot, rec: &EnclaveRecord, timeout: Duration) -> Result<
     }
     // The grace period, the kill (up to 3 s for QEMU), and a margin.
     let deadline = Instant::now() + timeout + Duration::from_secs(6);
-    while root.supervisor_alive(&rec.id) {
+    // Until the supervisor is gone; for a `--rm` enclave, until it recorded the end (its
+    // supervisor then waits for an attached `run`, maybe the caller, before removing it).
+    let ended = || rec.auto_remove && root.load(&rec.id).map_or(true, |r| !r.status.is_active());
+    while root.supervisor_alive(&rec.id) && !ended() {
         if Instant::now() > deadline {
             if let Some(pid) = pid {
                 let _ = kill(pid, Signal::SIGKILL);
@@ -255,7 +262,15 @@ pub fn stop(root: &StateRoot, rec: &EnclaveRecord, timeout: Duration) -> Result<
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    root.load(&rec.id)
+    match root.load(&rec.id) {
+        // `--rm`: the supervisor removed it already.
+        Err(_) if rec.auto_remove && !root.dir(&rec.id).exists() => {
+            let mut gone = rec.clone();
+            gone.status = Status::Exited;
+            Ok(gone)
+        }
+        r => r,
+    }
 }
 
 /// Removes an enclave; a running one only with `force` (which stops it first, with no grace).

@@ -12,8 +12,8 @@ pub enum RestartPolicy {
     /// Never.
     #[default]
     No,
-    /// When it failed (the VM was killed, crashed, panicked, or stopped heart-beating), at most
-    /// `max` times when given.
+    /// When it failed (the VM was killed, crashed, panicked, or stopped heart-beating, or its
+    /// main service exited non-zero), at most `max` times when given.
     OnFailure {
         /// Restart limit.
         max: Option<u32>,
@@ -25,8 +25,12 @@ pub enum RestartPolicy {
 /// How an enclave run ended, as the restart policy sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
-    /// The enclave powered off by itself.
+    /// The enclave powered off by itself, its main service having exited 0 (or without a
+    /// report of it).
     Clean,
+    /// The enclave powered off by itself after its main service exited non-zero or was killed
+    /// by a signal (Docker's on-failure case).
+    MainFailed,
     /// It was killed or crashed.
     Failed,
     /// `stop` asked for it.
@@ -42,7 +46,9 @@ impl RestartPolicy {
         match (self, ending) {
             (_, Ending::Stopped | Ending::Refused) | (RestartPolicy::No, _) => false,
             (RestartPolicy::Always, _) => true,
-            (RestartPolicy::OnFailure { max }, Ending::Failed) => max.is_none_or(|m| restarts < m),
+            (RestartPolicy::OnFailure { max }, Ending::Failed | Ending::MainFailed) => {
+                max.is_none_or(|m| restarts < m)
+            }
             (RestartPolicy::OnFailure { .. }, Ending::Clean) => false,
         }
     }
@@ -122,6 +128,10 @@ mod tests {
         assert!(of2.should_restart(Failed, 1));
         assert!(!of2.should_restart(Failed, 2));
         assert!(!of2.should_restart(Clean, 0));
+        assert!(of2.should_restart(MainFailed, 1));
+        assert!(!of2.should_restart(MainFailed, 2));
+        assert!(RestartPolicy::Always.should_restart(MainFailed, 5));
+        assert!(!RestartPolicy::No.should_restart(MainFailed, 0));
         assert!(!of2.should_restart(Stopped, 0));
         assert!(RestartPolicy::Always.should_restart(Clean, 100));
         assert!(!RestartPolicy::Always.should_restart(Stopped, 0));

@@ -119,6 +119,7 @@ fn run(tmp: &Path, backend: &NitroBackend) -> (StateRoot, LaunchSpec, PathBuf) {
         publish: vec![],
         add_hosts: vec![],
         secrets: vec![],
+        auto_remove: false,
     };
     let rec = create_with(&root, &opts, backend).unwrap();
     let spec = LaunchSpec::from_record(&rec, root.dir(&rec.id), root.socket_dir(&rec.id));

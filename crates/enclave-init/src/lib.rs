@@ -6,7 +6,8 @@
 //! debug surface in PCR31, seed the RNG, switch into `/rootfs`, set the hostname, make the
 //! control identity and hand it to the supervisor ([`trust`]), send the heartbeat to the parent.
 //! Then the [`Supervisor`] runs the services until the main one ends or a shutdown is asked
-//! for, stops them, and init powers off.
+//! for, stops them, tells the supervisor how the main service ended
+//! ([`trust::SupervisorLink::report_exit`]), and init powers off.
 //!
 //! The control server ([`control`]) gets [`Supervisor::manager`], a [`ServiceManager`] (list,
 //! start, stop, restart, shutdown, exit watching for exec) whose [`LogStore`] serves `logs`.
@@ -48,7 +49,7 @@ use enclave_proto::paths;
 pub use error::{Error, Result};
 pub use logs::LogStore;
 pub use manager::{ManagerError, ServiceManager, ServiceState, ServiceStatus};
-pub use supervisor::Supervisor;
+pub use supervisor::{Ended, Supervisor};
 
 /// enclave-init's version, logged at boot.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -67,6 +68,8 @@ pub struct Booted {
     /// The control channel's identity and keys; `None` when no identity could be made (then the
     /// host-facing control server does not start).
     pub control: Option<trust::ControlKeys>,
+    /// The hand-off connection to the supervisor, for the exit report; `None` without one.
+    pub supervisor_link: Option<trust::SupervisorLink>,
 }
 
 /// Boots the enclave up to the point where services can start.
@@ -148,9 +151,13 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Booted> {
     );
 
     // Before the heartbeat: once the supervisor sees it, clients may connect.
-    let control = trust::establish(parent_cid, nsm::device())
-        .map_err(|e| say!("{e}: the host-facing control channel stays closed"))
-        .ok();
+    let (control, supervisor_link) = match trust::establish(parent_cid, nsm::device()) {
+        Ok((keys, link)) => (Some(keys), link),
+        Err(e) => {
+            say!("{e}: the host-facing control channel stays closed");
+            (None, None)
+        }
+    };
 
     match heartbeat::send(parent_cid, config.heartbeat_port) {
         Ok(()) => say!("heartbeat ok in {}", elapsed_ms(started)),
@@ -174,6 +181,7 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Booted> {
     Ok(Booted {
         supervisor: Supervisor::new(defs, policy::Timings::from_env(), store)?,
         control,
+        supervisor_link,
     })
 }
 
@@ -200,10 +208,19 @@ pub fn run_pid1(started: Instant) -> ! {
         Ok(Booted {
             supervisor,
             control,
+            supervisor_link,
         }) => {
             // Before the services start: the control server reads the spec's copy in /run.
             control::start(supervisor.manager(), started, control);
-            supervisor.run()
+            let ended = supervisor.run_to_end();
+            if let Some(link) = supervisor_link {
+                let main = ended.main_exit.map(|e| match e {
+                    policy::Exit::Code(c) => enclave_proto::wire::ExitStatus::Code(c),
+                    policy::Exit::Signal(s) => enclave_proto::wire::ExitStatus::Signal(s),
+                });
+                link.report_exit(main, &ended.reason);
+            }
+            ended.reason
         }
         Err(e) => {
             say!("boot failed: {e}");

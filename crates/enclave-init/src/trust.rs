@@ -8,7 +8,8 @@
 //! 2. [`establish`]: the control identity (an X25519 key made here, never leaving the enclave)
 //!    and the document binding it; then the hand-off with the supervisor
 //!    (`enclave_proto::handoff`): its key in, the identity out, the operator's secrets written
-//!    to [`SECRETS_DIR`].
+//!    to [`SECRETS_DIR`]. The connection stays open: the enclave's last word on it is the exit
+//!    report ([`SupervisorLink::report_exit`]).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -16,13 +17,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use enclave_proto::handoff::{self, EnclaveIdentity, SupervisorOffer, HANDOFF_VERSION};
+use enclave_proto::handoff::{
+    self, EnclaveExit, EnclaveIdentity, SupervisorOffer, HANDOFF_VERSION,
+};
 use enclave_proto::nsm::{debug_marker, Nsm, DEBUG_PCR};
 use enclave_proto::spec::DebugSpec;
 use enclave_proto::transport::{self, Addr};
 use enclave_proto::wire::auth::VerifyingKey;
 use enclave_proto::wire::secure::{ControlIdentity, IDENTITY_USER_DATA};
-use enclave_proto::wire::Capability;
+use enclave_proto::wire::{Capability, ExitStatus};
 use serde_bytes::ByteBuf;
 
 use crate::say;
@@ -34,6 +37,35 @@ pub use enclave_proto::spec::SECRETS_DIR;
 /// How long the hand-off may take once connected (the supervisor answers at once; the bound is
 /// for a parent that accepts and then says nothing).
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The hand-off connection, kept open for the enclave's life: its last message is the exit
+/// report ([`report_exit`](Self::report_exit)).
+pub struct SupervisorLink(transport::Connection);
+
+impl SupervisorLink {
+    /// Tells the supervisor how the enclave ends, just before the power-off: the main service's
+    /// exit status (`enclave-ctl run` exits with it) and the reason. Bounded by the hand-off's
+    /// write timeout; a failure is logged, never fatal.
+    pub fn report_exit(mut self, main: Option<ExitStatus>, reason: &str) {
+        let exit = EnclaveExit {
+            version: HANDOFF_VERSION,
+            main,
+            reason: reason.to_owned(),
+        };
+        match handoff::write_exit(&mut self.0, &exit) {
+            Ok(()) => {
+                // Wait (bounded) for the supervisor to close its end: the report is then read,
+                // not lost with the VM that powers off right after.
+                let _ = self.0.set_read_timeout(Some(EXIT_REPORT_WAIT));
+                let _ = std::io::Read::read(&mut self.0, &mut [0u8; 1]);
+            }
+            Err(e) => say!("control: reporting the exit to the supervisor: {e}"),
+        }
+    }
+}
+
+/// How long the exit report waits for the supervisor to take it.
+const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
 
 /// What the control server needs from the boot.
 #[derive(Debug, Clone)]
@@ -76,8 +108,13 @@ fn supervisor_addr(parent_cid: u32) -> Result<Addr, String> {
 
 /// Makes the control identity, gets its document and hands it to the supervisor. Problems are
 /// logged and survived: without a supervisor only the spec's authorized keys can drive the
-/// enclave; without a document only a supervisor's pin can vouch for the identity.
-pub fn establish(parent_cid: u32, nsm: Option<&dyn Nsm>) -> Result<ControlKeys, String> {
+/// enclave; without a document only a supervisor's pin can vouch for the identity. The
+/// connection to the supervisor is returned when the hand-off went through, for the exit
+/// report.
+pub fn establish(
+    parent_cid: u32,
+    nsm: Option<&dyn Nsm>,
+) -> Result<(ControlKeys, Option<SupervisorLink>), String> {
     let identity = ControlIdentity::generate().map_err(|e| format!("control identity: {e}"))?;
     let mut conn = match supervisor_addr(parent_cid)
         .and_then(|a| transport::connect(&a).map_err(|e| format!("no supervisor at {a}: {e}")))
@@ -114,23 +151,26 @@ pub fn establish(parent_cid: u32, nsm: Option<&dyn Nsm>) -> Result<ControlKeys, 
         Some(d) => identity.with_document(d),
         None => identity,
     };
-    if let (Some(conn), Some(offer)) = (conn.as_mut(), offer.as_ref()) {
+    let mut link = None;
+    if let (Some(mut conn), Some(offer)) = (conn, offer.as_ref()) {
         let answer = EnclaveIdentity {
             version: HANDOFF_VERSION,
             control_key: identity.public_key(),
             document: identity.document().map(|d| ByteBuf::from(d.to_vec())),
         };
-        if let Err(e) = handoff::write_identity(conn, &answer) {
-            say!("control: handing the identity to the supervisor: {e}");
+        match handoff::write_identity(&mut conn, &answer) {
+            Ok(()) => link = Some(SupervisorLink(conn)),
+            Err(e) => say!("control: handing the identity to the supervisor: {e}"),
         }
         if let Err(e) = write_secrets(Path::new(SECRETS_DIR), offer) {
             say!("control: secrets: {e}");
         }
     }
-    Ok(ControlKeys {
+    let keys = ControlKeys {
         identity: Arc::new(identity),
         supervisor_key,
-    })
+    };
+    Ok((keys, link))
 }
 
 /// Writes the offer's secrets into `dir` (created 0700; each file 0600, created exclusively,

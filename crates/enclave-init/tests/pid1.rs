@@ -217,3 +217,53 @@ fn main_exit_powers_off_and_a_bad_user_is_reported() {
     );
     assert!(!out.contains("[main] never"), "{out}");
 }
+
+/// The exit report: a stand-in supervisor that did the hand-off hears how the main service
+/// ended (its exit code) before the enclave powers off, and the enclave waits for it to take
+/// the report.
+#[test]
+fn the_supervisor_is_told_how_the_main_service_ended() {
+    use enclave_proto::handoff::{self, SupervisorOffer, HANDOFF_VERSION};
+    use enclave_proto::wire::ExitStatus;
+
+    let spec = serde_json::json!({"services": [{"name": "side", "command": sh("sleep 100")}]});
+    let Some(enclave) = Enclave::prepare(&spec, &sh("echo bye; exit 3"), "root") else {
+        return;
+    };
+    let listener = std::os::unix::net::UnixListener::bind(enclave.rootfs().join("sv.sock"))
+        .expect("bind the hand-off socket");
+    let supervisor = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("the enclave connects");
+        let offer = SupervisorOffer {
+            version: HANDOFF_VERSION,
+            supervisor_key: [7; 32],
+            nonce: [1; 32],
+            secrets: Default::default(),
+        };
+        handoff::write_offer(&mut conn, &offer).unwrap();
+        handoff::read_identity(&mut conn).unwrap();
+        let exit = handoff::read_exit(&mut conn).expect("the exit report");
+        // Take a moment before closing: the enclave must wait for us.
+        std::thread::sleep(Duration::from_millis(300));
+        (exit, Instant::now())
+    });
+    let mut run = enclave.boot(&[
+        ("ENCLAVE_INIT_SUPERVISOR_ADDR", "unix:/sv.sock"),
+        ("ENCLAVE_INIT_GRACE_MS", "300"),
+    ]);
+    let status = run.wait_exit(Duration::from_secs(20));
+    let ended = Instant::now();
+    let out = run.output();
+    assert!(status.is_some(), "init did not end:\n{out}");
+    let (exit, closed) = supervisor.join().expect("the stand-in supervisor");
+    assert_eq!(exit.main, Some(ExitStatus::Code(3)), "{out}");
+    assert!(
+        exit.reason.contains("the main service ended (exit code 3)"),
+        "{exit:?}"
+    );
+    assert!(
+        ended >= closed,
+        "powered off before the report was taken:\n{out}"
+    );
+    assert!(!out.contains("reporting the exit"), "{out}");
+}

@@ -22,6 +22,19 @@
 //!   knows them): credentials that keep *network* parties out, never what protects the enclave
 //!   from its host.
 //!
+//!
+//! The connection then stays open for the enclave's life. When the enclave ends by itself,
+//! enclave-init sends one more message before it powers off:
+//!
+//! ```text
+//! enclave -> supervisor   exit     {version, main?, reason}
+//! ```
+//!
+//! - `main` is how the main service (the image's entrypoint and cmd, as amended by the spec)
+//!   ended: the exit status `enclave-ctl run` exits with and `ps` shows. It is absent when the
+//!   image has no main service or it never started. The host learns nothing it could not see
+//!   in the logs; the report is as trustworthy as the enclave's own word to its host.
+//!
 //! Each message is one frame of the control protocol's codec (CBOR, unknown fields refused).
 
 use std::collections::BTreeMap;
@@ -31,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::wire::frame::{read_frame, write_frame, FrameError};
+use crate::wire::ExitStatus;
 
 /// The hand-off's version.
 pub const HANDOFF_VERSION: u16 = 1;
@@ -101,6 +115,38 @@ pub struct EnclaveIdentity {
     /// The attestation document binding it with the offer's nonce; absent without an NSM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document: Option<ByteBuf>,
+}
+
+/// Longest `reason` in an [`EnclaveExit`], bytes.
+pub const MAX_EXIT_REASON: usize = 1024;
+
+/// The enclave's last word: how it ended, sent just before it powers off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnclaveExit {
+    /// [`HANDOFF_VERSION`].
+    pub version: u16,
+    /// How the main service's last run ended; absent without a main service, or when it never
+    /// ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main: Option<ExitStatus>,
+    /// Why the enclave is powering off, for the log (at most [`MAX_EXIT_REASON`] bytes).
+    pub reason: String,
+}
+
+impl EnclaveExit {
+    /// Checks the limits a receiver relies on.
+    pub fn check(&self) -> Result<(), HandoffError> {
+        if self.version != HANDOFF_VERSION {
+            return Err(HandoffError::Version(self.version));
+        }
+        if self.reason.len() > MAX_EXIT_REASON {
+            return Err(HandoffError::Invalid(format!(
+                "exit reason longer than {MAX_EXIT_REASON} bytes"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Whether `name` may name a secret: 1 to 64 of `[A-Za-z0-9._-]`, not starting with a dot.
@@ -202,5 +248,154 @@ pub fn write_identity(w: &mut impl Write, identity: &EnclaveIdentity) -> Result<
     write_one(w, identity)
 }
 
+/// Reads and checks the enclave's exit report (supervisor side).
+pub fn read_exit(r: &mut impl Read) -> Result<EnclaveExit, HandoffError> {
+    let exit: EnclaveExit = read_one(r)?;
+    exit.check()?;
+    Ok(exit)
+}
+
+/// Sends the exit report (enclave side). A reason over the limit is cut at a character
+/// boundary rather than refused: the report matters more than its wording.
+pub fn write_exit(w: &mut impl Write, exit: &EnclaveExit) -> Result<(), HandoffError> {
+    let mut exit = exit.clone();
+    if exit.reason.len() > MAX_EXIT_REASON {
+        let mut end = MAX_EXIT_REASON;
+        while !exit.reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        exit.reason.truncate(end);
+    }
+    exit.check()?;
+    write_one(w, &exit)
+}
+
 // The offer must fit one frame with room to spare; checked at compile time.
 const _: () = assert!(MAX_SECRETS * (MAX_SECRET + 128) < crate::wire::MAX_FRAME_LEN as usize);
+
+/// Body of the fuzz target `fuzz/fuzz_targets/handoff.rs` (also run over seeds by `cargo
+/// test`): whatever the peer sends, each reader returns a value or an error, never panics, and
+/// what it accepts passes its checks and encodes back to a message it accepts again.
+pub fn fuzz_messages(data: &[u8]) {
+    fn again<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(
+        msg: &T,
+        read: fn(&mut &[u8]) -> Result<T, HandoffError>,
+    ) {
+        let mut buf = Vec::new();
+        write_one(&mut buf, msg).expect("an accepted message encodes");
+        assert_eq!(&read(&mut buf.as_slice()).expect("and decodes again"), msg);
+    }
+    if let Ok(offer) = read_offer(&mut &data[..]) {
+        again(&offer, |r| read_offer(r));
+    }
+    if let Ok(identity) = read_identity(&mut &data[..]) {
+        again(&identity, |r| read_identity(r));
+    }
+    if let Ok(exit) = read_exit(&mut &data[..]) {
+        assert!(exit.reason.len() <= MAX_EXIT_REASON);
+        again(&exit, |r| read_exit(r));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fuzz body over valid messages and their truncations and bit flips.
+    #[test]
+    fn the_fuzz_body_runs_over_seeds() {
+        let mut seeds = Vec::new();
+        let mut push = |payload: &dyn Fn(&mut Vec<u8>)| {
+            let mut buf = Vec::new();
+            payload(&mut buf);
+            seeds.push(buf);
+        };
+        push(&|b| {
+            let offer = SupervisorOffer {
+                version: HANDOFF_VERSION,
+                supervisor_key: [1; 32],
+                nonce: [2; 32],
+                secrets: [("db".to_owned(), ByteBuf::from(vec![3; 10]))].into(),
+            };
+            write_offer(b, &offer).unwrap()
+        });
+        push(&|b| {
+            let identity = EnclaveIdentity {
+                version: HANDOFF_VERSION,
+                control_key: [4; 32],
+                document: Some(ByteBuf::from(vec![5; 40])),
+            };
+            write_identity(b, &identity).unwrap()
+        });
+        push(&|b| {
+            let exit = EnclaveExit {
+                version: HANDOFF_VERSION,
+                main: Some(ExitStatus::Signal(15)),
+                reason: "the main service ended".into(),
+            };
+            write_exit(b, &exit).unwrap()
+        });
+        for seed in &seeds {
+            fuzz_messages(seed);
+            for cut in 0..seed.len() {
+                fuzz_messages(&seed[..cut]);
+            }
+            for i in 0..seed.len() {
+                for bit in [0x01, 0x80] {
+                    let mut m = seed.clone();
+                    m[i] ^= bit;
+                    fuzz_messages(&m);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_exit_report_round_trips_and_long_reasons_are_cut() {
+        let exit = EnclaveExit {
+            version: HANDOFF_VERSION,
+            main: Some(ExitStatus::Code(3)),
+            reason: "é".repeat(MAX_EXIT_REASON),
+        };
+        let mut buf = Vec::new();
+        write_exit(&mut buf, &exit).unwrap();
+        let back = read_exit(&mut buf.as_slice()).unwrap();
+        assert_eq!(back.main, Some(ExitStatus::Code(3)));
+        assert!(back.reason.len() <= MAX_EXIT_REASON && back.reason.starts_with('é'));
+    }
+
+    #[test]
+    fn an_exit_report_with_unknown_fields_or_version_is_refused() {
+        #[derive(Serialize)]
+        struct Extra {
+            version: u16,
+            reason: String,
+            surprise: u8,
+        }
+        for (version, bad) in [(HANDOFF_VERSION, true), (HANDOFF_VERSION + 1, false)] {
+            let mut payload = Vec::new();
+            if bad {
+                let msg = Extra {
+                    version,
+                    reason: String::new(),
+                    surprise: 1,
+                };
+                ciborium::into_writer(&msg, &mut payload).unwrap();
+            } else {
+                let msg = EnclaveExit {
+                    version,
+                    main: None,
+                    reason: String::new(),
+                };
+                ciborium::into_writer(&msg, &mut payload).unwrap();
+            }
+            let mut buf = Vec::new();
+            write_frame(&mut buf, &payload).unwrap();
+            let err = read_exit(&mut buf.as_slice()).unwrap_err();
+            match (bad, err) {
+                (true, HandoffError::Decode(_)) | (false, HandoffError::Version(_)) => {}
+                (_, e) => panic!("unexpected: {e}"),
+            }
+        }
+    }
+}

@@ -2,7 +2,8 @@
 //! data, id 0, wrong-size keys, trailing bytes, deep nesting, huge declared lengths.
 
 use enclave_proto::wire::{
-    decode, encode, Capability, Channel, ClientMessage, MessageError, ServerMessage, MAX_DATA_CHUNK,
+    decode, encode, Capability, Channel, ClientMessage, MessageError, Request, ServerMessage,
+    MAX_DATA_CHUNK,
 };
 
 #[test]
@@ -89,6 +90,40 @@ fn unknown_fields_are_refused_except_in_hellos() {
     };
     assert_eq!(h.version, 7);
     assert_eq!(h.capabilities, vec![Capability::Exec, Capability::Unknown]);
+}
+
+/// `exec -u`: an exec request without `user` (an older client) still decodes, one with it
+/// carries it, and fields beyond it are still refused.
+#[test]
+fn exec_user_is_optional_and_unknown_exec_fields_are_still_refused() {
+    let exec = |extra: Vec<(&str, ciborium::Value)>| {
+        let mut fields = vec![(
+            "argv",
+            ciborium::Value::Array(vec!["id".into(), "-u".into()]),
+        )];
+        fields.extend(extra);
+        map(vec![(
+            "request",
+            map(vec![
+                ("id", 1.into()),
+                ("request", map(vec![("exec", map(fields))])),
+            ]),
+        )])
+    };
+    let user_of = |msg: ClientMessage| match msg {
+        ClientMessage::Request {
+            request: Request::Exec(e),
+            ..
+        } => e.user,
+        other => panic!("not an exec request: {other:?}"),
+    };
+    assert_eq!(user_of(decode(&cbor(&exec(vec![]))).unwrap()), None);
+    assert_eq!(
+        user_of(decode(&cbor(&exec(vec![("user", "nobody".into())]))).unwrap()),
+        Some("nobody".to_owned())
+    );
+    assert!(decode::<ClientMessage>(&cbor(&exec(vec![("group", "0".into())]))).is_err());
+    assert!(decode::<ClientMessage>(&cbor(&exec(vec![("user", 0.into())]))).is_err());
 }
 
 #[test]

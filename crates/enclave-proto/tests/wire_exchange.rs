@@ -188,6 +188,7 @@ fn exec_over_a_unix_socket() {
         tty: None,
         stdin: true,
         detach: false,
+        user: None,
     };
     let (id, msg) = session.request(Request::Exec(exec)).unwrap();
     send(&writer, &msg);

@@ -37,6 +37,7 @@ fn requests() -> Vec<Request> {
         tty: Some(WindowSize { rows: 24, cols: 80 }),
         stdin: true,
         detach: false,
+        user: Some("nobody:65534".into()),
     };
     let name = || "web".to_string();
     vec![

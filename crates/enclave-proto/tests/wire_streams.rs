@@ -330,6 +330,7 @@ fn invalid_requests_are_bad_requests() {
             tty: None,
             stdin: false,
             detach: false,
+            user: None,
         }),
         Request::CpTo {
             dest: "relative".into(),

@@ -40,9 +40,12 @@ pub struct ControlArgs {
 #[command(
     after_help = "ENCLAVE is a name or id from `enclave-ctl ps`, or a control address: \
     vsock:CID:5000, hybrid:/path/to/uds:5000, unix:/path.\n\n\
+    Options go before ENCLAVE: everything after the command's name is the command's (`--` \
+    before it is accepted, not needed).\n\n\
     The exit status is the command's (128+N when a signal N killed it; 127 when it cannot be \
-    found).\n\nExamples:\n  enclave-ctl exec app -- ls -l /\n  enclave-ctl exec -it app -- /bin/sh\n  \
-    echo hi | enclave-ctl exec -i -e A=1 -w /tmp app -- sh -c 'cat; echo $A'"
+    found).\n\nExamples:\n  enclave-ctl exec app ls -l /\n  enclave-ctl exec -it app /bin/sh\n  \
+    enclave-ctl exec -u nobody app id\n  \
+    echo hi | enclave-ctl exec -i -e A=1 -w /tmp app sh -c 'cat; echo $A'"
 )]
 pub struct ExecArgs {
     /// Forward stdin to the command.
@@ -65,14 +68,25 @@ pub struct ExecArgs {
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
 
+    /// Run as this user inside the enclave: a name or uid, with an optional :group (name or
+    /// gid), looked up in the enclave's /etc/passwd and /etc/group; HOME is that user's.
+    /// Default: the image's user. An unknown name is refused.
+    #[arg(short, long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
     #[command(flatten)]
     pub control: ControlArgs,
 
     /// The enclave.
     pub enclave: String,
 
-    /// The command and its arguments (after `--`).
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 

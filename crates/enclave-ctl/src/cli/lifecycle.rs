@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use enclave_engine::backend::BackendChoice;
+use enclave_engine::memory::MemoryMib;
 use enclave_engine::policy::RestartPolicy;
 
 /// Where the enclaves' state lives.
@@ -27,15 +28,25 @@ pub struct RunArgs {
     /// Run in the background and print the enclave's id.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Remove the enclave and its state once it has ended (also with -d: its supervisor does
+    /// it). Ended means for good: not while the restart policy boots it again.
+    #[arg(long)]
+    pub rm: bool,
     /// A unique name (default: <EIF name>-<4 hex digits>).
     #[arg(long)]
     pub name: Option<String>,
     /// vCPUs.
     #[arg(long, default_value_t = enclave_engine::lifecycle::DEFAULT_CPUS)]
     pub cpus: u32,
-    /// Memory in MiB.
-    #[arg(long, value_name = "MiB", default_value_t = enclave_engine::lifecycle::DEFAULT_MEMORY_MIB)]
-    pub memory: u64,
+    /// Memory, with a unit: 512m, 2g (k, m, g, t: powers of 1024). A bare number is MiB, as
+    /// before units were accepted: 1024 = 1g.
+    #[arg(
+        short = 'm',
+        long,
+        value_name = "SIZE",
+        default_value_t = MemoryMib(enclave_engine::lifecycle::DEFAULT_MEMORY_MIB)
+    )]
+    pub memory: MemoryMib,
     /// auto (nitro where /dev/nitro_enclaves exists, else qemu), qemu or nitro.
     #[arg(long, default_value = "auto", value_parser = clap::value_parser!(BackendChoice))]
     pub backend: BackendChoice,
@@ -69,11 +80,20 @@ pub struct RunArgs {
 
 /// `enclave-ctl ps`.
 #[derive(Debug, Args)]
+#[command(after_help = ps_help())]
 pub struct PsArgs {
     /// Show all enclaves (default: those not ended).
     #[arg(short, long)]
     pub all: bool,
-    /// JSON output (the records).
+    /// Only the ids (short), one a line.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output: `table` (default), `json` (the records, as `inspect` shows them), or a
+    /// template of field names such as '{{.Name}} {{.Status}}' (`table ` before it adds a
+    /// header; \t and \n are tab and newline). The fields are listed below.
+    #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
+    pub format: Option<String>,
+    /// JSON output (the same as --format json).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -108,8 +128,14 @@ pub struct StopArgs {
     #[arg(required = true)]
     pub enclaves: Vec<String>,
     /// Seconds to wait for a graceful shutdown before killing.
-    #[arg(short = 't', long = "time", value_name = "SECS", default_value_t = 10)]
-    pub time: u64,
+    #[arg(
+        short = 't',
+        long = "timeout",
+        visible_alias = "time",
+        value_name = "SECS",
+        default_value_t = 10
+    )]
+    pub timeout: u64,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -137,6 +163,16 @@ pub struct ConsoleArgs {
     pub no_follow: bool,
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+/// The `ps --help` epilogue: the template fields.
+fn ps_help() -> String {
+    let mut help = String::from("Template fields (--format '{{.Name}} {{.ExitCode}}'):\n");
+    for (name, what) in crate::cmd::ps::FIELDS {
+        help.push_str(&format!("  {:<14}{what}\n", format!(".{name}")));
+    }
+    help.push_str("\nExamples:\n  enclave-ctl ps -a --format 'table {{.Name}}\\t{{.Status}}'\n  enclave-ctl ps -aq");
+    help
 }
 
 fn parse_secret(arg: &str) -> Result<enclave_engine::control::Secret, String> {

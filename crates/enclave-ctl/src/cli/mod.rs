@@ -21,6 +21,9 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_CHECK_FAILED: i32 = 3;
 /// Exit status of `verify`: no expected measurement given, so nothing was checked.
 pub const EXIT_NO_EXPECTATION: i32 = 4;
+/// Exit status of `run` when the engine failed (Docker's 125): the enclave could not be
+/// created, booted or watched. Otherwise `run` exits with the main service's exit code.
+pub const EXIT_ENGINE: i32 = 125;
 
 /// enclave-ctl: build reproducible AWS Nitro Enclave images (EIF) without Docker, run and manage
 /// enclaves (real Nitro or emulated with QEMU), and verify attestation documents.
@@ -30,7 +33,8 @@ pub const EXIT_NO_EXPECTATION: i32 = 4;
     version,
     after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 a check failed (CRC, signature,\n\
                   attestation), 4 `verify` without an expected measurement; `exec` exits with the\n\
-                  remote command's status.\n\
+                  remote command's status; `run` (attached) with the main service's exit code\n\
+                  (the image's entrypoint; 128+N for signal N), and 125 when the engine failed.\n\
                   Set RUST_LOG=debug for detailed logs on stderr."
 )]
 pub struct Cli {
@@ -54,7 +58,7 @@ pub enum Command {
     Ps(PsArgs),
     /// Show an enclave's logs.
     Logs(LogsArgs),
-    /// Stop enclaves (gracefully, then killed after -t seconds).
+    /// Stop enclaves (gracefully, then killed after -t/--timeout seconds).
     Stop(StopArgs),
     /// Remove ended enclaves (-f: running ones too).
     Rm(RmArgs),

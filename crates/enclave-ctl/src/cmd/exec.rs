@@ -223,6 +223,7 @@ pub fn run(args: ExecArgs) -> Result<i32> {
         },
         stdin: args.interactive,
         detach: args.detach,
+        user: args.user.clone(),
     };
     let mut client = connect(&args.enclave, &args.control, &[Capability::Exec])?;
     if args.detach {

@@ -1,74 +1,294 @@
-//! `enclave-ctl ps`: the enclaves, as a table or JSON.
+//! `enclave-ctl ps`: the enclaves as a table, JSON, ids only (`-q`), or a template of field
+//! names (`--format '{{.Name}} {{.Status}}'`, Docker's notation; the fields are in
+//! [`FIELDS`] and in `ps --help`).
 
-use anyhow::Result;
-use enclave_engine::state::EnclaveRecord;
+use anyhow::{bail, Result};
+use enclave_engine::state::{EnclaveRecord, Status};
 use enclave_engine::util::parse_rfc3339;
 use time::OffsetDateTime;
 
 use crate::cli::{PsArgs, EXIT_OK};
 
-fn ago(t: Option<&str>) -> String {
-    let Some(t) = t.and_then(parse_rfc3339) else {
-        return String::new();
-    };
+/// "5 seconds", "1 minute", "3 hours", "2 days".
+fn human(t: Option<&str>) -> Option<String> {
+    let t = t.and_then(parse_rfc3339)?;
     let s = (OffsetDateTime::now_utc() - t).whole_seconds().max(0);
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86399 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
+    let (n, unit) = match s {
+        0..=59 => (s, "second"),
+        60..=3599 => (s / 60, "minute"),
+        3600..=86399 => (s / 3600, "hour"),
+        _ => (s / 86400, "day"),
+    };
+    Some(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }))
 }
 
-/// "running 5m", "exited 2m ago", "failed".
+/// "running 5 minutes", "exited (3) 2 minutes ago", "failed 10 seconds ago".
 pub fn status_text(r: &EnclaveRecord) -> String {
+    let status = match (r.status, r.exit_code) {
+        (Status::Exited | Status::Failed, Some(code)) => format!("{} ({code})", r.status),
+        _ => r.status.to_string(),
+    };
     if r.status.is_active() {
-        format!("{} {}", r.status, ago(r.started_at.as_deref()))
-            .trim_end()
-            .to_owned()
+        match human(r.started_at.as_deref()) {
+            Some(d) => format!("{status} {d}"),
+            None => status,
+        }
     } else {
-        match r.finished_at.as_deref() {
-            Some(t) => format!("{} {} ago", r.status, ago(Some(t))),
-            None => r.status.to_string(),
+        match human(r.finished_at.as_deref()) {
+            Some(d) => format!("{status} {d} ago"),
+            None => status,
         }
     }
 }
 
+/// The template fields: name, what it is (for `--help`).
+pub const FIELDS: [(&str, &str); 15] = [
+    ("ID", "the first 12 hex digits of the id"),
+    ("FullID", "the whole id"),
+    ("Name", "the name"),
+    ("Status", "as in the table: `exited (3) 2 minutes ago`"),
+    (
+        "State",
+        "created, starting, running, restarting, stopping, exited or failed",
+    ),
+    (
+        "ExitCode",
+        "the main service's exit code (empty while running or unknown)",
+    ),
+    ("Backend", "qemu or nitro"),
+    ("CID", "the vsock CID"),
+    ("CPUs", "vCPUs"),
+    ("Memory", "memory in MiB"),
+    ("Restarts", "restarts by the restart policy"),
+    ("Ports", "published ports"),
+    ("EIF", "the EIF's path"),
+    ("CreatedAt", "when `run` recorded it (RFC 3339)"),
+    ("FinishedAt", "when it last ended (RFC 3339)"),
+];
+
+/// The value of field `name` of `r`; `None` for a name not in [`FIELDS`].
+fn field(r: &EnclaveRecord, name: &str) -> Option<String> {
+    Some(match name {
+        "ID" => r.short_id().to_owned(),
+        "FullID" => r.id.clone(),
+        "Name" => r.name.clone(),
+        "Status" => status_text(r),
+        "State" => r.status.to_string(),
+        "ExitCode" => r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+        "Backend" => match &r.instance.accel {
+            Some(a) => format!("{}/{a}", r.backend),
+            None => r.backend.to_string(),
+        },
+        "CID" => r.cid.to_string(),
+        "CPUs" => r.cpus.to_string(),
+        "Memory" => r.memory_mib.to_string(),
+        "Restarts" => r.restarts.to_string(),
+        "Ports" => {
+            let ports: Vec<String> = r.network.publish.iter().map(|p| p.to_string()).collect();
+            ports.join(", ")
+        }
+        "EIF" => r.eif.display().to_string(),
+        "CreatedAt" => r.created.clone(),
+        "FinishedAt" => r.finished_at.clone().unwrap_or_default(),
+        _ => return None,
+    })
+}
+
+/// One piece of a parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Field(String),
+}
+
+/// A `--format` template: text with `{{.Field}}` (spaces allowed inside the braces), `\t` and
+/// `\n` written as escapes; a leading `table ` adds a header line of the field names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    header: bool,
+    pieces: Vec<Piece>,
+}
+
+impl Template {
+    /// Parses `format`, refusing unknown fields and unclosed braces with what is allowed.
+    pub fn parse(format: &str) -> Result<Self> {
+        let (header, body) = match format.strip_prefix("table ") {
+            Some(rest) => (true, rest),
+            None => (false, format),
+        };
+        let body = body.replace("\\t", "\t").replace("\\n", "\n");
+        let known = || {
+            FIELDS
+                .iter()
+                .map(|(n, _)| format!("{{{{.{n}}}}}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut pieces = Vec::new();
+        let mut rest = body.as_str();
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                pieces.push(Piece::Text(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 2..];
+            let Some(close) = after.find("}}") else {
+                bail!("--format {format:?}: `{{{{` without `}}}}`");
+            };
+            let inner = after[..close].trim();
+            let name = inner.strip_prefix('.').unwrap_or("");
+            if FIELDS.iter().all(|(n, _)| *n != name) {
+                bail!(
+                    "--format {format:?}: unknown field {{{{{inner}}}}}; the fields are: {}",
+                    known()
+                );
+            }
+            pieces.push(Piece::Field(name.to_owned()));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_owned()));
+        }
+        Ok(Self { header, pieces })
+    }
+
+    fn render(&self, value: impl Fn(&str) -> String) -> String {
+        let mut out = String::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Field(f) => out.push_str(&value(f)),
+            }
+        }
+        out
+    }
+
+    /// The header line (field names in capitals), when the template asked for one.
+    pub fn header(&self) -> Option<String> {
+        self.header.then(|| self.render(|f| f.to_ascii_uppercase()))
+    }
+
+    /// The line of `r`.
+    pub fn line(&self, r: &EnclaveRecord) -> String {
+        self.render(|f| field(r, f).unwrap_or_default())
+    }
+}
+
+/// What `--format` asks for.
+enum Output {
+    Table,
+    Json,
+    Template(Template),
+}
+
 /// Runs the command; returns the exit status.
 pub fn run(args: PsArgs) -> Result<i32> {
+    let output = match args.format.as_deref() {
+        _ if args.json => Output::Json,
+        None | Some("table") => Output::Table,
+        Some("json") => Output::Json,
+        Some(t) => Output::Template(Template::parse(t)?),
+    };
     let root = super::run::state_root(&args.state)?;
     let all: Vec<EnclaveRecord> = root
         .list()?
         .into_iter()
         .filter(|r| args.all || r.status.is_active())
         .collect();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+    if args.quiet {
+        for r in &all {
+            println!("{}", r.short_id());
+        }
         return Ok(EXIT_OK);
     }
-    println!(
-        "{:<12}  {:<20}  {:<18}  {:<10}  {:>5}  {:>4}  {:>7}  {:>8}  {:<24}  EIF",
-        "ID", "NAME", "STATUS", "BACKEND", "CID", "CPUS", "MEMORY", "RESTARTS", "PORTS"
-    );
-    for r in &all {
-        let backend = match &r.instance.accel {
-            Some(a) => format!("{}/{a}", r.backend),
-            None => r.backend.to_string(),
-        };
-        let ports: Vec<String> = r.network.publish.iter().map(|p| p.to_string()).collect();
-        println!(
-            "{:<12}  {:<20}  {:<18}  {:<10}  {:>5}  {:>4}  {:>6}M  {:>8}  {:<24}  {}",
-            r.short_id(),
-            r.name,
-            status_text(r),
-            backend,
-            r.cid,
-            r.cpus,
-            r.memory_mib,
-            r.restarts,
-            ports.join(", "),
-            r.eif.display()
-        );
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+        Output::Template(t) => {
+            if let Some(h) = t.header() {
+                println!("{h}");
+            }
+            for r in &all {
+                println!("{}", t.line(r));
+            }
+        }
+        Output::Table => print_table(&all),
     }
     Ok(EXIT_OK)
+}
+
+fn print_table(all: &[EnclaveRecord]) {
+    println!(
+        "{:<12}  {:<20}  {:<28}  {:<10}  {:>5}  {:>4}  {:>7}  {:>8}  {:<24}  EIF",
+        "ID", "NAME", "STATUS", "BACKEND", "CID", "CPUS", "MEMORY", "RESTARTS", "PORTS"
+    );
+    for r in all {
+        let f = |name: &str| field(r, name).unwrap_or_default();
+        println!(
+            "{:<12}  {:<20}  {:<28}  {:<10}  {:>5}  {:>4}  {:>6}M  {:>8}  {:<24}  {}",
+            f("ID"),
+            f("Name"),
+            f("Status"),
+            f("Backend"),
+            f("CID"),
+            f("CPUs"),
+            f("Memory"),
+            f("Restarts"),
+            f("Ports"),
+            f("EIF"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_parse_with_fields_escapes_and_headers() {
+        let t = Template::parse("table {{.Name}}\\t{{ .ExitCode }}").unwrap();
+        assert_eq!(t.header().as_deref(), Some("NAME\tEXITCODE"));
+        let t = Template::parse("{{.ID}}: {{.Status}}").unwrap();
+        assert_eq!(t.header(), None);
+        assert_eq!(
+            t.pieces,
+            vec![
+                Piece::Field("ID".into()),
+                Piece::Text(": ".into()),
+                Piece::Field("Status".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_templates_name_the_problem() {
+        let e = Template::parse("{{.Nope}}").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field {{.Nope}}") && e.contains("{{.Name}}"),
+            "{e}"
+        );
+        let e = Template::parse("{{Name}}").unwrap_err().to_string();
+        assert!(e.contains("unknown field"), "{e}");
+        let e = Template::parse("{{.Name").unwrap_err().to_string();
+        assert!(e.contains("without"), "{e}");
+    }
+
+    #[test]
+    fn every_documented_field_has_a_value() {
+        let rec: EnclaveRecord = serde_json::from_value(serde_json::json!({
+            "id": "ab".repeat(32), "name": "n", "created": "2026-01-01T00:00:00Z",
+            "eif": "/x.eif", "backend": "qemu", "cpus": 1, "memory_mib": 512,
+            "debug_mode": false, "restart": "no", "cid": 16, "status": "exited",
+            "exit_code": 3, "finished_at": "2026-01-01T00:00:00Z", "measurements": {},
+            "control_addr": ""
+        }))
+        .unwrap();
+        for (name, _) in FIELDS {
+            assert!(field(&rec, name).is_some(), "{name}");
+        }
+        assert_eq!(field(&rec, "ExitCode").as_deref(), Some("3"));
+        let status = status_text(&rec);
+        assert!(
+            status.starts_with("exited (3) ") && status.ends_with(" ago"),
+            "{status}"
+        );
+    }
 }

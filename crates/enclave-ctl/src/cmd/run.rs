@@ -1,5 +1,12 @@
 //! `enclave-ctl run`: record the enclave, start its supervisor, wait for the heartbeat; then
-//! either print the id (`-d`) or stream its logs until Ctrl-C, which stops it.
+//! either print the id (`-d`) or stream its logs until the enclave ends (Ctrl-C stops it), and
+//! exit with its main service's exit code, as `docker run` does with its container's.
+//!
+//! The main service is the image's entrypoint and cmd (as the spec's `entrypoint:`/`cmd:`
+//! amend them); enclave-init reports how it ended to the supervisor just before powering off,
+//! and the supervisor records it (`exit_code` in the record). An enclave that failed without
+//! such a report (its boot failed, it crashed, its supervisor died) makes `run` exit 125, like
+//! any error of the engine's own.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,7 +16,9 @@ use enclave_engine::lifecycle::{self, RunOptions};
 use enclave_engine::state::{default_root, StateRoot, Status};
 use enclave_engine::supervisor::signals::termination_flag;
 
-use crate::cli::{RunArgs, StateArgs, EXIT_ERROR, EXIT_OK};
+use enclave_engine::state::EnclaveRecord;
+
+use crate::cli::{RunArgs, StateArgs, EXIT_ENGINE, EXIT_OK};
 
 /// Opens the state directory the arguments name (checked, whoever chose it).
 pub fn state_root(args: &StateArgs) -> Result<StateRoot> {
@@ -28,16 +37,20 @@ pub fn run(args: RunArgs) -> Result<i32> {
         eif: args.eif.clone(),
         name: args.name.clone(),
         cpus: args.cpus,
-        memory_mib: args.memory,
+        memory_mib: args.memory.0,
         backend: args.backend,
         debug_mode: args.debug_mode,
         restart: args.restart,
         publish: args.publish.clone(),
         add_hosts: args.add_host.clone(),
         secrets: args.secrets.clone(),
+        auto_remove: args.rm,
     };
     let rec = lifecycle::create(&root, &opts)
         .with_context(|| format!("cannot run {}", args.eif.display()))?;
+    // Held while this command watches: a `--rm` enclave's record stays until it let go, so the
+    // boot's error or the exit code is read before the supervisor removes it.
+    let attached = root.attach(&rec.id)?;
     // Before any thread exists: Ctrl-C becomes a flag (the supervisor unblocks it for itself).
     let interrupted = if args.detach {
         None
@@ -50,6 +63,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let up = lifecycle::wait_running(&root, &rec.id, boot_timeout + Duration::from_secs(30))
         .with_context(|| format!("enclave {} ({}) failed to start", rec.name, rec.short_id()))?;
     let Some(interrupted) = interrupted else {
+        drop(attached);
         println!("{}", up.id);
         return Ok(EXIT_OK);
     };
@@ -70,30 +84,53 @@ pub fn run(args: RunArgs) -> Result<i32> {
         super::logs::print_entry(&e, false);
     }
     let mut follower = enclave_engine::logs::Follower::at_end(&logs_dir);
-    loop {
+    let done = loop {
         for e in follower.poll() {
             super::logs::print_entry(&e, false);
         }
         if interrupted.load(Ordering::SeqCst) {
             eprintln!("stopping {}", up.name);
-            let done = lifecycle::stop(&root, &up, Duration::from_secs(10))?;
-            return Ok(if done.status == Status::Failed {
-                EXIT_ERROR
-            } else {
-                EXIT_OK
-            });
+            break lifecycle::stop(&root, &up, Duration::from_secs(10))?;
         }
-        if !root.supervisor_alive(&up.id) {
-            for e in follower.poll() {
-                super::logs::print_entry(&e, false);
-            }
-            let done = root.load(&up.id)?;
-            return Ok(if done.status == Status::Failed {
-                EXIT_ERROR
-            } else {
-                EXIT_OK
-            });
+        // Ended for good (the restart policy's restarts are not the end), or the supervisor
+        // is gone (then the record says how).
+        let now = root.load(&up.id)?;
+        if !now.status.is_active() || !root.supervisor_alive(&up.id) {
+            break root.effective(now);
         }
         std::thread::sleep(Duration::from_millis(100));
+    };
+    for e in follower.poll() {
+        super::logs::print_entry(&e, false);
+    }
+    drop(attached);
+    if args.rm {
+        // As `docker run --rm`: back to the prompt once it is gone, not just about to go.
+        // (Looking at the supervisor's lock would create the lock file in the directory being
+        // removed: its pid says whether it lives.)
+        let supervisor = done
+            .supervisor_pid
+            .map(|p| nix::unistd::Pid::from_raw(p as i32));
+        let alive = || supervisor.is_some_and(|p| nix::sys::signal::kill(p, None).is_ok());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while root.dir(&up.id).exists() && alive() {
+            if std::time::Instant::now() > deadline {
+                eprintln!("warning: {} is not removed yet", up.name);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+    Ok(exit_status(&done))
+}
+
+/// What `run` exits with once the enclave ended: its main service's exit code; 125 when it
+/// failed without one (an error of the engine or the enclave's boot); 0 otherwise (an image
+/// without a main service whose services all ended).
+pub fn exit_status(rec: &EnclaveRecord) -> i32 {
+    match (rec.exit_code, rec.status) {
+        (Some(code), _) => code,
+        (None, Status::Failed) => EXIT_ENGINE,
+        (None, _) => EXIT_OK,
     }
 }

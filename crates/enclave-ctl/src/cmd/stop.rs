@@ -1,4 +1,4 @@
-//! `enclave-ctl stop`: graceful stop, killed after `-t` seconds.
+//! `enclave-ctl stop`: graceful stop, killed after `-t`/`--timeout` seconds.
 
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ pub fn run(args: StopArgs) -> Result<i32> {
             .resolve(q)
             .map_err(anyhow::Error::from)
             .and_then(|rec| {
-                lifecycle::stop(&root, &rec, Duration::from_secs(args.time))
+                lifecycle::stop(&root, &rec, Duration::from_secs(args.timeout))
                     .with_context(|| format!("stopping {}", rec.name))
             });
         match result {

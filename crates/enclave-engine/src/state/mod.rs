@@ -13,6 +13,8 @@
 //!                     console.log      the raw console (size-capped)
 //!                     logs/            JSON-lines logs (size-capped)
 //!                     stop.json        a pending stop request (timeout)
+//!                     attached.lock    flock (shared) held by an attached `run`: a `--rm`
+//!                                      enclave is removed once it is released
 //!                     kernel, initrd   boot files (qemu)
 //!                     vhost.sock, vsock.sock[_PORT]   vhost-user and hybrid vsock sockets
 //! ```
@@ -41,6 +43,9 @@ pub const LAST_CID: u32 = 0xFFFF_FFFE;
 
 /// Length of the short id (socket directories, `ps`).
 pub const SHORT_ID: usize = 12;
+
+/// The lock an attached `run` holds in the enclave's directory.
+const ATTACHED_LOCK: &str = "attached.lock";
 
 /// The state directory.
 #[derive(Debug, Clone)]
@@ -117,6 +122,34 @@ impl StateRoot {
     /// Whether the supervisor of `id` is alive (holds its lock).
     pub fn supervisor_alive(&self, id: &str) -> bool {
         matches!(self.try_lock_supervisor(id), Ok(None))
+    }
+
+    /// Marks `id` as watched by an attached `run` until the lock is dropped: the supervisor of a
+    /// `--rm` enclave waits for it (see [`wait_unattached`](Self::wait_unattached)) so that
+    /// `run` reads the exit code before the record goes.
+    pub fn attach(&self, id: &str) -> Result<Flock<File>> {
+        let path = self.dir(id).join(ATTACHED_LOCK);
+        lock_file(&path, FlockArg::LockSharedNonblock)?
+            .ok_or_else(|| EngineError::Backend(format!("{}: locked", path.display())))
+    }
+
+    /// Waits until no attached `run` watches `id`, at most `limit`; whether none does.
+    pub fn wait_unattached(&self, id: &str, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let path = self.dir(id).join(ATTACHED_LOCK);
+        loop {
+            match lock_file(&path, FlockArg::LockExclusiveNonblock) {
+                Ok(Some(_)) => return true,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(25))
+                }
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    return false;
+                }
+            }
+        }
     }
 
     /// Reads the record of `id`.
@@ -220,12 +253,16 @@ impl StateRoot {
         Ok(rec)
     }
 
-    /// Deletes the directory of `id` (the caller made sure nothing runs).
+    /// Deletes the directory of `id` (the caller made sure nothing runs). Already gone is
+    /// fine: a `--rm` enclave's supervisor and `rm -f` may both remove it.
     pub fn remove(&self, id: &str) -> Result<()> {
         let _lock = self.lock()?;
         let _ = fs::remove_dir_all(self.socket_dir(id));
         let dir = self.dir(id);
-        fs::remove_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EngineError::io(&dir, e)),
+            _ => Ok(()),
+        }
     }
 }
 

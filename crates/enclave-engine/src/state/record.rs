@@ -129,9 +129,19 @@ pub struct EnclaveRecord {
     /// When the current (or last) boot started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
-    /// When the last boot ended.
+    /// When the last boot ended (the time it exited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The exit code of the last boot's main service (the image's entrypoint and cmd, as the
+    /// spec amends them), as enclave-init reported it just before powering off: its code, or
+    /// 128+N when signal N killed it (Docker's convention). 137 when `stop` had to kill an
+    /// enclave that sent no report. Absent while running, and when nothing reported it (no
+    /// main service, or the enclave crashed or was killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// `run --rm`: the supervisor removes the enclave and its state once it ended for good.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_remove: bool,
     /// Milliseconds from starting the backend to the heartbeat, last boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_ms: Option<u64>,

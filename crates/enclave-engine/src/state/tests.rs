@@ -21,6 +21,8 @@ pub(crate) fn record(id: &str, name: &str) -> EnclaveRecord {
         instance: InstanceInfo::default(),
         started_at: None,
         finished_at: None,
+        exit_code: None,
+        auto_remove: false,
         boot_ms: None,
         restarts: 0,
         exit: None,

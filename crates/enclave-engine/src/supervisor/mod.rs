@@ -4,6 +4,7 @@
 //! holds `supervisor.lock` while it lives, which is how `ps` tells a live enclave from one whose
 //! supervisor was killed.
 
+mod ending;
 pub mod handoff;
 mod heartbeat;
 pub mod nsm;
@@ -19,6 +20,8 @@ use enclave_proto::transport::hybrid;
 use enclave_proto::wire::auth::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
+pub use ending::exit_code;
+use ending::{auto_remove, graceful_stop, ATTACHED_WAIT};
 pub use heartbeat::HeartbeatListener;
 
 use crate::backend::qemu::VSOCK_SOCKET;
@@ -140,9 +143,10 @@ pub fn supervise(
         if !restart {
             rec.status = match ending {
                 Ending::Failed | Ending::Refused => Status::Failed,
-                Ending::Clean | Ending::Stopped => Status::Exited,
+                // `exited (3)`, as Docker shows a container whose process exited 3.
+                Ending::Clean | Ending::MainFailed | Ending::Stopped => Status::Exited,
             };
-            if matches!(ending, Ending::Clean | Ending::Stopped) {
+            if matches!(ending, Ending::Clean | Ending::MainFailed | Ending::Stopped) {
                 rec.error = None;
             }
             ctx.save();
@@ -190,6 +194,7 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     ctx.rec.finished_at = None;
     ctx.rec.boot_ms = None;
     ctx.rec.exit = None;
+    ctx.rec.exit_code = None;
     ctx.save();
     let sockets = ctx.root.socket_dir(&ctx.rec.id);
     let spec = LaunchSpec::from_record(&ctx.rec, dir.clone(), sockets.clone());
@@ -201,7 +206,7 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
         Err(e) => return fail(ctx, format!("cannot listen for the heartbeat: {e}")),
     };
     let _nsm = start_nsm(ctx, &uds);
-    let _handoff = start_handoff(ctx, &sockets);
+    let handoff = start_handoff(ctx, &sockets);
     let started = Instant::now();
     let mut instance = match backend.launch(&spec) {
         Ok(i) => i,
@@ -255,7 +260,14 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     };
     drop(instance);
     finish_console(reader);
-    ending
+    // The enclave's word beats the guess `graceful_stop` made when it had to kill.
+    if let Some(main) = handoff.as_ref().and_then(|h| h.exit_report()?.main) {
+        ctx.rec.exit_code = Some(exit_code(main));
+    }
+    match (ending, ctx.rec.exit_code) {
+        (Ending::Clean, Some(code)) if code != 0 => Ending::MainFailed,
+        _ => ending,
+    }
 }
 
 /// The boot hand-off; a failure is logged, not fatal: the enclave then accepts only its spec's
@@ -419,65 +431,6 @@ fn judge(ctx: &mut Ctx<'_>, exit: InstanceExit, console: &ConsoleState) -> Endin
     }
 }
 
-/// Asks enclave-init to shut down through the control protocol, waits for the instance to end
-/// within the stop timeout, then kills it.
-fn graceful_stop(ctx: &mut Ctx<'_>, instance: &mut dyn Instance) -> Ending {
-    ctx.rec.status = Status::Stopping;
-    ctx.save();
-    let timeout = ctx.stop_timeout();
-    let deadline = Instant::now() + timeout;
-    ctx.event(&format!("stopping (grace {} s)", timeout.as_secs()));
-    let asked = !timeout.is_zero() && ask_shutdown(ctx, timeout);
-    let exit = loop {
-        if let Ok(Some(exit)) = instance.try_wait() {
-            break exit;
-        }
-        if !asked || Instant::now() >= deadline {
-            match instance.kill() {
-                Ok(mut exit) => {
-                    exit.description = format!("killed by stop ({})", exit.description);
-                    break exit;
-                }
-                Err(e) => {
-                    break InstanceExit {
-                        failed: true,
-                        description: format!("stop could not kill it: {e}"),
-                    }
-                }
-            }
-        }
-        std::thread::sleep(ctx.opts.tick);
-    };
-    ctx.rec.exit = Some(format!("stopped: {}", exit.description));
-    Ending::Stopped
-}
-
-fn ask_shutdown(ctx: &Ctx<'_>, timeout: Duration) -> bool {
-    use enclave_proto::client::Client;
-    let Ok(addr) = ctx.rec.control_addr.parse() else {
-        return false;
-    };
-    let opts = crate::control::connect_options(
-        ctx.root,
-        &ctx.rec,
-        &[],
-        None,
-        "enclave-engine supervisor",
-        timeout.min(Duration::from_secs(1)),
-    );
-    match opts.and_then(|o| {
-        Client::connect(&addr, &o)
-            .and_then(|mut c| c.shutdown())
-            .map_err(|e| EngineError::Backend(e.to_string()))
-    }) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::info!("no graceful shutdown through the control server ({e}); killing");
-            false
-        }
-    }
-}
-
 /// Runs the supervisor of `id` as the `supervise` command does: takes the supervisor lock,
 /// makes the backend, supervises.
 pub fn run(root_path: &Path, id: &str, opts: &Options, stop: &AtomicBool) -> Result<EnclaveRecord> {
@@ -487,7 +440,9 @@ pub fn run(root_path: &Path, id: &str, opts: &Options, stop: &AtomicBool) -> Res
         .ok_or_else(|| EngineError::Backend(format!("enclave {id} already has a supervisor")))?;
     let rec = root.load(id)?;
     let mut backend = crate::backend::make(rec.backend, root.path())?;
-    supervise(&root, id, backend.as_mut(), opts, stop)
+    let rec = supervise(&root, id, backend.as_mut(), opts, stop)?;
+    auto_remove(&root, &rec, ATTACHED_WAIT)?;
+    Ok(rec)
 }
 
 #[cfg(test)]

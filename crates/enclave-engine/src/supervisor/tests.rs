@@ -125,6 +125,7 @@ fn setup_with_eif(policy: &str) -> (tempfile::TempDir, StateRoot, String, std::p
         publish: vec![],
         add_hosts: vec![],
         secrets: vec![],
+        auto_remove: false,
     };
     let rec = crate::lifecycle::create_with(&root, &opts, &FakeBackend::default()).unwrap();
     (dir, root, rec.id, eif)
@@ -187,4 +188,47 @@ fn a_tampered_pinned_copy_fails_the_restart_for_good() {
         "{err}"
     );
     assert_eq!(root.resolve("pinned").unwrap().status, Status::Failed);
+}
+
+#[test]
+fn a_removed_on_exit_enclave_waits_for_the_attached_run_then_goes() {
+    let (_d, root, id) = setup("no");
+    let mut rec = root.load(&id).unwrap();
+    rec.auto_remove = true;
+    root.save(&rec).unwrap();
+    let mut fake = FakeBackend::with_script([FakeBoot::crashes_after(Duration::from_millis(10))]);
+    let attached = root.attach(&id).unwrap();
+    let rec = supervise(&root, &id, &mut fake, &opts(), &AtomicBool::new(false)).unwrap();
+    assert!(!rec.status.is_active());
+    let remover = {
+        let (root, rec) = (root.clone(), rec.clone());
+        std::thread::spawn(move || auto_remove(&root, &rec, Duration::from_secs(10)))
+    };
+    // While `run` watches, the final record stays readable.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(root.load(&id).unwrap().status, Status::Failed);
+    drop(attached);
+    remover.join().unwrap().unwrap();
+    assert!(!root.dir(&id).exists());
+    assert!(root.list().unwrap().is_empty());
+    // Removing again (rm -f racing the supervisor) is no error.
+    root.remove(&id).unwrap();
+}
+
+#[test]
+fn an_attached_run_that_never_lets_go_delays_the_removal_only_so_long() {
+    let (_d, root, id) = setup("no");
+    let mut rec = root.load(&id).unwrap();
+    rec.status = Status::Exited;
+    rec.auto_remove = true;
+    root.save(&rec).unwrap();
+    let _attached = root.attach(&id).unwrap();
+    auto_remove(&root, &rec, Duration::from_millis(200)).unwrap();
+    assert!(!root.dir(&id).exists());
+    // Without --rm nothing goes.
+    let (_d2, root2, id2) = setup("no");
+    let mut rec2 = root2.load(&id2).unwrap();
+    rec2.status = Status::Exited;
+    auto_remove(&root2, &rec2, Duration::ZERO).unwrap();
+    assert!(root2.dir(&id2).exists());
 }

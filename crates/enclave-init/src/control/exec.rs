@@ -1,7 +1,8 @@
 //! `exec`: a process started for the client, its streams pumped over the connection.
 //!
-//! The process runs as the app's user with the app's environment (plus the request's), in its
-//! own process group (with a tty: its own session, the pty its controlling terminal). It is
+//! The process runs as the app's user (or the request's `user`, resolved against the rootfs'
+//! `/etc/passwd`, with that user's `HOME`) with the app's environment (plus the request's), in
+//! its own process group (with a tty: its own session, the pty its controlling terminal). It is
 //! spawned through the supervisor's [`ExitWatchers`](super::exits::ExitWatchers), which
 //! delivers the exit PID 1 reaped. Threads: one pumps the output (stdout and stderr, or the pty)
 //! within the client's credit and then sends the exit; one writes stdin when the request
@@ -11,6 +12,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use super::conn::{Active, Conn, THREAD_STACK};
 use super::exec_unsafe;
 use crate::logs::{spawn_capture, Stream};
 use crate::policy::Exit;
+use crate::users;
 
 /// Input for the stdin thread.
 enum StdinMsg {
@@ -105,11 +108,27 @@ fn open_pty(size: WindowSize) -> std::io::Result<(OwnedFd, OwnedFd)> {
 /// The command of an exec request, stdio not set yet.
 fn command(conn: &Conn, req: &ExecRequest) -> Result<Command, (ErrorCode, String)> {
     let ctx = &conn.ctx;
-    let creds = ctx
-        .creds
-        .as_ref()
-        .map_err(|e| (ErrorCode::Internal, format!("the app's user: {e}")))?;
+    let as_user;
+    let creds = match req.user.as_deref() {
+        // `exec -u`: resolved now, against the rootfs as it is (an image may add users).
+        Some(user) => {
+            as_user = users::resolve_in(user, Path::new("/"))
+                .map_err(|e| (ErrorCode::BadRequest, e.to_string()))?;
+            &as_user
+        }
+        None => ctx
+            .creds
+            .as_ref()
+            .map_err(|e| (ErrorCode::Internal, format!("the app's user: {e}")))?,
+    };
     let mut env = ctx.env.clone();
+    if req.user.is_some() {
+        // That user's home, as `docker exec -u` gives it (the request's `-e HOME=` still wins).
+        match env.iter_mut().find(|(k, _)| k == "HOME") {
+            Some(slot) => slot.1 = creds.home.clone(),
+            None => env.push(("HOME".into(), creds.home.clone())),
+        }
+    }
     for (k, v) in &req.env {
         match env.iter_mut().find(|(key, _)| key == k) {
             Some(slot) => slot.1 = v.clone(),

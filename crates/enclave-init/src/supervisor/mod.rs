@@ -100,6 +100,16 @@ impl Service {
     }
 }
 
+/// How the supervisor's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// Why the enclave stops (for the log).
+    pub reason: String,
+    /// How the main service (the image's entrypoint and cmd) last ended; `None` without one,
+    /// or when it never ran.
+    pub main_exit: Option<Exit>,
+}
+
 /// PID 1's service supervisor. Build it with [`Supervisor::new`], hand [`Supervisor::manager`]
 /// to whoever controls the enclave, then [`Supervisor::run`] until shutdown.
 pub struct Supervisor {
@@ -150,7 +160,22 @@ impl Supervisor {
     }
 
     /// Runs the services until the enclave should stop, stops them, and returns why it stopped.
-    pub fn run(mut self) -> String {
+    pub fn run(self) -> String {
+        self.run_to_end().reason
+    }
+
+    /// [`run`](Self::run), also returning how the main service's last run ended.
+    pub fn run_to_end(mut self) -> Ended {
+        let reason = self.supervise();
+        let main_exit = self
+            .services
+            .iter()
+            .find(|s| s.def.is_main)
+            .and_then(|s| s.last_exit);
+        Ended { reason, main_exit }
+    }
+
+    fn supervise(&mut self) -> String {
         loop {
             let now = Instant::now();
             let exits = reaper::reap_exited();

@@ -189,6 +189,7 @@ pub fn req(argv: &[&str]) -> ExecRequest {
         tty: None,
         stdin: false,
         detach: false,
+        user: None,
     }
 }
 

@@ -178,6 +178,11 @@ impl Enclave {
     }
 
     /// Runs /init as PID 1 of new PID, mount, UTS, network and IPC namespaces.
+    /// The app's root filesystem on the host (where a test puts its sockets before the boot).
+    pub fn rootfs(&self) -> std::path::PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
     pub fn boot(self, env: &[(&str, &str)]) -> Run {
         let mut child = Command::new("unshare")
             // --kill-child: if this test dies, the namespace dies with it.

@@ -103,6 +103,11 @@ pub struct ExecRequest {
     /// Start and return the pid at once ([`Reply::Detached`]); no stream.
     #[serde(default)]
     pub detach: bool,
+    /// Who to run as: `user[:group]`, names or numbers, resolved against the enclave's
+    /// `/etc/passwd` and `/etc/group` (Docker's `exec -u`); the app's user when absent. An
+    /// unknown name is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// A terminal size.

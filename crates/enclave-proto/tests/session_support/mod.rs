@@ -132,6 +132,7 @@ pub fn exec(stdin: bool) -> Request {
         tty: None,
         stdin,
         detach: false,
+        user: None,
     })
 }
 

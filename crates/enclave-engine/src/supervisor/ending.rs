@@ -1,0 +1,96 @@
+//! How an enclave's life ends, seen from its supervisor: the graceful stop (ask enclave-init,
+//! then kill), the main service's exit code as it is recorded, and the removal of a `run --rm`
+//! enclave once it ended for good.
+
+use std::time::{Duration, Instant};
+
+use super::{Ctx, Ending};
+use crate::backend::{Instance, InstanceExit};
+use crate::error::{EngineError, Result};
+use crate::state::{EnclaveRecord, StateRoot, Status};
+
+/// The exit code of a main service's exit status: the code, or 128+N for signal N (as a
+/// shell and Docker report it).
+pub fn exit_code(status: enclave_proto::wire::ExitStatus) -> i32 {
+    match status {
+        enclave_proto::wire::ExitStatus::Code(c) => c,
+        enclave_proto::wire::ExitStatus::Signal(n) => 128 + n,
+    }
+}
+
+/// Asks enclave-init to shut down through the control protocol, waits for the instance to end
+/// within the stop timeout, then kills it.
+pub(super) fn graceful_stop(ctx: &mut Ctx<'_>, instance: &mut dyn Instance) -> Ending {
+    ctx.rec.status = Status::Stopping;
+    ctx.save();
+    let timeout = ctx.stop_timeout();
+    let deadline = Instant::now() + timeout;
+    ctx.event(&format!("stopping (grace {} s)", timeout.as_secs()));
+    let asked = !timeout.is_zero() && ask_shutdown(ctx, timeout);
+    let exit = loop {
+        if let Ok(Some(exit)) = instance.try_wait() {
+            break exit;
+        }
+        if !asked || Instant::now() >= deadline {
+            match instance.kill() {
+                Ok(mut exit) => {
+                    exit.description = format!("killed by stop ({})", exit.description);
+                    // As `docker stop` reports a container it had to kill: 128 + SIGKILL.
+                    ctx.rec.exit_code = Some(128 + 9);
+                    break exit;
+                }
+                Err(e) => {
+                    break InstanceExit {
+                        failed: true,
+                        description: format!("stop could not kill it: {e}"),
+                    }
+                }
+            }
+        }
+        std::thread::sleep(ctx.opts.tick);
+    };
+    ctx.rec.exit = Some(format!("stopped: {}", exit.description));
+    Ending::Stopped
+}
+
+fn ask_shutdown(ctx: &Ctx<'_>, timeout: Duration) -> bool {
+    use enclave_proto::client::Client;
+    let Ok(addr) = ctx.rec.control_addr.parse() else {
+        return false;
+    };
+    let opts = crate::control::connect_options(
+        ctx.root,
+        &ctx.rec,
+        &[],
+        None,
+        "enclave-engine supervisor",
+        timeout.min(Duration::from_secs(1)),
+    );
+    match opts.and_then(|o| {
+        Client::connect(&addr, &o)
+            .and_then(|mut c| c.shutdown())
+            .map_err(|e| EngineError::Backend(e.to_string()))
+    }) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::info!("no graceful shutdown through the control server ({e}); killing");
+            false
+        }
+    }
+}
+
+/// `run --rm`: removes an enclave that ended for good, once no attached `run` watches it (at
+/// most `wait` later), so that `run` reads the exit code first.
+pub(super) fn auto_remove(root: &StateRoot, rec: &EnclaveRecord, wait: Duration) -> Result<()> {
+    if !rec.auto_remove || rec.status.is_active() {
+        return Ok(());
+    }
+    if !root.wait_unattached(&rec.id, wait) {
+        tracing::warn!("the attached run did not let go in time; removing anyway");
+    }
+    root.remove(&rec.id)
+}
+
+/// How long a `--rm` enclave's supervisor waits for the attached `run` to read the final
+/// record.
+pub(super) const ATTACHED_WAIT: Duration = Duration::from_secs(30);
