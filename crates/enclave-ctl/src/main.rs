@@ -15,6 +15,7 @@ fn main() {
     init_tracing();
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(args),
+        Command::Sign(args) => cmd::sign::run(args),
         Command::Inspect(args) if args.eif.is_file() => cmd::inspect::run(args),
         Command::Inspect(args) => cmd::enclave_inspect::run(args),
         Command::Measure(args) => cmd::measure::run(args),
