@@ -164,7 +164,7 @@ impl fmt::Display for ByteSize {
         let unit = UNITS
             .iter()
             .rev()
-            .find(|&&(_, shift)| self.0 != 0 && self.0 % (1 << shift) == 0);
+            .find(|&&(_, shift)| self.0 != 0 && self.0.is_multiple_of(1 << shift));
         match unit {
             Some((u, shift)) => write!(f, "{}{u}", self.0 >> shift),
             None => write!(f, "{}", self.0),
