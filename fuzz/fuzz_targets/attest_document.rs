@@ -14,6 +14,6 @@ fuzz_target!(|data: &[u8]| {
     // The payload parser on its own, for inputs that are not a COSE envelope.
     let _ = enclave_attest::AttestationDocument::from_cbor(data);
     if let Ok(cose) = enclave_attest::CoseSign1::parse(data) {
-        let _ = cose.sig_structure_digest();
+        let _ = cose.sig_structure();
     }
 });

@@ -15,6 +15,7 @@ use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
 use x509_cert::Certificate;
 
 use crate::error::{CertPosition, ChainFault};
+use crate::p384_verify::Hash;
 use crate::Error;
 
 /// A public key that can verify certificate signatures.
@@ -25,15 +26,22 @@ pub(crate) enum PublicKey {
 }
 
 impl PublicKey {
-    /// Verifies a DER ECDSA signature over `prehash`. High-S signatures are normalised first:
-    /// (r, s) and (r, n - s) are equally valid ECDSA and X.509 does not require low-S.
-    fn verify(&self, prehash: &[u8], sig_der: &[u8]) -> bool {
+    /// Verifies a DER ECDSA signature over `message` hashed with `hash`. High-S signatures are
+    /// accepted: (r, s) and (r, n - s) are equally valid ECDSA and X.509 does not require low-S.
+    fn verify(&self, message: &[u8], hash: Hash, sig_der: &[u8]) -> bool {
         match self {
             PublicKey::P384(k) => p384::ecdsa::Signature::from_der(sig_der)
-                .is_ok_and(|s| crate::p384_verify::verify_prehash(k, prehash, &s)),
-            PublicKey::P256(k) => p256::ecdsa::Signature::from_der(sig_der)
-                .map(|s| s.normalize_s().unwrap_or(s))
-                .is_ok_and(|s| k.verify_prehash(prehash, &s).is_ok()),
+                .is_ok_and(|s| crate::p384_verify::verify(k, message, hash, &s)),
+            PublicKey::P256(k) => {
+                let prehash = match hash {
+                    Hash::Sha256 => Sha256::digest(message).to_vec(),
+                    Hash::Sha384 => Sha384::digest(message).to_vec(),
+                    Hash::Sha512 => Sha512::digest(message).to_vec(),
+                };
+                p256::ecdsa::Signature::from_der(sig_der)
+                    .map(|s| s.normalize_s().unwrap_or(s))
+                    .is_ok_and(|s| k.verify_prehash(&prehash, &s).is_ok())
+            }
         }
     }
 }
@@ -118,10 +126,10 @@ impl<'a> ParsedCert<'a> {
                 "{alg} with parameters"
             )));
         }
-        let prehash: Vec<u8> = match alg {
-            ECDSA_WITH_SHA_256 => Sha256::digest(self.tbs).to_vec(),
-            ECDSA_WITH_SHA_384 => Sha384::digest(self.tbs).to_vec(),
-            ECDSA_WITH_SHA_512 => Sha512::digest(self.tbs).to_vec(),
+        let hash = match alg {
+            ECDSA_WITH_SHA_256 => Hash::Sha256,
+            ECDSA_WITH_SHA_384 => Hash::Sha384,
+            ECDSA_WITH_SHA_512 => Hash::Sha512,
             other => {
                 return Err(ChainFault::UnsupportedAlgorithm(format!(
                     "signature algorithm {other}"
@@ -133,7 +141,7 @@ impl<'a> ParsedCert<'a> {
             .signature
             .as_bytes()
             .ok_or(ChainFault::BadSignature)?;
-        if issuer_key.verify(&prehash, sig) {
+        if issuer_key.verify(self.tbs, hash, sig) {
             Ok(())
         } else {
             Err(ChainFault::BadSignature)

@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 
 use p384::ecdsa::{Signature, VerifyingKey};
-use sha2::{Digest, Sha384};
 
 use crate::cbor::{self, Value};
+use crate::p384_verify::Hash;
 use crate::Error;
 
 /// COSE tag for COSE_Sign1.
@@ -86,14 +86,15 @@ impl<'a> CoseSign1<'a> {
         })
     }
 
-    /// SHA-384 of the Sig_structure `["Signature1", protected, h'', payload]`.
+    /// The Sig_structure `["Signature1", protected, h'', payload]`, the bytes the signature
+    /// covers.
     ///
     /// Only this outer array is encoded here; the protected header and payload go in as the
-    /// byte strings received, never re-encoded from a decoded form, so the digest is over what
-    /// the NSM signed whether its maps were definite or indefinite length.
-    pub fn sig_structure_digest(&self) -> [u8; 48] {
-        let mut h = Sha384::new();
-        let mut put = |b: &[u8]| h.update(b);
+    /// byte strings received, never re-encoded from a decoded form, so the signature is checked
+    /// over what the NSM signed whether its maps were definite or indefinite length.
+    pub fn sig_structure(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.protected.len() + self.payload.len() + 32);
+        let mut put = |b: &[u8]| out.extend_from_slice(b);
         put(&[0x84, 0x6a]);
         put(b"Signature1");
         cbor::write_head(&mut put, 2, self.protected.len() as u64);
@@ -101,7 +102,7 @@ impl<'a> CoseSign1<'a> {
         put(&[0x40]);
         cbor::write_head(&mut put, 2, self.payload.len() as u64);
         put(&self.payload);
-        h.finalize().into()
+        out
     }
 
     /// Verifies the signature with `key` (the leaf certificate's P-384 key).
@@ -110,7 +111,7 @@ impl<'a> CoseSign1<'a> {
         let sig = Signature::from_slice(&self.signature).map_err(|_| Error::SignatureInvalid)?;
         // COSE does not require low-S and the NSM does not produce it: (r, s) and (r, n - s)
         // are the same ECDSA signature, and this verifier accepts both forms.
-        if crate::p384_verify::verify_prehash(key, &self.sig_structure_digest(), &sig) {
+        if crate::p384_verify::verify(key, &self.sig_structure(), Hash::Sha384, &sig) {
             Ok(())
         } else {
             Err(Error::SignatureInvalid)

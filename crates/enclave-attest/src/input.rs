@@ -38,7 +38,7 @@ pub fn decode_input(input: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
             "neither raw COSE_Sign1 (0x84 or 0xd2 first) nor base64 or hex text".into(),
         ));
     }
-    if text.len() % 2 == 0 && text.iter().all(u8::is_ascii_hexdigit) {
+    if text.len().is_multiple_of(2) && text.iter().all(u8::is_ascii_hexdigit) {
         return within_limit(Cow::Owned(
             hex::decode(text).map_err(|e| Error::BadInput(format!("hex: {e}")))?,
         ));

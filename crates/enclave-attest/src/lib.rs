@@ -43,7 +43,8 @@ pub mod emulated;
 mod error;
 pub mod files;
 mod input;
-mod p384_verify;
+#[doc(hidden)]
+pub mod p384_verify;
 mod policy;
 mod report;
 mod roots;

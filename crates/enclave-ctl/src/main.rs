@@ -21,6 +21,7 @@ fn main() {
     };
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(args),
+        Command::Sign(args) => cmd::sign::run(args),
         Command::Inspect(args) if args.eif.is_file() => cmd::inspect::run(args),
         Command::Inspect(args) => cmd::enclave_inspect::run(args),
         Command::Measure(args) => cmd::measure::run(args),

@@ -34,7 +34,7 @@ fn config(
 ) -> EnclaveNetworkConfig {
     EnclaveNetworkConfig {
         ingress,
-        egress: serde_yaml::from_str::<EgressSpec>(egress).unwrap(),
+        egress: yaml_serde::from_str::<EgressSpec>(egress).unwrap(),
         ingress_listen: ListenAddr::Unix(dir.join("ingress.sock")),
         host: HostAddr::Unix(host.to_owned()),
         etc_dir: dir.join("etc"),

@@ -48,7 +48,8 @@ enum SourceKind {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// The measured spec (JSON or YAML); its `attestation.server` section configures the server.
+    /// The measured spec (the image's spec.json); its `attestation.server` section configures the
+    /// server.
     #[arg(long, default_value = "/enclave/spec.json")]
     spec: PathBuf,
     /// Listening address [default: 127.0.0.1:<attestation.server.port>].
@@ -80,10 +81,10 @@ fn main() -> Result<()> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.spec)
+    let text = std::fs::read(&args.spec)
         .with_context(|| format!("reading the spec {}", args.spec.display()))?;
-    // YAML is a superset of JSON: this reads the image's spec.json and an enclave.yaml alike.
-    let spec = EnclaveSpec::from_yaml(&text)
+    // The measured spec.json of the image (the build writes it); no YAML parser in the enclave.
+    let spec = EnclaveSpec::from_json(&text)
         .with_context(|| format!("parsing the spec {}", args.spec.display()))?;
     let Some(server_spec) = spec.attestation.as_ref().and_then(|a| a.server.as_ref()) else {
         bail!(

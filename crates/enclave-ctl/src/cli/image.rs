@@ -1,4 +1,4 @@
-//! Arguments of the image commands: build, inspect, measure.
+//! Arguments of the image commands: build, sign, inspect, measure.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -164,7 +164,7 @@ impl fmt::Display for ByteSize {
         let unit = UNITS
             .iter()
             .rev()
-            .find(|&&(_, shift)| self.0 != 0 && self.0 % (1 << shift) == 0);
+            .find(|&&(_, shift)| self.0 != 0 && self.0.is_multiple_of(1 << shift));
         match unit {
             Some((u, shift)) => write!(f, "{}{u}", self.0 >> shift),
             None => write!(f, "{}", self.0),
@@ -222,6 +222,38 @@ pub struct MeasureArgs {
     pub signing_certificate: Option<PathBuf>,
 
     /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `enclave-ctl sign`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The EIF is copied with a new signature section (any previous one is \
+    replaced), so PCR8\nbecomes the certificate's measurement; PCR0, PCR1 and PCR2 do not change. \
+    Signing is\ndeterministic (RFC 6979): the same EIF, certificate and key give the same bytes, \
+    the same as\n`build --signing-certificate` would have written. The output is written \
+    atomically.\n\n\
+    Example:\n  \
+    enclave-ctl sign app.eif --signing-certificate cert.pem --private-key key.pem -o app-signed.eif"
+)]
+pub struct SignArgs {
+    /// The EIF to sign.
+    pub eif: PathBuf,
+
+    /// PEM (or DER) X.509 certificate with an ECDSA P-384 key; PCR8 is its measurement.
+    #[arg(long, value_name = "PEM")]
+    pub signing_certificate: PathBuf,
+
+    /// PEM (or DER) ECDSA P-384 private key of the certificate (PKCS#8 or SEC1, unencrypted).
+    #[arg(long, value_name = "PEM")]
+    pub private_key: PathBuf,
+
+    /// Where to write the signed EIF (default: replace the input).
+    #[arg(short, long, value_name = "EIF")]
+    pub output: Option<PathBuf>,
+
+    /// Print nitro-cli's JSON ({"Measurements": {...}}) instead of text.
     #[arg(long)]
     pub json: bool,
 }

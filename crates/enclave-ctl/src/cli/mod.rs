@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 pub use attest::{AttestArgs, VerifyArgs};
 pub use debug::{ControlArgs, CpArgs, ExecArgs, ServiceAction, ServicesArgs};
-pub use image::{BuildArgs, InspectArgs, MeasureArgs};
+pub use image::{BuildArgs, InspectArgs, MeasureArgs, SignArgs};
 pub use lifecycle::{ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs};
 
 /// Exit status: success.
@@ -48,6 +48,8 @@ pub struct Cli {
 pub enum Command {
     /// Build a reproducible EIF from an OCI image or a root filesystem.
     Build(BuildArgs),
+    /// Sign an existing EIF (PCR8), like nitro-cli's sign-eif; reproducible.
+    Sign(SignArgs),
     /// Show an EIF's header, measurements, signature, metadata and sections; check CRC and signature.
     Inspect(InspectArgs),
     /// Compute the PCRs of an EIF, or PCR8 of a signing certificate (like `nitro-cli pcr`).

@@ -13,5 +13,6 @@ pub mod ps;
 pub mod rm;
 pub mod run;
 pub mod services;
+pub mod sign;
 pub mod stop;
 pub mod verify;

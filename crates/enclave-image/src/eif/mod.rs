@@ -40,11 +40,13 @@ pub mod header;
 mod measure;
 pub mod pcr;
 pub mod reader;
+pub mod resign;
 pub mod sign;
 pub mod writer;
 
 pub use header::{EifHeader, HeaderError, SectionHeader, SectionType};
 pub use pcr::{pcr8_of_certificate, Measurements};
 pub use reader::{EifReader, ReadError, SectionInfo};
+pub use resign::{resign, sign_eif_file, ResignError};
 pub use sign::{EifSigner, SignError, VerifiedSignature};
 pub use writer::{EifOptions, EifWriter, RamdiskWriter, WriteError};

@@ -283,6 +283,12 @@ impl<R: Read + Seek> EifReader<R> {
         })
     }
 
+    /// Measures PCR0/1/2 and checks the CRC without parsing the signature section (for
+    /// re-signing, which replaces it whatever it holds).
+    pub(crate) fn measure_without_signature(&mut self) -> Result<Measurements, ReadError> {
+        self.scan(true).map(|(measurements, _)| measurements)
+    }
+
     /// Measures the image and verifies its signature: the COSE signature against the embedded
     /// certificate, the signed PCR0 against the computed one, the certificate's validity at
     /// `at`.

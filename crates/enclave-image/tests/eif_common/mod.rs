@@ -1,5 +1,7 @@
 //! Helpers shared by the `eif_*` integration tests: inputs, keys made with the real `openssl`
-//! CLI, and builds with our writer and with the official crate (the oracle).
+//! CLI, and builds with our writer. The builds with the official crate (the oracle) are in
+//! `crates/enclave-image-oracle`, which includes this file too, so that a plain
+//! `cargo test -p enclave-image` does not compile the AWS SDK and OpenSSL.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -7,9 +9,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use aws_nitro_enclaves_image_format::defs::{EifBuildInfo, EifIdentityInfo};
-use aws_nitro_enclaves_image_format::utils::{EifBuilder, SignKeyData};
 use enclave_image::eif::{EifOptions, EifSigner, EifWriter, Measurements};
+use enclave_image::metadata::{BuildMetadata, EifMetadata};
 use sha2::{Digest, Sha384};
 
 pub const CMDLINE: &str = "reboot=k panic=30 pci=off nomodules console=ttyS0 random.trust_cpu=on";
@@ -27,26 +28,28 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// The metadata the official builder serializes.
-pub fn identity_info() -> EifIdentityInfo {
-    EifIdentityInfo {
-        img_name: "hello".into(),
-        img_version: "1.0".into(),
-        build_info: EifBuildInfo {
+/// The metadata of the test images. Same field names and order as the official
+/// `EifIdentityInfo`, so the official builder given the same values writes the same bytes (the
+/// oracle crate checks that).
+pub fn metadata() -> EifMetadata {
+    EifMetadata {
+        image_name: "hello".into(),
+        image_version: "1.0".into(),
+        build: BuildMetadata {
             build_time: "1970-01-01T00:00:00Z".into(),
             build_tool: "enclave-engine".into(),
             build_tool_version: "0.1.0".into(),
-            img_os: "linux".into(),
-            img_kernel: "6.1".into(),
+            operating_system: "linux".into(),
+            kernel_version: "6.1".into(),
         },
         docker_info: serde_json::json!({"ImageDigest": "sha256:00"}),
-        custom_info: serde_json::json!({"kernel": "sha256:11", "layers": ["sha256:22"]}),
+        custom: serde_json::json!({"kernel": "sha256:11", "layers": ["sha256:22"]}),
     }
 }
 
-/// Serialized as `EifBuilder::new` does.
+/// [`metadata`] serialized.
 pub fn metadata_bytes() -> Vec<u8> {
-    serde_json::to_vec(&identity_info()).expect("metadata serializes")
+    serde_json::to_vec(&metadata()).expect("metadata serializes")
 }
 
 /// Inputs of one image.
@@ -91,39 +94,6 @@ pub fn build_ours(
     }
     let m = w.finish(signer).expect("finish");
     (path, m)
-}
-
-/// Builds with the official `EifBuilder` into `dir/name`; `sign` is `(key, cert)`.
-pub fn build_official(
-    dir: &Path,
-    name: &str,
-    inputs: &Inputs,
-    sign: Option<(&Path, &Path)>,
-) -> (PathBuf, BTreeMap<String, String>) {
-    let input_dir = dir.join(format!("{name}.inputs"));
-    std::fs::create_dir_all(&input_dir).expect("input dir");
-    let kernel = input_dir.join("kernel");
-    std::fs::write(&kernel, &inputs.kernel).expect("kernel");
-    let sign_info = sign.map(|(key, cert)| {
-        SignKeyData::new(key.to_str().expect("utf-8 path"), cert).expect("sign key data")
-    });
-    let mut builder = EifBuilder::new(
-        &kernel,
-        CMDLINE.to_string(),
-        sign_info,
-        Sha384::new(),
-        0,
-        identity_info(),
-    );
-    for (i, rd) in inputs.ramdisks.iter().enumerate() {
-        let p = input_dir.join(format!("ramdisk{i}"));
-        std::fs::write(&p, rd).expect("ramdisk");
-        builder.add_ramdisk(&p);
-    }
-    let path = dir.join(name);
-    let mut out = File::create(&path).expect("create output");
-    let measurements = builder.write_to(&mut out);
-    (path, measurements)
 }
 
 /// Runs the real `openssl` CLI in `dir`.

@@ -26,10 +26,14 @@ pub const SPEC_VERSION: u32 = 1;
 /// Errors reading or validating an enclave spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    /// The YAML does not parse or does not match the schema. serde_yaml's message names the
-    /// field and carries the line and column.
+    /// The YAML does not parse or does not match the schema. The message names the field and
+    /// carries the line and column.
+    #[cfg(feature = "yaml")]
     #[error("invalid enclave spec: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] yaml_serde::Error),
+    /// The JSON (the measured spec.json) does not parse or does not match the schema.
+    #[error("invalid enclave spec: {0}")]
+    Json(#[from] serde_json::Error),
     /// The spec parsed but says something inconsistent.
     #[error("invalid enclave spec: {0}")]
     Invalid(String),
@@ -189,14 +193,23 @@ impl DebugSpec {
 }
 
 impl EnclaveSpec {
-    /// Parses and validates a spec from YAML text.
+    /// Parses and validates a spec from YAML text (the host's `enclave.yaml`).
+    #[cfg(feature = "yaml")]
     pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
         // An empty document is an empty spec, not an error: `from:` may come from the CLI.
         let spec: EnclaveSpec = if text.trim().is_empty() {
             EnclaveSpec::default()
         } else {
-            serde_yaml::from_str(text)?
+            yaml_serde::from_str(text)?
         };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Parses and validates the measured JSON form ([`to_canonical_json`](Self::to_canonical_json)),
+    /// as the enclave reads it from its image.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, SpecError> {
+        let spec: EnclaveSpec = serde_json::from_slice(bytes)?;
         spec.validate()?;
         Ok(spec)
     }
@@ -314,6 +327,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn measured_json_errors_are_refused() {
+        let err = EnclaveSpec::from_json(br#"{"cmd": ["a"], "entrypont": ["b"]}"#).unwrap_err();
+        assert!(matches!(err, SpecError::Json(_)), "{err:?}");
+        assert!(err.to_string().contains("entrypont"), "{err}");
+        let err = EnclaveSpec::from_json(b"{\"cmd\": [").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        // Validation runs on JSON too.
+        let err = EnclaveSpec::from_json(br#"{"version": 2}"#).unwrap_err();
+        assert!(matches!(err, SpecError::Invalid(_)), "{err:?}");
+    }
+
+    #[test]
     fn full_spec_parses() {
         let spec = EnclaveSpec::from_yaml(
             r#"
@@ -350,6 +375,16 @@ debug: {exec: true}
         let json = String::from_utf8(spec.to_canonical_json()).unwrap();
         assert!(!json.contains("from"));
         assert!(json.find("\"A\"").unwrap() < json.find("\"B\"").unwrap());
+        // The enclave reads the measured JSON back (serde_json only): the same spec, less `from`.
+        let back = EnclaveSpec::from_json(json.as_bytes()).unwrap();
+        assert_eq!(
+            back,
+            EnclaveSpec {
+                from: None,
+                ..spec.clone()
+            }
+        );
+        assert_eq!(back.to_canonical_json(), json.as_bytes());
     }
 
     #[test]

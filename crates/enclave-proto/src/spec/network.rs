@@ -122,7 +122,7 @@ impl<'de> Deserialize<'de> for EgressRule {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an egress rule: `host` or `cidr`, `port`, optionally `allow_special`")
             }
-            // The check runs inside the rule's own mapping: serde_yaml then gives the error the
+            // The check runs inside the rule's own mapping: the YAML parser then gives the error the
             // mapping's line, where a check after deserializing would get the list's.
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 let raw = RawEgressRule::deserialize(de::value::MapAccessDeserializer::new(map))?;

@@ -1,7 +1,9 @@
 //! Our EIF writer, reader and signer against the official `aws-nitro-enclaves-image-format`
 //! 0.8.1, used as the oracle.
 
+#[path = "../../enclave-image/tests/eif_common/mod.rs"]
 mod eif_common;
+mod official;
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -13,6 +15,7 @@ use enclave_image::eif::cose::{decode_signature_section, CoseSign1, PcrInfo};
 use enclave_image::eif::header::{EifHeader, HEADER_LEN};
 use enclave_image::eif::reader::Metadata;
 use enclave_image::eif::{pcr8_of_certificate, EifReader, EifSigner, SectionType};
+use official::{build_official, identity_info};
 
 /// Kernel and ramdisk sizes: empty ramdisks, sizes not multiple of 4, chunk (1 MiB) boundaries.
 const CASES: &[(usize, &[usize])] = &[
@@ -231,4 +234,39 @@ fn nitro_cli_json_matches_official_map() {
     let mut expected = pcrs_only(theirs);
     expected.insert("HashAlgorithm".into(), "Sha384 { ... }".into());
     assert_eq!(json, serde_json::json!({ "Measurements": expected }));
+}
+
+#[test]
+fn official_eifs_signed_afterwards_verify_with_the_official_checker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = p384_keys(dir.path(), "");
+    let signer = EifSigner::from_pem_files(&keys.cert, &keys.key).expect("signer");
+    let inputs = Inputs::new(2001, &[999, (1 << 20) + 1]);
+    // An unsigned official build, and the official build signed at build time (randomized ECDSA).
+    let (unsigned, plain) = build_official(dir.path(), "unsigned.eif", &inputs, None);
+    let (_, signed_m) = build_official(
+        dir.path(),
+        "signed.eif",
+        &inputs,
+        Some((&keys.key, &keys.cert)),
+    );
+    let resigned = dir.path().join("resigned.eif");
+    let m = enclave_image::eif::sign_eif_file(&unsigned, &resigned, &signer).expect("signs");
+    // The official build's measurements, PCR8 included; PCR0-2 those of the unsigned image.
+    assert_eq!(as_map(&m), pcrs_only(signed_m));
+    for pcr in ["PCR0", "PCR1", "PCR2"] {
+        assert_eq!(as_map(&m)[pcr], plain[pcr]);
+    }
+    let path = resigned.to_str().expect("utf-8");
+    PcrSignatureChecker::from_eif(path)
+        .expect("checker")
+        .verify()
+        .expect("the oracle verifies the signature");
+    let mut official = OfficialReader::from_eif(path.into()).expect("read");
+    assert!(official.check_crc());
+    let official_m = official.get_measurements().expect("measurements");
+    official
+        .get_certificate_info(official_m)
+        .expect("certificate info");
+    assert_eq!(official.sign_check, Some(true));
 }
