@@ -92,7 +92,7 @@ impl FromStr for MemoryMib {
                 .ok_or_else(|| MemorySizeError::TooLarge(s.to_owned()))?
         } else {
             let per_mib = 1u64 << (20 - shift);
-            if number % per_mib != 0 {
+            if !number.is_multiple_of(per_mib) {
                 return Err(MemorySizeError::NotWholeMib(s.to_owned()));
             }
             number / per_mib
@@ -111,7 +111,7 @@ impl FromStr for MemoryMib {
 impl fmt::Display for MemoryMib {
     /// `2g` when whole GiB, else `512m`: parses back to the same size.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1024 == 0 {
+        if self.0.is_multiple_of(1024) {
             write!(f, "{}g", self.0 / 1024)
         } else {
             write!(f, "{}m", self.0)
