@@ -29,6 +29,8 @@ fn main() {
         Command::Services(args) => cmd::services::run(args),
         Command::Attest(args) => cmd::attest::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Completion(args) => cmd::docs::completion(args),
+        Command::Man(args) => cmd::docs::man(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -14,10 +14,12 @@
 //! - [`network`]: published ports and the egress proxy of an enclave (`enclave-proxy`).
 //! - [`control`]: how the host drives an enclave's control channel: the supervisor key, the
 //!   pinned control identity, the identity document check.
+//! - [`cli_docs`]: shell completions and man pages generated from the binaries' clap definitions.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod cli_docs;
 pub mod console;
 pub mod control;
 pub mod eif;

@@ -2,6 +2,7 @@
 
 mod attest;
 mod debug;
+mod docs;
 mod image;
 mod lifecycle;
 
@@ -9,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 pub use attest::{AttestArgs, VerifyArgs};
 pub use debug::{ControlArgs, CpArgs, ExecArgs, ServiceAction, ServicesArgs};
+pub use docs::{CompletionArgs, ManArgs};
 pub use image::{BuildArgs, InspectArgs, MeasureArgs};
 pub use lifecycle::{ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs};
 
@@ -70,4 +72,9 @@ pub enum Command {
     Attest(AttestArgs),
     /// Verify an attestation document against the pinned AWS root (or given roots) and a policy.
     Verify(VerifyArgs),
+    /// Print a shell completion script (bash, zsh or fish) for enclave-ctl.
+    Completion(CompletionArgs),
+    /// Write enclave-ctl's man pages into a directory (used by scripts/install.sh).
+    #[command(hide = true)]
+    Man(ManArgs),
 }

@@ -2,11 +2,12 @@
 //! detached. Not meant to be run by hand.
 #![deny(unsafe_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// enclave-engine: the per-enclave supervisor.
 #[derive(Debug, Parser)]
@@ -28,6 +29,20 @@ enum Cmd {
         /// Seconds to wait for the boot heartbeat.
         #[arg(long, default_value_t = 60)]
         boot_timeout: u64,
+    },
+    /// Print a shell completion script for enclave-engine.
+    #[command(hide = true)]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: enclave_engine::cli_docs::Shell,
+    },
+    /// Write enclave-engine's man pages into a directory (used by scripts/install.sh).
+    #[command(hide = true)]
+    Man {
+        /// Directory for the section-1 pages (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -68,6 +83,18 @@ fn run(cli: Cli) -> Result<()> {
             let rec = enclave_engine::supervisor::run(&root, &id, &opts, &stop)
                 .with_context(|| format!("supervising enclave {id}"))?;
             tracing::info!(status = %rec.status, "supervisor done");
+            Ok(())
+        }
+        Cmd::Completion { shell } => {
+            let script = enclave_engine::cli_docs::completion(shell, Cli::command());
+            std::io::stdout()
+                .lock()
+                .write_all(&script)
+                .context("writing the completion script")
+        }
+        Cmd::Man { out } => {
+            enclave_engine::cli_docs::write_man_pages(Cli::command(), &out)
+                .context("writing the man pages")?;
             Ok(())
         }
     }
