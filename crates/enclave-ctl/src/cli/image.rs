@@ -44,8 +44,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub kernel_dir: Option<PathBuf>,
 
-    /// The static enclave-init binary to put in the image (default: found next to enclave-ctl or
-    /// in target/enclave-init/, as built by scripts/build-init.sh).
+    /// The static enclave-init binary to put in the image (default: ../libexec/enclave-engine/
+    /// next to enclave-ctl, as scripts/install.sh puts it, or target/enclave-init/ in a checkout).
     #[arg(long, env = "ENCLAVE_INIT", value_name = "PATH")]
     pub init: Option<PathBuf>,
 

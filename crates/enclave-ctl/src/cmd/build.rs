@@ -169,22 +169,47 @@ fn relative_to(source: ImageRef, dir: &Path) -> ImageRef {
     }
 }
 
-/// The static init: next to this executable (installed layout or cargo's target dir, where
-/// scripts/build-init.sh puts it).
+/// The static init when neither `--init` nor `ENCLAVE_INIT` names one: the installed layout
+/// (`<prefix>/bin/enclave-ctl` with `<prefix>/libexec/enclave-engine/enclave-init`, as
+/// scripts/install.sh puts them), then the layouts of older installs and of cargo's target
+/// directory (where scripts/build-init.sh puts it). The error lists every place looked at.
 fn find_init() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating enclave-ctl")?;
+    let candidates = init_candidates(&exe);
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let searched: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    bail!(
+        "no static enclave-init found (looked in {}): install with scripts/install.sh, or build \
+         it with scripts/build-init.sh, or pass --init PATH (or set ENCLAVE_INIT)",
+        searched.join(", ")
+    )
+}
+
+/// Where [`find_init`] looks, in order, for an enclave-ctl at `exe`.
+fn init_candidates(exe: &Path) -> Vec<PathBuf> {
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [
+    let prefix = dir.parent().unwrap_or(dir);
+    vec![
+        prefix.join("libexec/enclave-engine/enclave-init"),
         dir.join("enclave-init.static"),
-        dir.join("../share/enclave-engine/enclave-init"),
-        dir.join("../enclave-init/enclave-init"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .with_context(|| {
-            "no static enclave-init found: build it with scripts/build-init.sh, or pass --init PATH \
-             (or set ENCLAVE_INIT)"
-        })
+        prefix.join("share/enclave-engine/enclave-init"),
+        prefix.join("enclave-init/enclave-init"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_installed_layout_comes_first() {
+        let found = init_candidates(Path::new("/opt/ee/bin/enclave-ctl"));
+        assert_eq!(
+            found[0],
+            Path::new("/opt/ee/libexec/enclave-engine/enclave-init")
+        );
+        assert!(found.contains(&PathBuf::from("/opt/ee/enclave-init/enclave-init")));
+    }
 }
