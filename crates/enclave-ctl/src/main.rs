@@ -12,7 +12,12 @@ use cli::{Cli, Command, EXIT_ERROR};
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing();
+    // Before any thread: the supervisor that `run` starts inherits the log choices.
+    cli.log.export_to_children();
+    if let Err(err) = cli.log.init("warn") {
+        eprintln!("error: {:#}", anyhow::Error::new(err));
+        std::process::exit(EXIT_ERROR);
+    }
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(args),
         Command::Inspect(args) if args.eif.is_file() => cmd::inspect::run(args),
@@ -40,15 +45,4 @@ fn main() {
             std::process::exit(EXIT_ERROR);
         }
     }
-}
-
-/// Logs go to stderr, quiet unless RUST_LOG asks for more.
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
 }

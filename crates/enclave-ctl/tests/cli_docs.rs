@@ -161,3 +161,14 @@ fn man_into_a_file_fails_with_the_path() {
         common::stderr(&o)
     );
 }
+
+#[test]
+fn a_bad_log_level_is_an_error_not_ignored() {
+    let o = run(ctl().args(["--log-level", "enclave=debug=x", "ps"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = common::stderr(&o);
+    assert!(
+        err.contains("bad log level") && err.contains("enclave=debug=x"),
+        "{err}"
+    );
+}

@@ -133,11 +133,23 @@ fn installed_tools_build_and_run_with_a_clean_environment() {
     let source = format!("oci:{}:latest", oci.display());
     let eif = tmp.path().join("installed.eif");
     let o = run(clean(&ctl, &prefix)
-        .args(["build", "-q", "-f"])
+        .args(["-vv", "--log-format", "json", "build", "-q", "-f"])
         .arg(&spec)
         .args(["--from", &source, "-o"])
         .arg(&eif));
     assert_ok(&o);
+    // -vv shows the debug lines, each a JSON object; one names the init found.
+    let logs: Vec<Value> = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let installed_init = prefix.join("libexec/enclave-engine/enclave-init");
+    assert!(
+        logs.iter()
+            .any(|l| l["level"] == "DEBUG"
+                && l["fields"]["init"] == installed_init.to_str().unwrap()),
+        "{logs:?}"
+    );
     let reference = tmp.path().join("reference.eif");
     assert_ok(&run(common::ctl(&init)
         .args(["build", "-q", "-f"])
@@ -161,6 +173,8 @@ fn installed_tools_build_and_run_with_a_clean_environment() {
         c
     };
     let o = run(&mut with_state(&[
+        "--log-format",
+        "json",
         "run",
         "-d",
         "--name",
@@ -195,6 +209,18 @@ fn installed_tools_build_and_run_with_a_clean_environment() {
     ]));
     assert_ok(&o);
     assert_eq!(stdout(&o), "hello from enclave-engine\nhello-enclave\n");
+    // `--log-format json` reached the supervisor: its log is JSON lines.
+    let id = rec["id"].as_str().unwrap();
+    let log =
+        std::fs::read_to_string(state.join("enclaves").join(id).join("supervisor.log")).unwrap();
+    assert!(log.lines().count() > 0, "empty supervisor.log");
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
     assert_ok(&run(&mut with_state(&["rm", "-f", "installed"])));
 }
 

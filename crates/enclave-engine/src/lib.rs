@@ -14,6 +14,7 @@
 //! - [`network`]: published ports and the egress proxy of an enclave (`enclave-proxy`).
 //! - [`control`]: how the host drives an enclave's control channel: the supervisor key, the
 //!   pinned control identity, the identity document check.
+//! - [`logging`]: the host binaries' log flags (`-v`, `--log-level`, `--log-format json`).
 //! - [`cli_docs`]: shell completions and man pages generated from the binaries' clap definitions.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -25,6 +26,7 @@ pub mod control;
 pub mod eif;
 mod error;
 pub mod lifecycle;
+pub mod logging;
 pub mod logs;
 pub mod network;
 pub mod policy;

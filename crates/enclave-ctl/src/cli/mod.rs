@@ -33,9 +33,13 @@ pub const EXIT_NO_EXPECTATION: i32 = 4;
     after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 a check failed (CRC, signature,\n\
                   attestation), 4 `verify` without an expected measurement; `exec` exits with the\n\
                   remote command's status.\n\
-                  Set RUST_LOG=debug for detailed logs on stderr."
+                  Logs go to stderr: -v (or --log-level LEVEL, or RUST_LOG) for more, --log-format json for\n\
+                  JSON lines; `run` hands both to the enclave's supervisor (supervisor.log)."
 )]
 pub struct Cli {
+    /// Logging: -v, --log-level, --log-format.
+    #[command(flatten)]
+    pub log: enclave_engine::logging::LogArgs,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

@@ -55,6 +55,7 @@ pub fn run(args: BuildArgs) -> Result<i32> {
         Some(p) => p.clone(),
         None => find_init()?,
     };
+    tracing::debug!(init = %init.display(), "static enclave-init");
 
     let signer = match (&args.signing_certificate, &args.private_key) {
         (Some(cert), Some(key)) => {

@@ -13,6 +13,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "enclave-engine", version)]
 struct Cli {
+    #[command(flatten)]
+    log: enclave_engine::logging::LogArgs,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -48,14 +50,11 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(false)
-        .init();
+    // Its stderr is supervisor.log, not a terminal: no colours there.
+    if let Err(e) = cli.log.init("info") {
+        eprintln!("error: {:#}", anyhow::Error::new(e));
+        std::process::exit(1);
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
