@@ -17,6 +17,7 @@
 # Layout under the prefix:
 #   bin/enclave-ctl bin/enclave-engine bin/enclave-proxy
 #   libexec/enclave-engine/enclave-init libexec/enclave-engine/enclave-attest
+#   libexec/enclave-engine/fetch-kernel.sh (with kernel.env: the emulated profile's kernel)
 #   share/bash-completion/completions/  share/zsh/site-functions/  share/fish/vendor_completions.d/
 #   share/man/man1/  share/doc/enclave-engine/
 # Each file is written beside its destination and renamed into place, so a failed install leaves
@@ -110,6 +111,11 @@ done
 for b in "${static_bins[@]}"; do
     put 0755 "$init_from/$b" "$prefix/libexec/enclave-engine/$b"
 done
+
+# The emulated profile's kernel is not shipped: it is fetched (and checked against its pinned
+# hashes) into ~/.cache by the same script as in a checkout.
+put 0755 "$ROOT/scripts/fetch-kernel.sh" "$prefix/libexec/enclave-engine/fetch-kernel.sh"
+put 0644 "$ROOT/scripts/kernel.env" "$prefix/libexec/enclave-engine/kernel.env"
 
 for b in enclave-ctl enclave-engine; do
     put 0644 "$gen/$b.bash" "$prefix/share/bash-completion/completions/$b"

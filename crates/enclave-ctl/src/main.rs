@@ -8,9 +8,10 @@ mod progress;
 
 use clap::Parser;
 
-use cli::{Cli, Command, EXIT_ERROR};
+use cli::{Cli, Command, EXIT_ERROR, RENAMED_ENV};
 
 fn main() {
+    honour_old_env_names();
     let cli = Cli::parse();
     // Before any thread: the supervisor that `run` starts inherits the log choices.
     cli.log.export_to_children();
@@ -43,6 +44,18 @@ fn main() {
             // `{:#}` prints the whole context chain on one line: "building x: reading y: …".
             eprintln!("error: {err:#}");
             std::process::exit(EXIT_ERROR);
+        }
+    }
+}
+
+/// Lets the variables' old names (before the `ENCLAVE_ENGINE_` prefix) keep working: clap reads
+/// the new names only. Runs first, before any thread.
+fn honour_old_env_names() {
+    for (old, new) in RENAMED_ENV {
+        if std::env::var_os(new).is_none() {
+            if let Some(value) = std::env::var_os(old) {
+                std::env::set_var(new, value);
+            }
         }
     }
 }

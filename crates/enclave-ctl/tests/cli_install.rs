@@ -114,6 +114,9 @@ fn installed_tools_build_and_run_with_a_clean_environment() {
             "{page:?}: no .TH header"
         );
     }
+    let fetch = prefix.join("libexec/enclave-engine/fetch-kernel.sh");
+    assert_ok(&run(Command::new("bash").arg("-n").arg(&fetch)));
+    assert!(prefix.join("libexec/enclave-engine/kernel.env").is_file());
     let build_page = prefix.join("share/man/man1/enclave-ctl-build.1");
     assert!(std::fs::read_to_string(build_page)
         .unwrap()
@@ -250,6 +253,28 @@ fn without_an_installed_init_build_says_where_it_looked() {
     assert!(err.contains(&expected.display().to_string()), "{err}");
     assert!(
         err.contains("scripts/install.sh") && err.contains("--init"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("x.eif").exists());
+
+    // The variable's old name still works, and the new one wins over it.
+    let with_env = |vars: &[(&str, &str)]| {
+        let mut c = clean(&ctl, tmp.path());
+        c.envs(vars.iter().copied())
+            .args(["build", "-q", "--from"])
+            .arg(format!("dir:{}", rootfs.display()))
+            .arg("-o")
+            .arg(tmp.path().join("x.eif"));
+        stderr(&run(&mut c))
+    };
+    let err = with_env(&[("ENCLAVE_INIT", "/old/name/init")]);
+    assert!(err.contains("/old/name/init"), "{err}");
+    let err = with_env(&[
+        ("ENCLAVE_INIT", "/old/name/init"),
+        ("ENCLAVE_ENGINE_INIT", "/new/name/init"),
+    ]);
+    assert!(
+        err.contains("/new/name/init") && !err.contains("/old/"),
         "{err}"
     );
     assert!(!tmp.path().join("x.eif").exists());

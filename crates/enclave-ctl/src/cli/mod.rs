@@ -14,6 +14,14 @@ pub use docs::{CompletionArgs, ManArgs};
 pub use image::{BuildArgs, InspectArgs, MeasureArgs};
 pub use lifecycle::{ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs};
 
+/// Variables renamed to the `ENCLAVE_ENGINE_` prefix: (old name, new name). The old names still
+/// work; the new one wins when both are set.
+pub const RENAMED_ENV: [(&str, &str); 3] = [
+    ("ENCLAVE_INIT", "ENCLAVE_ENGINE_INIT"),
+    ("ENCLAVE_ATTEST_SERVER", "ENCLAVE_ENGINE_ATTEST_SERVER"),
+    ("ENCLAVE_CTL_KEY", "ENCLAVE_ENGINE_KEY"),
+];
+
 /// Exit status: success.
 pub const EXIT_OK: i32 = 0;
 /// Exit status: the command failed (bad input, I/O error, missing tool…).

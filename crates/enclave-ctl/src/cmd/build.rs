@@ -35,7 +35,8 @@ pub fn run(args: BuildArgs) -> Result<i32> {
         .unwrap_or_else(|| KernelInputs::default_dir(profile));
     let mut kernel = KernelInputs::load(profile, &kernel_dir).with_context(|| match profile {
         KernelProfile::Emulated => {
-            "the emulated kernel is fetched by scripts/fetch-kernel.sh (or pass --kernel-dir)"
+            "the emulated kernel is fetched by scripts/fetch-kernel.sh (installed: \
+             <prefix>/libexec/enclave-engine/fetch-kernel.sh), or pass --kernel-dir"
         }
         KernelProfile::Nitro => {
             "pass --kernel-dir with nitro-cli's blobs (bzImage, bzImage.config, cmdline, nsm.ko)"
@@ -170,7 +171,7 @@ fn relative_to(source: ImageRef, dir: &Path) -> ImageRef {
     }
 }
 
-/// The static init when neither `--init` nor `ENCLAVE_INIT` names one: the installed layout
+/// The static init when neither `--init` nor `ENCLAVE_ENGINE_INIT` (or `ENCLAVE_INIT`) names one: the installed layout
 /// (`<prefix>/bin/enclave-ctl` with `<prefix>/libexec/enclave-engine/enclave-init`, as
 /// scripts/install.sh puts them), then the layouts of older installs and of cargo's target
 /// directory (where scripts/build-init.sh puts it). The error lists every place looked at.
@@ -183,7 +184,7 @@ fn find_init() -> Result<PathBuf> {
     let searched: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     bail!(
         "no static enclave-init found (looked in {}): install with scripts/install.sh, or build \
-         it with scripts/build-init.sh, or pass --init PATH (or set ENCLAVE_INIT)",
+         it with scripts/build-init.sh, or pass --init PATH (or set ENCLAVE_ENGINE_INIT)",
         searched.join(", ")
     )
 }
