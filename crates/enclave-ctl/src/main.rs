@@ -12,6 +12,14 @@ use cli::{Cli, Command, EXIT_ERROR, RENAMED_ENV};
 
 fn main() {
     honour_old_env_names();
+    // The config file's defaults go in as the variables not already set, before clap reads them.
+    match enclave_engine::config::Config::load() {
+        Ok(config) => config.export_defaults(),
+        Err(err) => {
+            eprintln!("error: config file: {:#}", anyhow::Error::new(err));
+            std::process::exit(EXIT_ERROR);
+        }
+    }
     let cli = Cli::parse();
     // Before any thread: the supervisor that `run` starts inherits the log choices.
     cli.log.export_to_children();

@@ -31,13 +31,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// vCPUs.
-    #[arg(long, default_value_t = enclave_engine::lifecycle::DEFAULT_CPUS)]
+    #[arg(long, env = "ENCLAVE_ENGINE_CPUS", default_value_t = enclave_engine::lifecycle::DEFAULT_CPUS)]
     pub cpus: u32,
     /// Memory in MiB.
-    #[arg(long, value_name = "MiB", default_value_t = enclave_engine::lifecycle::DEFAULT_MEMORY_MIB)]
+    #[arg(long, value_name = "MiB", env = "ENCLAVE_ENGINE_MEMORY", default_value_t = enclave_engine::lifecycle::DEFAULT_MEMORY_MIB)]
     pub memory: u64,
     /// auto (nitro where /dev/nitro_enclaves exists, else qemu), qemu or nitro.
-    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(BackendChoice))]
+    #[arg(long, env = "ENCLAVE_ENGINE_BACKEND", default_value = "auto", value_parser = clap::value_parser!(BackendChoice))]
     pub backend: BackendChoice,
     /// Debug mode: the console is available (on Nitro, the PCRs read as zeros).
     #[arg(long)]

@@ -29,9 +29,15 @@ pub fn run(args: BuildArgs) -> Result<i32> {
     let source = resolve_source(&args, &spec, spec_dir.as_deref())?;
 
     let profile: KernelProfile = args.kernel_profile.parse().map_err(anyhow::Error::msg)?;
+    // --kernel-dir, then the profile's variable (which the config file may fill), then the default.
+    let profile_var = match profile {
+        KernelProfile::Emulated => enclave_engine::config::ENV_KERNEL_DIR_EMULATED,
+        KernelProfile::Nitro => enclave_engine::config::ENV_KERNEL_DIR_NITRO,
+    };
     let kernel_dir = args
         .kernel_dir
         .clone()
+        .or_else(|| std::env::var_os(profile_var).map(PathBuf::from))
         .unwrap_or_else(|| KernelInputs::default_dir(profile));
     let mut kernel = KernelInputs::load(profile, &kernel_dir).with_context(|| match profile {
         KernelProfile::Emulated => {
