@@ -23,6 +23,9 @@
 # Each file is written beside its destination and renamed into place, so a failed install leaves
 # no half-written binary (a running enclave-ctl or supervisor keeps its old file).
 set -euo pipefail
+# Installed files and directories are writable by their owner only, whatever the caller's umask:
+# whoever could replace enclave-init would choose what every image boots.
+umask 022
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 prefix="${PREFIX:-/usr/local}"

@@ -25,8 +25,12 @@ fn clean(program: &Path, prefix: &Path) -> Command {
     cmd
 }
 
+/// Runs the installer under a group-writable umask (it must not matter).
 fn install(prefix: &Path, from: &Path, init_dir: &Path) -> std::process::Output {
-    run(Command::new(common::workspace().join("scripts/install.sh"))
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("umask 002 && exec \"$0\" \"$@\"")
+        .arg(common::workspace().join("scripts/install.sh"))
         .arg("--prefix")
         .arg(prefix)
         .arg("--from")
@@ -121,6 +125,18 @@ fn installed_tools_build_and_run_with_a_clean_environment() {
     assert!(std::fs::read_to_string(build_page)
         .unwrap()
         .contains(".TH enclave-ctl-build 1 "));
+    // Nothing the caller's group or others could replace (whoever replaces enclave-init
+    // chooses what every image boots).
+    let writable = Command::new("find")
+        .arg(&prefix)
+        .args(["-perm", "/022"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&writable),
+        "",
+        "group- or world-writable files installed"
+    );
     // Nothing half-written left behind by the renames.
     let stray = Command::new("find")
         .arg(&prefix)
