@@ -96,11 +96,19 @@ impl Config {
         })
     }
 
-    /// Reads `path`; a missing file is an empty config.
+    /// Reads `path`; a missing file is an empty config, and so is one behind a directory we
+    /// may not enter (`sudo -u nobody` keeps HOME=/root): we cannot know it is there. A file we
+    /// can see but not read is an error.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    && std::fs::symlink_metadata(path).is_err() =>
+            {
+                Ok(Self::default())
+            }
             Err(error) => Err(ConfigError::Read {
                 path: path.to_owned(),
                 error,
