@@ -84,5 +84,6 @@ if ! LC_ALL=C tar -C "$stage" --sort=name --format=gnu --mtime="@$SOURCE_DATE_EP
     rm -f "$tmp"
     die "writing the tarball failed"
 fi
+chmod 0644 "$tmp"
 mv -f "$tmp" "$tarball"
 echo "$(sha256sum "$tarball" | cut -d' ' -f1)  $tarball"
