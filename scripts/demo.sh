@@ -14,7 +14,7 @@ cd "$root"
 "$here/setup.sh"
 cargo build --release --locked -p enclave-ctl -p enclave-engine
 ctl="$root/target/release/enclave-ctl"
-export ENCLAVE_INIT="$root/target/enclave-init/enclave-init"
+export ENCLAVE_ENGINE_INIT="$root/target/enclave-init/enclave-init"
 
 out="$root/target/demo"
 mkdir -p "$out"

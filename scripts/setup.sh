@@ -30,5 +30,11 @@ if ! command -v vhost-device-vsock >/dev/null && [[ ! -x "${CARGO_HOME:-$HOME/.c
     cargo install vhost-device-vsock --locked
 fi
 
+# cargo-deny, for the licence and duplicate-version policy in deny.toml (.ci/run runs it).
+if ! command -v cargo-deny >/dev/null && [[ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deny" ]]; then
+    echo "setup: installing cargo-deny with cargo"
+    cargo install cargo-deny --locked
+fi
+
 "$here/fetch-kernel.sh"
 "$here/build-init.sh"

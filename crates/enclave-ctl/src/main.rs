@@ -8,17 +8,31 @@ mod progress;
 
 use clap::Parser;
 
-use cli::{Cli, Command, EXIT_ENGINE, EXIT_ERROR};
+use cli::{Cli, Command, EXIT_ENGINE, EXIT_ERROR, RENAMED_ENV};
 
 fn main() {
+    honour_old_env_names();
+    // The config file's defaults go in as the variables not already set, before clap reads them.
+    match enclave_engine::config::Config::load() {
+        Ok(config) => config.export_defaults(),
+        Err(err) => {
+            eprintln!("error: config file: {:#}", anyhow::Error::new(err));
+            std::process::exit(EXIT_ERROR);
+        }
+    }
     let cli = Cli::parse();
-    init_tracing();
     // `run` fails with 125, as `docker run` does, so that its own errors are never mistaken
     // for the main service's exit code.
     let failed = match cli.command {
         Command::Run(_) => EXIT_ENGINE,
         _ => EXIT_ERROR,
     };
+    // Before any thread: the supervisor that `run` starts inherits the log choices.
+    cli.log.export_to_children();
+    if let Err(err) = cli.log.init("warn") {
+        eprintln!("error: {:#}", anyhow::Error::new(err));
+        std::process::exit(failed);
+    }
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(args),
         Command::Sign(args) => cmd::sign::run(args),
@@ -36,6 +50,8 @@ fn main() {
         Command::Services(args) => cmd::services::run(args),
         Command::Attest(args) => cmd::attest::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Completion(args) => cmd::docs::completion(args),
+        Command::Man(args) => cmd::docs::man(args),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -47,13 +63,14 @@ fn main() {
     }
 }
 
-/// Logs go to stderr, quiet unless RUST_LOG asks for more.
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+/// Lets the variables' old names (before the `ENCLAVE_ENGINE_` prefix) keep working: clap reads
+/// the new names only. Runs first, before any thread.
+fn honour_old_env_names() {
+    for (old, new) in RENAMED_ENV {
+        if std::env::var_os(new).is_none() {
+            if let Some(value) = std::env::var_os(old) {
+                std::env::set_var(new, value);
+            }
+        }
+    }
 }

@@ -13,7 +13,7 @@ pub struct ControlArgs {
     /// Ed25519 private key to authenticate with, one of the spec's `debug.authorized_keys`
     /// (OpenSSH format without passphrase, or base64 of the seed). By default enclave-ctl uses
     /// the key of the enclave's supervisor, which only the user who started it can read.
-    #[arg(long, value_name = "FILE", env = "ENCLAVE_CTL_KEY", global = true)]
+    #[arg(long, value_name = "FILE", env = "ENCLAVE_ENGINE_KEY", global = true)]
     pub key: Option<PathBuf>,
 
     /// With a control address instead of a name: the PCRs the enclave's identity document must

@@ -44,14 +44,14 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub kernel_dir: Option<PathBuf>,
 
-    /// The static enclave-init binary to put in the image (default: found next to enclave-ctl or
-    /// in target/enclave-init/, as built by scripts/build-init.sh).
-    #[arg(long, env = "ENCLAVE_INIT", value_name = "PATH")]
+    /// The static enclave-init binary to put in the image (default: ../libexec/enclave-engine/
+    /// next to enclave-ctl, as scripts/install.sh puts it, or target/enclave-init/ in a checkout).
+    #[arg(long, env = "ENCLAVE_ENGINE_INIT", value_name = "PATH")]
     pub init: Option<PathBuf>,
 
     /// The static enclave-attest binary (the attestation server), used when the spec has an
     /// `attestation` section (default: next to the enclave-init found above).
-    #[arg(long, env = "ENCLAVE_ATTEST_SERVER", value_name = "PATH")]
+    #[arg(long, env = "ENCLAVE_ENGINE_ATTEST_SERVER", value_name = "PATH")]
     pub attest_server: Option<PathBuf>,
 
     /// Seconds since the epoch used for every time stamp in the image.

@@ -36,7 +36,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// vCPUs.
-    #[arg(long, default_value_t = enclave_engine::lifecycle::DEFAULT_CPUS)]
+    #[arg(long, env = "ENCLAVE_ENGINE_CPUS", default_value_t = enclave_engine::lifecycle::DEFAULT_CPUS)]
     pub cpus: u32,
     /// Memory, with a unit: 512m, 2g (k, m, g, t: powers of 1024). A bare number is MiB, as
     /// before units were accepted: 1024 = 1g.
@@ -44,11 +44,12 @@ pub struct RunArgs {
         short = 'm',
         long,
         value_name = "SIZE",
+        env = "ENCLAVE_ENGINE_MEMORY",
         default_value_t = MemoryMib(enclave_engine::lifecycle::DEFAULT_MEMORY_MIB)
     )]
     pub memory: MemoryMib,
     /// auto (nitro where /dev/nitro_enclaves exists, else qemu), qemu or nitro.
-    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(BackendChoice))]
+    #[arg(long, env = "ENCLAVE_ENGINE_BACKEND", default_value = "auto", value_parser = clap::value_parser!(BackendChoice))]
     pub backend: BackendChoice,
     /// Debug mode: the console is available (on Nitro, the PCRs read as zeros).
     #[arg(long)]

@@ -2,6 +2,7 @@
 
 mod attest;
 mod debug;
+mod docs;
 mod image;
 mod lifecycle;
 
@@ -9,8 +10,17 @@ use clap::{Parser, Subcommand};
 
 pub use attest::{AttestArgs, VerifyArgs};
 pub use debug::{ControlArgs, CpArgs, ExecArgs, ServiceAction, ServicesArgs};
+pub use docs::{CompletionArgs, ManArgs};
 pub use image::{BuildArgs, InspectArgs, MeasureArgs, SignArgs};
 pub use lifecycle::{ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs};
+
+/// Variables renamed to the `ENCLAVE_ENGINE_` prefix: (old name, new name). The old names still
+/// work; the new one wins when both are set.
+pub const RENAMED_ENV: [(&str, &str); 3] = [
+    ("ENCLAVE_INIT", "ENCLAVE_ENGINE_INIT"),
+    ("ENCLAVE_ATTEST_SERVER", "ENCLAVE_ENGINE_ATTEST_SERVER"),
+    ("ENCLAVE_CTL_KEY", "ENCLAVE_ENGINE_KEY"),
+];
 
 /// Exit status: success.
 pub const EXIT_OK: i32 = 0;
@@ -35,9 +45,13 @@ pub const EXIT_ENGINE: i32 = 125;
                   attestation), 4 `verify` without an expected measurement; `exec` exits with the\n\
                   remote command's status; `run` (attached) with the main service's exit code\n\
                   (the image's entrypoint; 128+N for signal N), and 125 when the engine failed.\n\
-                  Set RUST_LOG=debug for detailed logs on stderr."
+                  Logs go to stderr: -v (or --log-level LEVEL, or RUST_LOG) for more, --log-format json for\n\
+                  JSON lines; `run` hands both to the enclave's supervisor (supervisor.log)."
 )]
 pub struct Cli {
+    /// Logging: -v, --log-level, --log-format.
+    #[command(flatten)]
+    pub log: enclave_engine::logging::LogArgs,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -76,4 +90,9 @@ pub enum Command {
     Attest(AttestArgs),
     /// Verify an attestation document against the pinned AWS root (or given roots) and a policy.
     Verify(VerifyArgs),
+    /// Print a shell completion script (bash, zsh or fish) for enclave-ctl.
+    Completion(CompletionArgs),
+    /// Write enclave-ctl's man pages into a directory (used by scripts/install.sh).
+    #[command(hide = true)]
+    Man(ManArgs),
 }

@@ -29,13 +29,20 @@ pub fn run(args: BuildArgs) -> Result<i32> {
     let source = resolve_source(&args, &spec, spec_dir.as_deref())?;
 
     let profile: KernelProfile = args.kernel_profile.parse().map_err(anyhow::Error::msg)?;
+    // --kernel-dir, then the profile's variable (which the config file may fill), then the default.
+    let profile_var = match profile {
+        KernelProfile::Emulated => enclave_engine::config::ENV_KERNEL_DIR_EMULATED,
+        KernelProfile::Nitro => enclave_engine::config::ENV_KERNEL_DIR_NITRO,
+    };
     let kernel_dir = args
         .kernel_dir
         .clone()
+        .or_else(|| std::env::var_os(profile_var).map(PathBuf::from))
         .unwrap_or_else(|| KernelInputs::default_dir(profile));
     let mut kernel = KernelInputs::load(profile, &kernel_dir).with_context(|| match profile {
         KernelProfile::Emulated => {
-            "the emulated kernel is fetched by scripts/fetch-kernel.sh (or pass --kernel-dir)"
+            "the emulated kernel is fetched by scripts/fetch-kernel.sh (installed: \
+             <prefix>/libexec/enclave-engine/fetch-kernel.sh), or pass --kernel-dir"
         }
         KernelProfile::Nitro => {
             "pass --kernel-dir with nitro-cli's blobs (bzImage, bzImage.config, cmdline, nsm.ko)"
@@ -55,6 +62,7 @@ pub fn run(args: BuildArgs) -> Result<i32> {
         Some(p) => p.clone(),
         None => find_init()?,
     };
+    tracing::debug!(init = %init.display(), "static enclave-init");
 
     let signer = match (&args.signing_certificate, &args.private_key) {
         (Some(cert), Some(key)) => {
@@ -169,22 +177,47 @@ fn relative_to(source: ImageRef, dir: &Path) -> ImageRef {
     }
 }
 
-/// The static init: next to this executable (installed layout or cargo's target dir, where
-/// scripts/build-init.sh puts it).
+/// The static init when neither `--init` nor `ENCLAVE_ENGINE_INIT` (or `ENCLAVE_INIT`) names one: the installed layout
+/// (`<prefix>/bin/enclave-ctl` with `<prefix>/libexec/enclave-engine/enclave-init`, as
+/// scripts/install.sh puts them), then the layouts of older installs and of cargo's target
+/// directory (where scripts/build-init.sh puts it). The error lists every place looked at.
 fn find_init() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating enclave-ctl")?;
+    let candidates = init_candidates(&exe);
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let searched: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    bail!(
+        "no static enclave-init found (looked in {}): install with scripts/install.sh, or build \
+         it with scripts/build-init.sh, or pass --init PATH (or set ENCLAVE_ENGINE_INIT)",
+        searched.join(", ")
+    )
+}
+
+/// Where [`find_init`] looks, in order, for an enclave-ctl at `exe`.
+fn init_candidates(exe: &Path) -> Vec<PathBuf> {
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [
+    let prefix = dir.parent().unwrap_or(dir);
+    vec![
+        prefix.join("libexec/enclave-engine/enclave-init"),
         dir.join("enclave-init.static"),
-        dir.join("../share/enclave-engine/enclave-init"),
-        dir.join("../enclave-init/enclave-init"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .with_context(|| {
-            "no static enclave-init found: build it with scripts/build-init.sh, or pass --init PATH \
-             (or set ENCLAVE_INIT)"
-        })
+        prefix.join("share/enclave-engine/enclave-init"),
+        prefix.join("enclave-init/enclave-init"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_installed_layout_comes_first() {
+        let found = init_candidates(Path::new("/opt/ee/bin/enclave-ctl"));
+        assert_eq!(
+            found[0],
+            Path::new("/opt/ee/libexec/enclave-engine/enclave-init")
+        );
+        assert!(found.contains(&PathBuf::from("/opt/ee/enclave-init/enclave-init")));
+    }
 }

@@ -4,6 +4,7 @@ pub mod attest;
 pub mod build;
 pub mod console;
 pub mod cp;
+pub mod docs;
 pub mod enclave_inspect;
 pub mod exec;
 pub mod inspect;

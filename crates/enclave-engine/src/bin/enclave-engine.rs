@@ -2,16 +2,19 @@
 //! detached. Not meant to be run by hand.
 #![deny(unsafe_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// enclave-engine: the per-enclave supervisor.
 #[derive(Debug, Parser)]
 #[command(name = "enclave-engine", version)]
 struct Cli {
+    #[command(flatten)]
+    log: enclave_engine::logging::LogArgs,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -29,18 +32,29 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         boot_timeout: u64,
     },
+    /// Print a shell completion script for enclave-engine.
+    #[command(hide = true)]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: enclave_engine::cli_docs::Shell,
+    },
+    /// Write enclave-engine's man pages into a directory (used by scripts/install.sh).
+    #[command(hide = true)]
+    Man {
+        /// Directory for the section-1 pages (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(false)
-        .init();
+    // Its stderr is supervisor.log, not a terminal: no colours there.
+    if let Err(e) = cli.log.init("info") {
+        eprintln!("error: {:#}", anyhow::Error::new(e));
+        std::process::exit(1);
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -68,6 +82,18 @@ fn run(cli: Cli) -> Result<()> {
             let rec = enclave_engine::supervisor::run(&root, &id, &opts, &stop)
                 .with_context(|| format!("supervising enclave {id}"))?;
             tracing::info!(status = %rec.status, "supervisor done");
+            Ok(())
+        }
+        Cmd::Completion { shell } => {
+            let script = enclave_engine::cli_docs::completion(shell, Cli::command());
+            std::io::stdout()
+                .lock()
+                .write_all(&script)
+                .context("writing the completion script")
+        }
+        Cmd::Man { out } => {
+            enclave_engine::cli_docs::write_man_pages(Cli::command(), &out)
+                .context("writing the man pages")?;
             Ok(())
         }
     }
