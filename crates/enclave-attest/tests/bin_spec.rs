@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use enclave_proto::spec::EnclaveSpec;
+use enclave_spec::EnclaveSpec;
 
 fn serve(spec: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_enclave-attest"))

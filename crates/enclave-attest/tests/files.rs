@@ -10,7 +10,7 @@ use enclave_attest::files::{Change, FileError, FileMonitor, FileStore, Limits};
 use enclave_attest::vrf::{
     file_hash, verify_delete, verify_file, Epoch, FileClaim, SecretKey, VrfError,
 };
-use enclave_proto::spec::FileAttestationSpec;
+use enclave_spec::FileAttestationSpec;
 
 fn spec(root: &Path, ignore_file: Option<&Path>) -> FileAttestationSpec {
     FileAttestationSpec {

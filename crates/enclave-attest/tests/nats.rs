@@ -19,7 +19,7 @@ use enclave_attest::files::{
 };
 use enclave_attest::server::Startup;
 use enclave_attest::vrf::{file_hash, Epoch, SecretKey, VrfError};
-use enclave_proto::spec::FileAttestationSpec;
+use enclave_spec::FileAttestationSpec;
 use nats_support::{eventually, nats_server, raw_publish, stream_info};
 
 fn connect(url: &str, bucket: &str) -> Result<NatsPublisher, NatsError> {

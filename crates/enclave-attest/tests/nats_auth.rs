@@ -10,7 +10,7 @@ use std::path::Path;
 use enclave_attest::files::{
     KvEntry, NKey, NatsAuth, NatsError, NatsOptions, NatsPublisher, NatsTls,
 };
-use enclave_proto::spec::{NatsCredentialKind, NatsCredentialsSpec, NatsSpec, NatsTlsSpec};
+use enclave_spec::{NatsCredentialKind, NatsCredentialsSpec, NatsSpec, NatsTlsSpec};
 use nats_support::{nats_server, Pki, Server};
 
 /// Options for `server` over TLS trusting `ca_pem`, as `name`.

@@ -17,7 +17,7 @@ use enclave_attest::server::{
     Startup,
 };
 use enclave_attest::{vrf, Error, Expectation, VerifyOptions};
-use enclave_proto::spec::FileAttestationSpec;
+use enclave_spec::FileAttestationSpec;
 
 #[test]
 fn attested_connection_verifies_the_document_and_the_tls_binding() {

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::str::FromStr;
 
 use enclave_proto::ports;
-use enclave_proto::spec::{EgressSpec, EnclaveSpec};
 use enclave_proxy::host::{
     EgressConfig, EgressListen, EnclaveConnector, HostProxies, HostProxyConfig, Publish,
 };
+use enclave_spec::{EgressSpec, EnclaveSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
@@ -83,7 +83,7 @@ impl FromStr for AddHost {
             || format!("invalid --add-host {s:?} (expected NAME:IP, e.g. db.internal:10.0.0.5)");
         let (name, ip) = s.split_once(':').ok_or_else(bad)?;
         let name = name.to_ascii_lowercase();
-        if !enclave_proto::spec::valid_host_name(&name) {
+        if !enclave_spec::valid_host_name(&name) {
             return Err(bad());
         }
         let ip = ip.trim_start_matches('[').trim_end_matches(']');

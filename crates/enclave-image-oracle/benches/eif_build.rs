@@ -47,7 +47,7 @@ use enclave_image::eif::reader::Metadata;
 use enclave_image::eif::{EifOptions, EifReader, EifWriter};
 use enclave_image::kernel::{KernelInputs, KernelProfile};
 use enclave_image::source::ImageRef;
-use enclave_proto::spec::EnclaveSpec;
+use enclave_spec::EnclaveSpec;
 use flate2::read::MultiGzDecoder;
 use nix::sys::resource::{getrusage, UsageWho};
 use sha2::{Digest, Sha384};

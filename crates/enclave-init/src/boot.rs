@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use enclave_proto::app::{AppConfig, APP_CONFIG_VERSION};
 use enclave_proto::init::{InitConfig, INIT_CONFIG_VERSION, PARENT_CID_CMDLINE_PARAM};
-use enclave_proto::spec::EnclaveSpec;
+use enclave_spec::EnclaveSpec;
 use nix::mount::{mount, MsFlags};
 use serde::de::DeserializeOwned;
 

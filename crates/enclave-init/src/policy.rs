@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use enclave_proto::spec::RestartPolicy;
+use enclave_spec::RestartPolicy;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

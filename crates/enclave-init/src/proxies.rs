@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use enclave_proto::ports;
-use enclave_proto::spec::EnclaveSpec;
 use enclave_proxy::enclave::{EnclaveNetwork, EnclaveNetworkConfig, HostAddr, ListenAddr};
+use enclave_spec::EnclaveSpec;
 
 use crate::error::{Error, Result};
 

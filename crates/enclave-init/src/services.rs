@@ -5,7 +5,7 @@ use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 
 use enclave_proto::app::AppConfig;
-use enclave_proto::spec::{EnclaveSpec, Readiness, RestartPolicy};
+use enclave_spec::{EnclaveSpec, Readiness, RestartPolicy};
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
 
@@ -211,7 +211,7 @@ pub fn spawn_probe(def: &ServiceDef, argv: &[String]) -> std::io::Result<Pid> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use enclave_proto::spec::ServiceSpec;
+    use enclave_spec::ServiceSpec;
     use std::collections::BTreeMap;
 
     fn env_map(def: &ServiceDef) -> BTreeMap<&str, &str> {

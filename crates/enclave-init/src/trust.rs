@@ -21,11 +21,11 @@ use enclave_proto::handoff::{
     self, EnclaveExit, EnclaveIdentity, SupervisorOffer, HANDOFF_VERSION,
 };
 use enclave_proto::nsm::{debug_marker, Nsm, DEBUG_PCR};
-use enclave_proto::spec::DebugSpec;
 use enclave_proto::transport::{self, Addr};
 use enclave_proto::wire::auth::VerifyingKey;
 use enclave_proto::wire::secure::{ControlIdentity, IDENTITY_USER_DATA};
 use enclave_proto::wire::{Capability, ExitStatus};
+use enclave_spec::DebugSpec;
 use serde_bytes::ByteBuf;
 
 use crate::say;
@@ -33,7 +33,7 @@ use crate::say;
 /// Environment variable overriding the supervisor's hand-off address (tests: `unix:/path`).
 pub const ENV_SUPERVISOR_ADDR: &str = "ENCLAVE_INIT_SUPERVISOR_ADDR";
 /// Where the operator's secrets go (root only); the spec names credentials files there.
-pub use enclave_proto::spec::SECRETS_DIR;
+pub use enclave_spec::SECRETS_DIR;
 /// How long the hand-off may take once connected (the supervisor answers at once; the bound is
 /// for a parent that accepts and then says nothing).
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,7 +85,7 @@ pub fn mark_debug_surface(
     let Some(nsm) = nsm else {
         return Ok(None);
     };
-    let caps = debug.capabilities();
+    let caps = Capability::granted_by(debug);
     if let Some(marker) = debug_marker(&caps) {
         nsm.extend_pcr(DEBUG_PCR, marker)
             .map_err(|e| format!("extending PCR{DEBUG_PCR}: {e}"))?;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use enclave_init::policy::{Exit, Timings};
 use enclave_init::{services, LogStore, ManagerError, ServiceManager, ServiceState, Supervisor};
 use enclave_proto::app::AppConfig;
-use enclave_proto::spec::EnclaveSpec;
+use enclave_spec::EnclaveSpec;
 
 fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);

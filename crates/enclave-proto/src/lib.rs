@@ -1,6 +1,6 @@
 //! Types shared by the host tools and the code running inside the enclave.
 //!
-//! - [`spec`]: the enclave spec (`enclave.yaml`), measured into PCR2.
+//! - the enclave spec (`enclave.yaml`, measured into PCR2) is the `enclave-spec` crate's.
 //! - [`app`]: the application configuration stored in the app ramdisk.
 //! - [`init`]: the configuration of `enclave-init` stored in the bootstrap ramdisk.
 //!
@@ -13,7 +13,6 @@ pub mod client;
 pub mod handoff;
 pub mod init;
 pub mod nsm;
-pub mod spec;
 pub mod transport;
 pub mod wire;
 

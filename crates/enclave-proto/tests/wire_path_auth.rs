@@ -1,7 +1,6 @@
 //! cp path rules and authorized key parsing.
 
 use base64::Engine as _;
-use enclave_proto::spec::DebugSpec;
 use enclave_proto::wire::auth::{
     parse_public_key, transcript, AuthorizedKeys, KeyError, SigningKey,
 };
@@ -10,6 +9,7 @@ use enclave_proto::wire::path::{
 };
 use enclave_proto::wire::secure::ControlIdentity;
 use enclave_proto::wire::{Auth, Capability, EnclaveInfo, ServerConfig, Trust};
+use enclave_spec::DebugSpec;
 use std::sync::Arc;
 
 #[test]

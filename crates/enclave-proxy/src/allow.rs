@@ -19,8 +19,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use enclave_proto::spec::{special_prefix, special_range, SpecialRange};
-use enclave_proto::spec::{Cidr, EgressMode, EgressSpec, HostPattern, IngressSpec};
+pub use enclave_spec::{special_prefix, special_range, SpecialRange};
+use enclave_spec::{Cidr, EgressMode, EgressSpec, HostPattern, IngressSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::header::Status;

@@ -20,7 +20,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use enclave_proto::spec::HostPattern;
+use enclave_spec::HostPattern;
 
 /// The protocol version this crate speaks.
 pub const VERSION: u8 = 1;
@@ -157,7 +157,7 @@ impl Request {
                 let name = std::str::from_utf8(raw)
                     .ok()
                     .filter(|n| n.bytes().all(|b| !b.is_ascii_uppercase()))
-                    .filter(|n| enclave_proto::spec::valid_host_name(n))
+                    .filter(|n| enclave_spec::valid_host_name(n))
                     .ok_or_else(|| HeaderError::Name(String::from_utf8_lossy(raw).into()))?;
                 Ok(Some((
                     Request::EgressName {

@@ -11,11 +11,11 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use enclave_proto::spec::{EgressSpec, IngressSpec};
 use enclave_proxy::enclave::{
     EnclaveNetwork, EnclaveNetworkConfig, EnclaveNetworkError, HostAddr, ListenAddr,
 };
 use enclave_proxy::header::{Request, Status};
+use enclave_spec::{EgressSpec, IngressSpec};
 use enclave_support::*;
 use logs::{capture_logs, log_lines, wait_for_log};
 use netns::{in_netns, run};

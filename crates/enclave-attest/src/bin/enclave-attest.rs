@@ -18,8 +18,8 @@ use enclave_attest::server::{
     ServerConfig, Startup, CONTROL_SOCKET,
 };
 use enclave_attest::{vrf, Policy};
-use enclave_proto::spec::{EnclaveSpec, FileAttestationSpec};
 use enclave_proto::transport::Addr;
+use enclave_spec::{EnclaveSpec, FileAttestationSpec};
 
 #[derive(Parser)]
 #[command(

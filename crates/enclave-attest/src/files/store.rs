@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use enclave_proto::spec::FileAttestationSpec;
+use enclave_spec::FileAttestationSpec;
 
 use super::path::{Located, Roots};
 use super::scan::{self, Hashed, Ignore, Stamp};

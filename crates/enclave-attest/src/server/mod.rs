@@ -37,7 +37,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use enclave_proto::spec::AttestationServerSpec;
+use enclave_spec::AttestationServerSpec;
 use hyper_util::rt::TokioTimer;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;

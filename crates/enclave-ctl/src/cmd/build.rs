@@ -8,8 +8,8 @@ use enclave_image::eif::EifSigner;
 use enclave_image::kernel::{KernelInputs, KernelProfile};
 use enclave_image::rootfs::{LimitExceeded, RootfsError};
 use enclave_image::source::ImageRef;
-use enclave_proto::spec::EgressMode;
-use enclave_proto::spec::EnclaveSpec;
+use enclave_spec::EgressMode;
+use enclave_spec::EnclaveSpec;
 
 use crate::cli::{BuildArgs, EXIT_OK};
 use crate::progress::TerminalProgress;

@@ -30,7 +30,7 @@ pub struct EifInfo {
     /// Number of ramdisks.
     pub ramdisks: usize,
     /// The measured spec (`None` for an EIF not built by enclave-engine).
-    pub spec: Option<enclave_proto::spec::EnclaveSpec>,
+    pub spec: Option<enclave_spec::EnclaveSpec>,
 }
 
 impl EifInfo {

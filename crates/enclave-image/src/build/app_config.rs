@@ -2,7 +2,7 @@
 //! Docker's rules, so an image behaves in an enclave as it does under `docker run`.
 
 use enclave_proto::app::{AppConfig, APP_CONFIG_VERSION};
-use enclave_proto::spec::EnclaveSpec;
+use enclave_spec::EnclaveSpec;
 
 use crate::source::ImageConfig;
 

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use enclave_proto::spec::EnclaveSpec;
+use enclave_spec::EnclaveSpec;
 
 use crate::cpio::{CpioError, CpioWriter, EntryMeta};
 use crate::eif::{EifOptions, EifSigner, EifWriter, Measurements, WriteError};
@@ -148,8 +148,7 @@ pub fn build(req: &BuildRequest, progress: &dyn Progress) -> Result<BuildOutput,
     })?;
     let init = open_input("enclave-init", &req.init)?;
 
-    if req.spec.egress.mode == enclave_proto::spec::EgressMode::Transparent && !req.kernel.netfilter
-    {
+    if req.spec.egress.mode == enclave_spec::EgressMode::Transparent && !req.kernel.netfilter {
         // The caller decides whether to add netfilter (KernelInputs::add_netfilter); an image
         // whose spec asks for transparent egress must not silently boot without it.
         return Err(BuildError::Kernel(KernelError::Invalid {

@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Seek};
 
-use enclave_proto::spec::EnclaveSpec;
+use enclave_spec::EnclaveSpec;
 
 use super::reader::{EifReader, ReadError};
 

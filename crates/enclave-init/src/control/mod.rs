@@ -37,9 +37,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use enclave_proto::app::AppConfig;
-use enclave_proto::spec::EnclaveSpec;
 use enclave_proto::transport::{listen, Addr, Listener, VMADDR_CID_ANY};
 use enclave_proto::wire::{encode, EnclaveInfo, ErrorCode, ServerConfig, ServerMessage};
+use enclave_spec::EnclaveSpec;
 
 use crate::manager::ServiceManager;
 use crate::trust::ControlKeys;

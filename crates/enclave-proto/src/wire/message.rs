@@ -291,6 +291,26 @@ pub enum Capability {
     Unknown,
 }
 
+impl Capability {
+    /// The debug capabilities `debug` grants, sorted: what the control server may grant to an
+    /// authenticated peer, and what enclave-init extends into PCR31 at boot
+    /// ([`crate::nsm::debug_marker`]).
+    pub fn granted_by(debug: &enclave_spec::DebugSpec) -> Vec<Capability> {
+        let mut caps = Vec::new();
+        if debug.exec {
+            caps.push(Capability::Exec);
+        }
+        if debug.cp {
+            caps.push(Capability::Cp);
+        }
+        if debug.attest {
+            caps.push(Capability::Attest);
+        }
+        caps.sort_unstable();
+        caps
+    }
+}
+
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

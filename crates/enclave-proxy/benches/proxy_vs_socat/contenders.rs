@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use enclave_proto::spec::IngressSpec;
 use enclave_proxy::allow::IngressPolicy;
 use enclave_proxy::stream::ProxyListener;
+use enclave_spec::IngressSpec;
 
 use super::stand_in;
 

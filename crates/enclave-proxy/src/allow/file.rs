@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use enclave_proto::spec::{EnclaveSpec, SpecError};
+use enclave_spec::{EnclaveSpec, SpecError};
 
 use super::AllowList;
 

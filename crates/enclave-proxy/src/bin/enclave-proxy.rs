@@ -10,7 +10,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use enclave_proto::spec::valid_host_name;
 use enclave_proto::transport::{hybrid, Addr, VMADDR_CID_ANY};
 use enclave_proxy::allow::{AllowList, EgressPolicy, Resolver};
 use enclave_proxy::host::{
@@ -18,6 +17,7 @@ use enclave_proxy::host::{
     EnclaveConnector, IngressTarget, Limits,
 };
 use enclave_proxy::stream::{BufferPool, ProxyListener};
+use enclave_spec::valid_host_name;
 use tracing::{info, warn};
 
 /// Proxies between the host's TCP world and an enclave's vsock.

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use enclave_proto::spec::valid_host_name;
+use enclave_spec::valid_host_name;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 

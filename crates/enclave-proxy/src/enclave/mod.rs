@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use enclave_proto::spec::{EgressMode, EgressSpec, IngressSpec};
+use enclave_spec::{EgressMode, EgressSpec, IngressSpec};
 use tokio::net::{UdpSocket, UnixListener};
 use tokio::sync::oneshot;
 use tracing::{info, warn};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use enclave_proto::spec::EgressSpec;
+use enclave_spec::EgressSpec;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tracing::{info, warn};

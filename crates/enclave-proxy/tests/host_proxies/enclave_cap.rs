@@ -3,10 +3,10 @@
 
 use std::io::{Read, Write};
 
-use enclave_proto::spec::{EgressSpec, IngressSpec};
 use enclave_proxy::enclave::{
     EnclaveLimits, EnclaveNetwork, EnclaveNetworkConfig, HostAddr, ListenAddr,
 };
+use enclave_spec::{EgressSpec, IngressSpec};
 
 use super::*;
 

@@ -12,10 +12,10 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use enclave_proto::spec::IngressSpec;
 use enclave_proxy::allow::IngressPolicy;
 use enclave_proxy::header::{Request, Status};
 use enclave_proxy::stream::{ProxyListener, ProxyStream};
+use enclave_spec::IngressSpec;
 use tokio::sync::oneshot;
 
 /// How long any single blocking step of a test may take before the test fails instead of

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ed25519_dalek::{Signer, SigningKey};
-use enclave_proto::spec::NatsCredentialKind;
+use enclave_spec::NatsCredentialKind;
 
 use super::NatsError;
 

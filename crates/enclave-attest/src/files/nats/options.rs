@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use enclave_proto::spec::{NatsSpec, NatsTlsSpec};
+use enclave_spec::{NatsSpec, NatsTlsSpec};
 
 use super::error::{parse_url, NatsUrl};
 use super::{NatsAuth, NatsError, NatsTls};

@@ -17,7 +17,7 @@ use super::super::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use super::kind::{client_kind, server_kind};
 use super::streams::{Outcome, Side, Streams};
 use super::{SessionError, Verdict};
-use crate::spec::DebugSpec;
+use enclave_spec::DebugSpec;
 
 /// Who the listener serves, and so how a session proves itself.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ impl ServerConfig {
             keys.push(k);
         }
         Ok(Self {
-            capabilities: debug.capabilities(),
+            capabilities: Capability::granted_by(debug),
             trust: Trust::Remote(RemoteTrust { identity, keys }),
             enclave,
         })

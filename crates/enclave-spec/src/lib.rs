@@ -1,8 +1,13 @@
-//! The enclave spec: `enclave.yaml`.
+//! enclave-spec: the enclave spec, `enclave.yaml`: its types, validation and measured JSON form.
 //!
 //! The spec names the source image and what to run, and declares what the enclave allows. It is
 //! stored, normalised, in the app ramdisk, so it is measured into PCR2: anything it grants (such
 //! as `debug.exec`) is visible in the image's measurements.
+//!
+//! Where it runs: on the host (`enclave-ctl build` parses the YAML, with the `yaml` feature) and
+//! inside the enclave (enclave-init and the attestation server read the measured `spec.json`
+//! with serde_json only: no YAML parser in the enclave).
+#![deny(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -170,25 +175,6 @@ pub struct DebugSpec {
 impl DebugSpec {
     fn is_default(&self) -> bool {
         *self == Self::default()
-    }
-
-    /// The debug capabilities this spec grants, sorted: what the control server may grant to an
-    /// authenticated peer, and what enclave-init extends into PCR31 at boot
-    /// ([`crate::nsm::debug_marker`]).
-    pub fn capabilities(&self) -> Vec<crate::wire::Capability> {
-        use crate::wire::Capability;
-        let mut caps = Vec::new();
-        if self.exec {
-            caps.push(Capability::Exec);
-        }
-        if self.cp {
-            caps.push(Capability::Cp);
-        }
-        if self.attest {
-            caps.push(Capability::Attest);
-        }
-        caps.sort_unstable();
-        caps
     }
 }
 
