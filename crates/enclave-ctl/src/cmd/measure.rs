@@ -1,7 +1,7 @@
 //! `enclave-ctl measure`: PCRs of an EIF, or PCR8 of a signing certificate (`nitro-cli pcr`).
 
 use anyhow::{Context, Result};
-use enclave_image::eif::{pcr8_of_certificate, EifReader};
+use enclave_image::eif::{pcr8_of_certificate, EifReader, Measurements};
 
 use crate::cli::{MeasureArgs, EXIT_CHECK_FAILED, EXIT_OK};
 
@@ -45,12 +45,17 @@ pub fn run(args: MeasureArgs) -> Result<i32> {
             serde_json::to_string_pretty(&measurements.to_nitro_cli())?
         );
     } else {
-        println!("PCR0  {}", measurements.pcr0_hex());
-        println!("PCR1  {}", measurements.pcr1_hex());
-        println!("PCR2  {}", measurements.pcr2_hex());
-        if let Some(pcr8) = measurements.pcr8_hex() {
-            println!("PCR8  {pcr8}");
-        }
+        print_pcrs(&measurements);
     }
     Ok(EXIT_OK)
+}
+
+/// The PCRs as `measure` and `sign` print them: one per line, PCR8 when signed.
+pub fn print_pcrs(measurements: &Measurements) {
+    println!("PCR0  {}", measurements.pcr0_hex());
+    println!("PCR1  {}", measurements.pcr1_hex());
+    println!("PCR2  {}", measurements.pcr2_hex());
+    if let Some(pcr8) = measurements.pcr8_hex() {
+        println!("PCR8  {pcr8}");
+    }
 }

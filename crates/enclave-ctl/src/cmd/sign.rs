@@ -19,12 +19,7 @@ pub fn run(args: SignArgs) -> Result<i32> {
         );
     } else {
         println!("Signed {} ({})", output.display(), signer.subject());
-        println!("PCR0  {}", measurements.pcr0_hex());
-        println!("PCR1  {}", measurements.pcr1_hex());
-        println!("PCR2  {}", measurements.pcr2_hex());
-        if let Some(pcr8) = measurements.pcr8_hex() {
-            println!("PCR8  {pcr8}");
-        }
+        super::measure::print_pcrs(&measurements);
     }
     Ok(EXIT_OK)
 }
