@@ -28,6 +28,7 @@ use super::SpecError;
 
 /// The attestation section.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AttestationSpec {
     /// Run the HTTPS attestation server.
@@ -40,6 +41,7 @@ pub struct AttestationSpec {
 
 /// The HTTPS attestation server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AttestationServerSpec {
     /// TCP port inside the enclave.
@@ -56,6 +58,7 @@ fn default_server_port() -> u16 {
 
 /// File attestation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FileAttestationSpec {
     /// Absolute directories whose files are hashed and proven.
@@ -73,6 +76,7 @@ pub const SECRETS_DIR: &str = "/run/enclave/secrets";
 
 /// A NATS JetStream key-value bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NatsSpec {
     /// `nats://HOST:PORT` (reached through egress).
@@ -89,6 +93,7 @@ pub struct NatsSpec {
 
 /// TLS to the NATS server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NatsTlsSpec {
     /// PEM certificates of the CA(s) that sign the server's certificate.
@@ -104,6 +109,7 @@ pub struct NatsTlsSpec {
 
 /// NATS credentials: their kind, and the run-time file that holds them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NatsCredentialsSpec {
     /// What the file holds.
@@ -114,6 +120,7 @@ pub struct NatsCredentialsSpec {
 
 /// What a NATS credentials file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NatsCredentialKind {
     /// A token (`auth_token`).

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 mod attestation;
 mod network;
+#[cfg(feature = "schema")]
+mod schema;
 
 pub use attestation::{
     AttestationServerSpec, AttestationSpec, FileAttestationSpec, NatsCredentialKind,
@@ -46,6 +48,7 @@ pub enum SpecError {
 
 /// The root of `enclave.yaml`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnclaveSpec {
     /// Spec format version; absent means [`SPEC_VERSION`].
@@ -95,6 +98,7 @@ pub struct EnclaveSpec {
 
 /// A supervised service inside the enclave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     /// Unique name (`main` is reserved for the image's entrypoint).
@@ -127,6 +131,7 @@ fn default_max_restarts() -> u32 {
 
 /// When a service that exited is started again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     /// Never.
@@ -140,6 +145,11 @@ pub enum RestartPolicy {
 
 /// A readiness check: exactly one of `tcp` or `command`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(extend("oneOf" = [{"required": ["tcp"]}, {"required": ["command"]}]))
+)]
 #[serde(deny_unknown_fields)]
 pub struct Readiness {
     /// Ready when 127.0.0.1:PORT accepts a TCP connection.
@@ -152,6 +162,7 @@ pub struct Readiness {
 
 /// The debug surface of the enclave. Off unless the (measured) spec turns it on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DebugSpec {
     /// Allow `enclave-ctl exec`.

@@ -34,6 +34,7 @@ pub use special::{holds_special_beyond, special_prefix, special_range, SpecialRa
 
 /// An enclave port reachable from the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IngressSpec {
     /// The TCP port inside the enclave (on 127.0.0.1).
@@ -64,6 +65,7 @@ impl EgressSpec {
 
 /// How outbound connections reach the egress forwarders inside the enclave.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum EgressMode {
     /// Each named endpoint gets a loopback alias, an /etc/hosts line and a forwarder; programs
@@ -80,6 +82,16 @@ pub enum EgressMode {
 /// Deserializing checks the rule ([`EgressRule::check`]) while the rule's own mapping is being
 /// read, so a bad rule is an error that names the rule's line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+// The schema is written as RawEgressRule reads: unknown fields refused, `allow_special`
+// optional, exactly one of `host` and `cidr`.
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(
+        deny_unknown_fields,
+        extend("oneOf" = [{"required": ["host"]}, {"required": ["cidr"]}])
+    )
+)]
 pub struct EgressRule {
     /// A DNS name, or `*.domain` for any name under the domain (not the domain itself).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,6 +106,7 @@ pub struct EgressRule {
     /// its prefix does not lie inside; for a `host` rule, any special address the name resolves
     /// to. Left out of the measured spec when false, so specs without it measure as before.
     #[serde(skip_serializing_if = "is_false")]
+    #[cfg_attr(feature = "schema", schemars(default))]
     pub allow_special: bool,
 }
 
