@@ -3,6 +3,12 @@
 //! - the enclave spec (`enclave.yaml`, measured into PCR2) is the `enclave-spec` crate's.
 //! - [`app`]: the application configuration stored in the app ramdisk.
 //! - [`init`]: the configuration of `enclave-init` stored in the bootstrap ramdisk.
+//! - [`wire`]: the control protocol, its frames, messages and encrypted session, for both ends.
+//! - [`tree`]: the filesystem side of `cp`, for both ends (the sender scans and sends a tree,
+//!   the receiver writes one).
+//! - [`client`]: the blocking client of the control protocol (enclave-ctl, and initctl in the
+//!   enclave).
+//! - [`transport`]: vsock and the emulated backend's Unix-socket route to it.
 //!
 //! Everything here is plain data with serde derives; unknown fields are rejected everywhere, so a
 //! typo in a spec or a newer file read by an older init is an error, not a silent default.
@@ -14,6 +20,7 @@ pub mod handoff;
 pub mod init;
 pub mod nsm;
 pub mod transport;
+pub mod tree;
 pub mod wire;
 
 /// vsock ports of the enclave (guest side) and of the parent (host side).

@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
-use enclave_proto::client::tree::{
+use enclave_proto::tree::{
     scan, send_tree, SourceKind, SourceLink, TreeError, TreeSink, TreeWriter,
 };
 use enclave_proto::wire::{CpEntry, CpKind};

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use enclave_proto::client::tree;
+use enclave_proto::tree;
 use enclave_proto::wire::Capability;
 use indicatif::{ProgressBar, ProgressStyle};
 

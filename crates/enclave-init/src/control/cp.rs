@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use enclave_proto::client::tree::{self, SourceLink, TreeError, TreeSink, TreeWriter};
+use enclave_proto::tree::{self, SourceLink, TreeError, TreeSink, TreeWriter};
 use enclave_proto::wire::{
     Channel, ClientMessage, CpEntry, ErrorCode, Reply, RequestId, ServerMessage,
 };

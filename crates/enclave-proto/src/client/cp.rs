@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use super::tree::{self, SourceLink, SourceTree, TreeError, TreeSink, TreeWriter};
 use super::{Client, ClientError};
+use crate::tree::{self, SourceLink, SourceTree, TreeError, TreeSink, TreeWriter};
 use crate::wire::{
     Channel, ClientMessage, CpEntry, CpKind, ErrorCode, Reply, Request, RequestId, ServerMessage,
 };

@@ -15,7 +15,6 @@
 mod cp;
 mod exec;
 pub mod key;
-pub mod tree;
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -62,7 +61,7 @@ pub enum ClientError {
     Closed,
     /// Local files of a `cp`.
     #[error(transparent)]
-    Tree(#[from] tree::TreeError),
+    Tree(#[from] crate::tree::TreeError),
 }
 
 impl ClientError {
