@@ -10,17 +10,20 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use nix::fcntl::{fcntl, FcntlArg};
 
-use crate::logs::{LogStore, Stream};
-
-/// The name init's own lines are stored under in the [`LogStore`].
+/// The name init's own lines carry on the console and in the log store.
 pub const INIT_LOG_NAME: &str = "enclave-init";
 
+/// Where init's own lines go besides the console: the log store, attached by `lib.rs`. A
+/// callback rather than the store itself keeps the console below the log store (which echoes
+/// service lines here).
+type InitLineSink = Box<dyn Fn(&str) + Send + Sync>;
+
 static WRITE_LOCK: Mutex<()> = Mutex::new(());
-static STORE: OnceLock<Arc<LogStore>> = OnceLock::new();
+static INIT_SINK: OnceLock<InitLineSink> = OnceLock::new();
 
 /// Logs one line of init's own, to the console and (once attached) the log store.
 #[macro_export]
@@ -30,30 +33,23 @@ macro_rules! say {
     };
 }
 
-/// Attaches the log store, so that init's own lines can be read by the control server too.
-pub fn attach_store(store: Arc<LogStore>) {
-    // A second attach keeps the first store: there is one per boot.
-    let _ = STORE.set(store);
+/// Sends init's own lines to `sink` too (the log store, so that the control server can read
+/// them).
+pub fn attach_init_sink(sink: InitLineSink) {
+    // A second attach keeps the first sink: there is one store per boot.
+    let _ = INIT_SINK.set(sink);
 }
 
-/// Writes `enclave-init: <msg>` to the console and records it.
+/// Writes `enclave-init: <msg>` to the console and to the attached sink.
 pub fn init_line(msg: &str) {
     write_line(&format!("{INIT_LOG_NAME}: {msg}\n"));
-    if let Some(store) = STORE.get() {
-        store.push(INIT_LOG_NAME, Stream::Stdout, msg);
+    if let Some(sink) = INIT_SINK.get() {
+        sink(msg);
     }
 }
 
-/// Echoes a service's line as `[name] line` (stdout) or `[name:err] line` (stderr).
-pub fn service_line(name: &str, stream: Stream, text: &str) {
-    let line = match stream {
-        Stream::Stdout => format!("[{name}] {text}\n"),
-        Stream::Stderr => format!("[{name}:err] {text}\n"),
-    };
-    write_line(&line);
-}
-
-fn write_line(line: &str) {
+/// Writes one whole line (ending in a newline) to the console.
+pub fn write_line(line: &str) {
     // One write per line under a lock keeps lines from different threads whole.
     let _guard = WRITE_LOCK
         .lock()

@@ -45,7 +45,7 @@ pub fn seed_from_nsm(nsm: &dyn Nsm, credit: bool) -> Result<Seeded, String> {
         .open("/dev/random")
         .map_err(|e| format!("/dev/random: {e}"))?;
     let bits = u32::try_from(bytes.len() * 8).unwrap_or(u32::MAX);
-    crate::sys_unsafe::add_entropy(random.as_fd(), &bytes, bits)
+    crate::entropy_unsafe::add_entropy(random.as_fd(), &bytes, bits)
         .map_err(|e| format!("RNDADDENTROPY: {e}"))?;
     Ok(Seeded::Credited(bytes.len()))
 }

@@ -21,8 +21,12 @@ pub mod boot;
 pub mod console;
 pub mod control;
 pub mod entropy;
+mod entropy_unsafe;
 pub mod error;
+mod exec_unsafe;
+pub mod exits;
 pub mod heartbeat;
+mod iface_unsafe;
 pub mod logs;
 pub mod manager;
 pub mod modules;
@@ -36,9 +40,9 @@ pub mod services;
 pub mod shutdown;
 pub mod signals;
 mod supervisor;
-mod sys_unsafe;
 pub mod trust;
 pub mod users;
+mod vsock_cid_unsafe;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -79,7 +83,10 @@ pub struct Booted {
 pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Booted> {
     let mounted = boot::mount_early();
     console::ensure_fds();
-    console::attach_store(store.clone());
+    let init_lines = store.clone();
+    console::attach_init_sink(Box::new(move |msg| {
+        init_lines.push(console::INIT_LOG_NAME, logs::Stream::Stdout, msg);
+    }));
     say!(
         "enclave-init {VERSION} starting as pid {}",
         std::process::id()

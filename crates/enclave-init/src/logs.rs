@@ -261,7 +261,7 @@ pub fn spawn_capture(
             let mut buf = vec![0u8; 8192];
             let mut emit = |line: &[u8]| {
                 let text = String::from_utf8_lossy(line);
-                console::service_line(&service, stream, &text);
+                echo_line(&service, stream, &text);
                 store.push(&service, stream, &text);
             };
             loop {
@@ -275,6 +275,16 @@ pub fn spawn_capture(
             splitter.finish(&mut emit);
         })
         .map(drop)
+}
+
+/// Echoes a service's line to the console as `[name] line` (stdout) or `[name:err] line`
+/// (stderr).
+fn echo_line(name: &str, stream: Stream, text: &str) {
+    let line = match stream {
+        Stream::Stdout => format!("[{name}] {text}\n"),
+        Stream::Stderr => format!("[{name}:err] {text}\n"),
+    };
+    console::write_line(&line);
 }
 
 #[cfg(test)]

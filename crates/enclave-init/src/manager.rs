@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::control::exits::ExitWatchers;
+use crate::exits::ExitWatchers;
 use crate::logs::LogStore;
 use crate::policy::Exit;
 

@@ -55,7 +55,7 @@ pub fn start(spec: &EnclaveSpec, parent_cid: u32) -> Result<bool> {
 /// This enclave's vsock CID, from the vsock device.
 fn own_cid() -> Result<u32> {
     let dev = std::fs::File::open(VSOCK_DEVICE).map_err(|e| Error::io(VSOCK_DEVICE, e))?;
-    crate::sys_unsafe::vsock_local_cid(dev.as_fd())
+    crate::vsock_cid_unsafe::vsock_local_cid(dev.as_fd())
         .map_err(|e| Error::sys("reading the enclave's vsock CID", e))
 }
 

@@ -178,7 +178,7 @@ fn command(def: &ServiceDef, argv: &[String]) -> std::io::Result<Command> {
         .stdin(Stdio::null())
         // Its own process group, so that stopping it reaches the children it started too.
         .process_group(0);
-    crate::sys_unsafe::prepare_exec(&mut cmd, creds.uid, creds.gid, creds.groups.clone());
+    crate::exec_unsafe::prepare_exec(&mut cmd, creds.uid, creds.gid, creds.groups.clone());
     Ok(cmd)
 }
 

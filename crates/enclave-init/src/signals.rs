@@ -3,7 +3,7 @@
 //! They are blocked first thing in `main`, before any thread exists, so every thread inherits
 //! the mask and none of them takes a signal meant for the loop. Blocked signals are still
 //! queued for PID 1 (the kernel drops only signals PID 1 neither handles nor blocks). The mask
-//! survives exec, so every child clears it before exec (`sys_unsafe::prepare_exec`).
+//! survives exec, so every child clears it before exec (`exec_unsafe::prepare_exec`).
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};

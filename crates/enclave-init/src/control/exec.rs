@@ -3,7 +3,7 @@
 //! The process runs as the app's user (or the request's `user`, resolved against the rootfs'
 //! `/etc/passwd`, with that user's `HOME`) with the app's environment (plus the request's), in
 //! its own process group (with a tty: its own session, the pty its controlling terminal). It is
-//! spawned through the supervisor's [`ExitWatchers`](super::exits::ExitWatchers), which
+//! spawned through the supervisor's [`ExitWatchers`](crate::exits::ExitWatchers), which
 //! delivers the exit PID 1 reaped. Threads: one pumps the output (stdout and stderr, or the pty)
 //! within the client's credit and then sends the exit; one writes stdin when the request
 //! forwards it, returning credit as the process consumes it.
@@ -150,7 +150,7 @@ fn command(conn: &Conn, req: &ExecRequest) -> Result<Command, (ErrorCode, String
     } else {
         cmd.process_group(0);
     }
-    crate::sys_unsafe::prepare_exec(&mut cmd, creds.uid, creds.gid, creds.groups.clone());
+    crate::exec_unsafe::prepare_exec(&mut cmd, creds.uid, creds.gid, creds.groups.clone());
     Ok(cmd)
 }
 

@@ -27,7 +27,6 @@ mod conn;
 mod cp;
 mod exec;
 mod exec_unsafe;
-pub mod exits;
 pub mod initctl;
 mod ops;
 pub mod slots;

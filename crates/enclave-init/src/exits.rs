@@ -1,4 +1,6 @@
-//! Exit statuses of processes the control server started, delivered by the supervisor.
+//! Exit statuses of processes started outside the service table (the control server's exec),
+//! delivered by the supervisor that reaps them. Below both: the manager owns the watchers, the
+//! control server registers with them.
 //!
 //! PID 1 reaps every child with `waitpid(-1)` in the supervisor; nothing else may wait, or it
 //! would steal exits from it. So an exec'd process is spawned by the supervisor's thread
