@@ -89,7 +89,7 @@ check_static_bins
 # written: they describe exactly those binaries.
 gen="$(mktemp -d)"
 trap 'rm -rf "$gen"' EXIT
-for b in enclave-ctl enclave-engine; do
+for b in enclave-ctl enclave-engine enclave-proxy; do
     for shell in bash zsh fish; do
         "$from/$b" completion "$shell" >"$gen/$b.$shell" || die "$from/$b cannot generate completions"
     done
@@ -120,7 +120,7 @@ done
 put 0755 "$ROOT/scripts/fetch-kernel.sh" "$prefix/libexec/enclave-engine/fetch-kernel.sh"
 put 0644 "$ROOT/scripts/kernel.env" "$prefix/libexec/enclave-engine/kernel.env"
 
-for b in enclave-ctl enclave-engine; do
+for b in enclave-ctl enclave-engine enclave-proxy; do
     put 0644 "$gen/$b.bash" "$prefix/share/bash-completion/completions/$b"
     put 0644 "$gen/$b.zsh" "$prefix/share/zsh/site-functions/_$b"
     put 0644 "$gen/$b.fish" "$prefix/share/fish/vendor_completions.d/$b.fish"

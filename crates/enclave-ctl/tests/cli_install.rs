@@ -101,7 +101,7 @@ fn installed_tools_build_and_run_with_a_clean_environment() {
             std::fs::read(init_dir.join(b)).unwrap()
         );
     }
-    for b in ["enclave-ctl", "enclave-engine"] {
+    for b in ["enclave-ctl", "enclave-engine", "enclave-proxy"] {
         let bash = prefix.join("share/bash-completion/completions").join(b);
         assert_ok(&run(Command::new("bash").arg("-n").arg(&bash)));
         let zsh =

@@ -17,20 +17,16 @@
 //!   pinned control identity, the identity document check.
 //! - [`config`]: the optional config file of defaults (`/etc/enclave-engine/config.toml`, then
 //!   the user's).
-//! - [`logging`]: the host binaries' log flags (`-v`, `--log-level`, `--log-format json`).
-//! - [`cli_docs`]: shell completions and man pages generated from the binaries' clap definitions.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod backend;
-pub mod cli_docs;
 pub mod config;
 pub mod console;
 pub mod control;
 pub mod eif;
 mod error;
 pub mod lifecycle;
-pub mod logging;
 pub mod logs;
 pub mod memory;
 pub mod network;

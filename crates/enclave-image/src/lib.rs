@@ -7,6 +7,9 @@
 //! - [`kernel`]: kernel profiles (`nitro`, `emulated`).
 //! - [`metadata`]: the metadata section and the build's provenance.
 //! - [`build`]: the pipeline tying them together.
+//!
+//! Where it runs: on the parent or any build machine, in `enclave-ctl` (build, inspect, measure,
+//! sign); nothing of it is in the enclave, which only ever sees the ramdisks it wrote.
 #![deny(unsafe_code)]
 pub mod build;
 pub mod cpio;

@@ -1,5 +1,11 @@
 //! Types shared by the host tools and the code running inside the enclave.
 //!
+//! Where it runs: everywhere the control protocol is spoken. On the parent in `enclave-ctl` (the
+//! client) and in the supervisor (the boot hand-off); in the enclave in enclave-init (the server,
+//! and initctl's client) and in the attestation server. It holds the wire protocol, its
+//! transports, the host client and the configuration files both sides read; no policy of either
+//! side.
+//!
 //! - the enclave spec (`enclave.yaml`, measured into PCR2) is the `enclave-spec` crate's.
 //! - [`app`]: the application configuration stored in the app ramdisk.
 //! - [`init`]: the configuration of `enclave-init` stored in the bootstrap ramdisk.

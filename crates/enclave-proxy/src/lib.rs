@@ -9,6 +9,11 @@
 //! - [`error`]: the errors of the library API ([`ProxyError`]).
 //!
 //! Everything runs on a tokio runtime (one thread is enough); no connection gets a thread.
+//!
+//! Where it runs: both sides of the vsock. The host side ([`host`]) runs in each enclave's
+//! supervisor and in the standalone `enclave-proxy` binary (feature `cli`, with allow-list
+//! files: feature `yaml`); the enclave side (`enclave`) runs in enclave-init, which uses the
+//! crate without default features, so no YAML parser or CLI code is in the enclave.
 #![deny(unsafe_code)]
 
 pub mod allow;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use enclave_engine::cli_docs::Shell;
+use enclave_cli::docs::Shell;
 
 /// `enclave-ctl completion`.
 #[derive(Debug, Args)]

@@ -51,7 +51,7 @@ pub const EXIT_ENGINE: i32 = 125;
 pub struct Cli {
     /// Logging: -v, --log-level, --log-format.
     #[command(flatten)]
-    pub log: enclave_engine::logging::LogArgs,
+    pub log: enclave_cli::logging::LogArgs,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::CommandFactory;
-use enclave_engine::cli_docs;
+use enclave_cli::docs as cli_docs;
 
 use crate::cli::{Cli, CompletionArgs, ManArgs, EXIT_OK};
 

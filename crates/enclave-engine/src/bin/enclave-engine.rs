@@ -14,7 +14,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[command(name = "enclave-engine", version)]
 struct Cli {
     #[command(flatten)]
-    log: enclave_engine::logging::LogArgs,
+    log: enclave_cli::logging::LogArgs,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -37,7 +37,7 @@ enum Cmd {
     Completion {
         /// The shell.
         #[arg(value_enum)]
-        shell: enclave_engine::cli_docs::Shell,
+        shell: enclave_cli::docs::Shell,
     },
     /// Write enclave-engine's man pages into a directory (used by scripts/install.sh).
     #[command(hide = true)]
@@ -85,14 +85,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Completion { shell } => {
-            let script = enclave_engine::cli_docs::completion(shell, Cli::command());
+            let script = enclave_cli::docs::completion(shell, Cli::command());
             std::io::stdout()
                 .lock()
                 .write_all(&script)
                 .context("writing the completion script")
         }
         Cmd::Man { out } => {
-            enclave_engine::cli_docs::write_man_pages(Cli::command(), &out)
+            enclave_cli::docs::write_man_pages(Cli::command(), &out)
                 .context("writing the man pages")?;
             Ok(())
         }

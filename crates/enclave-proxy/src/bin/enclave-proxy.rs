@@ -3,13 +3,15 @@
 //! The arguments are parsed here and handed to the library (`enclave_proxy::host`); all the
 //! behaviour lives there.
 
-use std::io::IsTerminal;
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use enclave_cli::docs::{self, Shell};
+use enclave_cli::logging::LogArgs;
 use enclave_proto::transport::{hybrid, Addr, VMADDR_CID_ANY};
 use enclave_proxy::allow::{AllowList, EgressPolicy, Resolver};
 use enclave_proxy::host::{
@@ -22,10 +24,13 @@ use tracing::{info, warn};
 
 /// Proxies between the host's TCP world and an enclave's vsock.
 ///
-/// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more or less detail.
+/// Logs go to stderr: -v, --log-level or RUST_LOG for more or less detail, --log-format json
+/// for log collectors.
 #[derive(Debug, Parser)]
 #[command(name = "enclave-proxy", version)]
 struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +53,20 @@ enum Command {
     ///
     /// Example: enclave-proxy egress --listen vsock:any:9002 --expect-cid 16 --allow allow.yaml
     Egress(EgressArgs),
+    /// Print a shell completion script for enclave-proxy.
+    #[command(hide = true)]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write enclave-proxy's man pages into a directory (used by scripts/install.sh).
+    #[command(hide = true)]
+    Man {
+        /// Directory for the section-1 pages (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -128,21 +147,20 @@ fn parse_add_host(s: &str) -> Result<(String, IpAddr), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours on a terminal only, and never under NO_COLOR (https://no-color.org).
-        .with_ansi(
-            std::io::stderr().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        )
-        .init();
+    if let Err(e) = cli.log.init("info") {
+        eprintln!("enclave-proxy: error: {:#}", anyhow::Error::new(e));
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Ingress(args) => ingress(args),
         Command::Egress(args) => egress(args),
+        Command::Completion { shell } => std::io::stdout()
+            .lock()
+            .write_all(&docs::completion(shell, Cli::command()))
+            .context("writing the completion script"),
+        Command::Man { out } => docs::write_man_pages(Cli::command(), &out)
+            .map(drop)
+            .context("writing the man pages"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -236,7 +254,6 @@ mod tests {
 
     #[test]
     fn cli_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 

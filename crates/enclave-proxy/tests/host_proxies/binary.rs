@@ -213,3 +213,70 @@ fn standalone_binary_errors_say_what_to_do_and_exit_non_zero() {
         assert!(help.contains(text), "{text} not in:\n{help}");
     }
 }
+
+#[test]
+fn standalone_binary_logs_json_lines_and_writes_its_man_pages() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yaml");
+    let sock = format!("unix:{}", dir.path().join("e.sock").display());
+    let args = [
+        "egress",
+        "--listen",
+        &sock,
+        "--allow",
+        missing.to_str().unwrap(),
+    ];
+
+    // --log-format json: the error path still ends with the human error line, but what was
+    // logged before it is JSON. An allow-list without rules logs a warning first.
+    let empty = dir.path().join("empty.yaml");
+    std::fs::write(&empty, "egress: []\n").unwrap();
+    let proxy = Proxy::spawn(&[
+        "--log-format",
+        "json",
+        "egress",
+        "--listen",
+        &sock,
+        "--allow",
+        empty.to_str().unwrap(),
+    ]);
+    let line = proxy.wait_for("egress proxy listening");
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+    assert_eq!(v["level"], "INFO", "{line}");
+    assert_eq!(v["fields"]["rules"], 0, "{line}");
+    drop(proxy);
+
+    // --log-level that does not parse: a usage error, not a silent default.
+    let out = Command::new(BIN)
+        .args(["--log-level", "info,=="])
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad log level"));
+
+    let man = dir.path().join("man");
+    let out = Command::new(BIN)
+        .args(["man", "--out"])
+        .arg(&man)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(man.join("enclave-proxy-egress.1")).unwrap();
+    assert!(page.contains("expect\\-cid"), "the flags are described");
+    assert!(
+        page.contains("log\\-format"),
+        "the logging flags are described"
+    );
+    assert!(man.join("enclave-proxy.1").is_file());
+    assert!(
+        !man.join("enclave-proxy-man.1").exists(),
+        "hidden `man` paged"
+    );
+}

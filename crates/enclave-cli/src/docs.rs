@@ -1,6 +1,7 @@
 //! Shell completions and man pages generated from a binary's clap definition, so that what the
 //! installer puts in `share/` is always the CLI that shipped (nothing hand-written to drift).
-//! Used by `enclave-ctl completion`/`man` and `enclave-engine completion`/`man`.
+//! Used by the hidden `completion` and `man` commands of enclave-ctl, enclave-engine and
+//! enclave-proxy.
 
 use std::path::{Path, PathBuf};
 
