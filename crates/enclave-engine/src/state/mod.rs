@@ -1,7 +1,7 @@
 //! The state directory: one directory per enclave, no daemon.
 //!
 //! Every directory here is mode 0700, owned by the effective uid, and checked each time it is
-//! opened or made (`private_dir.rs`); files are written through random-named `O_EXCL`
+//! opened or made (`crate::private_dir`, re-exported here); files are written through random-named `O_EXCL`
 //! temporaries ([`crate::util::TempFile`]).
 //!
 //! ```text
@@ -19,7 +19,6 @@
 //!                     vhost.sock, vsock.sock[_PORT]   vhost-user and hybrid vsock sockets
 //! ```
 
-mod private_dir;
 mod record;
 
 use std::fs::{self, File, OpenOptions};
@@ -28,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-pub use private_dir::{
+pub use crate::private_dir::{
     check_private_dir, default_root, default_root_for, make_private_dir, StateDirError,
 };
 pub use record::{EnclaveRecord, InstanceInfo, Ports, Status};
@@ -80,7 +79,7 @@ impl StateRoot {
     /// chose the path (the default, `--state-dir` or `ENCLAVE_ENGINE_STATE_DIR`).
     pub fn open(root: &Path) -> Result<Self> {
         let root = std::path::absolute(root).map_err(|e| EngineError::io(root, e))?;
-        private_dir::check_ancestors(&root)?;
+        crate::private_dir::check_ancestors(&root)?;
         make_private_dir(&root)?;
         make_private_dir(&root.join("enclaves"))?;
         make_private_dir(&root.join("sk"))?;
