@@ -25,7 +25,7 @@ pub fn run(args: AttestArgs) -> Result<i32> {
         // Made, when absent, in the checked state directory and checked as its other
         // directories are.
         let root = super::run::state_root(&args.control.state)?;
-        let ca = enclave_engine::supervisor::nsm::emulation_ca(root.path())
+        let ca = enclave_engine::state::emulation_ca(root.path())
             .with_context(|| format!("the emulation CA in {}", root.path().display()))?;
         println!("{}", ca.root_path().display());
         return Ok(EXIT_OK);
