@@ -24,7 +24,7 @@ use enclave_proto::wire::secure::{IdentityVerifier, ServerCheck, IDENTITY_USER_D
 use enclave_proto::wire::{Capability, Security};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendKind;
+use crate::backend::Attestation;
 use crate::error::{EngineError, Result};
 use crate::state::{EnclaveRecord, StateRoot};
 
@@ -99,14 +99,17 @@ pub fn check_secrets(secrets: &[Secret]) -> Result<()> {
     Ok(())
 }
 
+/// The directory of the operator's secrets in the enclave directory.
+pub const SECRETS_DIR: &str = "secrets";
+
 /// Stores the secrets in `<dir>/secrets/` (0700; files 0600, created exclusively, never
-/// through a symlink), where the supervisor reads them at each boot.
+/// through a symlink), where the supervisor reads them at each boot ([`read_secrets`]).
 pub fn store_secrets(dir: &Path, secrets: &[Secret]) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if secrets.is_empty() {
         return Ok(());
     }
-    let sdir = dir.join(crate::supervisor::SECRETS_DIR);
+    let sdir = dir.join(SECRETS_DIR);
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&sdir)
@@ -115,6 +118,26 @@ pub fn store_secrets(dir: &Path, secrets: &[Secret]) -> Result<()> {
         create_private(&sdir.join(&s.name), &s.content)?;
     }
     Ok(())
+}
+
+/// The operator's secrets of the enclave whose directory is `dir`, as [`store_secrets`] left
+/// them: name to content.
+pub fn read_secrets(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let sdir = dir.join(SECRETS_DIR);
+    let mut secrets = BTreeMap::new();
+    let entries = match std::fs::read_dir(&sdir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(secrets),
+        Err(e) => return Err(EngineError::io(&sdir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| EngineError::io(&sdir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let bytes = std::fs::read(&path).map_err(|e| EngineError::io(&path, e))?;
+        secrets.insert(name, bytes);
+    }
+    Ok(secrets)
 }
 
 /// Writes a new file only its owner can read (0600), created exclusively and never through a
@@ -208,10 +231,10 @@ pub fn remove_pin(dir: &Path) {
 /// The trust roots an enclave of `rec`'s backend is attested by: this host's emulation root
 /// for emulated enclaves, the AWS root for Nitro.
 pub fn trust_roots(root: &StateRoot, rec: &EnclaveRecord) -> Result<Vec<TrustRoot>> {
-    match rec.backend {
-        BackendKind::Nitro => Ok(vec![TrustRoot::aws_nitro_root_g1()]),
-        _ => {
-            let ca = crate::supervisor::nsm::emulation_ca(root.path())?;
+    match rec.backend.attestation() {
+        Attestation::Nitro => Ok(vec![TrustRoot::aws_nitro_root_g1()]),
+        Attestation::Emulated => {
+            let ca = crate::state::emulation_ca(root.path())?;
             let root = TrustRoot::from_der(ca.root_der())
                 .map_err(|e| EngineError::Backend(format!("emulation root: {e}")))?;
             Ok(vec![root])
@@ -243,7 +266,7 @@ impl DocumentCheck {
 
     /// The check for an enclave of `rec` (its measurements; no nonce).
     pub fn for_record(root: &StateRoot, rec: &EnclaveRecord) -> Result<Self> {
-        let pcrs = crate::supervisor::nsm::measured_pcrs(&rec.measurements)
+        let pcrs = crate::state::measured_pcrs(&rec.measurements)
             .into_iter()
             .map(|(i, v)| (i, v.to_vec()))
             .collect();
@@ -360,7 +383,7 @@ mod tests {
         let good = [secret("nats.creds", 10), secret("token", 3)];
         check_secrets(&good).unwrap();
         store_secrets(dir.path(), &good).unwrap();
-        let sdir = dir.path().join(crate::supervisor::SECRETS_DIR);
+        let sdir = dir.path().join(SECRETS_DIR);
         assert_eq!(
             std::fs::metadata(&sdir).unwrap().permissions().mode() & 0o777,
             0o700

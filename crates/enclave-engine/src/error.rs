@@ -125,7 +125,7 @@ pub enum EngineError {
     Random(#[source] getrandom::Error),
     /// The state directory (or a directory in it) is not one only this user controls.
     #[error(transparent)]
-    StateDir(#[from] crate::state::StateDirError),
+    StateDir(#[from] crate::private_dir::StateDirError),
     /// The EIF about to boot is not the one measured at `run`.
     #[error("refusing to boot {}: it is not the EIF measured at `run` (PCR0 expected {expected_pcr0}, found {found_pcr0}; {} differ{}): the pinned copy was modified; remove the enclave and run the EIF again", path.display(), differing.join(", "), if differing.len() == 1 { "s" } else { "" })]
     MeasurementMismatch {

@@ -31,6 +31,7 @@ pub mod logs;
 pub mod memory;
 pub mod network;
 pub mod policy;
+mod private_dir;
 mod spawn_unsafe;
 pub mod state;
 pub mod supervisor;

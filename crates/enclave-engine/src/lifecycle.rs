@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::backend::{self, Backend, BackendChoice, BackendKind, LaunchSpec};
+use crate::backend::{self, Backend, BackendChoice, InstanceInfo};
 use crate::eif::{pin, EifInfo};
 use crate::error::{EngineError, Result};
 use crate::network::{AddHost, NetworkRecord, PublishedPort};
 use crate::policy::RestartPolicy;
 use crate::spawn_unsafe::{prepare, Tie};
-use crate::state::{check_name, EnclaveRecord, InstanceInfo, Ports, StateRoot, Status};
-use crate::supervisor::{StopRequest, STOP_FILE};
+use crate::state::{check_name, EnclaveRecord, Ports, StateRoot, Status, StopRequest, STOP_FILE};
 use crate::util;
 
 /// The default memory of an enclave, MiB.
@@ -58,7 +57,7 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
     create_with(root, opts, backend.as_ref())
 }
 
-/// [`create`] with a given backend (for its preflight checks and its kind).
+/// [`create`] with a given backend (for its preflight checks, its kind and its vsock route).
 pub fn create_with(
     root: &StateRoot,
     opts: &RunOptions,
@@ -75,7 +74,6 @@ pub fn create_with(
     if let Some(name) = &opts.name {
         check_name(name)?;
     }
-    let kind = backend.kind();
     let id = util::random_id()?;
     let name = opts
         .name
@@ -86,7 +84,7 @@ pub fn create_with(
         name,
         created: util::now_rfc3339(),
         eif: eif.path.clone(),
-        backend: kind,
+        backend: backend.kind(),
         cpus: opts.cpus,
         memory_mib: opts.memory_mib,
         debug_mode: opts.debug_mode,
@@ -108,7 +106,7 @@ pub fn create_with(
         network,
         control_addr: String::new(),
     };
-    let spec = LaunchSpec::from_record(&rec, root.dir(&rec.id), root.socket_dir(&rec.id));
+    let spec = root.launch_spec(&rec);
     backend.preflight(&spec, &eif)?;
     crate::control::check_secrets(&opts.secrets)?;
     let mut rec = root.create(rec)?;
@@ -116,16 +114,10 @@ pub fn create_with(
         let _ = root.remove(&rec.id);
         return Err(e);
     }
-    rec.control_addr = match kind {
-        BackendKind::Nitro => format!("vsock:{}:{}", rec.cid, rec.ports.control),
-        _ => format!(
-            "hybrid:{}:{}",
-            root.socket_dir(&rec.id)
-                .join(crate::backend::qemu::VSOCK_SOCKET)
-                .display(),
-            rec.ports.control
-        ),
-    };
+    rec.control_addr = backend
+        .vsock_route(rec.cid, &root.socket_dir(&rec.id))
+        .enclave_addr(rec.ports.control)
+        .to_string();
     // The copy every boot measures against the PCRs just recorded: if the EIF changed since
     // it was measured above, the first boot refuses it.
     let pinned = pin::pin(&eif.path, &root.dir(&rec.id)).and_then(|_| root.save(&rec));
@@ -283,4 +275,42 @@ pub fn remove(root: &StateRoot, rec: &EnclaveRecord, force: bool) -> Result<()> 
         stop(root, &rec, Duration::ZERO)?;
     }
     root.remove(&rec.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fake::FakeBackend;
+
+    fn run_options(eif: PathBuf) -> RunOptions {
+        RunOptions {
+            eif,
+            name: None,
+            cpus: 1,
+            memory_mib: 128,
+            backend: BackendChoice::Auto,
+            debug_mode: false,
+            restart: RestartPolicy::No,
+            publish: vec![],
+            add_hosts: vec![],
+            secrets: vec![],
+            auto_remove: false,
+        }
+    }
+
+    #[test]
+    fn the_control_address_is_the_backends_route_to_the_control_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(&dir.path().join("state")).unwrap();
+        let eif = dir.path().join("app.eif");
+        crate::eif::tests::write_eif(&eif, b"the app");
+        let opts = run_options(eif);
+
+        let rec = create_with(&root, &opts, &FakeBackend::default()).unwrap();
+        let uds = root.socket_dir(&rec.id).join("vsock.sock");
+        assert_eq!(rec.control_addr, format!("hybrid:{}:5000", uds.display()));
+
+        let rec = create_with(&root, &opts, &FakeBackend::over_vsock()).unwrap();
+        assert_eq!(rec.control_addr, format!("vsock:{}:5000", rec.cid));
+    }
 }

@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::str::FromStr;
 
 use enclave_proto::ports;
@@ -17,9 +16,8 @@ use enclave_proxy::host::{
 use enclave_spec::{EgressSpec, EnclaveSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendKind;
+use crate::backend::{ParentPort, VsockRoute};
 use crate::error::{EngineError, Result};
-use crate::state::EnclaveRecord;
 
 /// A host port forwarded to an enclave port: `[HOST_IP:]HOST_PORT:ENCLAVE_PORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,36 +169,30 @@ impl NetworkRecord {
 }
 
 /// Starts the host side of an enclave's network: a listener per published port forwarding to
-/// the enclave's ingress forwarder, and the egress proxy the enclave's forwarders connect to.
-/// Every listener is bound before this returns, so a port in use fails the start. `None` when
-/// the enclave has no network.
-pub fn start_host_proxies(rec: &EnclaveRecord, sockets: &Path) -> Result<Option<HostProxies>> {
-    let net = &rec.network;
-    if net.is_empty() {
+/// the enclave's ingress forwarder, and the egress proxy the enclave's forwarders connect to,
+/// both where `route` says. Every listener is bound before this returns, so a port in use
+/// fails the start. `None` when the enclave has no network.
+pub fn start_host_proxies(net: &NetworkRecord, route: &VsockRoute) -> Result<Option<HostProxies>> {
+    let Some(config) = host_proxy_config(net, route) else {
         return Ok(None);
-    }
-    let uds = sockets.join(crate::backend::qemu::VSOCK_SOCKET);
-    let enclave = match rec.backend {
-        BackendKind::Nitro => EnclaveConnector::Vsock {
-            cid: rec.cid,
-            port: ports::INGRESS,
-        },
-        _ => EnclaveConnector::Hybrid {
-            uds_path: uds.clone(),
-            port: ports::INGRESS,
-        },
     };
+    HostProxies::start(config)
+        .map(Some)
+        .map_err(|e| EngineError::Invalid(format!("starting the enclave's network: {e}")))
+}
+
+/// What [`start_host_proxies`] starts.
+fn host_proxy_config(net: &NetworkRecord, route: &VsockRoute) -> Option<HostProxyConfig> {
+    if net.is_empty() {
+        return None;
+    }
     let egress = (!net.egress.is_empty()).then(|| EgressConfig {
-        listen: match rec.backend {
-            BackendKind::Nitro => EgressListen::Vsock {
-                port: ports::egress(rec.cid),
-                expect_cid: Some(rec.cid),
+        listen: match route.parent_port(ports::egress(route.cid())) {
+            ParentPort::Unix(path) => EgressListen::Unix(path),
+            ParentPort::Vsock { port, expect_cid } => EgressListen::Vsock {
+                port,
+                expect_cid: Some(expect_cid),
             },
-            // vhost-device-vsock hands the guest's connections to host port P to `<uds>_P`.
-            _ => EgressListen::Unix(enclave_proto::transport::hybrid::listen_path(
-                &uds,
-                ports::egress(rec.cid),
-            )),
         },
         policy: net.egress.clone(),
         add_hosts: net
@@ -209,7 +201,7 @@ pub fn start_host_proxies(rec: &EnclaveRecord, sockets: &Path) -> Result<Option<
             .map(|a| (a.name.clone(), a.ip))
             .collect(),
     });
-    let config = HostProxyConfig {
+    Some(HostProxyConfig {
         publish: net
             .publish
             .iter()
@@ -219,16 +211,15 @@ pub fn start_host_proxies(rec: &EnclaveRecord, sockets: &Path) -> Result<Option<
                 enclave_port: p.enclave_port,
             })
             .collect(),
-        enclave,
+        enclave: EnclaveConnector::from(route.enclave_addr(ports::INGRESS)),
         egress,
-    };
-    HostProxies::start(config)
-        .map(Some)
-        .map_err(|e| EngineError::Invalid(format!("starting the enclave's network: {e}")))
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -283,5 +274,36 @@ mod tests {
         let twice = ["8080:443".parse().unwrap()];
         let err = NetworkRecord::plan(Some(&spec), &twice, &[]).unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn the_proxies_go_where_the_backend_routes_them() {
+        use crate::backend::fake::FakeBackend;
+        use crate::backend::Backend;
+        let spec = EnclaveSpec::from_yaml(
+            "ingress:\n  - {port: 80, host_port: 8080}\negress:\n  - {host: db.internal, port: 5432}\n",
+        )
+        .unwrap();
+        let net = NetworkRecord::plan(Some(&spec), &[], &[]).unwrap();
+        let sk = Path::new("/sk");
+
+        let emulated = FakeBackend::default().vsock_route(16, sk);
+        let config = host_proxy_config(&net, &emulated).unwrap();
+        assert_eq!(config.enclave.to_string(), "hybrid:/sk/vsock.sock:5001");
+        let egress = config.egress.unwrap().listen;
+        let path = format!("/sk/vsock.sock_{}", ports::egress(16));
+        assert_eq!(egress, EgressListen::Unix(path.into()));
+
+        let nitro = FakeBackend::over_vsock().vsock_route(16, sk);
+        let config = host_proxy_config(&net, &nitro).unwrap();
+        assert_eq!(config.enclave.to_string(), "vsock:16:5001");
+        let egress = config.egress.unwrap().listen;
+        let expected = EgressListen::Vsock {
+            port: ports::egress(16),
+            expect_cid: Some(16),
+        };
+        assert_eq!(egress, expected);
+
+        assert!(host_proxy_config(&NetworkRecord::default(), &nitro).is_none());
     }
 }

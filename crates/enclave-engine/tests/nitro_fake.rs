@@ -122,7 +122,7 @@ fn run(tmp: &Path, backend: &NitroBackend) -> (StateRoot, LaunchSpec, PathBuf) {
         auto_remove: false,
     };
     let rec = create_with(&root, &opts, backend).unwrap();
-    let spec = LaunchSpec::from_record(&rec, root.dir(&rec.id), root.socket_dir(&rec.id));
+    let spec = root.launch_spec(&rec);
     (root, spec, eif)
 }
 

@@ -166,10 +166,35 @@ pub struct ConsoleArgs {
     pub state: StateArgs,
 }
 
+/// `ps --format`'s template fields: name, what it is (for `--help`).
+pub const PS_FIELDS: [(&str, &str); 15] = [
+    ("ID", "the first 12 hex digits of the id"),
+    ("FullID", "the whole id"),
+    ("Name", "the name"),
+    ("Status", "as in the table: `exited (3) 2 minutes ago`"),
+    (
+        "State",
+        "created, starting, running, restarting, stopping, exited or failed",
+    ),
+    (
+        "ExitCode",
+        "the main service's exit code (empty while running or unknown)",
+    ),
+    ("Backend", "qemu or nitro"),
+    ("CID", "the vsock CID"),
+    ("CPUs", "vCPUs"),
+    ("Memory", "memory in MiB"),
+    ("Restarts", "restarts by the restart policy"),
+    ("Ports", "published ports"),
+    ("EIF", "the EIF's path"),
+    ("CreatedAt", "when `run` recorded it (RFC 3339)"),
+    ("FinishedAt", "when it last ended (RFC 3339)"),
+];
+
 /// The `ps --help` epilogue: the template fields.
 fn ps_help() -> String {
     let mut help = String::from("Template fields (--format '{{.Name}} {{.ExitCode}}'):\n");
-    for (name, what) in crate::cmd::ps::FIELDS {
+    for (name, what) in PS_FIELDS {
         help.push_str(&format!("  {:<14}{what}\n", format!(".{name}")));
     }
     help.push_str("\nExamples:\n  enclave-ctl ps -a --format 'table {{.Name}}\\t{{.Status}}'\n  enclave-ctl ps -aq");

@@ -12,7 +12,9 @@ pub use attest::{AttestArgs, VerifyArgs};
 pub use debug::{ControlArgs, CpArgs, ExecArgs, ServiceAction, ServicesArgs};
 pub use docs::{CompletionArgs, ManArgs};
 pub use image::{BuildArgs, InspectArgs, MeasureArgs, SignArgs};
-pub use lifecycle::{ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs};
+pub use lifecycle::{
+    ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs, PS_FIELDS,
+};
 
 /// Variables renamed to the `ENCLAVE_ENGINE_` prefix: (old name, new name). The old names still
 /// work; the new one wins when both are set.

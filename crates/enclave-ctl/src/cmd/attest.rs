@@ -1,31 +1,21 @@
 //! `enclave-ctl attest ENCLAVE`: a fresh attestation document from a running enclave.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use enclave_attest::emulated::EMULATION_CA_DIR;
 use enclave_attest::parse_hex_arg;
 use enclave_proto::wire::{AttestRequest, Capability};
 
 use crate::cli::{AttestArgs, EXIT_OK};
-
-/// This host's emulation CA directory (`<state root>/emulation-ca`).
-pub fn emulation_ca_dir(state_dir: Option<&Path>) -> Result<PathBuf> {
-    let root = match state_dir {
-        Some(dir) => dir.to_owned(),
-        None => enclave_engine::state::default_root()?,
-    };
-    Ok(root.join(EMULATION_CA_DIR))
-}
 
 /// Runs the command; returns the exit status.
 pub fn run(args: AttestArgs) -> Result<i32> {
     if args.print_root {
         // Made, when absent, in the checked state directory and checked as its other
         // directories are.
-        let root = super::run::state_root(&args.control.state)?;
-        let ca = enclave_engine::supervisor::nsm::emulation_ca(root.path())
+        let root = super::state_dir::open(&args.control.state)?;
+        let ca = enclave_engine::state::emulation_ca(root.path())
             .with_context(|| format!("the emulation CA in {}", root.path().display()))?;
         println!("{}", ca.root_path().display());
         return Ok(EXIT_OK);

@@ -12,7 +12,7 @@ use crate::cli::{ConsoleArgs, EXIT_OK};
 
 /// Runs the command; returns the exit status.
 pub fn run(args: ConsoleArgs) -> Result<i32> {
-    let root = super::run::state_root(&args.state)?;
+    let root = super::state_dir::open(&args.state)?;
     let rec = root.resolve(&args.enclave)?;
     if !rec.debug_mode {
         return Err(EngineError::NotDebug(rec.name).into());

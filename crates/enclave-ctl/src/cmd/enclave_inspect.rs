@@ -2,6 +2,7 @@
 //! as JSON: state, backend, CID, PCRs, ports, restarts, the supervisor's liveness.
 
 use anyhow::{Context, Result};
+use enclave_engine::backend::Attestation;
 use enclave_engine::state::{default_root, StateRoot};
 
 use crate::cli::{InspectArgs, EXIT_OK};
@@ -29,7 +30,7 @@ pub fn run(args: InspectArgs) -> Result<i32> {
             "state_dir".into(),
             root.dir(&rec.id).display().to_string().into(),
         );
-        if rec.backend == enclave_engine::backend::BackendKind::Qemu {
+        if rec.backend.attestation() == Attestation::Emulated {
             // What `verify --trust-root` needs for this enclave's documents.
             let ca = path.join(enclave_attest::emulated::EMULATION_CA_DIR);
             obj.insert(

@@ -20,7 +20,7 @@ pub fn resolve_enclave(enclave: &str, control: &ControlArgs) -> Result<Addr> {
     if let Ok(addr) = enclave.parse::<Addr>() {
         return Ok(addr);
     }
-    let root = super::run::state_root(&control.state)?;
+    let root = super::state_dir::open(&control.state)?;
     let rec = root
         .resolve(enclave)
         .with_context(|| format!("no enclave {enclave:?} (not a name, id or address)"))?;
@@ -47,7 +47,7 @@ pub fn connect(
     let (addr, opts) = match enclave.parse::<Addr>() {
         Ok(addr) => (addr, by_address(control, key, capabilities, retry)?),
         Err(_) => {
-            let root = super::run::state_root(&control.state)?;
+            let root = super::state_dir::open(&control.state)?;
             let rec = root
                 .resolve(enclave)
                 .with_context(|| format!("no enclave {enclave:?} (not a name, id or address)"))?;
@@ -124,7 +124,7 @@ fn identity_check(
         );
     }
     let mut roots = vec![enclave_attest::TrustRoot::aws_nitro_root_g1()];
-    let ca_dir = super::attest::emulation_ca_dir(state.state_dir.as_deref());
+    let ca_dir = super::state_dir::emulation_ca_dir(state.state_dir.as_deref());
     if let Some(ca) = ca_dir
         .ok()
         .and_then(|d| enclave_attest::emulated::EmulationCa::load(&d).ok())

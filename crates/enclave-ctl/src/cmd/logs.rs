@@ -41,7 +41,7 @@ fn parse_since(s: &str) -> Result<OffsetDateTime> {
 
 /// Runs the command; returns the exit status.
 pub fn run(args: LogsArgs) -> Result<i32> {
-    let root = super::run::state_root(&args.state)?;
+    let root = super::state_dir::open(&args.state)?;
     let rec = root.resolve(&args.enclave)?;
     let dir = root.dir(&rec.id).join("logs");
     let since = args.since.as_deref().map(parse_since).transpose()?;

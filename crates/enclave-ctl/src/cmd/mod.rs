@@ -15,5 +15,6 @@ pub mod rm;
 pub mod run;
 pub mod services;
 pub mod sign;
+pub mod state_dir;
 pub mod stop;
 pub mod verify;

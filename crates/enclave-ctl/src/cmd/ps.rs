@@ -1,13 +1,13 @@
 //! `enclave-ctl ps`: the enclaves as a table, JSON, ids only (`-q`), or a template of field
 //! names (`--format '{{.Name}} {{.Status}}'`, Docker's notation; the fields are in
-//! [`FIELDS`] and in `ps --help`).
+//! [`PS_FIELDS`] and in `ps --help`).
 
 use anyhow::{bail, Result};
 use enclave_engine::state::{EnclaveRecord, Status};
 use enclave_engine::util::parse_rfc3339;
 use time::OffsetDateTime;
 
-use crate::cli::{PsArgs, EXIT_OK};
+use crate::cli::{PsArgs, EXIT_OK, PS_FIELDS};
 
 /// "5 seconds", "1 minute", "3 hours", "2 days".
 fn human(t: Option<&str>) -> Option<String> {
@@ -41,32 +41,7 @@ pub fn status_text(r: &EnclaveRecord) -> String {
     }
 }
 
-/// The template fields: name, what it is (for `--help`).
-pub const FIELDS: [(&str, &str); 15] = [
-    ("ID", "the first 12 hex digits of the id"),
-    ("FullID", "the whole id"),
-    ("Name", "the name"),
-    ("Status", "as in the table: `exited (3) 2 minutes ago`"),
-    (
-        "State",
-        "created, starting, running, restarting, stopping, exited or failed",
-    ),
-    (
-        "ExitCode",
-        "the main service's exit code (empty while running or unknown)",
-    ),
-    ("Backend", "qemu or nitro"),
-    ("CID", "the vsock CID"),
-    ("CPUs", "vCPUs"),
-    ("Memory", "memory in MiB"),
-    ("Restarts", "restarts by the restart policy"),
-    ("Ports", "published ports"),
-    ("EIF", "the EIF's path"),
-    ("CreatedAt", "when `run` recorded it (RFC 3339)"),
-    ("FinishedAt", "when it last ended (RFC 3339)"),
-];
-
-/// The value of field `name` of `r`; `None` for a name not in [`FIELDS`].
+/// The value of field `name` of `r`; `None` for a name not in [`PS_FIELDS`].
 fn field(r: &EnclaveRecord, name: &str) -> Option<String> {
     Some(match name {
         "ID" => r.short_id().to_owned(),
@@ -118,7 +93,7 @@ impl Template {
         };
         let body = body.replace("\\t", "\t").replace("\\n", "\n");
         let known = || {
-            FIELDS
+            PS_FIELDS
                 .iter()
                 .map(|(n, _)| format!("{{{{.{n}}}}}"))
                 .collect::<Vec<_>>()
@@ -136,7 +111,7 @@ impl Template {
             };
             let inner = after[..close].trim();
             let name = inner.strip_prefix('.').unwrap_or("");
-            if FIELDS.iter().all(|(n, _)| *n != name) {
+            if PS_FIELDS.iter().all(|(n, _)| *n != name) {
                 bail!(
                     "--format {format:?}: unknown field {{{{{inner}}}}}; the fields are: {}",
                     known()
@@ -188,7 +163,7 @@ pub fn run(args: PsArgs) -> Result<i32> {
         Some("json") => Output::Json,
         Some(t) => Output::Template(Template::parse(t)?),
     };
-    let root = super::run::state_root(&args.state)?;
+    let root = super::state_dir::open(&args.state)?;
     let all: Vec<EnclaveRecord> = root
         .list()?
         .into_iter()
@@ -281,7 +256,7 @@ mod tests {
             "control_addr": ""
         }))
         .unwrap();
-        for (name, _) in FIELDS {
+        for (name, _) in PS_FIELDS {
             assert!(field(&rec, name).is_some(), "{name}");
         }
         assert_eq!(field(&rec, "ExitCode").as_deref(), Some("3"));

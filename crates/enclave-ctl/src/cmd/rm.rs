@@ -7,7 +7,7 @@ use crate::cli::{RmArgs, EXIT_ERROR, EXIT_OK};
 
 /// Runs the command; returns the exit status.
 pub fn run(args: RmArgs) -> Result<i32> {
-    let root = super::run::state_root(&args.state)?;
+    let root = super::state_dir::open(&args.state)?;
     let mut code = EXIT_OK;
     for q in &args.enclaves {
         let result = root

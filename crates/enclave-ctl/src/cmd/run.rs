@@ -13,26 +13,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use enclave_engine::lifecycle::{self, RunOptions};
-use enclave_engine::state::{default_root, StateRoot, Status};
+use enclave_engine::state::Status;
 use enclave_engine::supervisor::signals::termination_flag;
 
 use enclave_engine::state::EnclaveRecord;
 
-use crate::cli::{RunArgs, StateArgs, EXIT_ENGINE, EXIT_OK};
-
-/// Opens the state directory the arguments name (checked, whoever chose it).
-pub fn state_root(args: &StateArgs) -> Result<StateRoot> {
-    let path = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => default_root()?,
-    };
-    StateRoot::open(&path)
-        .with_context(|| format!("opening the state directory {}", path.display()))
-}
+use crate::cli::{RunArgs, EXIT_ENGINE, EXIT_OK};
 
 /// Runs the command; returns the exit status.
 pub fn run(args: RunArgs) -> Result<i32> {
-    let root = state_root(&args.state)?;
+    let root = super::state_dir::open(&args.state)?;
     let opts = RunOptions {
         eif: args.eif.clone(),
         name: args.name.clone(),

@@ -1,14 +1,16 @@
-//! A recording fake backend for unit tests: every call is logged, every boot follows a script.
+//! A recording fake backend for unit tests: every call is logged, every boot follows a script,
+//! and its enclaves are wired as the emulated backend's or, when asked, as Nitro's, so that
+//! tests see the routes callers take.
 
 use std::collections::VecDeque;
 use std::io::{Cursor, Read};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backend, BackendKind, Instance, InstanceExit, LaunchSpec};
+use super::{Backend, BackendKind, Instance, InstanceExit, InstanceInfo, LaunchSpec, VsockRoute};
 use crate::eif::EifInfo;
 use crate::error::{EngineError, Result};
-use crate::state::InstanceInfo;
 
 /// What one boot does.
 #[derive(Debug, Clone)]
@@ -59,6 +61,9 @@ pub struct FakeBackend {
     pub calls: Arc<Mutex<Vec<String>>>,
     /// Boots to perform, in order; when empty, [`FakeBoot::forever`].
     pub script: Arc<Mutex<VecDeque<FakeBoot>>>,
+    /// Whether its enclaves are reached over AF_VSOCK, as Nitro's; otherwise through a hybrid
+    /// socket in their socket directory, as the emulated backend's.
+    pub over_vsock: bool,
 }
 
 impl FakeBackend {
@@ -70,6 +75,14 @@ impl FakeBackend {
             .unwrap_or_else(|p| p.into_inner())
             .extend(boots);
         f
+    }
+
+    /// A fake whose enclaves are reached over AF_VSOCK, as Nitro's.
+    pub fn over_vsock() -> Self {
+        Self {
+            over_vsock: true,
+            ..Self::default()
+        }
     }
 
     fn record(&self, call: String) {
@@ -88,6 +101,14 @@ impl FakeBackend {
 impl Backend for FakeBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Fake
+    }
+
+    fn vsock_route(&self, cid: u32, sockets: &Path) -> VsockRoute {
+        if self.over_vsock {
+            VsockRoute::vsock(cid)
+        } else {
+            super::qemu::hybrid_route(cid, sockets)
+        }
     }
 
     fn preflight(&self, spec: &LaunchSpec, eif: &EifInfo) -> Result<()> {

@@ -1,10 +1,15 @@
 //! How an enclave runs: one [`Backend`] trait, three implementations.
+//!
+//! What differs between backends stays here: how the host reaches an enclave's vsock ports
+//! ([`VsockRoute`], from [`Backend::vsock_route`]) and who attests it
+//! ([`BackendKind::attestation`]). Callers ask; they do not match on the backend.
 
 pub mod accel;
 pub mod fake;
 pub mod nitro;
 mod nitro_cli;
 pub mod qemu;
+mod route;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,10 +20,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use nitro_cli::{describe_error_code, NitroEnclave};
+pub use route::{ParentPort, VsockRoute};
 
 use crate::eif::EifInfo;
 use crate::error::{EngineError, Result};
-use crate::state::{EnclaveRecord, InstanceInfo};
 
 /// The Nitro Enclaves device; its presence makes `auto` choose [`BackendKind::Nitro`].
 pub const NITRO_DEVICE: &str = "/dev/nitro_enclaves";
@@ -33,6 +38,26 @@ pub enum BackendKind {
     Nitro,
     /// The recording fake (tests).
     Fake,
+}
+
+/// Where an enclave's attestation documents come from, and so which root they chain to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attestation {
+    /// The Nitro hypervisor's NSM (`/dev/nsm` in the enclave); documents chain to the AWS root.
+    Nitro,
+    /// The emulated NSM the supervisor serves on the parent's port 9001; documents chain to
+    /// this host's emulation CA.
+    Emulated,
+}
+
+impl BackendKind {
+    /// Who attests the enclaves of this backend.
+    pub fn attestation(self) -> Attestation {
+        match self {
+            BackendKind::Nitro => Attestation::Nitro,
+            BackendKind::Qemu | BackendKind::Fake => Attestation::Emulated,
+        }
+    }
 }
 
 impl fmt::Display for BackendKind {
@@ -107,23 +132,24 @@ pub struct LaunchSpec {
     pub debug_mode: bool,
 }
 
-impl LaunchSpec {
-    /// The spec of a recorded enclave whose directory is `dir`: it boots the EIF pinned there
-    /// (`rec.eif`, the path given to `run`, is only shown).
-    pub fn from_record(rec: &EnclaveRecord, dir: PathBuf, sockets: PathBuf) -> Self {
-        Self {
-            sockets,
-            id: rec.id.clone(),
-            name: rec.name.clone(),
-            eif: dir.join(crate::eif::pin::PINNED_EIF),
-            measurements: rec.measurements.clone(),
-            dir,
-            cpus: rec.cpus,
-            memory_mib: rec.memory_mib,
-            cid: rec.cid,
-            debug_mode: rec.debug_mode,
-        }
-    }
+/// What the backend reported about the running instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// The main process (QEMU; nitro-cli's enclave process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The vhost-device-vsock process (qemu backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vsock_pid: Option<u32>,
+    /// `kvm` or `tcg` (qemu backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
+    /// nitro-cli's EnclaveID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enclave_id: Option<String>,
+    /// Kernel parameters appended at run time (not measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_cmdline: Option<String>,
 }
 
 /// How an instance ended.
@@ -144,6 +170,10 @@ pub trait Backend: Send {
     /// memory.
     fn preflight(&self, spec: &LaunchSpec, eif: &EifInfo) -> Result<()>;
 
+    /// How the host and the enclave of CID `cid` reach each other over vsock; `sockets` is
+    /// the enclave's directory for Unix sockets.
+    fn vsock_route(&self, cid: u32, sockets: &Path) -> VsockRoute;
+
     /// Boots one instance, after measuring what it hands to the backend against
     /// `spec.measurements` (an error for which [`EngineError::refuses_boot`] holds otherwise).
     /// Returns once it is started (nitro: once nitro-cli saw the heartbeat).
@@ -156,7 +186,7 @@ pub trait Instance: Send {
     fn info(&self) -> InstanceInfo;
 
     /// Whether the backend already waited for the boot heartbeat (nitro-cli does); otherwise
-    /// the supervisor answers it on the hybrid vsock socket `<dir>/vsock.sock_9000`.
+    /// the supervisor answers it where the [`VsockRoute`] says the parent's heartbeat port is.
     fn heartbeat_by_backend(&self) -> bool;
 
     /// The console stream, once (None when there is none, e.g. Nitro without debug mode).
@@ -177,54 +207,6 @@ pub fn make(kind: BackendKind, state_root: &Path) -> Result<Box<dyn Backend>> {
         BackendKind::Fake => Err(EngineError::Invalid(
             "the fake backend exists only in tests".into(),
         )),
-    }
-}
-
-/// How long a Nitro supervisor waits for another enclave's supervisor to release a parent
-/// port (the hand-off port is held only while an enclave boots).
-const PARENT_PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Listens on the parent's vsock `port` for the enclave of `rec` (connections the enclave
-/// makes): the hybrid socket `<sockets>/vsock.sock_<port>` of the emulated backend, AF_VSOCK on
-/// Nitro. Returns the CID to expect from the peer (Nitro: every enclave reaches the same
-/// parent port, so the peer must be checked). Ports below 1024 need root on Nitro.
-pub fn parent_listener(
-    rec: &EnclaveRecord,
-    sockets: &Path,
-    port: u32,
-) -> Result<(enclave_proto::transport::Listener, Option<u32>)> {
-    use enclave_proto::transport::{listen, Addr, TransportError, VMADDR_CID_ANY};
-    match rec.backend {
-        BackendKind::Nitro => {
-            let addr = Addr::Vsock {
-                cid: VMADDR_CID_ANY,
-                port,
-            };
-            let started = std::time::Instant::now();
-            loop {
-                match listen(&addr) {
-                    Ok(l) => return Ok((l, Some(rec.cid))),
-                    Err(TransportError::Io { source, .. })
-                        if source.kind() == std::io::ErrorKind::AddrInUse
-                            && started.elapsed() < PARENT_PORT_WAIT =>
-                    {
-                        std::thread::sleep(std::time::Duration::from_millis(200));
-                    }
-                    Err(e) => return Err(EngineError::Backend(e.to_string())),
-                }
-            }
-        }
-        _ => {
-            let uds = sockets.join(qemu::VSOCK_SOCKET);
-            let _ = std::fs::remove_file(enclave_proto::transport::hybrid::listen_path(&uds, port));
-            let addr = Addr::HybridVsock {
-                uds_path: uds,
-                port,
-            };
-            listen(&addr)
-                .map(|l| (l, None))
-                .map_err(|e| EngineError::Backend(e.to_string()))
-        }
     }
 }
 

@@ -6,16 +6,18 @@
 //! device, the allocator configuration, hugepages, memory against the EIF.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::nitro_cli::{failure_message, NitroEnclave, Terminated};
-use super::{which, Backend, BackendKind, Instance, InstanceExit, LaunchSpec, NITRO_DEVICE};
+use super::{
+    which, Backend, BackendKind, Instance, InstanceExit, InstanceInfo, LaunchSpec, VsockRoute,
+    NITRO_DEVICE,
+};
 use crate::eif::EifInfo;
 use crate::error::{EngineError, Result};
 use crate::spawn_unsafe::{prepare, Tie};
-use crate::state::InstanceInfo;
 
 /// How often a running enclave is looked at with `describe-enclaves`.
 const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -138,6 +140,10 @@ fn free_hugepages_mib(meminfo: &str) -> Option<u64> {
 impl Backend for NitroBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Nitro
+    }
+
+    fn vsock_route(&self, cid: u32, _sockets: &Path) -> VsockRoute {
+        VsockRoute::vsock(cid)
     }
 
     fn preflight(&self, spec: &LaunchSpec, eif: &EifInfo) -> Result<()> {

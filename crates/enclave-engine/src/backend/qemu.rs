@@ -14,16 +14,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use enclave_proto::init::PARENT_CID_CMDLINE_PARAM;
-use enclave_proto::transport::VMADDR_CID_HOST;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::accel::{self, Accel};
-use super::{which, Backend, BackendKind, Instance, InstanceExit, LaunchSpec};
+use super::{
+    which, Backend, BackendKind, Instance, InstanceExit, InstanceInfo, LaunchSpec, VsockRoute,
+};
 use crate::eif::{self, EifInfo};
 use crate::error::{EngineError, Result};
 use crate::spawn_unsafe::{prepare, Tie};
-use crate::state::InstanceInfo;
 
 /// The QEMU binary (`ENCLAVE_ENGINE_QEMU` overrides).
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -35,8 +35,14 @@ const VHOST_SOCKET_WAIT: Duration = Duration::from_secs(5);
 
 /// Socket names in the enclave directory.
 pub const VHOST_SOCKET: &str = "vhost.sock";
-/// The hybrid vsock socket (`<it>_<port>` for guest-to-host connections).
-pub const VSOCK_SOCKET: &str = "vsock.sock";
+/// The hybrid vsock socket (`<it>_<port>` for guest-to-host connections); the rest of the
+/// engine reaches it through [`VsockRoute`].
+const VSOCK_SOCKET: &str = "vsock.sock";
+
+/// The emulated enclave's vsock: vhost-device-vsock's hybrid socket in `sockets`.
+pub(super) fn hybrid_route(cid: u32, sockets: &Path) -> VsockRoute {
+    VsockRoute::hybrid(cid, sockets.join(VSOCK_SOCKET))
+}
 
 fn tool(env: &str, default: &str, hint: &str) -> Result<PathBuf> {
     let name = std::env::var(env).unwrap_or_else(|_| default.to_owned());
@@ -85,9 +91,9 @@ impl QemuBackend {
     }
 }
 
-/// The kernel parameters appended for `accel`.
-pub fn extra_cmdline(accel: Accel) -> String {
-    let mut extra = format!("{PARENT_CID_CMDLINE_PARAM}={VMADDR_CID_HOST}");
+/// The kernel parameters appended for an enclave whose parent is `parent_cid`, under `accel`.
+pub fn extra_cmdline(parent_cid: u32, accel: Accel) -> String {
+    let mut extra = format!("{PARENT_CID_CMDLINE_PARAM}={parent_cid}");
     if accel == Accel::Tcg {
         if let Some(khz) = crate::tsc_unsafe::host_tsc_khz() {
             extra.push_str(&format!(" tsc_early_khz={khz} tsc=reliable"));
@@ -171,6 +177,10 @@ impl Backend for QemuBackend {
         BackendKind::Qemu
     }
 
+    fn vsock_route(&self, cid: u32, sockets: &Path) -> VsockRoute {
+        hybrid_route(cid, sockets)
+    }
+
     fn preflight(&self, spec: &LaunchSpec, eif: &EifInfo) -> Result<()> {
         qemu_binary()?;
         vhost_vsock_binary()?;
@@ -187,7 +197,8 @@ impl Backend for QemuBackend {
         let boot = eif::boot::extract_boot_files(&spec.eif, &spec.dir, &spec.measurements)?;
         let choice = accel::choose(&qemu, &boot.kernel, &self.accel_cache);
         tracing::info!(accel = choice.accel.as_str(), reason = %choice.reason, "accelerator");
-        let extra = extra_cmdline(choice.accel);
+        let route = self.vsock_route(spec.cid, &spec.sockets);
+        let extra = extra_cmdline(route.parent_cid(), choice.accel);
         let cmdline = format!("{} {extra}", boot.cmdline.trim_end());
 
         let vhost_sock = spec.sockets.join(VHOST_SOCKET);

@@ -1,7 +1,7 @@
 //! The state directory: one directory per enclave, no daemon.
 //!
 //! Every directory here is mode 0700, owned by the effective uid, and checked each time it is
-//! opened or made (`private_dir.rs`); files are written through random-named `O_EXCL`
+//! opened or made (`crate::private_dir`, re-exported here); files are written through random-named `O_EXCL`
 //! temporaries ([`crate::util::TempFile`]).
 //!
 //! ```text
@@ -19,7 +19,7 @@
 //!                     vhost.sock, vsock.sock[_PORT]   vhost-user and hybrid vsock sockets
 //! ```
 
-mod private_dir;
+mod emulation_ca;
 mod record;
 
 use std::fs::{self, File, OpenOptions};
@@ -27,12 +27,15 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
 
-pub use private_dir::{
+pub use crate::private_dir::{
     check_private_dir, default_root, default_root_for, make_private_dir, StateDirError,
 };
-pub use record::{EnclaveRecord, InstanceInfo, Ports, Status};
+pub use emulation_ca::emulation_ca;
+pub use record::{measured_pcrs, EnclaveRecord, Ports, Status};
 
+use crate::backend::LaunchSpec;
 use crate::error::{EngineError, Result};
 use crate::util;
 
@@ -46,6 +49,17 @@ pub const SHORT_ID: usize = 12;
 
 /// The lock an attached `run` holds in the enclave's directory.
 const ATTACHED_LOCK: &str = "attached.lock";
+
+/// The stop request file in the enclave directory: `stop` writes it, the supervisor reads the
+/// grace period from it.
+pub const STOP_FILE: &str = "stop.json";
+
+/// A pending `stop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// Grace period before the enclave is killed.
+    pub timeout_secs: u64,
+}
 
 /// The state directory.
 #[derive(Debug, Clone)]
@@ -80,7 +94,7 @@ impl StateRoot {
     /// chose the path (the default, `--state-dir` or `ENCLAVE_ENGINE_STATE_DIR`).
     pub fn open(root: &Path) -> Result<Self> {
         let root = std::path::absolute(root).map_err(|e| EngineError::io(root, e))?;
-        private_dir::check_ancestors(&root)?;
+        crate::private_dir::check_ancestors(&root)?;
         make_private_dir(&root)?;
         make_private_dir(&root.join("enclaves"))?;
         make_private_dir(&root.join("sk"))?;
@@ -101,6 +115,24 @@ impl StateRoot {
     /// because socket paths are limited to 107 bytes.
     pub fn socket_dir(&self, id: &str) -> PathBuf {
         self.root.join("sk").join(&id[..id.len().min(SHORT_ID)])
+    }
+
+    /// What a backend needs to boot `rec`: the EIF pinned in its directory (`rec.eif`, the
+    /// path given to `run`, is only shown), its directories and resources.
+    pub fn launch_spec(&self, rec: &EnclaveRecord) -> LaunchSpec {
+        let dir = self.dir(&rec.id);
+        LaunchSpec {
+            sockets: self.socket_dir(&rec.id),
+            id: rec.id.clone(),
+            name: rec.name.clone(),
+            eif: dir.join(crate::eif::pin::PINNED_EIF),
+            measurements: rec.measurements.clone(),
+            dir,
+            cpus: rec.cpus,
+            memory_mib: rec.memory_mib,
+            cid: rec.cid,
+            debug_mode: rec.debug_mode,
+        }
     }
 
     /// Takes the root lock (blocking).

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, InstanceInfo};
 use crate::policy::RestartPolicy;
 
 /// The life of an enclave.
@@ -73,26 +73,6 @@ impl Default for Ports {
             control: enclave_proto::ports::CONTROL,
         }
     }
-}
-
-/// What the backend reported about the running instance.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstanceInfo {
-    /// The main process (QEMU; nitro-cli's enclave process).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// The vhost-device-vsock process (qemu backend).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vsock_pid: Option<u32>,
-    /// `kvm` or `tcg` (qemu backend).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub accel: Option<String>,
-    /// nitro-cli's EnclaveID.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enclave_id: Option<String>,
-    /// Kernel parameters appended at run time (not measured).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub extra_cmdline: Option<String>,
 }
 
 /// One enclave, as stored in `<state>/enclaves/<id>/state.json`.
@@ -174,4 +154,16 @@ impl EnclaveRecord {
     pub fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(12)]
     }
+}
+
+/// The measured PCRs of a record (`PCR0` … `PCR8` as hex) as the NSM's registers.
+pub fn measured_pcrs(measurements: &BTreeMap<String, String>) -> BTreeMap<u8, [u8; 48]> {
+    measurements
+        .iter()
+        .filter_map(|(k, v)| {
+            let index = k.strip_prefix("PCR")?.parse::<u8>().ok()?;
+            let bytes: [u8; 48] = hex::decode(v).ok()?.try_into().ok()?;
+            Some((index, bytes))
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, InstanceInfo};
 use crate::policy::RestartPolicy;
 
 pub(crate) fn record(id: &str, name: &str) -> EnclaveRecord {
@@ -226,7 +226,7 @@ fn directories_inside_the_root_are_checked_too() {
     enclave_attest::emulated::EmulationCa::load_or_create(&ca_dir).unwrap();
     let ours = path.join(enclave_attest::emulated::EMULATION_CA_DIR);
     std::os::unix::fs::symlink(&ca_dir, &ours).unwrap();
-    let e = crate::supervisor::nsm::emulation_ca(&path).unwrap_err();
+    let e = emulation_ca(&path).unwrap_err();
     assert!(e.to_string().contains("is a symbolic link"), "{e}");
 }
 

@@ -16,39 +16,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use enclave_proto::transport::hybrid;
 use enclave_proto::wire::auth::VerifyingKey;
-use serde::{Deserialize, Serialize};
 
 pub use ending::exit_code;
 use ending::{auto_remove, graceful_stop, ATTACHED_WAIT};
 pub use heartbeat::HeartbeatListener;
 
-use crate::backend::qemu::VSOCK_SOCKET;
-use crate::backend::{Backend, Instance, InstanceExit, LaunchSpec};
+use crate::backend::{Attestation, Backend, Instance, InstanceExit, ParentPort, VsockRoute};
 use crate::console::{spawn_reader, ConsoleState};
 use crate::error::{EngineError, Result};
 use crate::logs::LogWriter;
 use crate::policy::{Ending, RestartPolicy};
-use crate::state::{EnclaveRecord, StateRoot, Status};
+use crate::state::{EnclaveRecord, StateRoot, Status, StopRequest, STOP_FILE};
 use crate::util::now_rfc3339;
 
 /// The default wait for the boot heartbeat.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default grace period of `stop`.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// The stop request file in the enclave directory.
-pub const STOP_FILE: &str = "stop.json";
-/// The directory of the operator's secrets in the enclave directory.
-pub const SECRETS_DIR: &str = "secrets";
-
-/// A pending `stop`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StopRequest {
-    /// Grace period before the enclave is killed.
-    pub timeout_secs: u64,
-}
-
 /// Supervisor settings.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -113,7 +98,7 @@ pub fn supervise(
     rec.supervisor_pid = Some(std::process::id());
     let logs = Arc::new(Mutex::new(LogWriter::open(&dir.join("logs"))?));
     let key = crate::control::load_or_create_key(&dir)?.verifying_key();
-    let secrets = read_secrets(&dir.join(SECRETS_DIR))?;
+    let secrets = crate::control::read_secrets(&dir)?;
     let mut ctx = Ctx {
         root,
         rec,
@@ -123,8 +108,9 @@ pub fn supervise(
         key,
         secrets,
     };
+    let route = backend.vsock_route(ctx.rec.cid, &root.socket_dir(id));
     // Once for all boots: published ports stay bound while the enclave restarts.
-    let _network = match crate::network::start_host_proxies(&ctx.rec, &root.socket_dir(id)) {
+    let _network = match crate::network::start_host_proxies(&ctx.rec.network, &route) {
         Ok(n) => n,
         Err(e) => {
             fail(&mut ctx, e.to_string());
@@ -135,7 +121,7 @@ pub fn supervise(
         }
     };
     loop {
-        let ending = boot_once(&mut ctx, backend);
+        let ending = boot_once(&mut ctx, backend, &route);
         let rec = &mut ctx.rec;
         rec.finished_at = Some(now_rfc3339());
         let restart =
@@ -187,7 +173,7 @@ pub fn supervise(
 }
 
 /// One boot: launch, heartbeat, run until it ends. Records everything; returns the ending.
-fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
+fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -> Ending {
     let dir = ctx.root.dir(&ctx.rec.id);
     ctx.rec.status = Status::Starting;
     ctx.rec.started_at = Some(now_rfc3339());
@@ -196,17 +182,18 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
     ctx.rec.exit = None;
     ctx.rec.exit_code = None;
     ctx.save();
-    let sockets = ctx.root.socket_dir(&ctx.rec.id);
-    let spec = LaunchSpec::from_record(&ctx.rec, dir.clone(), sockets.clone());
-    let uds = sockets.join(VSOCK_SOCKET);
-    let hb_path = hybrid::listen_path(&uds, ctx.rec.ports.heartbeat);
-    // Listen before the VM starts, so that the guest's connection never finds nobody.
-    let listener = match HeartbeatListener::bind(&hb_path) {
-        Ok(l) => Some(l),
-        Err(e) => return fail(ctx, format!("cannot listen for the heartbeat: {e}")),
+    let spec = ctx.root.launch_spec(&ctx.rec);
+    // Listen before the VM starts, so that the guest's connection never finds nobody. An
+    // AF_VSOCK heartbeat port is nitro-cli's, which answers the heartbeat itself.
+    let listener = match route.parent_port(ctx.rec.ports.heartbeat) {
+        ParentPort::Unix(path) => match HeartbeatListener::bind(&path) {
+            Ok(l) => Some(l),
+            Err(e) => return fail(ctx, format!("cannot listen for the heartbeat: {e}")),
+        },
+        ParentPort::Vsock { .. } => None,
     };
-    let _nsm = start_nsm(ctx, &uds);
-    let handoff = start_handoff(ctx, &sockets);
+    let _nsm = start_nsm(ctx, route);
+    let handoff = start_handoff(ctx, route);
     let started = Instant::now();
     let mut instance = match backend.launch(&spec) {
         Ok(i) => i,
@@ -272,10 +259,11 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend) -> Ending {
 
 /// The boot hand-off; a failure is logged, not fatal: the enclave then accepts only its spec's
 /// authorized keys, and `stop` falls back to killing it.
-fn start_handoff(ctx: &Ctx<'_>, sockets: &Path) -> Option<handoff::HandoffServer> {
+fn start_handoff(ctx: &Ctx<'_>, route: &VsockRoute) -> Option<handoff::HandoffServer> {
     let setup = || -> Result<handoff::HandoffSetup> {
-        let (listener, expect_cid) =
-            crate::backend::parent_listener(&ctx.rec, sockets, enclave_proto::ports::SUPERVISOR)?;
+        let (listener, expect_cid) = route
+            .parent_port(enclave_proto::ports::SUPERVISOR)
+            .listen()?;
         // Nitro's debug mode zeroes the PCRs: nothing to check the document against.
         let check = if ctx.rec.debug_mode {
             None
@@ -310,31 +298,19 @@ fn start_handoff(ctx: &Ctx<'_>, sockets: &Path) -> Option<handoff::HandoffServer
     }
 }
 
-/// The operator's secrets of this enclave (`run --secret NAME=FILE` put them in
-/// `<dir>/secrets/`, 0700).
-fn read_secrets(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    let mut secrets = BTreeMap::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(secrets),
-        Err(e) => return Err(EngineError::io(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| EngineError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        let bytes = std::fs::read(&path).map_err(|e| EngineError::io(&path, e))?;
-        secrets.insert(name, bytes);
+/// The emulated NSM for this boot, for enclaves that ask their parent for documents (Nitro's
+/// have `/dev/nsm`); a failure is logged, not fatal.
+fn start_nsm(ctx: &Ctx<'_>, route: &VsockRoute) -> Option<nsm::NsmServer> {
+    if ctx.rec.backend.attestation() != Attestation::Emulated {
+        return None;
     }
-    Ok(secrets)
-}
-
-/// The emulated NSM for this boot (qemu backend only); a failure is logged, not fatal.
-fn start_nsm(ctx: &Ctx<'_>, uds: &Path) -> Option<nsm::NsmServer> {
-    nsm::start_for(ctx.root.path(), &ctx.rec, uds)
+    // The emulated NSM serves one enclave, on a socket only that enclave reaches.
+    let ParentPort::Unix(path) = route.parent_port(enclave_proto::ports::NSM_EMULATION) else {
+        return None;
+    };
+    nsm::start_for(ctx.root.path(), &ctx.rec, &path)
         .map_err(|e| ctx.event(&format!("no emulated NSM for this boot: {e}")))
         .ok()
-        .flatten()
 }
 
 fn finish_console(reader: Option<std::thread::JoinHandle<()>>) {

@@ -4,7 +4,6 @@
 //! One framed NSM API request per connection, answered by an [`EmulatedDevice`] holding the
 //! PCRs measured from the EIF this supervisor booted and signing with the host's emulation CA.
 
-use std::collections::BTreeMap;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,56 +11,26 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use enclave_attest::emulated::{EmulatedDevice, EmulationCa, EMULATION_CA_DIR};
+use enclave_attest::emulated::EmulatedDevice;
 use enclave_proto::nsm;
 
 use crate::error::{EngineError, Result};
+use crate::state::{emulation_ca, measured_pcrs};
 
 /// How long one client may take to send its request and read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The emulation CA of a state root (`<root>/emulation-ca`), created on first use (in a 0700
-/// directory renamed into place). Refused, as every directory of the state tree, unless the
-/// directory is a real one owned by this user with mode 0700 (see `state/private_dir.rs`).
-pub fn emulation_ca(state_root: &Path) -> Result<EmulationCa> {
-    let dir = state_root.join(EMULATION_CA_DIR);
-    if dir.symlink_metadata().is_ok() {
-        crate::state::check_private_dir(&dir)?;
-    }
-    let ca = EmulationCa::load_or_create(&dir)
-        .map_err(|e| EngineError::Backend(format!("emulation CA: {e}")))?;
-    crate::state::check_private_dir(&dir)?;
-    Ok(ca)
-}
-
-/// The measured PCRs of a record (`PCR0` … `PCR8` as hex) as the NSM's registers.
-pub fn measured_pcrs(measurements: &BTreeMap<String, String>) -> BTreeMap<u8, [u8; 48]> {
-    measurements
-        .iter()
-        .filter_map(|(k, v)| {
-            let index = k.strip_prefix("PCR")?.parse::<u8>().ok()?;
-            let bytes: [u8; 48] = hex::decode(v).ok()?.try_into().ok()?;
-            Some((index, bytes))
-        })
-        .collect()
-}
-
-/// Serves the emulated NSM for one boot of `rec` on `<uds>_9001`: `None` for backends whose
-/// enclaves have `/dev/nsm`. A CA that cannot be loaded is an error for the caller to log; only
-/// `attest` needs it.
+/// Serves the emulated NSM for one boot of `rec` on `path` (where the guest's connections to
+/// the parent's port 9001 arrive). A CA that cannot be loaded is an error for the caller to
+/// log; only `attest` needs it.
 pub fn start_for(
     state_root: &Path,
     rec: &crate::state::EnclaveRecord,
-    uds: &Path,
-) -> Result<Option<NsmServer>> {
-    if rec.backend != crate::backend::BackendKind::Qemu {
-        return Ok(None);
-    }
+    path: &Path,
+) -> Result<NsmServer> {
     let ca = Arc::new(emulation_ca(state_root)?);
     let device = EmulatedDevice::new(ca, &rec.id, &measured_pcrs(&rec.measurements));
-    let path =
-        enclave_proto::transport::hybrid::listen_path(uds, enclave_proto::ports::NSM_EMULATION);
-    NsmServer::start(&path, device).map(Some)
+    NsmServer::start(path, device)
 }
 
 /// A running emulated NSM server; stopped and its socket removed on drop.
@@ -124,6 +93,8 @@ impl Drop for NsmServer {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use enclave_proto::nsm::{EmulatedNsm, Nsm};
     use enclave_proto::transport::Addr;

@@ -232,3 +232,43 @@ fn an_attached_run_that_never_lets_go_delays_the_removal_only_so_long() {
     auto_remove(&root2, &rec2, Duration::ZERO).unwrap();
     assert!(root2.dir(&id2).exists());
 }
+
+#[test]
+fn the_heartbeat_is_answered_where_the_backends_route_says() {
+    use std::io::{Read, Write};
+    let (_d, root, id) = setup("no");
+    let mut fake = FakeBackend::with_script([FakeBoot::Runs {
+        console: String::new(),
+        heartbeat: false,
+        runs_for: None,
+        fails: false,
+    }]);
+    let rec = root.load(&id).unwrap();
+    let route = fake.vsock_route(rec.cid, &root.socket_dir(&id));
+    let ParentPort::Unix(path) = route.parent_port(rec.ports.heartbeat) else {
+        panic!("the fake's enclaves are reached through a hybrid socket by default");
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, r2, id2) = (stop.clone(), root.clone(), id.clone());
+    let guest = std::thread::spawn(move || {
+        let byte = enclave_proto::init::HEARTBEAT_BYTE;
+        let mut conn = loop {
+            match std::os::unix::net::UnixStream::connect(&path) {
+                Ok(c) => break c,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        conn.write_all(&[byte]).unwrap();
+        let mut echo = [0u8];
+        conn.read_exact(&mut echo).unwrap();
+        assert_eq!(echo[0], byte);
+        while r2.load(&id2).unwrap().status != Status::Running {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.store(true, Ordering::SeqCst);
+    });
+    let rec = supervise(&root, &id, &mut fake, &opts(), &stop).unwrap();
+    guest.join().unwrap();
+    assert!(rec.boot_ms.is_some(), "{rec:?}");
+    assert_eq!(rec.status, Status::Exited);
+}
