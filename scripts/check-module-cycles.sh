@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The host crates' modules are layered: a module uses modules below it, never one that uses it
+# Every crate's modules are layered: a module uses modules below it, never one that uses it
 # back (docs/architecture.md, "Module layers"). A cycle is how the layers start to blur, and
 # the compiler accepts it, so this lists the edges between the sibling modules of each
 # directory below and fails on a cycle (`tsort` finds them). An edge is a sibling named in code
@@ -59,5 +59,11 @@ check() {
 check "enclave-engine" crates/enclave-engine/src 'crate::'
 check "enclave-ctl" crates/enclave-ctl/src 'crate::'
 check "enclave-ctl cmd/" crates/enclave-ctl/src/cmd '(crate::cmd::|super::)'
+check "enclave-init" crates/enclave-init/src 'crate::'
+check "enclave-proto" crates/enclave-proto/src 'crate::'
+check "enclave-proxy" crates/enclave-proxy/src 'crate::'
+check "enclave-image" crates/enclave-image/src 'crate::'
+check "enclave-spec" crates/enclave-spec/src 'crate::'
+check "enclave-cli" crates/enclave-cli/src 'crate::'
 [[ $status -eq 0 ]] && echo "check-module-cycles: no module cycle"
 exit $status
