@@ -37,7 +37,7 @@ pub(super) const THREAD_STACK: usize = 256 << 10;
 /// Work of a streaming request in progress, stopped on cancel or close.
 pub(super) enum Active {
     Exec(exec::ExecControl),
-    CpTo(mpsc::Sender<cp::Upload>),
+    CpTo(cp::UploadHandle),
     /// cp_from and logs: their worker notices through the session (sends fail).
     Worker,
 }
@@ -440,15 +440,16 @@ fn handle(conn: &Arc<Conn>, payload: &Bytes) -> bool {
                 work.stop();
             }
         }
-        other => {
-            if let Some(work) = other.request_id().and_then(|id| state.requests.get(&id)) {
-                match work {
-                    Active::Exec(c) => c.deliver(other),
-                    Active::CpTo(tx) => cp::deliver(tx, other),
-                    Active::Worker => {}
-                }
+        other => match other.request_id().and_then(|id| state.requests.get(&id)) {
+            Some(Active::Exec(c)) => c.deliver(other),
+            Some(Active::CpTo(upload)) => {
+                // Without the lock: the upload may write its content here, and send credit.
+                let upload = upload.clone();
+                drop(state);
+                upload.deliver(conn, other);
             }
-        }
+            Some(Active::Worker) | None => {}
+        },
     }
     true
 }

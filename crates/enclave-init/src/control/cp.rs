@@ -1,6 +1,13 @@
 //! `cp` in the enclave: `cp_to` writes received entries with the safe [`TreeWriter`], `cp_from`
-//! scans and sends a tree within the client's credit, each on a worker thread of its own (so
-//! slow disks never stall the connection's reader).
+//! scans and sends a tree within the client's credit, each on a worker thread of its own.
+//!
+//! A `cp_to`'s content is written by the connection's reader itself, through the descriptor the
+//! worker opened, whenever the worker has nothing queued ([`UploadHandle::deliver`]): the bytes
+//! go to the file straight from the record they were decrypted into, while they are still in
+//! the cache, with no hand-off (two context switches) per 64 KiB chunk. Everything that names a
+//! path (the entries, the file ends with their rename, the removal of a failed file) stays on
+//! the worker. The enclave's filesystems are memory (tmpfs), so a write does not stall the
+//! reader for long.
 //!
 //! Each worker runs as the app's user, the one `exec` runs as: PID 1 is root, and a copy made as
 //! root would let whoever may `cp` write where the app cannot (a set-id program, `/etc`...), so
@@ -12,8 +19,9 @@
 //! proceeds as root. When the app's user is root, cp stays root, as exec does.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use enclave_proto::tree::{self, SourceLink, TreeError, TreeSink, TreeWriter};
@@ -32,24 +40,99 @@ use crate::users::Credentials;
 const CP_WINDOW: u32 = 4 << 20;
 
 /// What the reader hands the `cp_to` worker.
-pub(super) enum Upload {
+enum Upload {
     Entry(CpEntry),
     /// Shares the buffer its record was decrypted into: written to the file without a copy.
     Data(Bytes),
     FileEnd,
     Done,
+    /// The reader's own write failed: the worker removes the file and ends the request.
+    Failed(TreeError),
 }
 
-/// Forwards an upload's stream messages to its worker.
-pub(super) fn deliver(tx: &mpsc::Sender<Upload>, msg: ClientMessage) {
-    let up = match msg {
-        ClientMessage::CpEntry { entry, .. } => Upload::Entry(entry),
-        ClientMessage::Data { data, .. } => Upload::Data(data),
-        ClientMessage::CpFileEnd { .. } => Upload::FileEnd,
-        ClientMessage::CpDone { .. } => Upload::Done,
-        _ => return,
-    };
-    let _ = tx.send(up);
+/// The writer and the credit not yet returned, shared by the worker and the reader.
+struct Receiving {
+    writer: TreeWriter,
+    consumed: u32,
+}
+
+impl Receiving {
+    /// Writes `data` through the file's descriptor; returns the credit to give back, if a
+    /// batch is due.
+    fn write(&mut self, data: &[u8]) -> Result<Option<u32>, TreeError> {
+        self.writer.write_data(data)?;
+        self.consumed += data.len() as u32;
+        Ok((self.consumed >= CP_WINDOW / 4).then(|| std::mem::take(&mut self.consumed)))
+    }
+}
+
+struct Shared {
+    /// Messages sent to the worker and not yet handled by it.
+    queued: AtomicUsize,
+    /// `None` until the worker has opened the destination, and again once it ended.
+    receiving: Mutex<Option<Receiving>>,
+}
+
+impl Shared {
+    fn receiving(&self) -> std::sync::MutexGuard<'_, Option<Receiving>> {
+        self.receiving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The reader's side of a `cp_to` in progress.
+#[derive(Clone)]
+pub(super) struct UploadHandle {
+    id: RequestId,
+    tx: mpsc::Sender<Upload>,
+    shared: Arc<Shared>,
+}
+
+impl UploadHandle {
+    /// Handles one of the upload's stream messages, on the reader's thread (called without the
+    /// connection's lock). Content is written here when the worker has nothing queued, so it
+    /// lands after everything sent before it; otherwise it is queued behind that.
+    pub(super) fn deliver(&self, conn: &Conn, msg: ClientMessage) {
+        let up = match msg {
+            ClientMessage::CpEntry { entry, .. } => Upload::Entry(entry),
+            ClientMessage::Data { data, .. } => match self.write_here(conn, data) {
+                Some(data) => Upload::Data(data),
+                None => return,
+            },
+            ClientMessage::CpFileEnd { .. } => Upload::FileEnd,
+            ClientMessage::CpDone { .. } => Upload::Done,
+            _ => return,
+        };
+        self.queue(up);
+    }
+
+    fn queue(&self, up: Upload) {
+        // Counted before it is sent: the worker uncounts it only once it has handled it.
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        // The worker is gone when the request ended: nothing is left to write to.
+        let _ = self.tx.send(up);
+    }
+
+    /// Writes `data` on this thread if the worker is idle with the destination open; gives the
+    /// data back when it must be queued instead.
+    fn write_here(&self, conn: &Conn, data: Bytes) -> Option<Bytes> {
+        if self.shared.queued.load(Ordering::Acquire) != 0 {
+            return Some(data);
+        }
+        let mut receiving = self.shared.receiving();
+        let Some(r) = receiving.as_mut() else {
+            return Some(data);
+        };
+        let written = r.write(&data);
+        drop(receiving);
+        match written {
+            Ok(Some(bytes)) => {
+                let _ = conn.send(&ServerMessage::WindowUpdate { id: self.id, bytes });
+            }
+            Ok(None) => {}
+            Err(e) => self.queue(Upload::Failed(e)),
+        }
+        None
+    }
 }
 
 fn code_of(e: &TreeError) -> ErrorCode {
@@ -110,43 +193,59 @@ fn spawn_as_app(conn: &Arc<Conn>, id: RequestId, name: &str, work: impl FnOnce()
 /// `cp_to {dest}`.
 pub(super) fn start_to(conn: &Arc<Conn>, id: RequestId, dest: String) {
     let (tx, rx) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        queued: AtomicUsize::new(0),
+        receiving: Mutex::new(None),
+    });
     // Registered before the worker checks `dest` and sends `started`: entries that follow
     // `started` find it, and a cancel or close before it drops `tx`, which ends the worker.
-    conn.lock().requests.insert(id, Active::CpTo(tx));
+    let handle = UploadHandle {
+        id,
+        tx,
+        shared: shared.clone(),
+    };
+    conn.lock().requests.insert(id, Active::CpTo(handle));
     let c = conn.clone();
-    spawn_as_app(conn, id, "cp-to", move || receive(&c, id, &dest, rx));
+    spawn_as_app(conn, id, "cp-to", move || {
+        receive(&c, id, &dest, rx, &shared);
+        // The writer is dropped here, as the app's user: its drop removes the temporary file
+        // of an incomplete entry, which the reader (root) must never do.
+        drop(shared.receiving().take());
+    });
 }
 
 /// The `cp_to` worker, as the app's user: checks `dest` (refusals before `started`), then
-/// writes what the reader delivers.
-fn receive(c: &Conn, id: RequestId, dest: &str, rx: mpsc::Receiver<Upload>) {
-    let mut writer = match TreeWriter::open_no_symlinks(dest) {
+/// handles what the reader queues.
+fn receive(c: &Conn, id: RequestId, dest: &str, rx: mpsc::Receiver<Upload>, shared: &Shared) {
+    let writer = match TreeWriter::open_no_symlinks(dest) {
         Ok(w) => w,
         Err(e) => return c.fail(id, code_of(&e), e.to_string()),
     };
+    *shared.receiving() = Some(Receiving {
+        writer,
+        consumed: 0,
+    });
     if !c.started_registered(id) {
         return;
     }
     let grow = CP_WINDOW - enclave_proto::wire::INITIAL_WINDOW;
     let _ = c.send(&ServerMessage::WindowUpdate { id, bytes: grow });
-    let mut consumed = 0u32;
+    // Ends when the request is cancelled or the connection closes (the reader drops `tx`).
     for up in rx {
+        let mut receiving = shared.receiving();
+        let Some(r) = receiving.as_mut() else { return };
+        let mut credit = None;
         let result = match up {
-            Upload::Entry(entry) => writer.entry(&entry),
-            Upload::Data(data) => {
-                let r = writer.data(&data);
-                consumed += data.len() as u32;
-                if r.is_ok() && consumed >= CP_WINDOW / 4 {
-                    let bytes = std::mem::take(&mut consumed);
-                    let _ = c.send(&ServerMessage::WindowUpdate { id, bytes });
-                }
-                r
-            }
-            Upload::FileEnd => writer.file_end(),
+            Upload::Entry(entry) => r.writer.entry(&entry),
+            Upload::Data(data) => r.write(&data).map(|c| credit = c),
+            Upload::FileEnd => r.writer.file_end(),
+            Upload::Failed(e) => Err(e),
             Upload::Done => {
-                let reply = writer
+                let reply = r
+                    .writer
                     .finish()
                     .map(|(entries, bytes)| Reply::CpComplete { entries, bytes });
+                drop(receiving);
                 match reply {
                     Ok(reply) => c.end(id, &ServerMessage::Reply { id, reply }),
                     Err(e) => c.fail(id, code_of(&e), e.to_string()),
@@ -155,12 +254,16 @@ fn receive(c: &Conn, id: RequestId, dest: &str, rx: mpsc::Receiver<Upload>) {
             }
         };
         if let Err(e) = result {
-            writer.abort();
+            r.writer.abort();
+            drop(receiving);
             return c.fail(id, code_of(&e), e.to_string());
         }
+        drop(receiving);
+        shared.queued.fetch_sub(1, Ordering::AcqRel);
+        if let Some(bytes) = credit {
+            let _ = c.send(&ServerMessage::WindowUpdate { id, bytes });
+        }
     }
-    // The request was cancelled or the connection closed: the writer's drop removes the
-    // temporary file of an incomplete entry.
 }
 
 enum SinkError {

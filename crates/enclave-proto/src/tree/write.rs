@@ -270,23 +270,31 @@ impl TreeWriter {
         Ok(())
     }
 
-    /// Content of the current file entry.
+    /// Content of the current file entry. On failure the temporary file is removed.
     pub fn data(&mut self, data: &[u8]) -> Result<(), TreeError> {
+        let written = self.write_data(data);
+        if written.is_err() {
+            self.abort();
+        }
+        written
+    }
+
+    /// Content of the current file entry, written through the file's descriptor only: unlike
+    /// [`data`](Self::data) it touches no path, so any thread may call it, whatever its
+    /// credentials, while the entries, file ends and the removal after a failure
+    /// ([`abort`](Self::abort)) stay with the thread that has the writer's user.
+    pub fn write_data(&mut self, data: &[u8]) -> Result<(), TreeError> {
         let Some(p) = &mut self.current else {
             return Err(TreeError::refused("(data)", "content without a file entry"));
         };
         if data.len() as u64 > p.remaining {
-            let rel = p.rel.clone();
-            self.abort();
             return Err(TreeError::refused(
-                rel,
+                p.rel.clone(),
                 "more content than the entry announced",
             ));
         }
         if let Err(e) = p.file.write_all(data) {
-            let rel = p.rel.clone();
-            self.abort();
-            return Err(TreeError::io(rel, e));
+            return Err(TreeError::io(p.rel.clone(), e));
         }
         p.remaining -= data.len() as u64;
         Ok(())
