@@ -1,7 +1,11 @@
 //! Types shared by the host tools and the code running inside the enclave.
 //!
+//! Where it runs: everywhere the project does, on both sides of the vsock (host CLI, supervisor,
+//! enclave PID 1, enclave services), so it carries no policy of either side.
+//!
 //! - the enclave spec (`enclave.yaml`, measured into PCR2) is the `enclave-spec` crate's.
 //! - [`app`]: the application configuration stored in the app ramdisk.
+//! - [`debug_pcr`]: what PCR31 says about an enclave's debug capabilities.
 //! - [`init`]: the configuration of `enclave-init` stored in the bootstrap ramdisk.
 //!
 //! Everything here is plain data with serde derives; unknown fields are rejected everywhere, so a
@@ -10,9 +14,9 @@
 
 pub mod app;
 pub mod client;
+pub mod debug_pcr;
 pub mod handoff;
 pub mod init;
-pub mod nsm;
 pub mod transport;
 pub mod wire;
 

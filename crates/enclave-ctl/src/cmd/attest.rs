@@ -4,8 +4,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use enclave_attest::emulated::EMULATION_CA_DIR;
 use enclave_attest::parse_hex_arg;
+use enclave_nsm::emulated::EMULATION_CA_DIR;
 use enclave_proto::wire::{AttestRequest, Capability};
 
 use crate::cli::{AttestArgs, EXIT_OK};
