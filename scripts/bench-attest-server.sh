@@ -22,7 +22,7 @@ for tool in wrk curl; do
     command -v "$tool" >/dev/null || { echo "bench-attest-server: $tool is not installed" >&2; exit 1; }
 done
 
-cargo build --release -p enclave-attest --bin enclave-attest
+cargo build --release -p enclave-attest-server --bin enclave-attest
 bin=target/release/enclave-attest
 
 work=$(mktemp -d)

@@ -33,8 +33,11 @@ unset CARGO_ENCODED_RUSTFLAGS RUSTC_WRAPPER CARGO_BUILD_RUSTC_WRAPPER \
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-0}"
 
 cd "$ROOT"
-cargo build --locked --release -p enclave-init -p enclave-attest \
-    --bin enclave-init --bin enclave-attest --target "$TARGET" >&2
+# Two builds, not one: cargo unifies the features of the packages it builds together, and the
+# attestation server's enclave-nsm has `emulated` (for its host-only `--source emulated`), which
+# would then be compiled into PID 1 too.
+cargo build --locked --release -p enclave-init --bin enclave-init --target "$TARGET" >&2
+cargo build --locked --release -p enclave-attest-server --bin enclave-attest --target "$TARGET" >&2
 
 OUT_DIR="$ROOT/target/enclave-init"
 mkdir -p "$OUT_DIR"

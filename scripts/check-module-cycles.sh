@@ -65,5 +65,8 @@ check "enclave-proxy" crates/enclave-proxy/src 'crate::'
 check "enclave-image" crates/enclave-image/src 'crate::'
 check "enclave-spec" crates/enclave-spec/src 'crate::'
 check "enclave-cli" crates/enclave-cli/src 'crate::'
+check "enclave-nsm" crates/enclave-nsm/src 'crate::'
+check "enclave-attest" crates/enclave-attest/src 'crate::'
+check "enclave-attest-server" crates/enclave-attest-server/src 'crate::'
 [[ $status -eq 0 ]] && echo "check-module-cycles: no module cycle"
 exit $status

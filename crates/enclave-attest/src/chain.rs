@@ -66,7 +66,7 @@ pub(crate) fn verify(
         .find(|r| check(last, &r.key).is_ok())
         .ok_or_else(|| {
             let issuer = last.cert.tbs_certificate.issuer.to_string();
-            if crate::emulated::is_emulation_root_name(&issuer) {
+            if crate::roots::is_emulation_root_name(&issuer) {
                 Error::EmulationRoot { issuer }
             } else {
                 Error::UntrustedRoot {

@@ -4,13 +4,13 @@
 //! PCR0..2, yet whoever controls the parent can then run code in it, copy files in and out, or
 //! obtain documents binding keys of its choosing. enclave-init records the granted capabilities
 //! in PCR31 at boot, before any service runs, and locks it
-//! ([`enclave_proto::nsm::debug_marker`]); the NSM reports locked PCRs in every document. This
+//! ([`enclave_proto::debug_pcr::debug_marker`]); the NSM reports locked PCRs in every document. This
 //! is not Nitro's debug mode (PCR0..2 zero, `Report::debug_mode`), which is about the
 //! hypervisor exposing the enclave's memory and console.
 
 use std::fmt;
 
-use enclave_proto::nsm::{read_debug_pcr, DebugSurface, DEBUG_PCR};
+use enclave_proto::debug_pcr::{read_debug_pcr, DebugSurface, DEBUG_PCR};
 use enclave_proto::wire::Capability;
 use serde::Serialize;
 

@@ -1,4 +1,13 @@
-//! Verifier for AWS Nitro Enclaves attestation documents.
+//! Verifier for AWS Nitro Enclaves attestation documents: what a relying party needs.
+//!
+//! Where it runs: with whoever checks an enclave (`enclave-ctl verify`, host tools, any program
+//! of a relying party), and in the host supervisor for its own document checks. It has no async
+//! runtime, HTTP server or filesystem watcher (`scripts/check-deps.sh` keeps it so): the
+//! document parser, COSE, the certificate chain, [`Policy`], [`Report`], the debug capabilities
+//! PCR31 shows, [`vrf`] verification, file records and their check ([`files`]), what the
+//! attestation server binds ([`binding`]) and the attested-TLS [`client`] (blocking std sockets
+//! and rustls). The server itself is crate `enclave-attest-server`; the emulated NSM that signs
+//! documents for emulated enclaves is crate `enclave-nsm`'s.
 //!
 //! A document is a COSE_Sign1 (tagged or not) whose payload is a CBOR map (module id, timestamp,
 //! PCRs, the signing certificate, its CA bundle, optional public key / user data / nonce).
@@ -31,6 +40,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod binding;
 mod cache;
 mod cbor;
 mod cert;
@@ -39,7 +49,6 @@ pub mod client;
 mod cose;
 mod debug_caps;
 mod document;
-pub mod emulated;
 mod error;
 pub mod files;
 mod input;
@@ -48,7 +57,6 @@ pub mod p384_verify;
 mod policy;
 mod report;
 mod roots;
-pub mod server;
 pub mod vrf;
 
 use std::sync::{Arc, OnceLock};
@@ -64,7 +72,10 @@ pub use policy::{
     parse_hex_arg, parse_time, Expectation, ExpectedPcrs, Policy, VerifyOptions, PINNING_PCRS,
 };
 pub use report::{CertInfo, HexBytes, Report};
-pub use roots::{TrustRoot, AWS_NITRO_ROOT_G1_PEM, AWS_NITRO_ROOT_G1_SHA256};
+pub use roots::{
+    is_emulation_root_name, TrustRoot, AWS_NITRO_ROOT_G1_PEM, AWS_NITRO_ROOT_G1_SHA256,
+    EMULATION_ROOT_CN, EMULATION_ROOT_SUBJECT,
+};
 
 use cert::{ParsedCert, PublicKey};
 

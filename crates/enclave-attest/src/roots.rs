@@ -17,6 +17,22 @@ pub const AWS_NITRO_ROOT_G1_PEM: &str = include_str!("../roots/AWS_NitroEnclaves
 pub const AWS_NITRO_ROOT_G1_SHA256: &str =
     "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b";
 
+/// The subject (RFC 4514) of enclave-engine's emulation roots, the per-host CAs that sign the
+/// emulated NSM's documents (crate `enclave-nsm`, feature `emulated`). Defined here because a
+/// verifier must recognise such a chain without linking the emulation: a document that ends
+/// at this name fails with [`Error::EmulationRoot`] unless that host's root is configured.
+pub const EMULATION_ROOT_SUBJECT: &str =
+    "CN=enclave-engine emulated NSM root,OU=emulated-nsm,O=enclave-engine";
+/// The common name of [`EMULATION_ROOT_SUBJECT`].
+pub const EMULATION_ROOT_CN: &str = "enclave-engine emulated NSM root";
+
+/// Whether an issuer name (as [`x509_cert::name::Name`] prints it) is an emulation root's.
+pub fn is_emulation_root_name(name: &str) -> bool {
+    name.split(',')
+        .any(|rdn| rdn.trim() == format!("CN={EMULATION_ROOT_CN}"))
+        && name.split(',').any(|rdn| rdn.trim() == "OU=emulated-nsm")
+}
+
 /// A certificate trusted by configuration. Its key and name anchor the chain; it is trusted
 /// because the caller pinned it, never because a document carries it.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! PCR31, the debug-capability marker, through the verifier: documents signed by the emulated
 //! NSM after PCR31 was extended and locked exactly as enclave-init does at boot (the shared
-//! `enclave_proto::nsm::debug_marker`), refused unless the policy allows debug capabilities,
+//! `enclave_proto::debug_pcr::debug_marker`), refused unless the policy allows debug capabilities,
 //! and shown in the report either way. Nitro's debug mode (PCR0..2 zero) stays a separate
 //! check with its own switch.
 
@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_nitro_enclaves_nsm_api::api::{Request, Response};
-use enclave_attest::emulated::{EmulatedDevice, EmulationCa};
 use enclave_attest::{DebugCapabilities, Error, Expectation, Policy, TrustRoot, VerifyOptions};
-use enclave_proto::nsm::{debug_marker, DEBUG_PCR};
+use enclave_nsm::emulated::{EmulatedDevice, EmulationCa};
+use enclave_proto::debug_pcr::{debug_marker, DEBUG_PCR};
 use enclave_proto::wire::Capability;
 
 const PCR0: [u8; 48] = [0xa0; 48];

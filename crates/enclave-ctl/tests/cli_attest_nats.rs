@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use common::{assert_ok, example_image, run, stdout};
 use enclave_attest::files::{
-    kv_key, Checked, KvEntry, NatsOptions, NatsPublisher, NatsTls, RecordChecker, RecordError,
-    STARTUP_DOCUMENT_KEY,
+    kv_key, Checked, KvEntry, RecordChecker, RecordError, STARTUP_DOCUMENT_KEY,
 };
 use enclave_attest::{Policy, TrustRoot, VerifyOptions};
+use enclave_attest_server::files::{NatsOptions, NatsPublisher, NatsTls};
 
 const BUCKET: &str = "enclave-files";
 
@@ -229,7 +229,7 @@ fn file_hashes_reach_a_nats_bucket_over_tls_through_egress() {
         NatsPublisher::connect(&without_token).is_err(),
         "the server takes publishers with the token only"
     );
-    let options = without_token.auth(enclave_attest::files::NatsAuth::Token(token.clone()));
+    let options = without_token.auth(enclave_attest_server::files::NatsAuth::Token(token.clone()));
     let document = wait_for(
         &options,
         STARTUP_DOCUMENT_KEY,

@@ -1,6 +1,6 @@
 //! `enclave-ctl verify` and PCR31, the debug-capability marker enclave-init records at boot:
 //! documents of the Nitro format signed under an emulation root made at test time, whose PCR31
-//! is the marker of `debug.exec` (as `enclave_proto::nsm::debug_pcr_value` computes it, the
+//! is the marker of `debug.exec` (as `enclave_proto::debug_pcr::debug_pcr_value` computes it, the
 //! value enclave-init leaves there), an unknown value, or zero. Refused (exit 3) unless
 //! `--allow-debug`, and shown in the report in every case.
 
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use enclave_attest::emulated::{DocumentFields, EmulationCa};
-use enclave_proto::nsm::debug_pcr_value;
+use enclave_nsm::emulated::{DocumentFields, EmulationCa};
+use enclave_proto::debug_pcr::debug_pcr_value;
 use enclave_proto::wire::Capability;
 use serde_json::Value;
 

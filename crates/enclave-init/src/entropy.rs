@@ -9,10 +9,7 @@
 use std::fs::OpenOptions;
 use std::os::fd::AsFd;
 
-use enclave_proto::nsm::Nsm;
-
-/// The NSM device node, created by the `nsm` driver (loaded as a module or built in).
-pub const NSM_DEVICE: &str = "/dev/nsm";
+use enclave_nsm::Nsm;
 
 /// What seeding did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

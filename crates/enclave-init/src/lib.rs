@@ -32,7 +32,6 @@ pub mod manager;
 pub mod modules;
 pub mod net;
 pub mod nsm;
-mod nsm_unsafe;
 pub mod policy;
 pub mod proxies;
 pub mod reaper;

@@ -9,9 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use enclave_proto::nsm::{EmulatedNsm, Nsm, NsmError, Request, Response};
-
-pub use crate::entropy::NSM_DEVICE;
+use enclave_nsm::{EmulatedNsm, HardwareNsm, Nsm, NSM_DEVICE};
 
 static DEVICE: OnceLock<Option<(NsmSource, Box<dyn Nsm>)>> = OnceLock::new();
 static DISABLED: AtomicBool = AtomicBool::new(false);
@@ -24,22 +22,6 @@ pub enum NsmSource {
     /// The host supervisor's emulation (emulated kernel profile only). Its random bytes come
     /// from the host, so they are never credited as entropy.
     Emulated,
-}
-
-/// The hardware NSM: each request goes through the driver's ioctl on `/dev/nsm`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HardwareNsm;
-
-impl Nsm for HardwareNsm {
-    fn process(&self, request: Request) -> Result<Response, NsmError> {
-        let dev = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(NSM_DEVICE)?;
-        let req = enclave_proto::nsm::encode_request(&request)?;
-        let resp = crate::nsm_unsafe::nsm_ioctl(&dev, &req)?;
-        enclave_proto::nsm::decode_response(&resp)
-    }
 }
 
 /// Which NSM an enclave with this kernel profile and parent uses (`None`: there is none).

@@ -2,7 +2,7 @@
 //! service runs (`docs/security.md`):
 //!
 //! 1. [`mark_debug_surface`]: PCR31 is extended with the marker of the debug capabilities the
-//!    measured spec grants (`enclave_proto::nsm::debug_marker`; nothing when none) and locked,
+//!    measured spec grants (`enclave_proto::debug_pcr::debug_marker`; nothing when none) and locked,
 //!    so every attestation document shows what the host may do inside. When that fails the NSM
 //!    is withdrawn for the boot: no document is ever issued without the marker.
 //! 2. [`establish`]: the control identity (an X25519 key made here, never leaving the enclave)
@@ -17,10 +17,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use enclave_nsm::Nsm;
+use enclave_proto::debug_pcr::{debug_marker, DEBUG_PCR};
 use enclave_proto::handoff::{
     self, EnclaveExit, EnclaveIdentity, SupervisorOffer, HANDOFF_VERSION,
 };
-use enclave_proto::nsm::{debug_marker, Nsm, DEBUG_PCR};
 use enclave_proto::transport::{self, Addr};
 use enclave_proto::wire::auth::VerifyingKey;
 use enclave_proto::wire::secure::{ControlIdentity, IDENTITY_USER_DATA};

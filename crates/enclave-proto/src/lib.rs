@@ -8,6 +8,7 @@
 //!
 //! - the enclave spec (`enclave.yaml`, measured into PCR2) is the `enclave-spec` crate's.
 //! - [`app`]: the application configuration stored in the app ramdisk.
+//! - [`debug_pcr`]: what PCR31 says about an enclave's debug capabilities.
 //! - [`init`]: the configuration of `enclave-init` stored in the bootstrap ramdisk.
 //! - [`wire`]: the control protocol, its frames, messages and encrypted session, for both ends.
 //! - [`tree`]: the filesystem side of `cp`, for both ends (the sender scans and sends a tree,
@@ -22,9 +23,9 @@
 
 pub mod app;
 pub mod client;
+pub mod debug_pcr;
 pub mod handoff;
 pub mod init;
-pub mod nsm;
 pub mod transport;
 pub mod tree;
 pub mod wire;

@@ -139,6 +139,20 @@ fn fill<S: Read>(stream: &mut S, buf: &mut Vec<u8>) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// Percent-encodes a query value: everything but unreserved characters and `/`. The server
+/// (crate `enclave-attest-server`, `query.rs`) decodes it; `+` stays an escape, never a space.
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +213,14 @@ mod tests {
         }
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}\r\n\r\n", "a".repeat(MAX_HEAD + 1));
         assert!(run(&huge).is_err());
+    }
+
+    #[test]
+    fn percent_encodes_all_but_unreserved() {
+        // The same path the server's query test decodes from this very string.
+        assert_eq!(
+            percent_encode("/srv/dåta/a b&c=d%+?#"),
+            "/srv/d%C3%A5ta/a%20b%26c%3Dd%25%2B%3F%23"
+        );
     }
 }

@@ -37,10 +37,8 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 pub use http::HttpResponse;
 
+use crate::binding::{cert_spki, Binding, BindingError, CERT_NAME};
 use crate::files::VRF_SUITE;
-use crate::server::query::percent_encode;
-use crate::server::tls::cert_spki;
-use crate::server::{Binding, BindingError, CERT_NAME};
 use crate::{vrf, Report, VerifyOptions};
 
 /// Why connecting, verifying or a request failed.
@@ -405,7 +403,7 @@ impl AttestedClient {
             .vrf_public_key
             .ok_or(ClientError::NoFileAttestation)?;
         let epoch = self.file_epoch()?.epoch;
-        let target = format!("/files/proof?path={}", percent_encode(path));
+        let target = format!("/files/proof?path={}", http::percent_encode(path));
         let v = json(self.get(&target).and_then(expect_ok)?)?;
         let field = |k: &str| {
             v.get(k)

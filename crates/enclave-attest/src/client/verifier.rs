@@ -10,7 +10,7 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::server::tls::cert_spki;
+use crate::binding::cert_spki;
 
 /// Defers trust in the server certificate to the attestation document.
 #[derive(Debug)]

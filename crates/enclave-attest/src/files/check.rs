@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::record::{kv_key, FileRecord, RecordOp, STARTUP_DOCUMENT_KEY, VRF_SUITE};
-use crate::server::{Binding, BindingError};
+use crate::binding::{Binding, BindingError};
 use crate::vrf::{self, DeleteClaim, Epoch, FileClaim, Proof, PublicKey, VrfError};
 use crate::{Report, VerifyOptions};
 

@@ -1,17 +1,9 @@
-//! Bodies of the fuzz targets for what file attestation reads from outside the enclave: the
-//! NATS server's protocol lines and the records a reader takes from the bucket. Shared by
-//! `fuzz/fuzz_targets/nats_*.rs` and by `cargo test` over seeds, so the seeds run on every
+//! Body of the fuzz target for what a reader takes from the bucket (the records). Shared by
+//! `fuzz/fuzz_targets/file_record.rs` and by `cargo test` over seeds, so the seeds run on every
 //! test run, not only under libFuzzer.
 
 use super::check::{Checked, KvEntry, RecordChecker};
 use crate::vrf::{Epoch, SecretKey};
-
-/// Server bytes through the NATS decoders (INFO, operation lines, header blocks): line by
-/// line, as the client splits them. Nothing may panic, and a message line never announces
-/// more than the payload limit.
-pub fn nats_server_bytes(data: &[u8]) {
-    super::nats::fuzz_server_bytes(data);
-}
 
 /// Arbitrary bytes as a bucket value through [`RecordChecker`], under the key of the path
 /// they name and under keys that hold no record: it may refuse, never panic, and what it

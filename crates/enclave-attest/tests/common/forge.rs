@@ -153,7 +153,7 @@ impl Chain {
 
 /// Decodes a real document's payload map (with ciborium, not the crate under test).
 pub fn payload_map(doc: &[u8]) -> Vec<(Value, Value)> {
-    let (payload, _) = super::payload_and_signature(doc);
+    let (payload, _) = payload_and_signature(doc);
     match ciborium::from_reader::<Value, _>(&doc[payload]).unwrap() {
         Value::Map(m) => m,
         _ => panic!("payload is not a map"),
@@ -235,4 +235,40 @@ pub fn sign_cose(payload: &[u8], key: &SigningKey, tagged: bool) -> Vec<u8> {
     bstr(&mut out, payload);
     bstr(&mut out, &sig.to_bytes());
     out
+}
+
+/// Splits a raw untagged COSE_Sign1 into (payload range, signature range) by reading the heads.
+pub fn payload_and_signature(doc: &[u8]) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    // 0x84, protected bstr, unprotected map (empty: 0xa0), payload bstr, signature bstr.
+    assert_eq!(doc[0], 0x84);
+    let mut pos = 1;
+    let head = |pos: &mut usize| -> usize {
+        let b = doc[*pos];
+        *pos += 1;
+        let n = match b & 0x1f {
+            n @ 0..=23 => n as usize,
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            _ => panic!("unexpected head"),
+        };
+        if b & 0x1f < 24 {
+            return n;
+        }
+        let v = doc[*pos..*pos + n]
+            .iter()
+            .fold(0usize, |a, &x| (a << 8) | x as usize);
+        *pos += n;
+        v
+    };
+    let plen = head(&mut pos);
+    pos += plen;
+    assert_eq!(doc[pos], 0xa0, "empty unprotected header");
+    pos += 1;
+    let len = head(&mut pos);
+    let payload = pos..pos + len;
+    pos += len;
+    let slen = head(&mut pos);
+    assert_eq!(pos + slen, doc.len());
+    (payload, pos..pos + slen)
 }

@@ -32,10 +32,10 @@ pub fn run(args: InspectArgs) -> Result<i32> {
         );
         if rec.backend.attestation() == Attestation::Emulated {
             // What `verify --trust-root` needs for this enclave's documents.
-            let ca = path.join(enclave_attest::emulated::EMULATION_CA_DIR);
+            let ca = path.join(enclave_nsm::emulated::EMULATION_CA_DIR);
             obj.insert(
                 "emulation_root".into(),
-                ca.join(enclave_attest::emulated::ROOT_CERT_FILE)
+                ca.join(enclave_nsm::emulated::ROOT_CERT_FILE)
                     .display()
                     .to_string()
                     .into(),

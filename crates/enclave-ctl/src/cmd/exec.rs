@@ -127,7 +127,7 @@ fn identity_check(
     let ca_dir = super::state_dir::emulation_ca_dir(state.state_dir.as_deref());
     if let Some(ca) = ca_dir
         .ok()
-        .and_then(|d| enclave_attest::emulated::EmulationCa::load(&d).ok())
+        .and_then(|d| enclave_nsm::emulated::EmulationCa::load(&d).ok())
     {
         roots.push(enclave_attest::TrustRoot::from_der(ca.root_der())?);
     }

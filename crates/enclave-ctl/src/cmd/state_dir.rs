@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use enclave_attest::emulated::EMULATION_CA_DIR;
 use enclave_engine::state::{default_root, StateRoot};
+use enclave_nsm::emulated::EMULATION_CA_DIR;
 
 use crate::cli::StateArgs;
 

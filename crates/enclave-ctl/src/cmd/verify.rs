@@ -125,7 +125,7 @@ fn report_outcome(
             if matches!(err, enclave_attest::Error::EmulationRoot { .. }) {
                 let state = std::env::var_os("ENCLAVE_ENGINE_STATE_DIR").map(PathBuf::from);
                 let root = super::state_dir::emulation_ca_dir(state.as_deref())
-                    .map(|dir| dir.join(enclave_attest::emulated::ROOT_CERT_FILE));
+                    .map(|dir| dir.join(enclave_nsm::emulated::ROOT_CERT_FILE));
                 if let Some(root) = root.ok().filter(|r| r.is_file()) {
                     eprintln!("this host's emulation root is {}", root.display());
                 }

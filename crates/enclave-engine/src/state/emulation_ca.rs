@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use enclave_attest::emulated::{EmulationCa, EMULATION_CA_DIR};
+use enclave_nsm::emulated::{EmulationCa, EMULATION_CA_DIR};
 
 use crate::error::{EngineError, Result};
 use crate::private_dir::check_private_dir;

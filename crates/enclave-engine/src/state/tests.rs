@@ -223,8 +223,8 @@ fn directories_inside_the_root_are_checked_too() {
     // The emulation CA's directory, as a symlink to a CA someone else made.
     let theirs = tempfile::tempdir().unwrap();
     let ca_dir = theirs.path().join("ca");
-    enclave_attest::emulated::EmulationCa::load_or_create(&ca_dir).unwrap();
-    let ours = path.join(enclave_attest::emulated::EMULATION_CA_DIR);
+    enclave_nsm::emulated::EmulationCa::load_or_create(&ca_dir).unwrap();
+    let ours = path.join(enclave_nsm::emulated::EMULATION_CA_DIR);
     std::os::unix::fs::symlink(&ca_dir, &ours).unwrap();
     let e = emulation_ca(&path).unwrap_err();
     assert!(e.to_string().contains("is a symbolic link"), "{e}");

@@ -294,7 +294,7 @@ pub enum Capability {
 impl Capability {
     /// The debug capabilities `debug` grants, sorted: what the control server may grant to an
     /// authenticated peer, and what enclave-init extends into PCR31 at boot
-    /// ([`crate::nsm::debug_marker`]).
+    /// ([`crate::debug_pcr::debug_marker`]).
     pub fn granted_by(debug: &enclave_spec::DebugSpec) -> Vec<Capability> {
         let mut caps = Vec::new();
         if debug.exec {
