@@ -1,5 +1,9 @@
 //! enclave-ctl: the enclave-engine command line. Thin: argument parsing here and in `cli`, the
 //! work in the libraries, presentation in `cmd/`.
+//!
+//! Where it runs: on the parent (or any machine, for `build`, `inspect`, `measure`, `sign` and
+//! `verify`), as the user; it starts one supervisor per enclave and talks to enclaves only
+//! through the control channel.
 #![deny(unsafe_code)]
 
 mod cli;

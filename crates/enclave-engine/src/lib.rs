@@ -1,5 +1,9 @@
 //! enclave-engine: runs enclaves built by `enclave-ctl build`.
 //!
+//! Where it runs: on the parent only, in `enclave-ctl` (the lifecycle: create, start, stop,
+//! remove) and in each enclave's supervisor (`enclave-engine supervise`, one process per
+//! enclave, which owns the backend's processes). Nothing of it is in the enclave.
+//!
 //! - [`backend`]: how an enclave runs. [`backend::qemu`] emulates Nitro on any Linux host (a
 //!   QEMU `microvm` booting the EIF's kernel, cmdline and ramdisks, with a vhost-user vsock
 //!   device served by `vhost-device-vsock`); [`backend::nitro`] drives `nitro-cli` on a
