@@ -29,11 +29,12 @@ fn fixtures() -> Option<PathBuf> {
     None
 }
 
-/// A nitro-cli that prints the recorded stdout/stderr of each command and logs its arguments.
-fn fake_cli(dir: &Path, fx: &Path, fail_run_with: Option<&str>) -> PathBuf {
+/// A nitro-cli that prints the recorded stdout/stderr of each command and logs its arguments;
+/// with `fail_run_with`, `run-enclave` prints that file to stderr and fails.
+fn fake_cli(dir: &Path, fx: &Path, fail_run_with: Option<&Path>) -> PathBuf {
     let script = dir.join("nitro-cli");
     let run = match fail_run_with {
-        Some(stderr) => format!("cat '{}/{stderr}' >&2; exit 1", fx.display()),
+        Some(stderr) => format!("cat '{}' >&2; exit 1", stderr.display()),
         None => format!(
             "cat '{0}/run-enclave.json'; cat '{0}/run-enclave.stderr' >&2",
             fx.display()
@@ -45,7 +46,7 @@ fn fake_cli(dir: &Path, fx: &Path, fail_run_with: Option<&str>) -> PathBuf {
          describe-enclaves) cat '{fx}/describe-enclaves.json' ;;\n\
          terminate-enclave) cat '{fx}/terminate-enclave.json'; cat '{fx}/terminate-enclave.stderr' >&2 ;;\n\
          console) sleep 30 ;;\n\
-         *) echo \"[ E13 ] Invalid command\" >&2; exit 1 ;;\nesac\n",
+         *) echo \"[ E14 ] Invalid command.\" >&2; exit 1 ;;\nesac\n",
         log = dir.join("calls").display(),
         fx = fx.display(),
     );
@@ -188,11 +189,68 @@ fn run_describe_terminate_replay_the_recorded_outputs() {
 fn e35_is_explained() {
     let Some(fx) = fixtures() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let cli = fake_cli(tmp.path(), &fx, Some("run-enclave-E35.stderr"));
+    let cli = fake_cli(tmp.path(), &fx, Some(&fx.join("run-enclave-E35.stderr")));
     let mut backend = NitroBackend::with_paths(paths(tmp.path(), cli, &fx));
     let (_root, s, _eif) = run(tmp.path(), &backend);
     let err = backend.launch(&s).err().unwrap().to_string();
     assert!(err.contains("E35") && err.contains("hugepages"), "{err}");
+}
+
+/// Each class of failure a user meets first on a new parent, replayed by the fake nitro-cli in
+/// nitro-cli's own format (the recorded E35's), says what to fix and keeps nitro-cli's words.
+#[test]
+fn each_class_of_first_day_failure_says_what_to_fix() {
+    let Some(fx) = fixtures() else { return };
+    // (class, code, nitro-cli's sentence, what our message must name)
+    let cases = [
+        (
+            "device permission",
+            "E18",
+            "File permissions error.",
+            "`ne` group",
+        ),
+        (
+            "CPU pool",
+            "E22",
+            "Insufficient CPUs requested.",
+            "cpu_count",
+        ),
+        (
+            "allocator",
+            "E27",
+            "Insufficient memory available.",
+            "memory_mib",
+        ),
+        (
+            "memory",
+            "E26",
+            "Insufficient memory requested.",
+            "raise --memory",
+        ),
+        ("hugepages", "E25", "No such hugepage flag.", "hugepages"),
+    ];
+    for (class, code, sentence, fix) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let stderr = tmp.path().join("run.stderr");
+        std::fs::write(
+            &stderr,
+            format!(
+                "Start allocating memory...\n[ {code} ] {sentence} Such error appears when …\n\n\
+                 For more details, please visit \
+                 https://docs.aws.amazon.com/enclaves/latest/user/cli-errors.html#{code}\n"
+            ),
+        )
+        .unwrap();
+        let cli = fake_cli(tmp.path(), &fx, Some(&stderr));
+        let mut backend = NitroBackend::with_paths(paths(tmp.path(), cli, &fx));
+        let (_root, s, _eif) = run(tmp.path(), &backend);
+        let err = backend.launch(&s).err().unwrap().to_string();
+        assert!(err.contains(code) && err.contains(fix), "{class}: {err}");
+        assert!(
+            err.contains(sentence),
+            "{class}: nitro-cli's words kept: {err}"
+        );
+    }
 }
 
 #[test]

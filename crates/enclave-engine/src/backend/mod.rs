@@ -8,6 +8,7 @@ pub mod accel;
 pub mod fake;
 pub mod nitro;
 mod nitro_cli;
+pub mod nitro_errors;
 pub mod qemu;
 mod route;
 

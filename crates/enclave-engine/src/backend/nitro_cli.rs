@@ -64,36 +64,12 @@ pub fn error_code(stderr: &str) -> Option<String> {
     (code.len() > 1 && code[1..].bytes().all(|b| b.is_ascii_digit())).then(|| code.to_owned())
 }
 
-/// What to do about a nitro-cli error code, in one sentence.
+/// What to do about a nitro-cli error code, in one sentence, with nitro-cli's page for it.
 pub fn describe_error_code(code: &str) -> String {
-    let advice = match code {
-        "E14" => "another nitro-cli command holds the enclave lock: retry in a moment",
-        "E17" => "permission denied: run as root or add your user to the `ne` group, then log in again",
-        "E18" => "nitro-cli could not read or write a file: check that the EIF path exists and is readable",
-        "E19" | "E20" | "E21" | "E22" | "E23" => {
-            "the CPUs asked for are not in the enclave CPU pool: lower --cpus (full cores, an even number on hyper-threaded instances) or raise cpu_count in /etc/nitro_enclaves/allocator.yaml and restart nitro-enclaves-allocator.service"
-        }
-        "E24" | "E26" | "E27" => {
-            "not enough enclave memory is reserved: raise memory_mib in /etc/nitro_enclaves/allocator.yaml and restart nitro-enclaves-allocator.service, or lower --memory"
-        }
-        "E25" => "the memory asked for is too small for this EIF: raise --memory",
-        "E35" => {
-            "nitro-cli could not load the EIF into enclave memory: inside a container this means hugepages are not mounted (request hugepages-2Mi and mount an emptyDir with medium HugePages at /dev/hugepages); otherwise check the EIF with `enclave-ctl inspect`"
-        }
-        "E36" => {
-            "the enclave booted but sent no heartbeat: run it with --debug-mode and read `enclave-ctl console` (a Nitro EIF needs the nitro kernel profile)"
-        }
-        "E39" => {
-            "nitro-cli could not reach an enclave process: a stale enclave may be left; list them with `nitro-cli describe-enclaves` and end them with `nitro-cli terminate-enclave --all`"
-        }
-        "E44" | "E45" => "the enclave CID is invalid or taken: let the engine choose it",
-        _ => "",
-    };
     let docs = format!("https://docs.aws.amazon.com/enclaves/latest/user/cli-errors.html#{code}");
-    if advice.is_empty() {
-        format!("nitro-cli error {code}: see {docs}")
-    } else {
-        format!("nitro-cli error {code}: {advice} ({docs})")
+    match super::nitro_errors::lookup(code) {
+        Some(e) => format!("nitro-cli error {code} ({}): {} ({docs})", e.name, e.advice),
+        None => format!("nitro-cli error {code}: see {docs}"),
     }
 }
 
