@@ -9,8 +9,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Tools the build and its tests use: busybox-static (example rootfs), umoci and skopeo (make and
 # convert real OCI images), cpio (check our archives with GNU cpio), openssl (signing keys),
 # qemu-system-x86 (the emulated backend of `enclave-ctl run`), tmux (a real terminal for the
-# `exec -it` test in crates/enclave-ctl/tests/cli_control.rs).
-packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86 tmux socat wrk nats-server nftables iproute2 curl)
+# `exec -it` test in crates/enclave-ctl/tests/cli_control.rs), nftables and iptables (`nft` and
+# `iptables-legacy` read back transparent egress's redirect in enclave-proxy's netns tests).
+packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86 tmux socat wrk nats-server nftables iptables iproute2 curl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -113,9 +113,12 @@ fn boot(debug: serde_json::Value) -> Option<Enclave> {
     }
     fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
-    let config = serde_json::json!({"version": 1, "modules": [], "parent_cid": 3,
-        "heartbeat_port": 9000, "kernel_profile": "emulated"});
-    fs::write(root.join("enclave-init/config.json"), config.to_string()).unwrap();
+    let config = enclave_proto::init::InitConfig::new("emulated", vec![], None);
+    fs::write(
+        root.join("enclave-init/config.json"),
+        serde_json::to_string(&config).unwrap(),
+    )
+    .unwrap();
     let app = serde_json::json!({"version": 1, "entrypoint": [], "working_dir": "/", "user": "root",
         "cmd": ["/bin/sh", "-c", "echo main-says-hi; while :; do sleep 1; done"], "env": ["PATH=/bin"]});
     fs::write(root.join("enclave/app.json"), app.to_string()).unwrap();

@@ -247,7 +247,7 @@ mod tests {
     fn configs_are_read_and_versions_checked() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("config.json");
-        let cfg = InitConfig::new("nitro", vec!["a.ko".into()]);
+        let cfg = InitConfig::new("nitro", vec!["a.ko".into()], None);
         fs::write(&p, serde_json::to_vec(&cfg).unwrap()).unwrap();
         assert_eq!(read_init_config(&p).unwrap(), cfg);
         let mut bad = cfg.clone();

@@ -175,7 +175,7 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Booted> {
     }
 
     // Before the services: their first connection may be an egress one.
-    if proxies::start(&spec, parent_cid)? {
+    if proxies::start(&spec, parent_cid, config.netfilter)? {
         say!("network up in {}", elapsed_ms(started));
     }
 

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use enclave_proto::ports;
-use enclave_proxy::enclave::{EnclaveNetwork, EnclaveNetworkConfig, HostAddr, ListenAddr};
+use enclave_proxy::enclave::{
+    EnclaveNetwork, EnclaveNetworkConfig, HostAddr, ListenAddr, Netfilter,
+};
 use enclave_spec::EnclaveSpec;
 
 use crate::error::{Error, Result};
@@ -20,8 +22,9 @@ const VSOCK_DEVICE: &str = "/dev/vsock";
 /// The running network: it lives as long as PID 1 (its thread runs the forwarders).
 static NETWORK: OnceLock<EnclaveNetwork> = OnceLock::new();
 
-/// Starts the network the spec asks for; `false` when it asks for none.
-pub fn start(spec: &EnclaveSpec, parent_cid: u32) -> Result<bool> {
+/// Starts the network the spec asks for, with the measured config's netfilter backend for
+/// transparent egress; `false` when it asks for none.
+pub fn start(spec: &EnclaveSpec, parent_cid: u32, netfilter: Option<Netfilter>) -> Result<bool> {
     if spec.ingress.is_empty() && spec.egress.is_empty() {
         return Ok(false);
     }
@@ -45,6 +48,7 @@ pub fn start(spec: &EnclaveSpec, parent_cid: u32) -> Result<bool> {
         etc_dir: PathBuf::from("/etc"),
         dns_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 53)),
         transparent_port: enclave_proxy::enclave::DEFAULT_TRANSPARENT_PORT,
+        netfilter,
     };
     let network = EnclaveNetwork::start(config).map_err(|e| Error::Network(e.to_string()))?;
     // Boot runs once, so the cell is empty here.

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the [`InitConfig`] format.
-pub const INIT_CONFIG_VERSION: u32 = 1;
+///
+/// 2: `netfilter`, the backend of transparent egress's redirect.
+pub const INIT_CONFIG_VERSION: u32 = 2;
 
 /// The vsock CID of the parent instance on Nitro.
 pub const NITRO_PARENT_CID: u32 = 3;
@@ -22,6 +24,28 @@ pub const PARENT_CID_CMDLINE_PARAM: &str = "enclave.parent_cid";
 /// the parent's supervisor to act as the NSM.
 pub const KERNEL_PROFILE_EMULATED: &str = "emulated";
 
+/// How transparent egress's redirect is programmed, chosen by `enclave-image` from the kernel
+/// config (see docs/networking.md, "Two netfilter backends").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Netfilter {
+    /// An nf_tables NAT chain over nfnetlink (kernels with `CONFIG_NF_TABLES`).
+    Nftables,
+    /// An iptables nat table rule through `IPT_SO_SET_REPLACE` (kernels with iptables but no
+    /// nf_tables, such as AWS's enclave kernels).
+    Xtables,
+}
+
+impl Netfilter {
+    /// The name the config and the build's output use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Netfilter::Nftables => "nftables",
+            Netfilter::Xtables => "xtables",
+        }
+    }
+}
+
 /// How enclave-init boots the enclave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,17 +61,44 @@ pub struct InitConfig {
     /// The kernel profile the image was built for (`nitro` or `emulated`). Measured (PCR1):
     /// enclave-init uses the emulated NSM only under [`KERNEL_PROFILE_EMULATED`].
     pub kernel_profile: String,
+    /// The backend transparent egress's redirect uses; `None` when the image has no transparent
+    /// egress (and then no netfilter modules). Measured (PCR1) with the modules it goes with.
+    pub netfilter: Option<Netfilter>,
 }
 
 impl InitConfig {
-    /// A configuration with Nitro's defaults and the given modules.
-    pub fn new(kernel_profile: &str, modules: Vec<String>) -> Self {
+    /// A configuration with Nitro's defaults, the given modules and netfilter backend.
+    pub fn new(kernel_profile: &str, modules: Vec<String>, netfilter: Option<Netfilter>) -> Self {
         Self {
             version: INIT_CONFIG_VERSION,
             modules,
             parent_cid: NITRO_PARENT_CID,
             heartbeat_port: HEARTBEAT_PORT,
             kernel_profile: kernel_profile.to_owned(),
+            netfilter,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netfilter_is_spelled_and_checked() {
+        let cfg = InitConfig::new("nitro", vec![], Some(Netfilter::Xtables));
+        let json = serde_json::to_value(&cfg).unwrap();
+        assert_eq!(json["netfilter"], "xtables");
+        assert_eq!(json["version"], 2);
+        let mut bad = json.clone();
+        bad["netfilter"] = "iptables".into();
+        assert!(serde_json::from_value::<InitConfig>(bad).is_err());
+        let mut extra = json;
+        extra["firewall"] = "xtables".into();
+        assert!(serde_json::from_value::<InitConfig>(extra).is_err());
+        let none = InitConfig::new("emulated", vec![], None);
+        let back: InitConfig =
+            serde_json::from_value(serde_json::to_value(&none).unwrap()).unwrap();
+        assert_eq!(back.netfilter, None);
     }
 }

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use enclave_proxy::enclave::{
-    EnclaveNetwork, EnclaveNetworkConfig, EnclaveNetworkError, HostAddr, ListenAddr,
+    EnclaveNetwork, EnclaveNetworkConfig, EnclaveNetworkError, HostAddr, ListenAddr, Netfilter,
 };
 use enclave_proxy::header::{Request, Status};
 use enclave_spec::{EgressSpec, IngressSpec};
@@ -40,6 +40,7 @@ fn config(
         etc_dir: dir.join("etc"),
         dns_addr: DNS,
         transparent_port: 15001,
+        netfilter: Some(Netfilter::Nftables),
     }
 }
 
@@ -136,59 +137,122 @@ fn dns_and_named_egress() {
 #[test]
 fn transparent_egress() {
     in_netns("transparent_egress", || {
-        let dir = tempfile::tempdir().unwrap();
-        let server = echo_server();
-        let host = FakeHost::start(dir.path(), move |_| Some(server));
-        let egress = "mode: transparent\nallow:\n  - {cidr: 127.0.1.0/24, port: 7000}\n  - {cidr: 10.9.0.0/16, port: 7000}\n";
-        let net = EnclaveNetwork::start(config(dir.path(), &host.path, vec![], egress)).unwrap();
-
-        let ruleset = run(std::process::Command::new("nft").args(["list", "ruleset"]));
-        assert!(ruleset.contains("table ip enclave_egress"), "{ruleset}");
-        assert!(
-            ruleset.contains("type nat hook output priority -100"),
-            "{ruleset}"
-        );
-        assert!(
-            ruleset.contains("ip daddr != 127.0.0.0/24 meta l4proto tcp redirect to :15001"),
-            "{ruleset}"
-        );
-
-        // Nothing listens on 127.0.1.2:7000: netfilter sends it to the forwarder, which asks the
-        // host for the original destination.
-        let got = round_trip(TcpStream::connect("127.0.1.2:7000").unwrap(), b"through").unwrap();
-        assert_eq!(got, b"through");
-        let want = |ip: &str| Request::EgressAddr {
-            addr: ip.parse().unwrap(),
-            port: 7000,
-        };
-        assert_eq!(host.next(), want("127.0.1.2"));
-
-        // An address outside loopback: routed to lo by the default route transparent mode adds
-        // (the enclave has no other interface), then redirected like the others.
-        let routes = run(std::process::Command::new("ip").args(["route"]));
-        assert!(routes.contains("default dev lo"), "{routes}");
-        assert!(routes.contains("src 127.0.0.1"), "{routes}");
-        let got = round_trip(TcpStream::connect("10.9.0.5:7000").unwrap(), b"routed").unwrap();
-        assert_eq!(got, b"routed");
-        assert_eq!(host.next(), want("10.9.0.5"));
-
-        // No rule for port 7001 or for 127.0.2.0/24: refused in the enclave, never sent to the
-        // host (the next request the host sees is the allowed one after it).
-        assert_reset("127.0.1.2:7001".parse().unwrap());
-        assert_reset("127.0.2.1:7000".parse().unwrap());
-        let got = round_trip(TcpStream::connect("127.0.1.3:7000").unwrap(), b"again").unwrap();
-        assert_eq!(got, b"again");
-        assert_eq!(host.next(), want("127.0.1.3"));
-        // The enclave's own loopback /24 is not redirected.
-        assert!(TcpStream::connect("127.0.0.9:7000").is_err());
-
-        // Starting again replaces the table instead of adding a second rule.
-        net.stop();
-        let net = EnclaveNetwork::start(config(dir.path(), &host.path, vec![], egress)).unwrap();
-        let ruleset = run(std::process::Command::new("nft").args(["list", "ruleset"]));
-        assert_eq!(ruleset.matches("redirect to").count(), 1, "{ruleset}");
-        net.stop();
+        transparent_egress_with(Netfilter::Nftables)
     });
+}
+
+#[test]
+fn transparent_egress_xtables() {
+    in_netns("transparent_egress_xtables", || {
+        // A rule of someone else's, with a jump into a user chain, must survive the install.
+        for args in [
+            "-N OTHER",
+            "-A OTHER -d 10.0.0.0/8 -j RETURN",
+            "-A OUTPUT -j OTHER",
+            "-A POSTROUTING -j OTHER",
+        ] {
+            run(std::process::Command::new("iptables-legacy")
+                .args(["-t", "nat"])
+                .args(args.split(' ')));
+        }
+        transparent_egress_with(Netfilter::Xtables);
+        let rules = run(std::process::Command::new("iptables-legacy").args(["-t", "nat", "-S"]));
+        let output: Vec<&str> = rules
+            .lines()
+            .filter(|l| l.starts_with("-A OUTPUT"))
+            .collect();
+        assert_eq!(
+            output,
+            [
+                "-A OUTPUT ! -d 127.0.0.0/24 -p tcp -j REDIRECT --to-ports 15001",
+                "-A OUTPUT -j OTHER"
+            ],
+            "{rules}"
+        );
+        assert!(rules.contains("-A POSTROUTING -j OTHER\n"), "{rules}");
+        assert!(
+            rules.contains("-A OTHER -d 10.0.0.0/8 -j RETURN\n"),
+            "{rules}"
+        );
+    });
+}
+
+/// The redirect as the backend shows it: nft's ruleset or iptables' nat table.
+fn redirect_rules(backend: Netfilter) -> String {
+    match backend {
+        Netfilter::Nftables => run(std::process::Command::new("nft").args(["list", "ruleset"])),
+        Netfilter::Xtables => {
+            run(std::process::Command::new("iptables-legacy").args(["-t", "nat", "-S"]))
+        }
+    }
+}
+
+fn transparent_egress_with(backend: Netfilter) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = echo_server();
+    let host = FakeHost::start(dir.path(), move |_| Some(server));
+    let egress = "mode: transparent\nallow:\n  - {cidr: 127.0.1.0/24, port: 7000}\n  - {cidr: 10.9.0.0/16, port: 7000}\n";
+    let cfg = || EnclaveNetworkConfig {
+        netfilter: Some(backend),
+        ..config(dir.path(), &host.path, vec![], egress)
+    };
+    let net = EnclaveNetwork::start(cfg()).unwrap();
+
+    let ruleset = redirect_rules(backend);
+    match backend {
+        Netfilter::Nftables => {
+            assert!(ruleset.contains("table ip enclave_egress"), "{ruleset}");
+            assert!(
+                ruleset.contains("type nat hook output priority -100"),
+                "{ruleset}"
+            );
+            assert!(
+                ruleset.contains("ip daddr != 127.0.0.0/24 meta l4proto tcp redirect to :15001"),
+                "{ruleset}"
+            );
+        }
+        Netfilter::Xtables => assert!(
+            ruleset.contains("-A OUTPUT ! -d 127.0.0.0/24 -p tcp -j REDIRECT --to-ports 15001"),
+            "{ruleset}"
+        ),
+    }
+
+    // Nothing listens on 127.0.1.2:7000: netfilter sends it to the forwarder, which asks the
+    // host for the original destination.
+    let got = round_trip(TcpStream::connect("127.0.1.2:7000").unwrap(), b"through").unwrap();
+    assert_eq!(got, b"through");
+    let want = |ip: &str| Request::EgressAddr {
+        addr: ip.parse().unwrap(),
+        port: 7000,
+    };
+    assert_eq!(host.next(), want("127.0.1.2"));
+
+    // An address outside loopback: routed to lo by the default route transparent mode adds
+    // (the enclave has no other interface), then redirected like the others.
+    let routes = run(std::process::Command::new("ip").args(["route"]));
+    assert!(routes.contains("default dev lo"), "{routes}");
+    assert!(routes.contains("src 127.0.0.1"), "{routes}");
+    let got = round_trip(TcpStream::connect("10.9.0.5:7000").unwrap(), b"routed").unwrap();
+    assert_eq!(got, b"routed");
+    assert_eq!(host.next(), want("10.9.0.5"));
+
+    // No rule for port 7001 or for 127.0.2.0/24: refused in the enclave, never sent to the
+    // host (the next request the host sees is the allowed one after it).
+    assert_reset("127.0.1.2:7001".parse().unwrap());
+    assert_reset("127.0.2.1:7000".parse().unwrap());
+    let got = round_trip(TcpStream::connect("127.0.1.3:7000").unwrap(), b"again").unwrap();
+    assert_eq!(got, b"again");
+    assert_eq!(host.next(), want("127.0.1.3"));
+    // The enclave's own loopback /24 is not redirected.
+    assert!(TcpStream::connect("127.0.0.9:7000").is_err());
+
+    // Starting again replaces the rule instead of adding a second one.
+    net.stop();
+    let net = EnclaveNetwork::start(cfg()).unwrap();
+    let ruleset = redirect_rules(backend);
+    let rules = ruleset.matches("redirect to").count() + ruleset.matches("-j REDIRECT").count();
+    assert_eq!(rules, 1, "{ruleset}");
+    net.stop();
 }
 
 #[test]

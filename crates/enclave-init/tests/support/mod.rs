@@ -112,7 +112,7 @@ impl Enclave {
         }
         fs::copy(&init_bin, root.join("init")).unwrap();
         copy_libs(&init_bin, root);
-        let config = InitConfig::new("emulated", vec![]);
+        let config = InitConfig::new("emulated", vec![], None);
         fs::write(
             root.join("enclave-init/config.json"),
             serde_json::to_vec(&config).unwrap(),

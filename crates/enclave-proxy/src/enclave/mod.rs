@@ -17,7 +17,8 @@
 //! - Transparent mode: a netfilter redirect of every outgoing IPv4 TCP connection not to
 //!   127.0.0.0/24 to a forwarder on 127.0.0.1:15001, which reads the original destination,
 //!   checks it against the `cidr:` rules (special ranges included, see [`crate::allow`]) and
-//!   sends it to the host as `EgressAddr`.
+//!   sends it to the host as `EgressAddr`. The redirect is an nf_tables chain (`nft.rs`) or,
+//!   on kernels without nf_tables, an iptables nat rule (`xtables.rs`), as the config says.
 //!
 //! Everything runs on one current-thread tokio runtime in one background thread.
 
@@ -31,6 +32,9 @@ mod limits;
 mod nft;
 mod route;
 mod rules;
+mod xtables;
+mod xtables_layout;
+mod xtables_unsafe;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -46,6 +50,9 @@ use tracing::{info, warn};
 pub use limits::EnclaveLimits;
 pub use nft::{NftError, Step as NftStep};
 pub use route::RouteError;
+pub use xtables::XtError;
+
+pub use enclave_proto::init::Netfilter;
 
 use crate::stream::{BufferPool, ProxyListener};
 use aliases::AliasTable;
@@ -98,6 +105,9 @@ pub struct EnclaveNetworkConfig {
     pub dns_addr: SocketAddr,
     /// The transparent forwarder's port on 127.0.0.1.
     pub transparent_port: u16,
+    /// How the transparent redirect is installed (the measured init config's choice, made for
+    /// the kernel); needed only in transparent mode.
+    pub netfilter: Option<Netfilter>,
 }
 
 /// Why the enclave network could not start.
@@ -127,9 +137,15 @@ pub enum EnclaveNetworkError {
         #[source]
         source: io::Error,
     },
-    /// The transparent redirect could not be installed.
+    /// The transparent redirect could not be installed (nf_tables).
     #[error("cannot install the transparent egress redirect: {0}")]
     Netfilter(#[from] NftError),
+    /// The transparent redirect could not be installed (iptables).
+    #[error("cannot install the transparent egress redirect: {0}")]
+    Xtables(#[from] XtError),
+    /// Transparent mode without a netfilter backend: the image was built without one.
+    #[error("transparent egress needs a netfilter backend, and the configuration names none")]
+    NoNetfilter,
     /// The default route through `lo` (which transparent mode needs) could not be added.
     #[error("cannot route outgoing connections to the transparent forwarder: {0}")]
     Route(#[from] route::RouteError),
@@ -199,9 +215,16 @@ impl EnclaveNetwork {
             )))?;
         // After the forwarder is bound, so no redirected connection meets a closed port.
         if transparent.is_some() {
-            nft::install_redirect(cfg.transparent_port)?;
+            let backend = cfg.netfilter.ok_or(EnclaveNetworkError::NoNetfilter)?;
+            match backend {
+                Netfilter::Nftables => nft::install_redirect(cfg.transparent_port)?,
+                Netfilter::Xtables => xtables::install_redirect(cfg.transparent_port)?,
+            }
             route::default_route_via_lo()?;
-            info!("egress: transparent mode, outgoing TCP redirected to {transparent_addr}");
+            info!(
+                "egress: transparent mode, outgoing TCP redirected to {transparent_addr} ({})",
+                backend.name()
+            );
         }
         if has_egress {
             let entries: Vec<(Ipv4Addr, &str)> =

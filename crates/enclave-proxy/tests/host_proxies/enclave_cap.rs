@@ -30,6 +30,7 @@ fn a_busy_enclave_resets_the_client_and_the_host_says_why() {
         etc_dir: dir.path().join("etc"),
         dns_addr: "127.0.0.1:0".parse().unwrap(),
         transparent_port: 0,
+        netfilter: None,
     };
     let limits = EnclaveLimits {
         ingress_max_connections: 2,

@@ -47,7 +47,8 @@ pub fn in_netns(name: &str, body: impl FnOnce()) {
 }
 
 fn prerequisites() -> Result<(), String> {
-    for tool in ["unshare", "ip", "nft"] {
+    // iptables-legacy reads back the xtables backend's rule (Debian's `iptables` package).
+    for tool in ["unshare", "ip", "nft", "iptables-legacy"] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
