@@ -12,7 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 dest="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/enclave-engine/kernel/emulated}"
 
 if [[ -f "$dest/package" && "$(cat "$dest/package")" == "$KERNEL_PACKAGE" \
-      && -f "$dest/modules/netfilter" ]]; then
+      && -f "$dest/modules/netfilter" && -f "$dest/modules/xtables" ]]; then
     echo "kernel: $KERNEL_PACKAGE already in $dest"
     exit 0
 fi
@@ -40,13 +40,14 @@ cp "$work/x/boot/config-$release" "$stage/bzImage.config"
 # The emulated profile's default command line: serial console, no PCI (microvm), reboot on
 # panic, like Nitro's. The virtio-mmio devices are added by QEMU's microvm at run time.
 echo "console=ttyS0 reboot=k panic=1 pci=off random.trust_cpu=on" > "$stage/cmdline"
-for m in $KERNEL_MODULES $KERNEL_NETFILTER_MODULES; do
+for m in $KERNEL_MODULES $KERNEL_NETFILTER_MODULES $KERNEL_XTABLES_MODULES; do
     ko="$(find "$work/x/lib/modules/$release" -name "$m.ko" -print -quit)"
     [[ -n "$ko" ]] || { echo "error: module $m.ko not in $KERNEL_PACKAGE" >&2; exit 1; }
     cp "$ko" "$stage/modules/$m.ko"
 done
 echo "$KERNEL_MODULES" | tr ' ' '\n' > "$stage/modules/order"
 echo "$KERNEL_NETFILTER_MODULES" | tr ' ' '\n' > "$stage/modules/netfilter"
+echo "$KERNEL_XTABLES_MODULES" | tr ' ' '\n' > "$stage/modules/xtables"
 echo "$KERNEL_PACKAGE" > "$stage/package"
 rm -rf "$dest"
 mkdir -p "$(dirname "$dest")"

@@ -8,10 +8,13 @@
 //! | `bzImage.config` | its config | its config |
 //! | `cmdline` | its command line | `console=ttyS0 …` (see scripts/fetch-kernel.sh) |
 //! | modules | `nsm.ko` | `modules/order` listing `modules/<name>.ko` |
-//! | netfilter | built into the kernel or absent | `modules/netfilter` listing more modules |
+//! | nf_tables | built in, or absent (AWS's kernels) | `modules/netfilter` listing more modules |
+//! | iptables | built in | `modules/xtables` listing more modules |
 //!
-//! Netfilter (nf_tables NAT redirect) is needed only by images with transparent egress:
-//! [`KernelInputs::add_netfilter`] adds its modules to such builds, or says the kernel lacks it.
+//! Netfilter is needed only by images with transparent egress: [`KernelInputs::add_netfilter`]
+//! picks the backend the kernel config allows (nf_tables first, else iptables; see
+//! docs/networking.md), adds that backend's modules and only those, or says the kernel has
+//! neither.
 //!
 //! Every file is recorded by SHA-256 in the build's provenance.
 
@@ -19,6 +22,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use enclave_proto::init::Netfilter;
 use sha2::{Digest, Sha256};
 
 /// Errors resolving a kernel profile.
@@ -143,17 +147,68 @@ pub struct KernelInputs {
     pub modules: Vec<InputFile>,
     /// The profile's directory.
     pub dir: PathBuf,
-    /// Whether [`KernelInputs::add_netfilter`] succeeded.
-    pub netfilter: bool,
+    /// The backend [`KernelInputs::add_netfilter`] chose, once it succeeded.
+    pub netfilter: Option<Netfilter>,
 }
 
-/// The kernel options transparent egress needs: nf_tables with NAT chains and `redirect`.
-pub const NETFILTER_OPTIONS: [&str; 4] = [
-    "CONFIG_NF_TABLES",
-    "CONFIG_NF_NAT",
-    "CONFIG_NFT_NAT",
-    "CONFIG_NFT_REDIR",
+/// The kernel options of the nftables backend: nf_tables with NAT chains and `redirect`. Each
+/// entry lists alternatives, one of which must be set (`y` or `m`).
+pub const NFTABLES_OPTIONS: [&[&str]; 4] = [
+    &["CONFIG_NF_TABLES"],
+    &["CONFIG_NF_NAT"],
+    &["CONFIG_NFT_NAT"],
+    &["CONFIG_NFT_REDIR"],
 ];
+
+/// The kernel options of the xtables backend: the iptables nat table and the REDIRECT target.
+/// REDIRECT is `NETFILTER_XT_TARGET_REDIRECT` (xt_REDIRECT) since Linux 3.7, which
+/// `IP_NF_TARGET_REDIRECT` only selects; either is taken.
+pub const XTABLES_OPTIONS: [&[&str]; 5] = [
+    &["CONFIG_NETFILTER_XTABLES"],
+    &["CONFIG_IP_NF_IPTABLES"],
+    &["CONFIG_NF_NAT"],
+    &["CONFIG_IP_NF_NAT"],
+    &[
+        "CONFIG_NETFILTER_XT_TARGET_REDIRECT",
+        "CONFIG_IP_NF_TARGET_REDIRECT",
+    ],
+];
+
+/// What a kernel config says of the options a backend needs.
+enum Support {
+    /// All set; `true` when one of them is a module.
+    Yes { modules: bool },
+    /// Not set (the first such option, for the error).
+    No(&'static str),
+}
+
+fn support(config: &str, options: &[&'static [&'static str]]) -> Support {
+    let setting = |opt: &str| {
+        config.lines().find_map(|l| {
+            l.strip_prefix(opt)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::to_owned)
+        })
+    };
+    let mut modules = false;
+    for alternatives in options {
+        let values: Vec<_> = alternatives.iter().filter_map(|o| setting(o)).collect();
+        if values.iter().any(|v| v == "y") {
+            continue;
+        }
+        if values.iter().any(|v| v == "m") {
+            modules = true;
+            continue;
+        }
+        return Support::No(alternatives[0]);
+    }
+    Support::Yes { modules }
+}
+
+fn option_names(options: &[&[&str]]) -> String {
+    let names: Vec<String> = options.iter().map(|alts| alts.join(" or ")).collect();
+    names.join(", ")
+}
 
 impl KernelInputs {
     /// Reads a profile's directory.
@@ -190,15 +245,16 @@ impl KernelInputs {
             cmdline,
             modules,
             dir: dir.to_owned(),
-            netfilter: false,
+            netfilter: None,
         })
     }
 
-    /// Makes netfilter available to enclave-init (for transparent egress): checks the kernel
-    /// config has every option of [`NETFILTER_OPTIONS`], built in or as a module, and appends
-    /// the profile's netfilter modules (`modules/netfilter`) to the load order. Fails, naming
-    /// the missing option or file, when the kernel cannot do it.
-    pub fn add_netfilter(&mut self) -> Result<(), KernelError> {
+    /// Makes netfilter available to enclave-init (for transparent egress): picks nftables when
+    /// the kernel config has every option of [`NFTABLES_OPTIONS`] (built in or as modules),
+    /// else xtables when it has [`XTABLES_OPTIONS`], and appends that backend's modules (listed
+    /// in `modules/netfilter` or `modules/xtables`) to the load order when any option is a
+    /// module. Fails, naming the missing options or file, when the kernel has neither.
+    pub fn add_netfilter(&mut self) -> Result<Netfilter, KernelError> {
         let p = self.profile.name();
         let config =
             std::fs::read_to_string(&self.config.path).map_err(|source| KernelError::Missing {
@@ -206,39 +262,34 @@ impl KernelInputs {
                 path: self.config.path.clone(),
                 source,
             })?;
-        let setting = |opt: &str| {
-            config.lines().find_map(|l| {
-                l.strip_prefix(opt)
-                    .and_then(|rest| rest.strip_prefix('='))
-                    .map(str::to_owned)
-            })
-        };
-        let mut needs_modules = false;
-        for opt in NETFILTER_OPTIONS {
-            match setting(opt).as_deref() {
-                Some("y") => {}
-                Some("m") => needs_modules = true,
-                _ => {
-                    return Err(KernelError::Invalid {
-                        profile: p,
-                        path: self.config.path.clone(),
-                        reason: format!(
-                            "the kernel has no netfilter NAT ({opt} is not set), which \
-                             transparent egress needs; use `egress.mode: named`, or a kernel \
-                             built with {}",
-                            NETFILTER_OPTIONS.join(", ")
-                        ),
-                    })
-                }
+        let (backend, needs_modules, list) = match (
+            support(&config, &NFTABLES_OPTIONS),
+            support(&config, &XTABLES_OPTIONS),
+        ) {
+            (Support::Yes { modules }, _) => (Netfilter::Nftables, modules, "netfilter"),
+            (_, Support::Yes { modules }) => (Netfilter::Xtables, modules, "xtables"),
+            (Support::No(nft), Support::No(xt)) => {
+                return Err(KernelError::Invalid {
+                    profile: p,
+                    path: self.config.path.clone(),
+                    reason: format!(
+                        "the kernel has no netfilter NAT redirect ({nft} is not set for \
+                         nf_tables, {xt} is not set for iptables), which transparent egress \
+                         needs; use `egress.mode: named`, or a kernel built with {} (nf_tables) \
+                         or {} (iptables)",
+                        option_names(&NFTABLES_OPTIONS),
+                        option_names(&XTABLES_OPTIONS),
+                    ),
+                })
             }
-        }
+        };
         if needs_modules {
-            let list = self.dir.join("modules/netfilter");
+            let list = self.dir.join("modules").join(list);
             let extra = modules_listed(p, &self.dir.join("modules"), &list)?;
             self.modules.extend(extra);
         }
-        self.netfilter = true;
-        Ok(())
+        self.netfilter = Some(backend);
+        Ok(backend)
     }
 
     /// The default directory of a profile: nitro-cli's blobs for `nitro`, the cache filled by
@@ -315,103 +366,5 @@ fn kernel_version(profile: &'static str, config: &Path) -> Result<String, Kernel
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, name: &str, body: &str) {
-        std::fs::create_dir_all(dir.join(name).parent().unwrap()).unwrap();
-        std::fs::write(dir.join(name), body).unwrap();
-    }
-
-    fn profile_dir(dir: &Path) {
-        write(dir, "bzImage", "kernel");
-        write(
-            dir,
-            "bzImage.config",
-            "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86 6.1.172 Kernel Configuration\n#\n",
-        );
-        write(dir, "cmdline", "console=ttyS0 pci=off\n");
-    }
-
-    #[test]
-    fn emulated_profile_reads_modules_in_order() {
-        let tmp = tempfile::tempdir().unwrap();
-        profile_dir(tmp.path());
-        write(tmp.path(), "modules/order", "b\na\n");
-        write(tmp.path(), "modules/a.ko", "A");
-        write(tmp.path(), "modules/b.ko", "B");
-        let k = KernelInputs::load(KernelProfile::Emulated, tmp.path()).unwrap();
-        assert_eq!(k.version, "6.1.172");
-        assert_eq!(k.cmdline, "console=ttyS0 pci=off");
-        let names: Vec<_> = k.modules.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["b.ko", "a.ko"]);
-        assert_eq!(k.kernel.size, 6);
-    }
-
-    #[test]
-    fn nitro_profile_needs_nsm_ko() {
-        let tmp = tempfile::tempdir().unwrap();
-        profile_dir(tmp.path());
-        let err = KernelInputs::load(KernelProfile::Nitro, tmp.path()).unwrap_err();
-        assert!(err.to_string().contains("nsm.ko"), "{err}");
-        write(tmp.path(), "nsm.ko", "nsm");
-        let k = KernelInputs::load(KernelProfile::Nitro, tmp.path()).unwrap();
-        assert_eq!(k.modules[0].name, "nsm.ko");
-    }
-
-    #[test]
-    fn bad_inputs_are_named() {
-        let tmp = tempfile::tempdir().unwrap();
-        profile_dir(tmp.path());
-        write(tmp.path(), "bzImage.config", "no header\n");
-        let err = KernelInputs::load(KernelProfile::Nitro, tmp.path()).unwrap_err();
-        assert!(err.to_string().contains("Kernel Configuration"), "{err}");
-        profile_dir(tmp.path());
-        write(tmp.path(), "modules/order", "../evil\n");
-        let err = KernelInputs::load(KernelProfile::Emulated, tmp.path()).unwrap_err();
-        assert!(err.to_string().contains("not a plain name"), "{err}");
-    }
-
-    #[test]
-    fn sha256_matches_known_value() {
-        let tmp = tempfile::tempdir().unwrap();
-        write(tmp.path(), "f", "abc");
-        let (size, digest) = sha256_file(&tmp.path().join("f")).unwrap();
-        assert_eq!(size, 3);
-        assert_eq!(
-            digest,
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
-
-    #[test]
-    fn netfilter_modules_are_added_or_the_missing_option_named() {
-        let tmp = tempfile::tempdir().unwrap();
-        for f in ["bzImage", "cmdline", "modules/a.ko", "modules/nf.ko"] {
-            write(tmp.path(), f, "x");
-        }
-        write(tmp.path(), "modules/order", "a\n");
-        write(tmp.path(), "modules/netfilter", "nf\n");
-        let config = |nat: &str| {
-            format!(
-                "#\n# Linux/x86 6.1.172 Kernel Configuration\nCONFIG_NF_TABLES=m\nCONFIG_NF_NAT=m\n{nat}CONFIG_NFT_REDIR=m\n"
-            )
-        };
-        write(tmp.path(), "bzImage.config", &config("CONFIG_NFT_NAT=m\n"));
-        let mut k = KernelInputs::load(KernelProfile::Emulated, tmp.path()).unwrap();
-        k.add_netfilter().unwrap();
-        let names: Vec<_> = k.modules.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["a.ko", "nf.ko"]);
-        assert!(k.netfilter);
-
-        write(
-            tmp.path(),
-            "bzImage.config",
-            &config("# CONFIG_NFT_NAT is not set\n"),
-        );
-        let mut k = KernelInputs::load(KernelProfile::Emulated, tmp.path()).unwrap();
-        let err = k.add_netfilter().unwrap_err().to_string();
-        assert!(err.contains("CONFIG_NFT_NAT is not set"), "{err}");
-        assert!(!k.netfilter);
-    }
-}
+#[path = "kernel_tests.rs"]
+mod tests;

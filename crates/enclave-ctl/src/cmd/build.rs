@@ -49,13 +49,17 @@ pub fn run(args: BuildArgs) -> Result<i32> {
         }
     })?;
     if spec.egress.mode == EgressMode::Transparent {
-        kernel.add_netfilter().with_context(|| {
+        let backend = kernel.add_netfilter().with_context(|| {
             format!(
                 "the spec asks for transparent egress, which needs netfilter in the {} kernel \
                  (for the emulated kernel, scripts/fetch-kernel.sh fetches its modules)",
                 profile.name()
             )
         })?;
+        tracing::debug!(
+            backend = backend.name(),
+            "transparent egress netfilter backend"
+        );
     }
 
     let init = match &args.init {

@@ -22,9 +22,7 @@ pub fn write_bootstrap<W: Write>(
     let config = InitConfig::new(
         kernel.profile.name(),
         kernel.modules.iter().map(|m| m.name.clone()).collect(),
-        kernel
-            .netfilter
-            .then_some(enclave_proto::init::Netfilter::Nftables),
+        kernel.netfilter,
     );
     let config_json = serde_json::to_vec_pretty(&config)
         .map_err(|e| BuildError::Internal(format!("serialising the init config: {e}")))?;

@@ -148,7 +148,9 @@ pub fn build(req: &BuildRequest, progress: &dyn Progress) -> Result<BuildOutput,
     })?;
     let init = open_input("enclave-init", &req.init)?;
 
-    if req.spec.egress.mode == enclave_spec::EgressMode::Transparent && !req.kernel.netfilter {
+    if req.spec.egress.mode == enclave_spec::EgressMode::Transparent
+        && req.kernel.netfilter.is_none()
+    {
         // The caller decides whether to add netfilter (KernelInputs::add_netfilter); an image
         // whose spec asks for transparent egress must not silently boot without it.
         return Err(BuildError::Kernel(KernelError::Invalid {
