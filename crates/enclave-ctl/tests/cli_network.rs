@@ -5,12 +5,15 @@
 //! - named egress: a program in the enclave calls two allow-listed host servers by name and is
 //!   refused a third name, and a name whose loopback address (`--add-host`) only a broad rule
 //!   holds (special ranges need a rule inside them);
-//! - transparent egress: the same by address, through the netfilter redirect.
+//! - transparent egress: the same by address, through the netfilter redirect, with each backend:
+//!   nftables (the emulated kernel as it is) and xtables (the same kernel with a config saying
+//!   `# CONFIG_NF_TABLES is not set`, as AWS's enclave kernels do).
 //!
 //! Missing prerequisites skip (fail with CI=true).
 
 mod common;
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{assert_ok, example_image, run, stderr, stdout};
+use enclave_proto::init::Netfilter;
 
 struct Env {
     state: PathBuf,
@@ -56,6 +60,11 @@ impl Env {
 
     /// Builds `spec` (YAML, without `from`) from the example image; returns the EIF.
     fn build(&self, name: &str, spec: &str) -> PathBuf {
+        self.build_with(name, spec, &[])
+    }
+
+    /// [`Env::build`] with extra `build` arguments.
+    fn build_with(&self, name: &str, spec: &str, extra: &[&OsStr]) -> PathBuf {
         let spec_path = self.dir.join(format!("{name}.yaml"));
         std::fs::write(&spec_path, spec).unwrap();
         let eif = self.dir.join(format!("{name}.eif"));
@@ -65,7 +74,8 @@ impl Env {
             .arg("--from")
             .arg(format!("oci:{}:latest", self.oci.display()))
             .arg("-o")
-            .arg(&eif));
+            .arg(&eif)
+            .args(extra));
         assert_ok(&o);
         eif
     }
@@ -243,11 +253,39 @@ fn named_egress_reaches_allowed_names_only() {
 
 #[test]
 fn transparent_egress_reaches_allowed_addresses_only() {
+    transparent_egress(Netfilter::Nftables);
+}
+
+#[test]
+fn transparent_egress_reaches_allowed_addresses_only_xtables() {
+    transparent_egress(Netfilter::Xtables);
+}
+
+/// Two allowed addresses and a routed one reached, one refused, with the kernel that makes the
+/// build choose `backend`; the enclave has loaded that backend's modules and not the other's.
+fn transparent_egress(backend: Netfilter) {
     let tmp = tempfile::tempdir().unwrap();
     let Some(mut env) = Env::new(tmp.path()) else {
         return;
     };
-    let (p1, p2, p3, p4) = (18191, 18192, 18193, 18194);
+    let kernel_dir = match backend {
+        Netfilter::Nftables => None,
+        Netfilter::Xtables => match kernel_without_nf_tables(tmp.path()) {
+            Some(dir) => Some(dir),
+            None => return,
+        },
+    };
+    let kernel_args: Vec<&OsStr> = match &kernel_dir {
+        Some(dir) => vec![OsStr::new("--kernel-dir"), dir.as_os_str()],
+        None => vec![],
+    };
+    // Ports of their own per backend: both tests run at once in one process, whose servers
+    // keep their listeners until it ends.
+    let base = match backend {
+        Netfilter::Nftables => 18191,
+        Netfilter::Xtables => 18195,
+    };
+    let (p1, p2, p3, p4) = (base, base + 1, base + 2, base + 3);
     serve(&format!("127.0.1.2:{p1}"), "first allowed");
     serve(&format!("127.0.1.3:{p2}"), "second allowed");
     serve(&format!("127.0.1.4:{p3}"), "third should be unreachable");
@@ -262,8 +300,22 @@ fn transparent_egress_reaches_allowed_addresses_only() {
          - {{cidr: 127.0.1.3/32, port: {p2}}}\n    - {{cidr: {host_ip}/32, port: {p4}}}\n    \
          - {{cidr: 0.0.0.0/0, port: {p3}}}\n"
     );
-    let eif = env.build("transparent", &spec);
+    let eif = env.build_with("transparent", &spec, &kernel_args);
     env.run("transparent", &eif, &[]);
+    // Only the chosen backend's modules were loaded (all of them are modules in this kernel).
+    let (code, modules) = env.sh("transparent", "cut -d' ' -f1 /proc/modules");
+    assert_eq!(code, 0, "{modules}");
+    let loaded: Vec<&str> = modules.lines().collect();
+    let (wanted, unwanted) = match backend {
+        Netfilter::Nftables => (["nf_tables", "nft_redir"], ["ip_tables", "xt_REDIRECT"]),
+        Netfilter::Xtables => (["ip_tables", "xt_REDIRECT"], ["nf_tables", "nft_redir"]),
+    };
+    for m in wanted {
+        assert!(loaded.contains(&m), "{m} not loaded: {modules}");
+    }
+    for m in unwanted {
+        assert!(!loaded.contains(&m), "{m} loaded: {modules}");
+    }
     let get = |addr: &str, port: u16| {
         env.sh(
             "transparent",
@@ -288,6 +340,38 @@ fn transparent_egress_reaches_allowed_addresses_only() {
     );
     let (code, out) = get(&host_ip, p4);
     assert_eq!((code, out.as_str()), (0, "routed allowed"));
+    assert!(
+        logs.contains(&format!("({})", backend.name())),
+        "the redirect's backend is not {}: {logs}",
+        backend.name()
+    );
+}
+
+/// A kernel directory for the xtables backend: the emulated kernel, its modules and command
+/// line, and its config with `# CONFIG_NF_TABLES is not set` (its iptables options unchanged),
+/// or `None` (after `require`) when the cached kernel predates the xtables module list.
+fn kernel_without_nf_tables(tmp: &Path) -> Option<PathBuf> {
+    let (emulated, _) = common::build_inputs()?;
+    common::require(
+        emulated.join("modules/xtables").is_file(),
+        "the emulated kernel's xtables modules (scripts/fetch-kernel.sh, again)",
+    )?;
+    let dir = tmp.join("kernel-xtables");
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["bzImage", "cmdline", "modules"] {
+        std::os::unix::fs::symlink(emulated.join(f), dir.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(emulated.join("bzImage.config")).unwrap();
+    assert!(
+        config.contains("\nCONFIG_NF_TABLES=m\n"),
+        "the emulated kernel's nf_tables"
+    );
+    let edited = config.replace(
+        "\nCONFIG_NF_TABLES=m\n",
+        "\n# CONFIG_NF_TABLES is not set\n",
+    );
+    std::fs::write(dir.join("bzImage.config"), edited).unwrap();
+    Some(dir)
 }
 
 /// The host's first global IPv4 address (`ip -4 -o addr show scope global`), or `None` (after
