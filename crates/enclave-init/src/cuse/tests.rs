@@ -144,3 +144,34 @@ fn init_is_answered_only_for_a_kernel_that_can_do_cuse() {
     ));
     assert!(matches!(init_reply(&[1, 2]), Err(CuseError::Decode(_))));
 }
+
+#[test]
+fn the_fuzz_body_survives_its_seeds() {
+    let m = NsmMessage {
+        request: IoVec { base: 1, len: 3 },
+        response: IoVec { base: 2, len: 16 },
+    }
+    .encode();
+    let mut third = m.to_vec();
+    third.extend_from_slice(b"abc");
+    let f = FUSE_IOCTL_UNRESTRICTED;
+    let seeds = [
+        ioctl(f, NSM_IOCTL, 8, &[], 0),
+        ioctl(f, NSM_IOCTL, 8, &m, 0),
+        ioctl(f, NSM_IOCTL, 8, &third, 48),
+        ioctl(f, NSM_IOCTL, 8, &third, 40),
+        message(opcode::CUSE_INIT, 1, &[7, 0, 0, 0, 31, 0, 0, 0]),
+        message(opcode::READ, 2, &[]),
+    ];
+    for seed in &seeds {
+        for n in 0..=seed.len() {
+            fuzz_message(&seed[..n]);
+        }
+        // Every byte flipped: lengths and sizes that disagree.
+        for i in 0..seed.len() {
+            let mut s = seed.clone();
+            s[i] ^= 0xff;
+            fuzz_message(&s);
+        }
+    }
+}
