@@ -98,8 +98,16 @@ fn a_nitro_program_attests_through_dev_nsm() {
     ]);
 
     // The kernel's default for a CUSE node, as for Nitro's misc device: root only.
-    let ls = env.ok(&["exec", "-u", "0", "nsmdev", "--", "ls", "-l", "/dev/nsm"]);
-    assert!(ls.starts_with("crw-------"), "{ls}");
+    let o = run(env
+        .ctl()
+        .args(["exec", "-u", "0", "nsmdev", "--", "ls", "-l", "/dev/nsm"]));
+    let ls = stdout(&o);
+    assert!(
+        ls.starts_with("crw-------"),
+        "no root-only /dev/nsm ({ls}{}); a kernel cache from before fuse.ko and cuse.ko were \
+         added? run scripts/fetch-kernel.sh",
+        common::stderr(&o)
+    );
 
     env.ok(&["cp", probe.to_str().unwrap(), "nsmdev:/tmp/nsm-probe"]);
     let nonce = hex(b"a nonce of the probe's choosing");
