@@ -109,6 +109,22 @@ fn a_nitro_program_attests_through_dev_nsm() {
         common::stderr(&o)
     );
 
+    // No read or write, as Nitro's device; other ioctls are not its (stty's TCGETS).
+    let o = run(env.ctl().args([
+        "exec",
+        "-u",
+        "0",
+        "nsmdev",
+        "--",
+        "sh",
+        "-c",
+        "cat /dev/nsm; echo x > /dev/nsm; stty -F /dev/nsm; true",
+    ]));
+    let e = common::stderr(&o);
+    eprintln!("{e}");
+    assert_eq!(e.matches("Invalid argument").count(), 2, "{e}");
+    assert!(e.contains("Inappropriate ioctl"), "{e}");
+
     env.ok(&["cp", probe.to_str().unwrap(), "nsmdev:/tmp/nsm-probe"]);
     let nonce = hex(b"a nonce of the probe's choosing");
     let key = hex(&[0x04; 97]);
