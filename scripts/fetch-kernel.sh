@@ -12,7 +12,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 dest="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/enclave-engine/kernel/emulated}"
 
 if [[ -f "$dest/package" && "$(cat "$dest/package")" == "$KERNEL_PACKAGE" \
-      && -f "$dest/modules/netfilter" && -f "$dest/modules/xtables" ]]; then
+      && -f "$dest/modules/netfilter" && -f "$dest/modules/xtables" \
+      && -f "$dest/modules/cuse.ko" ]]; then
     echo "kernel: $KERNEL_PACKAGE already in $dest"
     exit 0
 fi

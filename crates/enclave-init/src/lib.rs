@@ -20,6 +20,7 @@
 pub mod boot;
 pub mod console;
 pub mod control;
+pub mod cuse;
 pub mod entropy;
 mod entropy_unsafe;
 pub mod error;
@@ -134,6 +135,17 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Booted> {
                  from the host)"
             ),
             Err(e) => say!("RNG seeding from the NSM failed: {e}; booting on"),
+        }
+    }
+    // Applications reach the emulated NSM as they reach Nitro's, through /dev/nsm. On Nitro
+    // nsm.ko provides it; never serve it in front of the hardware NSM.
+    if nsm::source() == Some(nsm::NsmSource::Emulated) && nsm::device().is_some() {
+        match cuse::start(nsm::device) {
+            Ok(()) => say!("/dev/{} serves the emulated NSM (CUSE)", cuse::DEVNAME),
+            Err(e) => say!(
+                "/dev/{}: {e}; applications cannot reach the NSM",
+                cuse::DEVNAME
+            ),
         }
     }
 
