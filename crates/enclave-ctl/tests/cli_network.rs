@@ -101,9 +101,11 @@ impl Env {
     }
 }
 
-/// A host HTTP server on `addr` answering every request with `body`; runs until the test ends.
-fn serve(addr: &str, body: &'static str) {
-    let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+/// A host HTTP server on `ip`, on a port the kernel picks (returned; fixed ports collide with
+/// other runs on the machine), answering every request with `body`; runs until the test ends.
+fn serve(ip: &str, body: &'static str) -> u16 {
+    let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("binding {ip}:0: {e}"));
+    let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let mut conn = conn;
@@ -117,6 +119,7 @@ fn serve(addr: &str, body: &'static str) {
             );
         }
     });
+    port
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -190,11 +193,10 @@ fn named_egress_reaches_allowed_names_only() {
     let Some(mut env) = Env::new(tmp.path()) else {
         return;
     };
-    let (p1, p2, p3, p4) = (18181, 18182, 18183, 18184);
-    serve(&format!("127.0.0.2:{p1}"), "alpha says hi");
-    serve(&format!("127.0.0.3:{p2}"), "beta says hi");
-    serve(&format!("127.0.0.4:{p3}"), "gamma should be unreachable");
-    serve(&format!("127.0.0.5:{p4}"), "delta should be unreachable");
+    let p1 = serve("127.0.0.2", "alpha says hi");
+    let p2 = serve("127.0.0.3", "beta says hi");
+    let p3 = serve("127.0.0.4", "gamma should be unreachable");
+    let p4 = serve("127.0.0.5", "delta should be unreachable");
     let spec = format!(
         "{SPEC_BASE}egress:\n  - {{host: alpha.test, port: {p1}}}\n  - {{host: beta.test, port: {p2}}}\n  \
          - {{host: delta.test, port: {p4}}}\n  - {{cidr: 127.0.0.2/32, port: {p1}}}\n  - {{cidr: 127.0.0.3/32, port: {p2}}}\n  \
@@ -279,22 +281,15 @@ fn transparent_egress(backend: Netfilter) {
         Some(dir) => vec![OsStr::new("--kernel-dir"), dir.as_os_str()],
         None => vec![],
     };
-    // Ports of their own per backend: both tests run at once in one process, whose servers
-    // keep their listeners until it ends.
-    let base = match backend {
-        Netfilter::Nftables => 18191,
-        Netfilter::Xtables => 18195,
-    };
-    let (p1, p2, p3, p4) = (base, base + 1, base + 2, base + 3);
-    serve(&format!("127.0.1.2:{p1}"), "first allowed");
-    serve(&format!("127.0.1.3:{p2}"), "second allowed");
-    serve(&format!("127.0.1.4:{p3}"), "third should be unreachable");
+    let p1 = serve("127.0.1.2", "first allowed");
+    let p2 = serve("127.0.1.3", "second allowed");
+    let p3 = serve("127.0.1.4", "third should be unreachable");
     // A destination outside loopback: this host's own address on its network, which the host
     // proxy can reach and the enclave (no interface but lo) only through the redirect.
     let Some(host_ip) = host_address() else {
         return;
     };
-    serve(&format!("{host_ip}:{p4}"), "routed allowed");
+    let p4 = serve(&host_ip, "routed allowed");
     let spec = format!(
         "{SPEC_BASE}egress:\n  mode: transparent\n  allow:\n    - {{cidr: 127.0.1.2/32, port: {p1}}}\n    \
          - {{cidr: 127.0.1.3/32, port: {p2}}}\n    - {{cidr: {host_ip}/32, port: {p4}}}\n    \
