@@ -33,7 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-printf 'attestation:\n  server: {port: %s}\n' "$PORT" >"$work/spec.yaml"
+# The measured spec's JSON form, as the server reads it inside the enclave (no YAML there).
+printf '{"attestation": {"server": {"port": %s}}}\n' "$PORT" >"$work/spec.json"
 pin_server=()
 pin_client=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
@@ -41,7 +42,7 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
     pin_client=(taskset -c 1)
 fi
 
-RUST_LOG=warn "${pin_server[@]}" "$bin" serve --spec "$work/spec.yaml" \
+RUST_LOG=warn "${pin_server[@]}" "$bin" serve --spec "$work/spec.json" \
     --listen "127.0.0.1:$PORT" --source emulated --emulation-ca "$work/emulation-ca" \
     --pcr "0=$(printf 'a0%.0s' $(seq 48))" 2>"$work/server.log" &
 server_pid=$!
