@@ -9,32 +9,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::enclaves::Env;
 use common::{assert_ok, example_image, run, stdout};
 use sha2::{Digest, Sha384};
-
-/// Removes (and so stops) the enclave even when an assertion failed.
-struct Env {
-    state: PathBuf,
-    engine: PathBuf,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.ctl().args(["rm", "-f", "nsmdev"]).output();
-    }
-}
-
-impl Env {
-    fn ctl(&self) -> Command {
-        common::vm_ctl(&self.state, &self.engine)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = run(self.ctl().args(args));
-        assert_ok(&o);
-        stdout(&o)
-    }
-}
 
 /// Builds the probe, static like enclave-init, with its own lock file.
 fn build_probe(target_dir: &Path) -> PathBuf {
@@ -82,6 +59,7 @@ fn a_nitro_program_attests_through_dev_nsm() {
     let env = Env {
         state: tmp.path().join("state"),
         engine,
+        names: &["nsmdev"],
     };
     env.ok(&[
         "run",
