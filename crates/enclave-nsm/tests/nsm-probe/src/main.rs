@@ -3,6 +3,9 @@
 //! PCRs), reads it back, gets random bytes and an attestation document with the given nonce
 //! and public key. Prints `key value` lines, values in hex; exits non-zero on the first
 //! failure, saying which request failed.
+//!
+//! `nsm-probe bench N`: N attestation requests (a fresh 32-byte nonce each, as a verifier's
+//! challenge would be) one after the other; prints `bench N SECONDS` (scripts/bench-nsm.sh).
 
 use aws_nitro_enclaves_nsm_api::api::{Request, Response};
 use aws_nitro_enclaves_nsm_api::driver::{nsm_exit, nsm_init, nsm_process_request};
@@ -24,8 +27,42 @@ fn fail(what: &str, r: &Response) -> ! {
     std::process::exit(1)
 }
 
+/// N attestation requests in a row; the time they took.
+fn bench(fd: i32, n: u32) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        let mut nonce = [0u8; 32];
+        nonce[..4].copy_from_slice(&i.to_le_bytes());
+        let request = Request::Attestation {
+            user_data: None,
+            nonce: Some(ByteBuf::from(nonce.to_vec())),
+            public_key: None,
+        };
+        match nsm_process_request(fd, request) {
+            Response::Attestation { .. } => {}
+            r => fail("Attestation", &r),
+        }
+    }
+    started.elapsed()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("bench") {
+        let Some(n) = args.get(2).and_then(|s| s.parse::<u32>().ok()) else {
+            eprintln!("usage: nsm-probe bench N");
+            std::process::exit(2)
+        };
+        let fd = nsm_init();
+        if fd < 0 {
+            eprintln!("nsm-probe: cannot open /dev/nsm");
+            std::process::exit(1)
+        }
+        let took = bench(fd, n);
+        println!("bench {n} {:.3}", took.as_secs_f64());
+        nsm_exit(fd);
+        return;
+    }
     let (Some(nonce), Some(key)) = (
         args.get(1).and_then(|s| unhex(s)),
         args.get(2).and_then(|s| unhex(s)),
