@@ -62,15 +62,7 @@ fn an_emulated_document_verifies_only_with_the_emulation_root() {
         return;
     };
     let eif = tmp.path().join("hello.eif");
-    let spec = common::workspace().join("examples/hello/enclave.yaml");
-    let built = run(common::ctl(&init)
-        .args(["build", "-f"])
-        .arg(&spec)
-        .arg("--from")
-        .arg(format!("oci:{}:latest", oci.display()))
-        .arg("-o")
-        .arg(&eif));
-    assert_ok(&built);
+    let built = common::build_hello(&init, &oci, &eif);
     let pcrs = build_pcrs(&stdout(&built));
     assert!(pcrs.len() >= 3, "build printed {pcrs:?}");
     let env = Env {

@@ -43,15 +43,7 @@ fn a_nitro_program_attests_through_dev_nsm() {
     };
     let probe = build_probe(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("nsm-probe"));
     let eif = tmp.path().join("hello.eif");
-    let spec = common::workspace().join("examples/hello/enclave.yaml");
-    let built = run(common::ctl(&init)
-        .args(["build", "-f"])
-        .arg(&spec)
-        .arg("--from")
-        .arg(format!("oci:{}:latest", oci.display()))
-        .arg("-o")
-        .arg(&eif));
-    assert_ok(&built);
+    let built = common::build_hello(&init, &oci, &eif);
     let pcr0 = stdout(&built)
         .lines()
         .find_map(|l| l.strip_prefix("PCR0").map(|v| v.trim().to_owned()))

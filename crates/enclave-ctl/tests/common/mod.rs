@@ -131,6 +131,20 @@ pub fn example_image(dir: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
+/// `enclave-ctl build` of the hello example's spec (examples/hello/enclave.yaml) from `oci` (made
+/// by [`example_image`]) into `eif`, checked to succeed; its stdout lists the PCRs.
+pub fn build_hello(init: &Path, oci: &Path, eif: &Path) -> Output {
+    let built = run(ctl(init)
+        .args(["build", "-f"])
+        .arg(workspace().join("examples/hello/enclave.yaml"))
+        .arg("--from")
+        .arg(format!("oci:{}:latest", oci.display()))
+        .arg("-o")
+        .arg(eif));
+    assert_ok(&built);
+    built
+}
+
 /// The VM system tests' prerequisites: QEMU, vhost-device-vsock, the enclave-engine binary next
 /// to enclave-ctl, the emulated kernel and the static init. Returns (engine, init), or `None`
 /// (after `require`).
