@@ -6,27 +6,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use common::enclaves::Env;
-use common::{assert_ok, example_image, run, stdout};
+use common::{example_image, run, stdout};
 use sha2::{Digest, Sha384};
-
-/// Builds the probe, static like enclave-init, with its own lock file.
-fn build_probe(target_dir: &Path) -> PathBuf {
-    let manifest = common::workspace().join("crates/enclave-nsm/tests/nsm-probe/Cargo.toml");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let o = run(Command::new(cargo)
-        .args(["build", "--release", "--locked", "--manifest-path"])
-        .arg(&manifest)
-        .args(["--target", "x86_64-unknown-linux-gnu"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS"));
-    assert_ok(&o);
-    target_dir.join("x86_64-unknown-linux-gnu/release/nsm-probe")
-}
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
@@ -41,7 +23,7 @@ fn a_nitro_program_attests_through_dev_nsm() {
     let Some(oci) = example_image(tmp.path()) else {
         return;
     };
-    let probe = build_probe(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("nsm-probe"));
+    let probe = common::build_probe();
     let eif = tmp.path().join("hello.eif");
     let built = common::build_hello(&init, &oci, &eif);
     let pcr0 = stdout(&built)

@@ -178,3 +178,20 @@ pub fn vm_ctl(state: &Path, engine: &Path) -> Command {
         .env_remove("ENCLAVE_ENGINE_EXTRA_CMDLINE");
     cmd
 }
+
+/// Builds crates/enclave-nsm/tests/nsm-probe (a program written for Nitro, using the NSM API
+/// crate's own driver), static like enclave-init and with its own lock file; returns its path.
+pub fn build_probe() -> PathBuf {
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nsm-probe");
+    let manifest = workspace().join("crates/enclave-nsm/tests/nsm-probe/Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let o = run(Command::new(cargo)
+        .args(["build", "--release", "--locked", "--manifest-path"])
+        .arg(&manifest)
+        .args(["--target", "x86_64-unknown-linux-gnu"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS"));
+    assert_ok(&o);
+    target_dir.join("x86_64-unknown-linux-gnu/release/nsm-probe")
+}
