@@ -37,13 +37,15 @@ fn main() {
         eprintln!("error: {:#}", anyhow::Error::new(err));
         std::process::exit(failed);
     }
+    // `--log-format json` also makes an attached `run` print the enclave's lines as JSON.
+    let json_lines = cli.log.log_format == Some(enclave_cli::logging::LogFormat::Json);
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(args),
         Command::Sign(args) => cmd::sign::run(args),
         Command::Inspect(args) if args.eif.is_file() => cmd::inspect::run(args),
         Command::Inspect(args) => cmd::enclave_inspect::run(args),
         Command::Measure(args) => cmd::measure::run(args),
-        Command::Run(args) => cmd::run::run(args),
+        Command::Run(args) => cmd::run::run(args, json_lines),
         Command::Ps(args) => cmd::ps::run(args),
         Command::Logs(args) => cmd::logs::run(args),
         Command::Stop(args) => cmd::stop::run(args),
@@ -52,6 +54,7 @@ fn main() {
         Command::Exec(args) => cmd::exec::run(args),
         Command::Cp(args) => cmd::cp::run(args),
         Command::Services(args) => cmd::services::run(args),
+        Command::Health(args) => cmd::health::run(args),
         Command::Attest(args) => cmd::attest::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Completion(args) => cmd::docs::completion(args),

@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub secrets: Vec<crate::control::Secret>,
     /// `--rm`: the supervisor removes the enclave once it ended for good.
     pub auto_remove: bool,
+    /// `--health-listen`: serve `/livez` and `/readyz` there (never by default).
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 /// Checks everything that can be checked before anything is created (EIF, memory, name,
@@ -97,6 +99,8 @@ pub fn create_with(
         finished_at: None,
         exit_code: None,
         auto_remove: opts.auto_remove,
+        health_listen: opts.health_listen,
+        health: None,
         boot_ms: None,
         restarts: 0,
         exit: None,
@@ -295,6 +299,7 @@ mod tests {
             add_hosts: vec![],
             secrets: vec![],
             auto_remove: false,
+            health_listen: None,
         }
     }
 

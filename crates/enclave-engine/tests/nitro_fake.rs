@@ -121,6 +121,7 @@ fn run(tmp: &Path, backend: &NitroBackend) -> (StateRoot, LaunchSpec, PathBuf) {
         add_hosts: vec![],
         secrets: vec![],
         auto_remove: false,
+        health_listen: None,
     };
     let rec = create_with(&root, &opts, backend).unwrap();
     let spec = root.launch_spec(&rec);

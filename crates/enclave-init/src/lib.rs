@@ -26,6 +26,7 @@ mod entropy_unsafe;
 pub mod error;
 mod exec_unsafe;
 pub mod exits;
+pub mod health;
 pub mod heartbeat;
 mod iface_unsafe;
 pub mod logs;
@@ -197,7 +198,8 @@ pub fn boot_enclave(started: Instant, store: Arc<LogStore>) -> Result<Booted> {
     }
     let defs = services::build(&app, &spec, creds);
     Ok(Booted {
-        supervisor: Supervisor::new(defs, policy::Timings::from_env(), store)?,
+        supervisor: Supervisor::new(defs, policy::Timings::from_env(), store)?
+            .with_health(spec.healthcheck.clone()),
         control,
         supervisor_link,
     })

@@ -109,6 +109,7 @@ pub struct ServiceManager {
     wake: Arc<UnixStream>,
     logs: Arc<LogStore>,
     exits: Arc<ExitWatchers>,
+    health: Arc<std::sync::OnceLock<crate::health::HealthBoard>>,
 }
 
 impl ServiceManager {
@@ -124,6 +125,7 @@ impl ServiceManager {
             wake: Arc::new(wake),
             logs,
             exits: Arc::default(),
+            health: Arc::default(),
         };
         Ok((handle, rx, wake_rx))
     }
@@ -170,6 +172,19 @@ impl ServiceManager {
     /// Starts the shutdown (then power-off) of the enclave; returns at once.
     pub fn shutdown(&self, reason: &str) -> Result<(), ManagerError> {
         self.send(Request::Shutdown(reason.to_owned()))
+    }
+
+    /// Where the health check's state is kept (once, by the supervisor).
+    pub(crate) fn set_health(&self, board: crate::health::HealthBoard) {
+        let _ = self.health.set(board);
+    }
+
+    /// The health check's state; `none` when the spec has no check.
+    pub fn health(&self) -> enclave_proto::wire::HealthReport {
+        self.health
+            .get()
+            .map(crate::health::HealthBoard::report)
+            .unwrap_or_else(|| crate::health::HealthBoard::new(false).report())
     }
 
     /// The log store, for `logs` (snapshot) and `logs -f` (follow).

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 mod attestation;
+mod health;
 mod network;
 #[cfg(feature = "schema")]
 mod schema;
@@ -22,6 +23,7 @@ pub use attestation::{
     AttestationServerSpec, AttestationSpec, FileAttestationSpec, NatsCredentialKind,
     NatsCredentialsSpec, NatsSpec, NatsTlsSpec, SECRETS_DIR,
 };
+pub use health::{HealthDuration, HealthcheckSpec, HttpCheck, MIN_HEALTH_DURATION};
 pub use network::{
     holds_special_beyond, special_prefix, special_range, valid_host_name, Cidr, EgressMode,
     EgressRule, EgressSpec, HostPattern, IngressSpec, SpecialRange,
@@ -88,6 +90,10 @@ pub struct EnclaveSpec {
     /// Endpoints the enclave may reach (the egress allow-list); none by default.
     #[serde(default, skip_serializing_if = "EgressSpec::is_empty")]
     pub egress: EgressSpec,
+    /// How the enclave tells it is healthy (like Docker's HEALTHCHECK); run inside by
+    /// enclave-init, asked for by `enclave-ctl health`, probes and `ps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthcheckSpec>,
     /// The in-enclave attestation server and file attestation; off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<AttestationSpec>,
@@ -266,6 +272,9 @@ impl EnclaveSpec {
             }
         }
         self.check_dependency_cycles()?;
+        if let Some(h) = &self.healthcheck {
+            h.validate()?;
+        }
         network::validate(&self.ingress, &self.egress)?;
         if let Some(a) = &self.attestation {
             a.validate()?;

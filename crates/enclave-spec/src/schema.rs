@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use schemars::{generate::SchemaSettings, json_schema, JsonSchema, Schema, SchemaGenerator};
 
-use crate::{Cidr, EgressMode, EgressRule, EgressSpec, EnclaveSpec, HostPattern};
+use crate::{Cidr, EgressMode, EgressRule, EgressSpec, EnclaveSpec, HealthDuration, HostPattern};
 
 /// Where the committed schema says it lives, so that editors can fetch it by its `$id`.
 pub const SCHEMA_ID: &str =
@@ -50,6 +50,21 @@ impl JsonSchema for EgressSpec {
                     "additionalProperties": false
                 }
             ]
+        })
+    }
+}
+
+impl JsonSchema for HealthDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "HealthDuration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A duration: a number and a unit, ms, s, m or h.",
+            "pattern": "^[0-9]+(ms|s|m|h)$",
+            "examples": ["500ms", "30s", "2m"]
         })
     }
 }

@@ -116,6 +116,26 @@ pub struct CpArgs {
     pub control: ControlArgs,
 }
 
+/// `enclave-ctl health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The enclave (default: the only one running, as in a pod).
+    pub enclave: Option<String>,
+
+    /// Liveness only: the enclave runs, its supervisor lives and it answers on its control
+    /// channel (a Kubernetes livenessProbe). Without it, also every service ready and the
+    /// spec's health check passing (a readinessProbe).
+    #[arg(long)]
+    pub live: bool,
+
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
 /// `enclave-ctl services`.
 #[derive(Debug, Args)]
 pub struct ServicesArgs {

@@ -60,6 +60,16 @@ pub struct RunArgs {
     /// Seconds to wait for the boot heartbeat.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub boot_timeout: u64,
+    /// Attached: seconds a SIGTERM, SIGINT or SIGHUP gives the enclave to stop gracefully
+    /// before it is killed (as `stop -t`). In a pod, keep it below the pod's
+    /// terminationGracePeriodSeconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub stop_timeout: u64,
+    /// Serve `GET /livez` and `GET /readyz` (200 or 503) from the enclave's supervisor on this
+    /// address, e.g. 127.0.0.1:8081, for HTTP probes. Off by default; `enclave-ctl health` is
+    /// the same check without a listener.
+    #[arg(long, value_name = "IP:PORT")]
+    pub health_listen: Option<std::net::SocketAddr>,
     /// Publish an enclave port on the host: [HOST_IP:]HOST_PORT:ENCLAVE_PORT (HOST_IP defaults
     /// to 127.0.0.1). The port must be in the image's measured `ingress` list. Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:ENCLAVE")]
@@ -167,7 +177,7 @@ pub struct ConsoleArgs {
 }
 
 /// `ps --format`'s template fields: name, what it is (for `--help`).
-pub const PS_FIELDS: [(&str, &str); 15] = [
+pub const PS_FIELDS: [(&str, &str); 16] = [
     ("ID", "the first 12 hex digits of the id"),
     ("FullID", "the whole id"),
     ("Name", "the name"),
@@ -175,6 +185,10 @@ pub const PS_FIELDS: [(&str, &str); 15] = [
     (
         "State",
         "created, starting, running, restarting, stopping, exited or failed",
+    ),
+    (
+        "Health",
+        "the health check: starting, healthy or unhealthy (`none` without one)",
     ),
     (
         "ExitCode",

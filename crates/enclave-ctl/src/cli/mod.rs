@@ -9,7 +9,7 @@ mod lifecycle;
 use clap::{Parser, Subcommand};
 
 pub use attest::{AttestArgs, VerifyArgs};
-pub use debug::{ControlArgs, CpArgs, ExecArgs, ServiceAction, ServicesArgs};
+pub use debug::{ControlArgs, CpArgs, ExecArgs, HealthArgs, ServiceAction, ServicesArgs};
 pub use docs::{CompletionArgs, ManArgs};
 pub use image::{BuildArgs, InspectArgs, MeasureArgs, SignArgs};
 pub use lifecycle::{
@@ -88,6 +88,9 @@ pub enum Command {
     Cp(CpArgs),
     /// List, start, stop and restart an enclave's services; show their logs.
     Services(ServicesArgs),
+    /// Whether an enclave is alive (--live) or ready: running, services ready, health check
+    /// passing; exit 0 if so, 1 if not (for probes and scripts).
+    Health(HealthArgs),
     /// Fetch a fresh attestation document from a running enclave.
     Attest(AttestArgs),
     /// Verify an attestation document against the pinned AWS root (or given roots) and a policy.

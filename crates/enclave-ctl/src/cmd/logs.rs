@@ -21,6 +21,16 @@ pub fn print_entry(e: &LogEntry, timestamps: bool) {
     }
 }
 
+/// Prints one log entry as a JSON object on a line (kernel lines are left out, as above).
+pub fn print_entry_json(e: &LogEntry) {
+    if e.source == "kernel" {
+        return;
+    }
+    if let Ok(line) = serde_json::to_string(e) {
+        println!("{line}");
+    }
+}
+
 /// `--since`: RFC 3339, or a duration ago (`30s`, `5m`, `2h`).
 fn parse_since(s: &str) -> Result<OffsetDateTime> {
     if let Some(t) = parse_rfc3339(s) {

@@ -7,6 +7,7 @@ pub mod cp;
 pub mod docs;
 pub mod enclave_inspect;
 pub mod exec;
+pub mod health;
 pub mod inspect;
 pub mod logs;
 pub mod measure;

@@ -29,9 +29,16 @@ pub fn status_text(r: &EnclaveRecord) -> String {
         _ => r.status.to_string(),
     };
     if r.status.is_active() {
+        // As Docker's "Up 5 minutes (healthy)".
+        let health = match &r.health {
+            Some(h) if h.status != enclave_proto::wire::HealthStatus::None => {
+                format!(" ({})", h.status)
+            }
+            _ => String::new(),
+        };
         match human(r.started_at.as_deref()) {
-            Some(d) => format!("{status} {d}"),
-            None => status,
+            Some(d) => format!("{status} {d}{health}"),
+            None => format!("{status}{health}"),
         }
     } else {
         match human(r.finished_at.as_deref()) {
@@ -49,6 +56,11 @@ fn field(r: &EnclaveRecord, name: &str) -> Option<String> {
         "Name" => r.name.clone(),
         "Status" => status_text(r),
         "State" => r.status.to_string(),
+        "Health" => r
+            .health
+            .as_ref()
+            .map(|h| h.status.to_string())
+            .unwrap_or_default(),
         "ExitCode" => r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
         "Backend" => match &r.instance.accel {
             Some(a) => format!("{}/{a}", r.backend),

@@ -20,8 +20,16 @@ use enclave_engine::state::EnclaveRecord;
 
 use crate::cli::{RunArgs, EXIT_ENGINE, EXIT_OK};
 
-/// Runs the command; returns the exit status.
-pub fn run(args: RunArgs) -> Result<i32> {
+/// Runs the command; returns the exit status. `json_lines`: print the enclave's log lines as
+/// JSON objects (`{"time", "source", "text"}`), one a line, for log collectors.
+pub fn run(args: RunArgs, json_lines: bool) -> Result<i32> {
+    let print = |e: &enclave_engine::logs::LogEntry| {
+        if json_lines {
+            super::logs::print_entry_json(e);
+        } else {
+            super::logs::print_entry(e, false);
+        }
+    };
     let root = super::state_dir::open(&args.state)?;
     let opts = RunOptions {
         eif: args.eif.clone(),
@@ -35,6 +43,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         add_hosts: args.add_host.clone(),
         secrets: args.secrets.clone(),
         auto_remove: args.rm,
+        health_listen: args.health_listen,
     };
     let rec = lifecycle::create(&root, &opts)
         .with_context(|| format!("cannot run {}", args.eif.display()))?;
@@ -71,16 +80,16 @@ pub fn run(args: RunArgs) -> Result<i32> {
     );
     let logs_dir = root.dir(&up.id).join("logs");
     for e in enclave_engine::logs::read_all(&logs_dir) {
-        super::logs::print_entry(&e, false);
+        print(&e);
     }
     let mut follower = enclave_engine::logs::Follower::at_end(&logs_dir);
     let done = loop {
         for e in follower.poll() {
-            super::logs::print_entry(&e, false);
+            print(&e);
         }
         if interrupted.load(Ordering::SeqCst) {
-            eprintln!("stopping {}", up.name);
-            break lifecycle::stop(&root, &up, Duration::from_secs(10))?;
+            eprintln!("stopping {} (at most {} s)", up.name, args.stop_timeout);
+            break lifecycle::stop(&root, &up, Duration::from_secs(args.stop_timeout))?;
         }
         // Ended for good (the restart policy's restarts are not the end), or the supervisor
         // is gone (then the record says how).
@@ -91,7 +100,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(100));
     };
     for e in follower.poll() {
-        super::logs::print_entry(&e, false);
+        print(&e);
     }
     drop(attached);
     if args.rm {

@@ -147,6 +147,12 @@ pub struct EnclaveRecord {
     pub network: crate::network::NetworkRecord,
     /// The control server's address for `exec`/`cp` (`hybrid:…:5000` or `vsock:CID:5000`).
     pub control_addr: String,
+    /// `run --health-listen`: where the supervisor serves `/livez` and `/readyz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_listen: Option<std::net::SocketAddr>,
+    /// The enclave's health as the supervisor last asked it (while it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthRecord>,
 }
 
 impl EnclaveRecord {

@@ -23,6 +23,8 @@ pub(crate) fn record(id: &str, name: &str) -> EnclaveRecord {
         finished_at: None,
         exit_code: None,
         auto_remove: false,
+        health_listen: None,
+        health: None,
         boot_ms: None,
         restarts: 0,
         exit: None,

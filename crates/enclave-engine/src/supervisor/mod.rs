@@ -62,6 +62,8 @@ struct Ctx<'a> {
     key: VerifyingKey,
     /// The operator's secrets (`run --secret`), handed over at each boot.
     secrets: BTreeMap<String, Vec<u8>>,
+    /// What the health monitor last found (served by `--health-listen`).
+    probe: Arc<Mutex<crate::health::Probe>>,
 }
 
 impl Ctx<'_> {
@@ -107,7 +109,20 @@ pub fn supervise(
         opts,
         key,
         secrets,
+        probe: Arc::default(),
     };
+    if let Some(addr) = ctx.rec.health_listen {
+        match crate::health::serve(addr, ctx.probe.clone()) {
+            Ok(bound) => ctx.event(&format!("serving /livez and /readyz on http://{bound}")),
+            Err(e) => {
+                fail(&mut ctx, e.to_string());
+                ctx.rec.status = Status::Failed;
+                ctx.rec.finished_at = Some(now_rfc3339());
+                ctx.save();
+                return Ok(ctx.rec);
+            }
+        }
+    }
     let route = backend.vsock_route(ctx.rec.cid, &root.socket_dir(id));
     // Once for all boots: published ports stay bound while the enclave restarts.
     let _network = match crate::network::start_host_proxies(&ctx.rec.network, &route) {
@@ -234,9 +249,19 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
         started.elapsed().as_millis()
     ));
 
+    // Asks the enclave how it is every few seconds; a failure to start is logged only.
+    let monitor = crate::health::Monitor::start(ctx.root, &ctx.rec, ctx.probe.clone())
+        .map_err(|e| ctx.event(&format!("no health monitoring: {e}")))
+        .ok();
     let ending = loop {
         if ctx.stop.load(Ordering::SeqCst) {
             break graceful_stop(ctx, instance.as_mut());
+        }
+        if let Some(found) = monitor.as_ref().map(|m| m.probe().health) {
+            if found.is_some() && found != ctx.rec.health {
+                ctx.rec.health = found;
+                ctx.save();
+            }
         }
         match instance.try_wait() {
             Ok(Some(exit)) => break judge(ctx, exit, &console),
@@ -245,6 +270,9 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
         }
         std::thread::sleep(ctx.opts.tick);
     };
+    drop(monitor);
+    *ctx.probe.lock().unwrap_or_else(|p| p.into_inner()) = crate::health::Probe::default();
+    ctx.rec.health = None;
     drop(instance);
     finish_console(reader);
     // The enclave's word beats the guess `graceful_stop` made when it had to kill.

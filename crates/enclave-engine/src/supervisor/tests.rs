@@ -126,6 +126,7 @@ fn setup_with_eif(policy: &str) -> (tempfile::TempDir, StateRoot, String, std::p
         add_hosts: vec![],
         secrets: vec![],
         auto_remove: false,
+        health_listen: None,
     };
     let rec = crate::lifecycle::create_with(&root, &opts, &FakeBackend::default()).unwrap();
     (dir, root, rec.id, eif)

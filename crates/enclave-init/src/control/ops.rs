@@ -50,6 +50,9 @@ pub(super) fn dispatch(conn: &Arc<Conn>, id: RequestId, request: Request) {
             Err(e) => conn.fail(id, error_code(&e), e.to_string()),
         },
         Request::Attest(req) => attest(conn, id, req),
+        Request::Health => reply(Reply::Health {
+            health: conn.ctx.manager.health(),
+        }),
         Request::Shutdown => {
             reply(Reply::Done);
             say!("shutdown requested over the control channel");

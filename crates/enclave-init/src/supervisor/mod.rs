@@ -7,6 +7,7 @@
 //! decides whether the enclave is done.
 
 mod control;
+mod health;
 mod readiness;
 mod stopping;
 
@@ -121,6 +122,7 @@ pub struct Supervisor {
     wake_rx: UnixStream,
     manager: ServiceManager,
     shutdown: Option<stopping::Shutdown>,
+    health: Option<health::HealthCheck>,
 }
 
 impl Supervisor {
@@ -151,7 +153,21 @@ impl Supervisor {
             wake_rx,
             manager,
             shutdown: None,
+            health: None,
         })
+    }
+
+    /// Runs the spec's health check (if any) from the start of [`run`](Self::run); the
+    /// control server's `health` reads its state through [`Supervisor::manager`].
+    pub fn with_health(mut self, spec: Option<enclave_spec::HealthcheckSpec>) -> Self {
+        let board = crate::health::HealthBoard::new(spec.is_some());
+        self.manager.set_health(board.clone());
+        self.health = spec.map(|spec| {
+            let main = self.services.iter().find(|s| s.def.is_main);
+            let def = main.or(self.services.first()).map(|s| s.def.clone());
+            health::HealthCheck::new(spec, def, board, Instant::now())
+        });
+        self
     }
 
     /// A handle for the control server.
@@ -183,6 +199,7 @@ impl Supervisor {
             if self.shutdown.is_none() {
                 while self.start_due(now) {}
                 self.check_readiness(now);
+                self.check_health(now);
                 if let Some(reason) = self.end_reason() {
                     self.begin_shutdown(reason, now);
                 }
@@ -310,9 +327,11 @@ impl Supervisor {
                 };
                 self.after_exit(i, exit, ran, now);
             } else {
-                // Not a service: a readiness command, or an orphan inherited by PID 1, for
-                // which the wait was all it needed.
-                self.probe_exited(pid, exit, now);
+                // Not a service: the health command, a readiness command, or an orphan
+                // inherited by PID 1, for which the wait was all it needed.
+                if !self.health_exited(pid, exit, now) {
+                    self.probe_exited(pid, exit, now);
+                }
             }
         }
     }
@@ -394,6 +413,8 @@ impl Supervisor {
         }
         if let Some(sd) = &self.shutdown {
             next = next.min(sd.deadline(&self.timings));
+        } else if let Some(h) = &self.health {
+            next = next.min(h.next_due());
         }
         next.saturating_duration_since(now)
     }

@@ -78,6 +78,9 @@ impl Supervisor {
         if self.shutdown.is_some() {
             return;
         }
+        if let Some(h) = &mut self.health {
+            h.cancel();
+        }
         say!(
             "shutting down: {reason}; stopping services (grace {} ms)",
             self.timings.grace.as_millis()

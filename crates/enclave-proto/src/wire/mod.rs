@@ -43,8 +43,8 @@ pub use message::{
     ServerHello, ServerMessage,
 };
 pub use ops::{
-    AttestRequest, CpEntry, CpKind, ExecRequest, ExitStatus, Reply, Request, ServiceRequest,
-    ServiceState, ServiceStatus, WindowSize,
+    AttestRequest, CpEntry, CpKind, ExecRequest, ExitStatus, HealthReport, HealthStatus, Reply,
+    Request, ServiceRequest, ServiceState, ServiceStatus, WindowSize, MAX_HEALTH_DETAIL,
 };
 pub use session::{
     ClientConfig, ClientSession, RemoteTrust, Security, ServerConfig, ServerSession, SessionError,

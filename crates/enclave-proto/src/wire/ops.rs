@@ -39,6 +39,11 @@ pub enum Request {
     /// enclave, on the local socket, it is always allowed): a document binding a key of the
     /// host's choosing would let the host pass for the enclave.
     Attest(AttestRequest),
+    /// The health check's state as enclave-init last saw it; answered with [`Reply::Health`].
+    /// Needs an authenticated session but no capability: the check is the measured spec's,
+    /// the caller only reads its result. (An enclave-init older than this op answers
+    /// `bad_request`.)
+    Health,
 }
 
 /// `attest`: the optional fields the document should carry (at most 1024 bytes each).
@@ -301,4 +306,59 @@ pub enum Reply {
         #[serde(with = "serde_bytes")]
         document: Vec<u8>,
     },
+    /// Answer to [`Request::Health`].
+    Health {
+        /// The health check's state.
+        health: HealthReport,
+    },
 }
+
+/// The state of the spec's health check, as Docker reports a container's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// The spec has no health check.
+    None,
+    /// No check has passed yet and fewer than `retries` failed (or the start period runs).
+    Starting,
+    /// The last check passed.
+    Healthy,
+    /// The last `retries` checks failed.
+    Unhealthy,
+    /// A state this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl std::fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HealthStatus::None => "none",
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+            HealthStatus::Unknown => "unknown",
+        })
+    }
+}
+
+/// What [`Reply::Health`] carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthReport {
+    /// The state.
+    pub status: HealthStatus,
+    /// Consecutive failed checks.
+    #[serde(default)]
+    pub failing_streak: u32,
+    /// What the last check said: `exit 1`, `timed out after 5000 ms`, `HTTP 503`, a connect
+    /// error (at most [`MAX_HEALTH_DETAIL`] bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    /// Milliseconds since the last check ended; `None` before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_ms_ago: Option<u64>,
+}
+
+/// The longest [`HealthReport::last`].
+pub const MAX_HEALTH_DETAIL: usize = 256;

@@ -35,6 +35,7 @@ enum Op {
     Logs,
     Shutdown,
     Attest,
+    Health,
 }
 
 impl Op {
@@ -55,6 +56,7 @@ impl Op {
             Request::Services(_) => Op::ServiceControl,
             Request::Shutdown => Op::Shutdown,
             Request::Attest(_) => Op::Attest,
+            Request::Health => Op::Health,
         }
     }
 
@@ -70,6 +72,7 @@ impl Op {
                 | (Op::Info, Reply::Info { .. })
                 | (Op::ExecDetached, Reply::Detached { .. })
                 | (Op::Attest, Reply::Attestation { .. })
+                | (Op::Health, Reply::Health { .. })
                 | (Op::CpTo | Op::CpFrom, Reply::CpComplete { .. })
                 | (Op::ServiceList, Reply::Services { .. })
                 | (Op::ServiceStatus, Reply::Service { .. })

@@ -1,0 +1,146 @@
+//! `enclave-ctl health`: is the enclave alive, and is it ready? For Kubernetes probes (exec
+//! probes: no network listener needed) and scripts. Exit 0 when it is, 1 when it is not (the
+//! reason on stderr, or in `--json`).
+//!
+//! Alive: the record says running, its supervisor holds its lock, and the enclave answers a
+//! ping on its control channel. Ready: also every service the enclave still runs is ready (its
+//! readiness check passed) and the spec's health check, run inside by enclave-init, is healthy
+//! (or there is none).
+
+use anyhow::{bail, Context, Result};
+use enclave_engine::state::{EnclaveRecord, StateRoot, Status};
+use enclave_proto::wire::{
+    HealthReport, HealthStatus, Reply, Request, ServiceRequest, ServiceState,
+};
+use serde::Serialize;
+
+use super::exec::connect;
+use crate::cli::{HealthArgs, EXIT_ERROR, EXIT_OK};
+
+/// What `health` found.
+#[derive(Debug, Serialize)]
+struct Findings {
+    enclave: String,
+    live: bool,
+    /// `None` with `--live` (not asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ready: Option<bool>,
+    /// Services not ready, as `name (state)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_ready: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<HealthReport>,
+    /// Why it is not live or not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// The enclave named, or the only active one.
+fn pick(root: &StateRoot, name: Option<&str>) -> Result<EnclaveRecord> {
+    if let Some(name) = name {
+        return root
+            .resolve(name)
+            .with_context(|| format!("no enclave {name:?}"));
+    }
+    let active: Vec<EnclaveRecord> = root
+        .list()?
+        .into_iter()
+        .filter(|r| r.status.is_active())
+        .collect();
+    match active.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no enclave is running here (name one: enclave-ctl health NAME)"),
+        many => bail!(
+            "{} enclaves run here: name one (enclave-ctl health NAME)",
+            many.len()
+        ),
+    }
+}
+
+/// Runs the command; returns the exit status.
+pub fn run(args: HealthArgs) -> Result<i32> {
+    let root = super::state_dir::open(&args.control.state)?;
+    let rec = pick(&root, args.enclave.as_deref())?;
+    let mut f = Findings {
+        enclave: rec.name.clone(),
+        live: false,
+        ready: None,
+        not_ready: Vec::new(),
+        health: None,
+        reason: None,
+    };
+    f.reason = check(&root, &rec, &args, &mut f)
+        .err()
+        .map(|e| format!("{e:#}"));
+    let ok = f.live && f.ready.unwrap_or(true) && f.reason.is_none();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&f)?);
+    } else if ok {
+        println!("{}: {}", rec.name, if args.live { "live" } else { "ready" });
+    } else {
+        eprintln!(
+            "{}: not {}: {}",
+            rec.name,
+            if f.live { "ready" } else { "live" },
+            f.reason.as_deref().unwrap_or("")
+        );
+    }
+    Ok(if ok { EXIT_OK } else { EXIT_ERROR })
+}
+
+/// Fills `f`; an error is the reason the enclave is not live or not ready.
+fn check(root: &StateRoot, rec: &EnclaveRecord, args: &HealthArgs, f: &mut Findings) -> Result<()> {
+    if rec.status != Status::Running {
+        bail!("it is {}", rec.status);
+    }
+    if !root.supervisor_alive(&rec.id) {
+        bail!("its supervisor is gone");
+    }
+    let mut client = connect(&rec.id, &args.control, &[])?;
+    client
+        .ping(1)
+        .context("it does not answer on its control channel")?;
+    f.live = true;
+    if args.live {
+        return Ok(());
+    }
+    f.ready = Some(false);
+    let services = match client
+        .service(ServiceRequest::List)
+        .context("listing its services")?
+    {
+        Reply::Services { services } => services,
+        other => bail!("unexpected answer to services list: {other:?}"),
+    };
+    for s in &services {
+        let done = matches!(s.state, ServiceState::Exited | ServiceState::Stopped);
+        if s.state != ServiceState::Running && !done {
+            f.not_ready.push(format!(
+                "{} ({})",
+                s.name,
+                serde_json::to_value(s.state)?.as_str().unwrap_or("?")
+            ));
+        }
+    }
+    let health = match client.call(Request::Health) {
+        Ok(Reply::Health { health }) => health,
+        Ok(other) => bail!("unexpected answer to health: {other:?}"),
+        Err(e) => {
+            return Err(e).context(
+                "asking its health check (an image built before `health` existed cannot say)",
+            )
+        }
+    };
+    let healthy = matches!(health.status, HealthStatus::None | HealthStatus::Healthy);
+    let status = health.status;
+    let last = health.last.clone().unwrap_or_default();
+    f.health = Some(health);
+    if !f.not_ready.is_empty() {
+        bail!("services not ready: {}", f.not_ready.join(", "));
+    }
+    if !healthy {
+        bail!("health check {status} ({last})");
+    }
+    f.ready = Some(true);
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! Whether an enclave is alive and ready, asked over its control channel: used by
+//! `enclave-ctl health` (Kubernetes exec probes), and by the supervisor, which keeps asking
+//! while the enclave runs, records the health check's status for `ps`/`inspect`, and can serve
+//! `/livez` and `/readyz` over HTTP on an address the operator names (`run --health-listen`).
+//!
+//! Alive: the enclave answers a ping. Ready: also every service it still runs passed its
+//! readiness check, and the spec's health check (run inside by enclave-init) is healthy or
+//! absent.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use enclave_proto::client::{Client, ClientError};
+use enclave_proto::wire::{
+    HealthReport, HealthStatus, Reply, Request, ServiceRequest, ServiceState,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::state::{EnclaveRecord, StateRoot};
+
+/// How often the supervisor asks.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What an enclave said about its readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// Services neither ready nor ended, as `name (state)`.
+    pub not_ready: Vec<String>,
+    /// The health check's state.
+    pub health: HealthReport,
+}
+
+impl Readiness {
+    /// Why the enclave is not ready; `None` when it is.
+    pub fn reason(&self) -> Option<String> {
+        if !self.not_ready.is_empty() {
+            return Some(format!("services not ready: {}", self.not_ready.join(", ")));
+        }
+        match self.health.status {
+            HealthStatus::None | HealthStatus::Healthy => None,
+            status => Some(format!(
+                "health check {status} ({})",
+                self.health
+                    .last
+                    .as_deref()
+                    .unwrap_or("no check finished yet")
+            )),
+        }
+    }
+}
+
+/// Asks a connected enclave for its services and its health check.
+pub fn ask(client: &mut Client) -> std::result::Result<Readiness, ClientError> {
+    let services = match client.service(ServiceRequest::List)? {
+        Reply::Services { services } => services,
+        _ => Vec::new(),
+    };
+    let not_ready = services
+        .iter()
+        .filter(|s| {
+            !matches!(
+                s.state,
+                ServiceState::Running | ServiceState::Exited | ServiceState::Stopped
+            )
+        })
+        .map(|s| {
+            let state = serde_json::to_value(s.state).unwrap_or_default();
+            format!("{} ({})", s.name, state.as_str().unwrap_or("?"))
+        })
+        .collect();
+    let health = match client.call(Request::Health)? {
+        Reply::Health { health } => health,
+        _ => HealthReport {
+            status: HealthStatus::Unknown,
+            failing_streak: 0,
+            last: None,
+            checked_ms_ago: None,
+        },
+    };
+    Ok(Readiness { not_ready, health })
+}
+
+/// The health as the record keeps it (`ps`, `inspect`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthRecord {
+    /// The health check's status (`none` without one).
+    pub status: HealthStatus,
+    /// Consecutive failed checks.
+    #[serde(default)]
+    pub failing_streak: u32,
+    /// What the last check said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    /// Ready: services ready and the check passing.
+    pub ready: bool,
+}
+
+/// What the supervisor last found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// The enclave answered.
+    pub live: bool,
+    /// Why it is not live or not ready (`None`: ready).
+    pub reason: Option<String>,
+    /// The health check, once asked.
+    pub health: Option<HealthRecord>,
+}
+
+/// The supervisor's asking, on a thread, while the enclave runs.
+pub struct Monitor {
+    probe: Arc<Mutex<Probe>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Monitor {
+    /// Starts asking enclave `rec` every [`POLL_INTERVAL`], with the supervisor's key.
+    pub fn start(root: &StateRoot, rec: &EnclaveRecord, probe: Arc<Mutex<Probe>>) -> Result<Self> {
+        let opts = crate::control::connect_options(
+            root,
+            rec,
+            &[],
+            None,
+            "enclave-engine supervisor (health)",
+            Duration::from_secs(1),
+        )?;
+        let addr: enclave_proto::transport::Addr = rec
+            .control_addr
+            .parse()
+            .map_err(|e| EngineError::Invalid(format!("control address: {e}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (probe.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("health".into())
+            .spawn(move || {
+                while !s.load(Ordering::SeqCst) {
+                    let found = match Client::connect(&addr, &opts) {
+                        Err(e) => Probe {
+                            live: false,
+                            reason: Some(format!("no answer on the control channel: {e}")),
+                            health: None,
+                        },
+                        Ok(mut client) => match ask(&mut client) {
+                            Err(e) => Probe {
+                                live: true,
+                                reason: Some(format!("cannot ask its health: {e}")),
+                                health: None,
+                            },
+                            Ok(r) => Probe {
+                                live: true,
+                                reason: r.reason(),
+                                health: Some(HealthRecord {
+                                    status: r.health.status,
+                                    failing_streak: r.health.failing_streak,
+                                    last: r.health.last.clone(),
+                                    ready: r.reason().is_none(),
+                                }),
+                            },
+                        },
+                    };
+                    if s.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    *p.lock().unwrap_or_else(|e| e.into_inner()) = found;
+                    let until = std::time::Instant::now() + POLL_INTERVAL;
+                    while std::time::Instant::now() < until && !s.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+            .map_err(|e| EngineError::Backend(format!("starting the health thread: {e}")))?;
+        Ok(Self { probe, stop })
+    }
+
+    /// The last finding.
+    pub fn probe(&self) -> Probe {
+        self.probe.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Serves `GET /livez` and `GET /readyz` on `addr` from `probe` (200 or 503, the reason in the
+/// body; anything else 404), one connection at a time: probes are few and small. The listener
+/// lives as long as the supervisor.
+pub fn serve(addr: SocketAddr, probe: Arc<Mutex<Probe>>) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| EngineError::Backend(format!("--health-listen {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| EngineError::Backend(format!("--health-listen {addr}: {e}")))?;
+    std::thread::Builder::new()
+        .name("health-http".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let now = probe.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                answer(stream, &now);
+            }
+        })
+        .map_err(|e| EngineError::Backend(format!("starting the health listener: {e}")))?;
+    Ok(bound)
+}
+
+/// Reads the request line (at most 1 KiB, 2 s) and answers it.
+fn answer(mut stream: TcpStream, probe: &Probe) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 1024];
+    let mut got = 0;
+    while got < buf.len() && !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..got]);
+    let mut words = head.split_whitespace();
+    let (status, body) = match (words.next(), words.next()) {
+        (Some("GET"), Some("/livez")) if probe.live => ("200 OK", "live\n".to_owned()),
+        (Some("GET"), Some("/livez")) => (
+            "503 Service Unavailable",
+            format!(
+                "not live: {}\n",
+                probe.reason.as_deref().unwrap_or("not asked yet")
+            ),
+        ),
+        (Some("GET"), Some("/readyz")) if probe.live && probe.reason.is_none() => {
+            ("200 OK", "ready\n".to_owned())
+        }
+        (Some("GET"), Some("/readyz")) => (
+            "503 Service Unavailable",
+            format!(
+                "not ready: {}\n",
+                probe.reason.as_deref().unwrap_or("not asked yet")
+            ),
+        ),
+        _ => ("404 Not Found", "GET /livez or /readyz\n".to_owned()),
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn livez_and_readyz_follow_the_probe() {
+        let probe = Arc::new(Mutex::new(Probe::default()));
+        let addr = serve("127.0.0.1:0".parse().unwrap(), probe.clone()).unwrap();
+        assert!(get(addr, "/livez").starts_with("HTTP/1.1 503"));
+        *probe.lock().unwrap() = Probe {
+            live: true,
+            reason: Some("services not ready: web (starting)".into()),
+            health: None,
+        };
+        assert!(get(addr, "/livez").starts_with("HTTP/1.1 200"));
+        let r = get(addr, "/readyz");
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(
+            r.ends_with("not ready: services not ready: web (starting)\n"),
+            "{r}"
+        );
+        probe.lock().unwrap().reason = None;
+        assert!(get(addr, "/readyz").starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/metrics").starts_with("HTTP/1.1 404"));
+        // Garbage is a 404, not a crash.
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&[0xff; 2000]).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        assert!(out.starts_with(b"HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn readiness_reasons() {
+        let mut r = Readiness {
+            not_ready: vec![],
+            health: HealthReport {
+                status: HealthStatus::Healthy,
+                failing_streak: 0,
+                last: Some("exit 0".into()),
+                checked_ms_ago: Some(1),
+            },
+        };
+        assert_eq!(r.reason(), None);
+        r.health.status = HealthStatus::Unhealthy;
+        r.health.last = Some("HTTP 503".into());
+        assert_eq!(r.reason().unwrap(), "health check unhealthy (HTTP 503)");
+        r.not_ready.push("web (starting)".into());
+        assert_eq!(r.reason().unwrap(), "services not ready: web (starting)");
+    }
+}
