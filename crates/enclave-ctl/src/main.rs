@@ -8,6 +8,7 @@
 
 mod cli;
 mod cmd;
+mod kube;
 mod progress;
 
 use clap::Parser;
@@ -54,6 +55,8 @@ fn main() {
         Command::Services(args) => cmd::services::run(args),
         Command::Attest(args) => cmd::attest::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Kube(args) => cmd::kube::run(args),
+        Command::Node(args) => cmd::node::run(args),
         Command::Completion(args) => cmd::docs::completion(args),
         Command::Man(args) => cmd::docs::man(args),
     };
