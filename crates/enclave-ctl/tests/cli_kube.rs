@@ -27,10 +27,11 @@ fn ctl() -> Command {
 
 /// kubernetes-validate: scripts/setup.sh's venv, else PATH.
 fn kubernetes_validate() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")
+    let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_default();
-    let venv = home.join(".cache/enclave-engine/venv/bin/kubernetes-validate");
+    let venv = cache.join("enclave-engine/venv/bin/kubernetes-validate");
     if venv.is_file() {
         return Some(venv);
     }
