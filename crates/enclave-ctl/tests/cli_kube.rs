@@ -1,64 +1,22 @@
 //! `enclave-ctl kube generate` and `kube node-setup-daemonset` from the real binary: the
 //! resource names and sizes pinned (device, hugepages rounded to the page size, requests equal
-//! to limits), the PCR annotations of a real EIF, the golden manifests in
-//! deploy/kubernetes/ (regenerate them with `UPDATE_GOLDEN=1 cargo test -p enclave-ctl --test
-//! cli_kube`), errors and usage errors; every manifest is validated with kubernetes-validate
-//! --strict against two Kubernetes versions (scripts/setup.sh installs it).
+//! to limits), args and probes, the golden manifests in deploy/kubernetes/ (regenerate them
+//! with `UPDATE_GOLDEN=1 cargo test -p enclave-ctl --test cli_kube`), errors and usage errors.
+//! Every manifest is validated with kubernetes-validate --strict against two Kubernetes
+//! versions (scripts/setup.sh installs it). From an EIF (PCR annotations): cli_kube_eif.rs.
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{assert_ok, require, run, stderr, stdout, workspace};
-use enclave_image::cpio::{CpioWriter, EntryMeta};
-use enclave_image::eif::{EifOptions, EifWriter};
+use common::kube::validate;
+use common::{assert_ok, run, stderr, workspace};
 use serde_json::Value;
-
-/// The Kubernetes versions manifests are validated against (schemas shipped by
-/// kubernetes-validate 1.37.0).
-const K8S_VERSIONS: [&str; 2] = ["1.36.0", "1.37.0"];
 
 fn ctl() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-ctl"));
     cmd.current_dir(workspace());
     cmd
-}
-
-/// kubernetes-validate: scripts/setup.sh's venv, else PATH.
-fn kubernetes_validate() -> Option<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_default();
-    let venv = cache.join("enclave-engine/venv/bin/kubernetes-validate");
-    if venv.is_file() {
-        return Some(venv);
-    }
-    common::have("kubernetes-validate").then(|| PathBuf::from("kubernetes-validate"))
-}
-
-/// Validates a manifest file against both versions, strictly (unknown fields are errors).
-fn validate(file: &Path) {
-    let Some(kv) = kubernetes_validate() else {
-        let _ = require(
-            false,
-            "kubernetes-validate (pip, in scripts/setup.sh's venv)",
-        );
-        return;
-    };
-    for version in K8S_VERSIONS {
-        let o = run(Command::new(&kv)
-            .args(["--strict", "--quiet", "-k", version])
-            .arg(file));
-        assert!(
-            o.status.success(),
-            "{} does not validate against Kubernetes {version}:\n{}{}",
-            file.display(),
-            stdout(&o),
-            stderr(&o)
-        );
-    }
 }
 
 /// `kube generate --json …` → the list of objects.
@@ -232,88 +190,6 @@ fn no_service_without_ingress() {
     assert_eq!(objects.len(), 1);
     let args = container(&objects[0])["args"].as_array().unwrap().clone();
     assert!(!args.iter().any(|a| a == "-p"), "{args:?}");
-}
-
-/// A small EIF (a fake kernel: enough to measure) whose app ramdisk holds the measured spec.
-fn write_eif(path: &Path, spec_json: &[u8]) {
-    let mut app = CpioWriter::new(Vec::new(), 0);
-    app.add_file(
-        b"enclave/spec.json",
-        EntryMeta::root(0o644),
-        spec_json,
-        spec_json.len() as u64,
-    )
-    .unwrap();
-    let app = app.finish().unwrap();
-    let mut w =
-        EifWriter::new(std::fs::File::create(path).unwrap(), EifOptions::default()).unwrap();
-    w.kernel(&mut &b"kernel"[..]).unwrap();
-    w.cmdline("console=ttyS0").unwrap();
-    w.metadata(br#"{"ImageName":"pcrapp"}"#).unwrap();
-    w.ramdisk_from(&mut &b"bootstrap"[..]).unwrap();
-    w.ramdisk_from(&mut &app[..]).unwrap();
-    w.finish(None).unwrap();
-}
-
-#[test]
-fn from_an_eif_the_pod_carries_its_pcrs_and_the_measured_ports() {
-    let dir = tempfile::tempdir().unwrap();
-    let eif = dir.path().join("Signed-App.eif");
-    write_eif(
-        &eif,
-        br#"{"name":"pcrapp","ingress":[{"port":8443},{"port":9000}]}"#,
-    );
-    let o = run(ctl().args(["measure", "--json"]).arg(&eif));
-    assert_ok(&o);
-    let pcrs: Value = serde_json::from_slice(&o.stdout).unwrap();
-
-    let out = dir.path().join("app.yaml");
-    let o = run(ctl()
-        .args(["kube", "generate", "--image", "app:1", "-o"])
-        .arg(&out)
-        .arg(&eif));
-    assert_ok(&o);
-    assert!(o.stdout.is_empty(), "-o: nothing on stdout");
-    validate(&out);
-    let names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        !names.iter().any(|n| n.starts_with('.')),
-        "temporary files left: {names:?}"
-    );
-
-    let objects = generate_json(&["--image", "app:1", eif.to_str().unwrap()]);
-    let annotations = &objects[0]["spec"]["template"]["metadata"]["annotations"];
-    for i in [0, 1, 2] {
-        assert_eq!(
-            annotations[format!("dev.enclave-engine.pcr{i}")],
-            pcrs["Measurements"][format!("PCR{i}")],
-            "PCR{i}"
-        );
-    }
-    assert!(
-        annotations.get("dev.enclave-engine.pcr8").is_none(),
-        "unsigned: no PCR8"
-    );
-    assert_eq!(
-        objects[0]["metadata"]["name"], "pcrapp",
-        "the measured spec's name"
-    );
-    let ports: Vec<&Value> = objects[1]["spec"]["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| &p["port"])
-        .collect();
-    assert_eq!(ports, [8443, 9000]);
-
-    // Without a name in the spec, the file's stem (lower-cased) names it.
-    let anon = dir.path().join("Anon.eif");
-    write_eif(&anon, br#"{"ingress":[{"port":80}]}"#);
-    let objects = generate_json(&["--image", "app:1", anon.to_str().unwrap()]);
-    assert_eq!(objects[0]["metadata"]["name"], "anon");
 }
 
 #[test]
