@@ -10,8 +10,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # convert real OCI images), cpio (check our archives with GNU cpio), openssl (signing keys),
 # qemu-system-x86 (the emulated backend of `enclave-ctl run`), tmux (a real terminal for the
 # `exec -it` test in crates/enclave-ctl/tests/cli_control.rs), nftables and iptables (`nft` and
-# `iptables-legacy` read back transparent egress's redirect in enclave-proxy's netns tests).
-packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86 tmux socat wrk nats-server nftables iptables iproute2 curl)
+# `iptables-legacy` read back transparent egress's redirect in enclave-proxy's netns tests),
+# python3-venv (the venv of kubernetes-validate, below).
+packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86 tmux socat wrk nats-server nftables iptables iproute2 curl python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,6 +36,16 @@ fi
 if ! command -v cargo-deny >/dev/null && [[ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deny" ]]; then
     echo "setup: installing cargo-deny with cargo"
     cargo install cargo-deny --locked
+fi
+
+# kubernetes-validate (PyPI), which checks the generated Kubernetes manifests against the API's
+# schemas (crates/enclave-ctl/tests/cli_kube.rs finds it here, or on PATH). In a venv of its
+# own: Debian 12's Python refuses system-wide pip installs (PEP 668).
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/enclave-engine/venv"
+if [[ ! -x "$venv/bin/kubernetes-validate" ]]; then
+    echo "setup: installing kubernetes-validate into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'kubernetes-validate>=1.37,<2'
 fi
 
 "$here/fetch-kernel.sh"

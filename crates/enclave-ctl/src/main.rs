@@ -8,6 +8,7 @@
 
 mod cli;
 mod cmd;
+mod kube;
 mod progress;
 
 use clap::Parser;
@@ -57,6 +58,8 @@ fn main() {
         Command::Health(args) => cmd::health::run(args),
         Command::Attest(args) => cmd::attest::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Kube(args) => cmd::kube::run(args),
+        Command::Node(args) => cmd::node::run(args),
         Command::Completion(args) => cmd::docs::completion(args),
         Command::Man(args) => cmd::docs::man(args),
     };

@@ -4,6 +4,7 @@ mod attest;
 mod debug;
 mod docs;
 mod image;
+mod kube;
 mod lifecycle;
 
 use clap::{Parser, Subcommand};
@@ -12,6 +13,10 @@ pub use attest::{AttestArgs, VerifyArgs};
 pub use debug::{ControlArgs, CpArgs, ExecArgs, HealthArgs, ServiceAction, ServicesArgs};
 pub use docs::{CompletionArgs, ManArgs};
 pub use image::{BuildArgs, InspectArgs, MeasureArgs, SignArgs};
+pub use kube::{
+    KubeArgs, KubeCommand, KubeGenerateArgs, ManifestOutput, NodeArgs, NodeCommand,
+    NodeSetupDaemonsetArgs,
+};
 pub use lifecycle::{
     ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs, PS_FIELDS,
 };
@@ -95,6 +100,10 @@ pub enum Command {
     Attest(AttestArgs),
     /// Verify an attestation document against the pinned AWS root (or given roots) and a policy.
     Verify(VerifyArgs),
+    /// Kubernetes manifests: a Deployment (and Service) for an enclave, the node setup DaemonSet.
+    Kube(KubeArgs),
+    /// Prepare this machine as a Nitro Enclaves node (allocator, hugepages, ne group).
+    Node(NodeArgs),
     /// Print a shell completion script (bash, zsh or fish) for enclave-ctl.
     Completion(CompletionArgs),
     /// Write enclave-ctl's man pages into a directory (used by scripts/install.sh).
