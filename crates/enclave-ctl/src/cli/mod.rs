@@ -5,6 +5,7 @@ mod debug;
 mod docs;
 mod image;
 mod lifecycle;
+mod package;
 
 use clap::{Parser, Subcommand};
 
@@ -15,6 +16,7 @@ pub use image::{BuildArgs, InspectArgs, MeasureArgs, SignArgs};
 pub use lifecycle::{
     ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs, PS_FIELDS,
 };
+pub use package::PackageArgs;
 
 /// Variables renamed to the `ENCLAVE_ENGINE_` prefix: (old name, new name). The old names still
 /// work; the new one wins when both are set.
@@ -70,6 +72,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Compute the PCRs of an EIF, or PCR8 of a signing certificate (like `nitro-cli pcr`).
     Measure(MeasureArgs),
+    /// Package an EIF and enclave-engine's binaries as an OCI image on a base image (no Docker).
+    Package(PackageArgs),
     /// Run an enclave from an EIF (emulated with QEMU, or on Nitro).
     Run(RunArgs),
     /// List enclaves.

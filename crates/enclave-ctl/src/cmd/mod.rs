@@ -10,6 +10,7 @@ pub mod exec;
 pub mod inspect;
 pub mod logs;
 pub mod measure;
+pub mod package;
 pub mod ps;
 pub mod rm;
 pub mod run;
