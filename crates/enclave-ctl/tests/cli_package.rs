@@ -2,7 +2,8 @@
 //! packaged onto the example OCI image gives the same manifest digest from two directories and
 //! in both output forms; umoci unpacks it (the EIF, the binaries and the base's files all there,
 //! byte for byte); skopeo reads the labels and the entrypoint; a corrupt base fails with the
-//! reason, exit 1 and nothing left behind; bad flags exit 2; and the emulated base made by
+//! reason, exit 1 and nothing left behind; bad flags exit 2; a signed EIF on a docker-archive
+//! base gets its PCR8 label and keeps the base's blobs; and the emulated base made by
 //! scripts/make-emulated-base.sh carries QEMU and its libraries.
 
 mod common;
@@ -274,6 +275,101 @@ fn packages_reproducibly_and_umoci_and_skopeo_read_the_image() {
     assert_eq!(
         std::fs::read_to_string(out.join("index.json")).unwrap(),
         index
+    );
+}
+
+#[test]
+fn a_signed_eif_on_a_docker_archive_base_gets_pcr8() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((init, oci, _eif, _)) = hello(tmp.path()) else {
+        return;
+    };
+    if bin_dir().is_none()
+        || require(have("skopeo") && have("openssl"), "skopeo, openssl").is_none()
+    {
+        return;
+    }
+    // A `docker save`-shaped base (uncompressed layers, classic layout), made by skopeo.
+    let archive = tmp.path().join("base.tar");
+    let archive_ref = format!("docker-archive:{}", archive.display());
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            &format!("oci:{}:latest", oci.display()),
+            &format!("{archive_ref}:hello:latest"),
+        ],
+    );
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let o = run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp384r1",
+        ])
+        .args(["-nodes", "-subj", "/CN=package", "-days", "30", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    assert_ok(&o);
+    let o = run(ctl(&init)
+        .current_dir(tmp.path())
+        .args([
+            "sign",
+            "hello.eif",
+            "-o",
+            "signed.eif",
+            "--signing-certificate",
+        ])
+        .arg(&cert)
+        .arg("--private-key")
+        .arg(&key));
+    assert_ok(&o);
+
+    let out = package_json(
+        &init,
+        tmp.path(),
+        &[
+            "signed.eif",
+            "--base",
+            &archive_ref,
+            "-o",
+            "oci:signed-image:s1",
+        ],
+    );
+    let pcr8 = out["pcrs"]["PCR8"]
+        .as_str()
+        .expect("a signed EIF has PCR8")
+        .to_owned();
+    let image = format!("oci:{}:s1", tmp.path().join("signed-image").display());
+    let inspect: Value =
+        serde_json::from_slice(&tool("skopeo", &["inspect", &image]).stdout).unwrap();
+    assert_eq!(inspect["Labels"]["dev.enclave-engine.pcr8"], pcr8.as_str());
+    let base: Value =
+        serde_json::from_slice(&tool("skopeo", &["inspect", &archive_ref]).stdout).unwrap();
+    let (layers, base_layers) = (
+        inspect["Layers"].as_array().unwrap(),
+        base["Layers"].as_array().unwrap(),
+    );
+    assert_eq!(
+        &layers[..layers.len() - 1],
+        &base_layers[..],
+        "the base's blobs as they are"
+    );
+    // The manifest's annotations carry the same PCRs.
+    let manifest: Value =
+        serde_json::from_slice(&tool("skopeo", &["inspect", "--raw", &image]).stdout).unwrap();
+    assert_eq!(
+        manifest["annotations"]["dev.enclave-engine.pcr8"],
+        pcr8.as_str()
+    );
+    assert_eq!(
+        manifest["annotations"]["dev.enclave-engine.pcr0"],
+        out["pcrs"]["PCR0"]
     );
 }
 
