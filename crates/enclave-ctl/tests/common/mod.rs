@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod enclaves;
+pub mod package;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
