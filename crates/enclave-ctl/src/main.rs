@@ -46,6 +46,7 @@ fn main() {
         Command::Inspect(args) if args.eif.is_file() => cmd::inspect::run(args),
         Command::Inspect(args) => cmd::enclave_inspect::run(args),
         Command::Measure(args) => cmd::measure::run(args),
+        Command::Package(args) => cmd::package::run(args),
         Command::Run(args) => cmd::run::run(args, json_lines),
         Command::Ps(args) => cmd::ps::run(args),
         Command::Logs(args) => cmd::logs::run(args),

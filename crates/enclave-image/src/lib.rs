@@ -7,14 +7,16 @@
 //! - [`kernel`]: kernel profiles (`nitro`, `emulated`).
 //! - [`metadata`]: the metadata section and the build's provenance.
 //! - [`build`]: the pipeline tying them together.
+//! - [`package`]: an EIF and the project's binaries as an OCI image on a base image.
 //!
 //! Where it runs: on the parent or any build machine, in `enclave-ctl` (build, inspect, measure,
-//! sign); nothing of it is in the enclave, which only ever sees the ramdisks it wrote.
+//! sign, package); nothing of it is in the enclave, which only ever sees the ramdisks it wrote.
 #![deny(unsafe_code)]
 pub mod build;
 pub mod cpio;
 pub mod eif;
 pub mod kernel;
 pub mod metadata;
+pub mod package;
 pub mod rootfs;
 pub mod source;

@@ -6,6 +6,7 @@ mod docs;
 mod image;
 mod kube;
 mod lifecycle;
+mod package;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,7 @@ pub use kube::{
 pub use lifecycle::{
     ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs, PS_FIELDS,
 };
+pub use package::PackageArgs;
 
 /// Variables renamed to the `ENCLAVE_ENGINE_` prefix: (old name, new name). The old names still
 /// work; the new one wins when both are set.
@@ -75,6 +77,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Compute the PCRs of an EIF, or PCR8 of a signing certificate (like `nitro-cli pcr`).
     Measure(MeasureArgs),
+    /// Package an EIF and enclave-engine's binaries as an OCI image on a base image (no Docker).
+    Package(PackageArgs),
     /// Run an enclave from an EIF (emulated with QEMU, or on Nitro).
     Run(RunArgs),
     /// List enclaves.

@@ -13,6 +13,7 @@ pub mod kube;
 pub mod logs;
 pub mod measure;
 pub mod node;
+pub mod package;
 pub mod ps;
 pub mod rm;
 pub mod run;

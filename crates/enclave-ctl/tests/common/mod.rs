@@ -4,6 +4,7 @@
 
 pub mod enclaves;
 pub mod kube;
+pub mod package;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

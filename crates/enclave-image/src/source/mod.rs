@@ -14,6 +14,7 @@ mod oci;
 mod reference;
 mod store;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 pub use digest::Digest;
@@ -137,6 +138,60 @@ impl Image {
         };
         let raw = store.open(&layer.location)?;
         LayerStream::new(raw, layer)
+    }
+    /// Copies layer `index`'s blob as stored (still compressed, byte for byte) into `out`,
+    /// hashing it on the way: the copy is refused when its sha256 or size differs from what the
+    /// manifest announces (for docker-archive layers stored without a blob digest, the diff id,
+    /// which is the blob's own digest since `docker save` writes plain tars). Returns the blob's
+    /// digest and size.
+    pub fn copy_layer_blob(
+        &self,
+        index: usize,
+        out: &mut impl std::io::Write,
+    ) -> Result<(Digest, u64), SourceError> {
+        use sha2::Digest as _;
+        let (Some(store), Some(layer)) = (&self.store, self.layers.get(index)) else {
+            return Err(SourceError::NoSuchLayer(index));
+        };
+        let mut raw = store.open(&layer.location)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        let read_err = |source| SourceError::LayerRead {
+            layer: layer.digest.clone(),
+            source,
+        };
+        loop {
+            let n = match raw.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            };
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(read_err)?;
+            size += n as u64;
+        }
+        let what = format!("layer {}", layer.digest);
+        if let Some(expected) = layer.size {
+            if expected != size {
+                return Err(SourceError::SizeMismatch {
+                    what,
+                    expected,
+                    actual: size,
+                });
+            }
+        }
+        let actual = Digest::from_sha256(hasher.finalize().into());
+        let expected = layer.blob_digest.as_ref().unwrap_or(&layer.digest);
+        if &actual != expected {
+            return Err(SourceError::DigestMismatch {
+                what,
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        Ok((actual, size))
     }
 }
 
