@@ -11,8 +11,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # qemu-system-x86 (the emulated backend of `enclave-ctl run`), tmux (a real terminal for the
 # `exec -it` test in crates/enclave-ctl/tests/cli_control.rs), nftables and iptables (`nft` and
 # `iptables-legacy` read back transparent egress's redirect in enclave-proxy's netns tests),
-# python3-venv (the venv of kubernetes-validate, below).
-packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86 tmux socat wrk nats-server nftables iptables iproute2 curl python3-venv)
+# python3-venv (the venv of kubernetes-validate, below), runc (runs the packaged image as a real
+# container in crates/enclave-ctl/tests/cli_container.rs).
+packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86 tmux socat wrk nats-server nftables iptables iproute2 curl python3-venv runc)
 
 missing=()
 for p in "${packages[@]}"; do

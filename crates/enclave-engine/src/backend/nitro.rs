@@ -150,7 +150,7 @@ impl Backend for NitroBackend {
         eif.check_memory(spec.memory_mib)?;
         if !self.paths.device.exists() {
             return Err(EngineError::Backend(format!(
-                "{} is absent: this is not a Nitro Enclaves-enabled instance (launch it with enclave support enabled and install aws-nitro-enclaves-cli), or use --backend qemu",
+                "{} is absent: this is not a Nitro Enclaves-enabled instance (launch it with enclave support enabled and install aws-nitro-enclaves-cli), or in a container the device was not given (in a Kubernetes pod, request the aws.ec2.nitro/nitro_enclaves resource of AWS's device plugin), or use --backend qemu",
                 self.paths.device.display()
             )));
         }
