@@ -225,7 +225,10 @@ fn http_get(port: u16, path: &str) -> String {
         return "no connection".into();
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    // Before the enclave listens, the proxy accepts and then drops the connection.
+    if let Err(e) = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n") {
+        return format!("write failed: {e}");
+    }
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
