@@ -17,8 +17,6 @@
 mod common;
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -28,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::net::{free_port, http_get};
 use common::{assert_ok, ctl, have, require, run, stderr, stdout};
 
 /// The unprivileged user the enclave runs as in the container.
@@ -212,54 +211,31 @@ fn is_qemu(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("qemu-system"))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return "no connection".into();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    // Before the enclave listens, the proxy accepts and then drops the connection.
-    if let Err(e) = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n") {
-        return format!("write failed: {e}");
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// Polls `f` until it holds, failing with `what` (and the container's output) after `limit`.
+/// Polls `f` until it holds (common::net::until), failing early once the container ended.
 fn until(c: &Container, what: &str, limit: Duration, mut f: impl FnMut() -> Option<String>) {
-    let deadline = Instant::now() + limit;
-    let mut last = None;
-    while Instant::now() < deadline {
-        match f() {
-            None => return,
-            Some(state) => last = Some(state),
-        }
-        if let Some(status) = c.exited() {
-            panic!(
-                "the container ended ({status}) before {what}\n{}",
-                c.output()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!(
-        "{what} not reached; last: {last:?}\ncontainer output:\n{}",
-        c.output()
+    common::net::until(
+        what,
+        limit,
+        || c.output(),
+        || {
+            if let Some(status) = c.exited() {
+                panic!(
+                    "the container ended ({status}) before {what}\n{}",
+                    c.output()
+                );
+            }
+            f()
+        },
     );
 }
 
-/// The pod's `args`: run attached, published on the host's loopback at `port`.
-fn pod_args(port: u16) -> Vec<String> {
-    [
+/// The packaged app started as a pod, attached, published on the host's loopback; returns the
+/// container and the port. `tmp` holds the bundle.
+fn start_pod(tmp: &Path) -> (Container, u16) {
+    let bundle = packaged_bundle(tmp);
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    let args = [
         "run",
         "--name",
         "app",
@@ -270,26 +246,18 @@ fn pod_args(port: u16) -> Vec<String> {
         "--stop-timeout",
         "20",
         "-p",
-        &format!("127.0.0.1:{port}:8080"),
+        &publish,
         "/enclave/app.eif",
-    ]
-    .map(String::from)
-    .to_vec()
+    ];
+    configure(&bundle, &args, |_| {});
+    (Container::start(&bundle), port)
 }
 
 #[test]
 fn the_packaged_image_runs_as_a_container_serves_reports_health_and_stops() {
     let Some(()) = prerequisites() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let bundle = packaged_bundle(tmp.path());
-    let port = free_port();
-    let args = pod_args(port);
-    configure(
-        &bundle,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        |_| {},
-    );
-    let c = Container::start(&bundle);
+    let (c, port) = start_pod(tmp.path());
 
     until(
         &c,
@@ -348,15 +316,7 @@ fn the_packaged_image_runs_as_a_container_serves_reports_health_and_stops() {
 fn a_sigkilled_container_leaves_no_qemu_behind() {
     let Some(()) = prerequisites() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let bundle = packaged_bundle(tmp.path());
-    let port = free_port();
-    let args = pod_args(port);
-    configure(
-        &bundle,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        |_| {},
-    );
-    let c = Container::start(&bundle);
+    let (c, port) = start_pod(tmp.path());
     until(&c, "the enclave is ready", Duration::from_secs(150), || {
         let o = c.exec(&["enclave-ctl", "health"]);
         (!o.status.success()).then(|| stderr(&o))

@@ -10,13 +10,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::enclaves::Env;
+use common::net::{free_port, http_get, until};
 use common::{assert_ok, ctl, run, stderr, stdout};
 
 /// A busybox rootfs with a page to serve.
@@ -41,38 +41,6 @@ fn build(init: &Path, dir: &Path, name: &str, spec: &str) -> PathBuf {
         .arg("-o")
         .arg(&eif)));
     eif
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return "no connection".into();
-    };
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// Polls `f` until it holds, failing with `what` after `limit`.
-fn until(what: &str, limit: Duration, mut f: impl FnMut() -> Option<String>) {
-    let deadline = Instant::now() + limit;
-    let mut last = None;
-    while Instant::now() < deadline {
-        match f() {
-            None => return,
-            Some(state) => last = Some(state),
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("{what} not reached; last: {last:?}");
 }
 
 #[test]
@@ -113,10 +81,15 @@ fn an_http_health_check_drives_health_ps_and_the_probe_endpoints() {
         let o = run(env.ctl().arg("health").args(args));
         (o.status.code(), format!("{}{}", stdout(&o), stderr(&o)))
     };
-    until("health says ready", Duration::from_secs(60), || {
-        let (code, out) = health(&["web"]);
-        (code != Some(0)).then_some(out)
-    });
+    until(
+        "health says ready",
+        Duration::from_secs(60),
+        String::new,
+        || {
+            let (code, out) = health(&["web"]);
+            (code != Some(0)).then_some(out)
+        },
+    );
     assert_eq!(health(&["web"]), (Some(0), "web: ready\n".into()));
     // The only enclave here: the name may be left out, as in a pod.
     assert_eq!(health(&["--live"]), (Some(0), "web: live\n".into()));
@@ -124,32 +97,57 @@ fn an_http_health_check_drives_health_ps_and_the_probe_endpoints() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["health"]["status"], "healthy", "{v}");
     assert_eq!(v["health"]["last"], "HTTP 200", "{v}");
-    until("ps shows healthy", Duration::from_secs(20), || {
-        let s = env.ok(&["ps", "--format", "{{.Status}}|{{.Health}}"]);
-        (!s.trim_end().ends_with("(healthy)|healthy")).then_some(s)
-    });
-    until("/readyz answers 200", Duration::from_secs(20), || {
-        let r = http_get(listen, "/readyz");
-        (!r.starts_with("HTTP/1.1 200")).then_some(r)
-    });
+    until(
+        "ps shows healthy",
+        Duration::from_secs(20),
+        String::new,
+        || {
+            let s = env.ok(&["ps", "--format", "{{.Status}}|{{.Health}}"]);
+            (!s.trim_end().ends_with("(healthy)|healthy")).then_some(s)
+        },
+    );
+    until(
+        "/readyz answers 200",
+        Duration::from_secs(20),
+        String::new,
+        || {
+            let r = http_get(listen, "/readyz");
+            (!r.starts_with("HTTP/1.1 200")).then_some(r)
+        },
+    );
     assert!(http_get(listen, "/livez").starts_with("HTTP/1.1 200"));
 
     // The page goes: two failed checks make it unhealthy; alive all the same.
     env.ok(&["exec", "-u", "0", "web", "--", "rm", "/www/ok"]);
-    until("health says unhealthy", Duration::from_secs(30), || {
-        let (code, out) = health(&["web"]);
-        (code != Some(1) || !out.contains("health check unhealthy (HTTP 404)")).then_some(out)
-    });
+    until(
+        "health says unhealthy",
+        Duration::from_secs(30),
+        String::new,
+        || {
+            let (code, out) = health(&["web"]);
+            (code != Some(1) || !out.contains("health check unhealthy (HTTP 404)")).then_some(out)
+        },
+    );
     assert_eq!(health(&["--live", "web"]).0, Some(0));
-    until("/readyz answers 503", Duration::from_secs(20), || {
-        let r = http_get(listen, "/readyz");
-        (!(r.starts_with("HTTP/1.1 503") && r.contains("unhealthy (HTTP 404)"))).then_some(r)
-    });
+    until(
+        "/readyz answers 503",
+        Duration::from_secs(20),
+        String::new,
+        || {
+            let r = http_get(listen, "/readyz");
+            (!(r.starts_with("HTTP/1.1 503") && r.contains("unhealthy (HTTP 404)"))).then_some(r)
+        },
+    );
     assert!(http_get(listen, "/livez").starts_with("HTTP/1.1 200"));
-    until("ps shows unhealthy", Duration::from_secs(20), || {
-        let s = env.ok(&["ps", "--format", "{{.Health}}"]);
-        (s.trim() != "unhealthy").then_some(s)
-    });
+    until(
+        "ps shows unhealthy",
+        Duration::from_secs(20),
+        String::new,
+        || {
+            let s = env.ok(&["ps", "--format", "{{.Health}}"]);
+            (s.trim() != "unhealthy").then_some(s)
+        },
+    );
 
     // Stopped: neither live nor ready; the listener went with the supervisor.
     env.ok(&["stop", "web"]);
@@ -200,10 +198,15 @@ fn pod_mode_streams_json_lines_and_stops_on_sigterm_with_the_main_exit_code() {
         .spawn()
         .unwrap();
     let ctl = || common::vm_ctl(&state, &engine);
-    until("the pod is ready", Duration::from_secs(90), || {
-        let o = run(ctl().args(["health"]));
-        (!o.status.success()).then(|| stderr(&o))
-    });
+    until(
+        "the pod is ready",
+        Duration::from_secs(90),
+        String::new,
+        || {
+            let o = run(ctl().args(["health"]));
+            (!o.status.success()).then(|| stderr(&o))
+        },
+    );
     // SIGTERM, as the kubelet sends it.
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();

@@ -22,15 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::enclaves::Env;
+use common::net::free_port;
 use common::{assert_ok, example_image, run, stderr, stdout};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Builds an image with an attestation server on 8443; returns it and its `0=HEX` PCR0.
 fn build(init: &Path, oci: &Path, dir: &Path, name: &str, extra: &str) -> (PathBuf, String) {

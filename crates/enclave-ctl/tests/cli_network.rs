@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::net::free_port;
 use common::{assert_ok, example_image, run, stderr, stdout};
 use enclave_proto::init::Netfilter;
 
@@ -120,15 +121,6 @@ fn serve(ip: &str, body: &'static str) -> u16 {
         }
     });
     port
-}
-
-/// A free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 const SPEC_BASE: &str = "debug: {exec: true}\n";

@@ -8,10 +8,9 @@
 //! (or there is none).
 
 use anyhow::{bail, Context, Result};
+use enclave_engine::health;
 use enclave_engine::state::{EnclaveRecord, StateRoot, Status};
-use enclave_proto::wire::{
-    HealthReport, HealthStatus, Reply, Request, ServiceRequest, ServiceState,
-};
+use enclave_proto::wire::HealthReport;
 use serde::Serialize;
 
 use super::exec::connect;
@@ -105,41 +104,14 @@ fn check(root: &StateRoot, rec: &EnclaveRecord, args: &HealthArgs, f: &mut Findi
         return Ok(());
     }
     f.ready = Some(false);
-    let services = match client
-        .service(ServiceRequest::List)
-        .context("listing its services")?
-    {
-        Reply::Services { services } => services,
-        other => bail!("unexpected answer to services list: {other:?}"),
-    };
-    for s in &services {
-        let done = matches!(s.state, ServiceState::Exited | ServiceState::Stopped);
-        if s.state != ServiceState::Running && !done {
-            f.not_ready.push(format!(
-                "{} ({})",
-                s.name,
-                serde_json::to_value(s.state)?.as_str().unwrap_or("?")
-            ));
-        }
-    }
-    let health = match client.call(Request::Health) {
-        Ok(Reply::Health { health }) => health,
-        Ok(other) => bail!("unexpected answer to health: {other:?}"),
-        Err(e) => {
-            return Err(e).context(
-                "asking its health check (an image built before `health` existed cannot say)",
-            )
-        }
-    };
-    let healthy = matches!(health.status, HealthStatus::None | HealthStatus::Healthy);
-    let status = health.status;
-    let last = health.last.clone().unwrap_or_default();
-    f.health = Some(health);
-    if !f.not_ready.is_empty() {
-        bail!("services not ready: {}", f.not_ready.join(", "));
-    }
-    if !healthy {
-        bail!("health check {status} ({last})");
+    // The supervisor's monitor asks the same questions (enclave_engine::health).
+    let readiness = health::ask(&mut client).context(
+        "asking its services and health check (an image built before `health` existed cannot say)",
+    )?;
+    f.not_ready.clone_from(&readiness.not_ready);
+    f.health = Some(readiness.health.clone());
+    if let Some(reason) = readiness.reason() {
+        bail!("{reason}");
     }
     f.ready = Some(true);
     Ok(())

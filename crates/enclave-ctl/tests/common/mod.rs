@@ -4,6 +4,7 @@
 
 pub mod enclaves;
 pub mod kube;
+pub mod net;
 pub mod package;
 
 use std::path::{Path, PathBuf};
