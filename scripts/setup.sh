@@ -12,8 +12,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # `exec -it` test in crates/enclave-ctl/tests/cli_control.rs), nftables and iptables (`nft` and
 # `iptables-legacy` read back transparent egress's redirect in enclave-proxy's netns tests),
 # python3-venv (the venv of kubernetes-validate, below), runc (runs the packaged image as a real
-# container in crates/enclave-ctl/tests/cli_container.rs).
-packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86 tmux socat wrk nats-server nftables iptables iproute2 curl python3-venv runc)
+# container in crates/enclave-ctl/tests/cli_container.rs), prometheus (promtool checks
+# `run --metrics-listen`'s output and a Prometheus server scrapes it in cli_metrics.rs).
+packages=(busybox-static umoci skopeo cpio openssl file qemu-system-x86 tmux socat wrk nats-server nftables iptables iproute2 curl python3-venv runc prometheus)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -25,6 +26,12 @@ if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian's prometheus package enables a server on 0.0.0.0:9090 where systemd runs; the
+    # tests start their own on loopback, so that service is not left listening.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null \
+        && systemctl is-system-running >/dev/null 2>&1; then
+        "${sudo_cmd[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 fi
 
 # The vhost-user vsock device of the emulated backend (not packaged in Debian 12).

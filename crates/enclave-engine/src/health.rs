@@ -7,19 +7,19 @@
 //! readiness check, and the spec's health check (run inside by enclave-init) is healthy or
 //! absent.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use enclave_proto::client::{Client, ClientError};
 use enclave_proto::wire::{
     HealthReport, HealthStatus, Reply, Request, ServiceRequest, ServiceState,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
+use crate::local_http::Response;
+pub use crate::state::HealthRecord;
 use crate::state::{EnclaveRecord, StateRoot};
 
 /// How often the supervisor asks.
@@ -84,22 +84,6 @@ pub fn ask(client: &mut Client) -> std::result::Result<Readiness, ClientError> {
     Ok(Readiness { not_ready, health })
 }
 
-/// The health as the record keeps it (`ps`, `inspect`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthRecord {
-    /// The health check's status (`none` without one).
-    pub status: HealthStatus,
-    /// Consecutive failed checks.
-    #[serde(default)]
-    pub failing_streak: u32,
-    /// What the last check said.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last: Option<String>,
-    /// Ready: services ready and the check passing.
-    pub ready: bool,
-}
-
 /// What the supervisor last found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Probe {
@@ -109,6 +93,8 @@ pub struct Probe {
     pub reason: Option<String>,
     /// The health check, once asked.
     pub health: Option<HealthRecord>,
+    /// When the enclave last answered on its control channel.
+    pub answered: Option<Instant>,
 }
 
 /// The supervisor's asking, on a thread, while the enclave runs.
@@ -138,17 +124,20 @@ impl Monitor {
             .name("health".into())
             .spawn(move || {
                 while !s.load(Ordering::SeqCst) {
+                    let before = p.lock().unwrap_or_else(|e| e.into_inner()).answered;
                     let found = match Client::connect(&addr, &opts) {
                         Err(e) => Probe {
                             live: false,
                             reason: Some(format!("no answer on the control channel: {e}")),
                             health: None,
+                            answered: before,
                         },
                         Ok(mut client) => match ask(&mut client) {
                             Err(e) => Probe {
                                 live: true,
                                 reason: Some(format!("cannot ask its health: {e}")),
                                 health: None,
+                                answered: Some(Instant::now()),
                             },
                             Ok(r) => Probe {
                                 live: true,
@@ -159,6 +148,7 @@ impl Monitor {
                                     last: r.health.last.clone(),
                                     ready: r.reason().is_none(),
                                 }),
+                                answered: Some(Instant::now()),
                             },
                         },
                     };
@@ -166,8 +156,8 @@ impl Monitor {
                         break;
                     }
                     *p.lock().unwrap_or_else(|e| e.into_inner()) = found;
-                    let until = std::time::Instant::now() + POLL_INTERVAL;
-                    while std::time::Instant::now() < until && !s.load(Ordering::SeqCst) {
+                    let until = Instant::now() + POLL_INTERVAL;
+                    while Instant::now() < until && !s.load(Ordering::SeqCst) {
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 }
@@ -189,70 +179,39 @@ impl Drop for Monitor {
 }
 
 /// Serves `GET /livez` and `GET /readyz` on `addr` from `probe` (200 or 503, the reason in the
-/// body; anything else 404), one connection at a time: probes are few and small. The listener
-/// lives as long as the supervisor.
+/// body; anything else 404). The listener lives as long as the supervisor.
 pub fn serve(addr: SocketAddr, probe: Arc<Mutex<Probe>>) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| EngineError::Backend(format!("--health-listen {addr}: {e}")))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| EngineError::Backend(format!("--health-listen {addr}: {e}")))?;
-    std::thread::Builder::new()
-        .name("health-http".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let now = probe.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                answer(stream, &now);
-            }
-        })
-        .map_err(|e| EngineError::Backend(format!("starting the health listener: {e}")))?;
-    Ok(bound)
+    crate::local_http::serve(addr, "--health-listen", move |path| {
+        let now = probe.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        answer(path, &now)
+    })
 }
 
-/// Reads the request line (at most 1 KiB, 2 s) and answers it.
-fn answer(mut stream: TcpStream, probe: &Probe) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; 1024];
-    let mut got = 0;
-    while got < buf.len() && !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
+/// The answer to `GET path`.
+fn answer(path: &str, probe: &Probe) -> Response {
+    let reason = || probe.reason.as_deref().unwrap_or("not asked yet");
+    match path {
+        "/livez" if probe.live => Response::text("200 OK", "live\n".into()),
+        "/livez" => Response::text(
+            "503 Service Unavailable",
+            format!("not live: {}\n", reason()),
+        ),
+        "/readyz" if probe.live && probe.reason.is_none() => {
+            Response::text("200 OK", "ready\n".into())
         }
+        "/readyz" => Response::text(
+            "503 Service Unavailable",
+            format!("not ready: {}\n", reason()),
+        ),
+        _ => Response::text("404 Not Found", "GET /livez or /readyz\n".into()),
     }
-    let head = String::from_utf8_lossy(&buf[..got]);
-    let mut words = head.split_whitespace();
-    let (status, body) = match (words.next(), words.next()) {
-        (Some("GET"), Some("/livez")) if probe.live => ("200 OK", "live\n".to_owned()),
-        (Some("GET"), Some("/livez")) => (
-            "503 Service Unavailable",
-            format!(
-                "not live: {}\n",
-                probe.reason.as_deref().unwrap_or("not asked yet")
-            ),
-        ),
-        (Some("GET"), Some("/readyz")) if probe.live && probe.reason.is_none() => {
-            ("200 OK", "ready\n".to_owned())
-        }
-        (Some("GET"), Some("/readyz")) => (
-            "503 Service Unavailable",
-            format!(
-                "not ready: {}\n",
-                probe.reason.as_deref().unwrap_or("not asked yet")
-            ),
-        ),
-        _ => ("404 Not Found", "GET /livez or /readyz\n".to_owned()),
-    };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
     use super::*;
 
     fn get(addr: SocketAddr, path: &str) -> String {
@@ -271,7 +230,7 @@ mod tests {
         *probe.lock().unwrap() = Probe {
             live: true,
             reason: Some("services not ready: web (starting)".into()),
-            health: None,
+            ..Probe::default()
         };
         assert!(get(addr, "/livez").starts_with("HTTP/1.1 200"));
         let r = get(addr, "/readyz");
@@ -283,12 +242,12 @@ mod tests {
         probe.lock().unwrap().reason = None;
         assert!(get(addr, "/readyz").starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/metrics").starts_with("HTTP/1.1 404"));
-        // Garbage is a 404, not a crash.
+        // Garbage is a 405, not a crash.
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(&[0xff; 2000]).unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
-        assert!(out.starts_with(b"HTTP/1.1 404"));
+        assert!(out.starts_with(b"HTTP/1.1 405"));
     }
 
     #[test]

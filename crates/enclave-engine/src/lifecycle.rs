@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub auto_remove: bool,
     /// `--health-listen`: serve `/livez` and `/readyz` there (never by default).
     pub health_listen: Option<std::net::SocketAddr>,
+    /// Serve `/metrics` (Prometheus) on this address from the supervisor.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Checks everything that can be checked before anything is created (EIF, memory, name,
@@ -100,6 +102,7 @@ pub fn create_with(
         exit_code: None,
         auto_remove: opts.auto_remove,
         health_listen: opts.health_listen,
+        metrics_listen: opts.metrics_listen,
         health: None,
         boot_ms: None,
         restarts: 0,
@@ -300,6 +303,7 @@ mod tests {
             secrets: vec![],
             auto_remove: false,
             health_listen: None,
+            metrics_listen: None,
         }
     }
 

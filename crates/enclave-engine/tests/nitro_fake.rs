@@ -122,6 +122,7 @@ fn run(tmp: &Path, backend: &NitroBackend) -> (StateRoot, LaunchSpec, PathBuf) {
         secrets: vec![],
         auto_remove: false,
         health_listen: None,
+        metrics_listen: None,
     };
     let rec = create_with(&root, &opts, backend).unwrap();
     let spec = root.launch_spec(&rec);

@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// the same check without a listener.
     #[arg(long, value_name = "IP:PORT")]
     pub health_listen: Option<std::net::SocketAddr>,
+    /// Serve `GET /metrics` (Prometheus text format: state, restarts, boot durations, health,
+    /// proxy connections and bytes) from the enclave's supervisor on this address, e.g.
+    /// 127.0.0.1:9464, for a Prometheus that scrapes the pod. Off by default.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Publish an enclave port on the host: [HOST_IP:]HOST_PORT:ENCLAVE_PORT (HOST_IP defaults
     /// to 127.0.0.1). The port must be in the image's measured `ingress` list. Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:ENCLAVE")]

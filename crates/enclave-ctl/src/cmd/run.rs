@@ -44,6 +44,7 @@ pub fn run(args: RunArgs, json_lines: bool) -> Result<i32> {
         secrets: args.secrets.clone(),
         auto_remove: args.rm,
         health_listen: args.health_listen,
+        metrics_listen: args.metrics_listen,
     };
     let rec = lifecycle::create(&root, &opts)
         .with_context(|| format!("cannot run {}", args.eif.display()))?;

@@ -33,7 +33,7 @@ pub use crate::private_dir::{
     check_private_dir, default_root, default_root_for, make_private_dir, StateDirError,
 };
 pub use emulation_ca::emulation_ca;
-pub use record::{measured_pcrs, EnclaveRecord, Ports, Status};
+pub use record::{measured_pcrs, EnclaveRecord, HealthRecord, Ports, Status};
 
 use crate::backend::LaunchSpec;
 use crate::error::{EngineError, Result};

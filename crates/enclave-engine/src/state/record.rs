@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use enclave_proto::wire::HealthStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{BackendKind, InstanceInfo};
@@ -55,6 +56,23 @@ impl fmt::Display for Status {
             Status::Failed => "failed",
         })
     }
+}
+
+/// The health as the record keeps it (`ps`, `inspect`), as the supervisor's monitor
+/// (crate::health) last found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthRecord {
+    /// The health check's status (`none` without one).
+    pub status: HealthStatus,
+    /// Consecutive failed checks.
+    #[serde(default)]
+    pub failing_streak: u32,
+    /// What the last check said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    /// Ready: services ready and the check passing.
+    pub ready: bool,
 }
 
 /// The vsock ports the enclave uses.
@@ -150,9 +168,12 @@ pub struct EnclaveRecord {
     /// `run --health-listen`: where the supervisor serves `/livez` and `/readyz`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_listen: Option<std::net::SocketAddr>,
+    /// `run --metrics-listen`: where the supervisor serves `/metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The enclave's health as the supervisor last asked it (while it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<crate::health::HealthRecord>,
+    pub health: Option<HealthRecord>,
 }
 
 impl EnclaveRecord {

@@ -24,6 +24,7 @@ pub(crate) fn record(id: &str, name: &str) -> EnclaveRecord {
         exit_code: None,
         auto_remove: false,
         health_listen: None,
+        metrics_listen: None,
         health: None,
         boot_ms: None,
         restarts: 0,

@@ -64,6 +64,8 @@ struct Ctx<'a> {
     secrets: BTreeMap<String, Vec<u8>>,
     /// What the health monitor last found (served by `--health-listen`).
     probe: Arc<Mutex<crate::health::Probe>>,
+    /// What `--metrics-listen` serves (the probe above among it).
+    metrics: crate::metrics::Sources,
 }
 
 impl Ctx<'_> {
@@ -71,6 +73,20 @@ impl Ctx<'_> {
         if let Err(e) = self.root.save(&self.rec) {
             tracing::error!("saving state: {e}");
         }
+        *self
+            .metrics
+            .record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(self.rec.clone());
+    }
+
+    /// Ends the supervision before the first boot: `error` recorded, the enclave failed.
+    fn give_up(&mut self, error: String) -> EnclaveRecord {
+        fail(self, error);
+        self.rec.status = Status::Failed;
+        self.rec.finished_at = Some(now_rfc3339());
+        self.save();
+        self.rec.clone()
     }
 
     fn event(&self, text: &str) {
@@ -101,6 +117,8 @@ pub fn supervise(
     let logs = Arc::new(Mutex::new(LogWriter::open(&dir.join("logs"))?));
     let key = crate::control::load_or_create_key(&dir)?.verifying_key();
     let secrets = crate::control::read_secrets(&dir)?;
+    let metrics = crate::metrics::Sources::default();
+    *metrics.record.lock().unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
     let mut ctx = Ctx {
         root,
         rec,
@@ -109,32 +127,33 @@ pub fn supervise(
         opts,
         key,
         secrets,
-        probe: Arc::default(),
+        probe: metrics.probe.clone(),
+        metrics,
     };
     if let Some(addr) = ctx.rec.health_listen {
         match crate::health::serve(addr, ctx.probe.clone()) {
             Ok(bound) => ctx.event(&format!("serving /livez and /readyz on http://{bound}")),
-            Err(e) => {
-                fail(&mut ctx, e.to_string());
-                ctx.rec.status = Status::Failed;
-                ctx.rec.finished_at = Some(now_rfc3339());
-                ctx.save();
-                return Ok(ctx.rec);
-            }
+            Err(e) => return Ok(ctx.give_up(e.to_string())),
+        }
+    }
+    if let Some(addr) = ctx.rec.metrics_listen {
+        match crate::metrics::serve(addr, ctx.metrics.clone()) {
+            Ok(bound) => ctx.event(&format!("serving /metrics on http://{bound}")),
+            Err(e) => return Ok(ctx.give_up(e.to_string())),
         }
     }
     let route = backend.vsock_route(ctx.rec.cid, &root.socket_dir(id));
     // Once for all boots: published ports stay bound while the enclave restarts.
-    let _network = match crate::network::start_host_proxies(&ctx.rec.network, &route) {
+    let network = match crate::network::start_host_proxies(&ctx.rec.network, &route) {
         Ok(n) => n,
-        Err(e) => {
-            fail(&mut ctx, e.to_string());
-            ctx.rec.status = Status::Failed;
-            ctx.rec.finished_at = Some(now_rfc3339());
-            ctx.save();
-            return Ok(ctx.rec);
-        }
+        Err(e) => return Ok(ctx.give_up(e.to_string())),
     };
+    if let Some(proxies) = &network {
+        *ctx.metrics
+            .proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = proxies.stats();
+    }
     loop {
         let ending = boot_once(&mut ctx, backend, &route);
         let rec = &mut ctx.rec;
@@ -240,6 +259,11 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
         }
     }
     listener.take();
+    ctx.metrics
+        .boots
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .observe(started.elapsed());
     ctx.rec.boot_ms = Some(started.elapsed().as_millis() as u64);
     ctx.rec.status = Status::Running;
     ctx.rec.error = None;

@@ -127,6 +127,7 @@ fn setup_with_eif(policy: &str) -> (tempfile::TempDir, StateRoot, String, std::p
         secrets: vec![],
         auto_remove: false,
         health_listen: None,
+        metrics_listen: None,
     };
     let rec = crate::lifecycle::create_with(&root, &opts, &FakeBackend::default()).unwrap();
     (dir, root, rec.id, eif)

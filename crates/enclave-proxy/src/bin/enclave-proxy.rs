@@ -7,6 +7,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -203,6 +204,7 @@ fn ingress(args: IngressArgs) -> Result<()> {
         target,
         args.limits.limits(),
         BufferPool::default(),
+        Arc::default(),
     ));
     Ok(())
 }
@@ -244,6 +246,7 @@ fn egress(args: EgressArgs) -> Result<()> {
         rules,
         args.limits.limits(),
         BufferPool::default(),
+        Arc::default(),
     ));
     Ok(())
 }

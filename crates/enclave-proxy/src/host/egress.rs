@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info_span, Instrument};
 
 use super::accept::{accept_loop, limited_warn, LogLimiter};
-use super::{read_request, Limits, ReadRequestError};
+use super::{read_request, Limits, ReadRequestError, RuleStats};
 use crate::allow::{EgressPolicy, Refusal, Resolver};
 use crate::header::{Request, Status};
 use crate::stream::{relay, BufferPool, ProxyListener, ProxyStream};
@@ -34,6 +34,7 @@ struct Shared {
     bad_header: LogLimiter,
     /// Allowed destinations that did not answer.
     unreachable: LogLimiter,
+    stats: Arc<RuleStats>,
 }
 
 /// Why a request was not connected: the answer to send and what to log.
@@ -52,6 +53,7 @@ pub async fn serve_egress(
     rules: EgressRules,
     limits: Limits,
     pool: BufferPool,
+    stats: Arc<RuleStats>,
 ) {
     let span = info_span!("egress", listen = %super::listen::describe(&listener));
     let expect_cid = rules.expect_cid;
@@ -62,6 +64,7 @@ pub async fn serve_egress(
         refused: LogLimiter::new(),
         bad_header: LogLimiter::new(),
         unreachable: LogLimiter::new(),
+        stats,
     });
     accept_loop(listener, limits, expect_cid, |peer| {
         connection(peer, shared.clone())
@@ -98,6 +101,7 @@ async fn connection(peer: ProxyStream, shared: Arc<Shared>) {
     let upstream = match connected {
         Ok(Ok(upstream)) => upstream,
         Ok(Err(failure)) => {
+            shared.stats.refused();
             let status = match &failure {
                 Failure::Refused(refusal) => {
                     limited_warn!(shared.refused, request = %request, reason = %refusal, "egress refused");
@@ -121,6 +125,7 @@ async fn connection(peer: ProxyStream, shared: Arc<Shared>) {
             return;
         }
         Err(_) => {
+            shared.stats.refused();
             limited_warn!(
                 shared.unreachable,
                 request = %request,
@@ -142,13 +147,18 @@ async fn connection(peer: ProxyStream, shared: Arc<Shared>) {
         debug!(request = %request, error = %e, "egress connection lost before the relay");
         return;
     }
+    shared.stats.opened();
     match relay(&peer, &upstream, &shared.pool).await {
-        Ok(moved) => debug!(
-            request = %request,
-            sent = moved.a_to_b + early.len() as u64,
-            received = moved.b_to_a,
-            "egress connection closed"
-        ),
+        Ok(moved) => {
+            let sent = moved.a_to_b + early.len() as u64;
+            shared.stats.moved(moved.b_to_a, sent);
+            debug!(
+                request = %request,
+                sent,
+                received = moved.b_to_a,
+                "egress connection closed"
+            )
+        }
         Err(e) => debug!(request = %request, error = %e, "egress connection ended with an error"),
     }
 }

@@ -18,6 +18,7 @@ mod handshake;
 mod ingress;
 mod listen;
 mod proxies;
+mod stats;
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub use handshake::{read_request, send_request, ReadRequestError};
 pub use ingress::{serve_ingress, IngressTarget};
 pub use listen::{listen_tcp, listen_unix, listen_vsock};
 pub use proxies::{EgressConfig, EgressListen, HostProxies, HostProxyConfig, Publish};
+pub use stats::{ProxyStats, RuleCounts, RuleStats};
 
 /// The bounds every proxy applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tracing::{info, warn};
 
 use super::{
     listen_tcp, listen_unix, listen_vsock, serve_egress, serve_ingress, EgressRules,
-    EnclaveConnector, IngressTarget, Limits,
+    EnclaveConnector, IngressTarget, Limits, ProxyStats, RuleStats,
 };
 use crate::allow::{EgressPolicy, Resolver};
 use crate::error::ProxyError;
@@ -78,6 +79,7 @@ pub struct HostProxyConfig {
 pub struct HostProxies {
     ingress_addrs: Vec<SocketAddr>,
     unix_socket: Option<PathBuf>,
+    stats: ProxyStats,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -105,6 +107,7 @@ impl HostProxies {
         let entered = runtime.enter();
         let mut ingress = Vec::with_capacity(config.publish.len());
         let mut ingress_addrs = Vec::with_capacity(config.publish.len());
+        let mut stats = ProxyStats::default();
         for p in &config.publish {
             let asked = SocketAddr::new(p.host_ip, p.host_port);
             let listener = listen_tcp(asked)?;
@@ -113,7 +116,10 @@ impl HostProxies {
                 _ => None,
             };
             ingress_addrs.push(bound.unwrap_or(asked));
-            ingress.push((listener, p.enclave_port));
+            let counters = Arc::new(RuleStats::default());
+            let rule = format!("ingress {}->{}", bound.unwrap_or(asked), p.enclave_port);
+            stats.rules.push((rule, counters.clone()));
+            ingress.push((listener, p.enclave_port, counters));
         }
         let mut unix_socket = None;
         let egress = match config.egress {
@@ -132,7 +138,9 @@ impl HostProxies {
                     resolver: Resolver::new(e.add_hosts),
                     expect_cid,
                 };
-                Some((listener, rules))
+                let counters = Arc::new(RuleStats::default());
+                stats.rules.push(("egress".to_owned(), counters.clone()));
+                Some((listener, rules, counters))
             }
         };
         drop(entered);
@@ -144,15 +152,22 @@ impl HostProxies {
             runtime.block_on(async move {
                 let pool = BufferPool::new(POOLED_BUFFERS);
                 let mut servers = JoinSet::new();
-                for (listener, enclave_port) in ingress {
+                for (listener, enclave_port, counters) in ingress {
                     let target = IngressTarget {
                         connector: connector.clone(),
                         enclave_port,
                     };
-                    servers.spawn(serve_ingress(listener, target, limits, pool.clone()));
+                    let serve = serve_ingress(listener, target, limits, pool.clone(), counters);
+                    servers.spawn(serve);
                 }
-                if let Some((listener, rules)) = egress {
-                    servers.spawn(serve_egress(listener, rules, limits, pool.clone()));
+                if let Some((listener, rules, counters)) = egress {
+                    servers.spawn(serve_egress(
+                        listener,
+                        rules,
+                        limits,
+                        pool.clone(),
+                        counters,
+                    ));
                 }
                 // Either a stop request or the handle being dropped ends the proxies.
                 let _ = stop_rx.await;
@@ -173,6 +188,7 @@ impl HostProxies {
         Ok(HostProxies {
             ingress_addrs,
             unix_socket,
+            stats,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -182,6 +198,11 @@ impl HostProxies {
     /// [`HostProxyConfig::publish`] (with the real port where 0 was asked for).
     pub fn ingress_addrs(&self) -> &[SocketAddr] {
         &self.ingress_addrs
+    }
+
+    /// The counters of each rule (each published port, then the egress proxy), live.
+    pub fn stats(&self) -> ProxyStats {
+        self.stats.clone()
     }
 
     /// Stops every proxy and closes every connection; returns when they are closed.

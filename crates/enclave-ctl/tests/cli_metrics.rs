@@ -1,0 +1,204 @@
+//! `run --metrics-listen` in a real QEMU microvm: the supervisor's `/metrics` follows the
+//! enclave (running, one boot, its health check, connections and bytes through a published
+//! port), `promtool check metrics` (Debian's prometheus package) accepts the text, and a real
+//! Prometheus server on loopback scrapes it and answers a query for the running enclave.
+//!
+//! Missing prerequisites skip (fail with CI=true).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::enclaves::Env;
+use common::net::{free_port, http_get, until};
+use common::{assert_ok, ctl, have, require, run, stdout};
+
+/// A Prometheus server, killed on drop.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn build(init: &Path, dir: &Path) -> std::path::PathBuf {
+    let bin = dir.join("rootfs/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    for applet in ["sh", "sleep", "httpd"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("rootfs/www")).unwrap();
+    std::fs::write(dir.join("rootfs/www/ok"), "fine\n").unwrap();
+    std::fs::write(
+        dir.join("m.yaml"),
+        "from: dir:rootfs\nentrypoint: [/bin/httpd, -f, -p, \"8080\", -h, /www]\n\
+         ingress:\n  - {port: 8080}\n\
+         healthcheck:\n  http: {port: 8080, path: /ok}\n  interval: 500ms\n",
+    )
+    .unwrap();
+    assert_ok(&run(ctl(init)
+        .current_dir(dir)
+        .args(["build", "--quiet", "-f", "m.yaml", "-o", "m.eif"])));
+    dir.join("m.eif")
+}
+
+/// The value of the first sample named `series` (with its labels) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn the_supervisor_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() {
+    let Some((engine, init)) = common::vm_prerequisites() else {
+        return;
+    };
+    let Some(()) = require(
+        have("promtool") && have("prometheus"),
+        "promtool and prometheus (apt prometheus)",
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let eif = build(&init, tmp.path());
+    let env = Env {
+        state: tmp.path().join("state"),
+        engine,
+        names: &["m"],
+    };
+    let (web, metrics) = (free_port(), free_port());
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "m",
+        "--memory",
+        "128",
+        "--boot-timeout",
+        "90",
+        "-p",
+        &format!("127.0.0.1:{web}:8080"),
+        "--metrics-listen",
+        &format!("127.0.0.1:{metrics}"),
+        eif.to_str().unwrap(),
+    ]);
+    until(
+        "health says ready",
+        Duration::from_secs(60),
+        String::new,
+        || {
+            let o = run(env.ctl().args(["health", "m"]));
+            (!o.status.success()).then(|| stdout(&o))
+        },
+    );
+    for _ in 0..2 {
+        assert!(http_get(web, "/ok").ends_with("fine\n"));
+    }
+
+    let rule = format!("enclave=\"m\",rule=\"ingress 127.0.0.1:{web}->8080\"");
+    let mut text = String::new();
+    until(
+        "the metrics count both connections",
+        Duration::from_secs(20),
+        String::new,
+        || {
+            text = http_get(metrics, "/metrics");
+            let opened = sample(
+                &text,
+                &format!("enclave_engine_proxy_connections_total{{{rule}}}"),
+            );
+            let health = sample(
+                &text,
+                r#"enclave_engine_health_status{enclave="m",status="healthy"}"#,
+            );
+            (opened != Some(2.0) || health != Some(1.0)).then(|| text.clone())
+        },
+    );
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_owned();
+    let running = r#"enclave_engine_enclave_state{enclave="m",state="running"}"#;
+    assert_eq!(sample(&body, running), Some(1.0), "{body}");
+    assert_eq!(
+        sample(
+            &body,
+            r#"enclave_engine_boot_duration_seconds_count{enclave="m"}"#
+        ),
+        Some(1.0)
+    );
+    let out = format!("enclave_engine_proxy_bytes_total{{{rule},direction=\"out\"}}");
+    let bytes_out = sample(&body, &out).unwrap();
+    assert!(bytes_out >= 2.0 * "fine\n".len() as f64, "{body}");
+    assert_eq!(
+        sample(
+            &body,
+            &format!("enclave_engine_proxy_refused_total{{{rule}}}")
+        ),
+        Some(0.0)
+    );
+    let age = sample(
+        &body,
+        r#"enclave_engine_heartbeat_age_seconds{enclave="m"}"#,
+    )
+    .unwrap();
+    assert!((0.0..10.0).contains(&age), "{body}");
+
+    // promtool, Prometheus' own checker (and linter), reads it from stdin.
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert_ok(&checked);
+    assert!(checked.stdout.is_empty(), "{}", stdout(&checked));
+
+    // A real Prometheus, on loopback, scraping every second.
+    let prom_port = free_port();
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: enclave\n    \
+             static_configs: [{{targets: ['127.0.0.1:{metrics}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(tmp.path().join("prometheus.log")).unwrap();
+    let _prometheus = Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let query = "/api/v1/query?query=sum(enclave_engine_enclave_state%7Bstate%3D%22running%22%7D)";
+    let log = || std::fs::read_to_string(tmp.path().join("prometheus.log")).unwrap_or_default();
+    until(
+        "Prometheus answers 1 running enclave",
+        Duration::from_secs(60),
+        log,
+        || {
+            let r = http_get(prom_port, query);
+            (!r.contains(r#""value":["#) || !r.contains(r#","1"]"#)).then_some(r)
+        },
+    );
+
+    // The listener goes with the supervisor.
+    env.ok(&["stop", "m"]);
+    assert_eq!(http_get(metrics, "/metrics"), "no connection");
+}
