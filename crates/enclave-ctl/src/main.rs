@@ -50,6 +50,7 @@ fn main() {
         Command::Run(args) => cmd::run::run(args, json_lines),
         Command::Ps(args) => cmd::ps::run(args),
         Command::Logs(args) => cmd::logs::run(args),
+        Command::Events(args) => cmd::events::run(args),
         Command::Stop(args) => cmd::stop::run(args),
         Command::Rm(args) => cmd::rm::run(args),
         Command::Console(args) => cmd::console::run(args),

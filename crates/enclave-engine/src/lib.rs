@@ -30,6 +30,7 @@ pub mod console;
 pub mod control;
 pub mod eif;
 mod error;
+pub mod events;
 pub mod health;
 pub mod lifecycle;
 pub mod local_http;

@@ -10,6 +10,7 @@ use nix::unistd::Pid;
 use crate::backend::{self, Backend, BackendChoice, InstanceInfo};
 use crate::eif::{pin, EifInfo};
 use crate::error::{EngineError, Result};
+use crate::events::{self, Event, EventKind};
 use crate::network::{AddHost, NetworkRecord, PublishedPort};
 use crate::policy::RestartPolicy;
 use crate::spawn_unsafe::{prepare, Tie};
@@ -132,6 +133,12 @@ pub fn create_with(
         let _ = root.remove(&rec.id);
         return Err(e);
     }
+    events::record(
+        root,
+        Event::new(EventKind::Create, &rec)
+            .with("image", rec.eif.display())
+            .with("backend", rec.backend),
+    );
     Ok(rec)
 }
 
@@ -281,7 +288,9 @@ pub fn remove(root: &StateRoot, rec: &EnclaveRecord, force: bool) -> Result<()> 
         }
         stop(root, &rec, Duration::ZERO)?;
     }
-    root.remove(&rec.id)
+    root.remove(&rec.id)?;
+    events::record(root, Event::new(EventKind::Destroy, &rec));
+    Ok(())
 }
 
 #[cfg(test)]

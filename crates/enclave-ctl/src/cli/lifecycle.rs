@@ -137,6 +137,51 @@ pub struct LogsArgs {
     pub state: StateArgs,
 }
 
+/// One `events --filter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventFilter {
+    /// `enclave=NAME|ID`.
+    Enclave(String),
+    /// `type=TYPE`.
+    Type(enclave_engine::events::EventKind),
+}
+
+impl std::str::FromStr for EventFilter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some(("enclave", v)) if !v.is_empty() => Ok(EventFilter::Enclave(v.to_owned())),
+            Some(("type", v)) => v.parse().map(EventFilter::Type),
+            _ => Err(format!(
+                "invalid filter {s:?}: expected enclave=NAME|ID or type=TYPE"
+            )),
+        }
+    }
+}
+
+/// `enclave-ctl events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Events since this time: RFC 3339, or a duration ago (30s, 5m, 2h). Default: only new
+    /// events from now on.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Events until this time (RFC 3339, or a duration ago), then exit; without it, keep
+    /// printing new events until interrupted.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only matching events: enclave=NAME|ID (a name, or an id prefix of at least 4), or
+    /// type=TYPE (create, boot, heartbeat, health_status, exit, die, restart, stop, destroy,
+    /// attest). Repeatable: filters on the same key widen, on different keys narrow.
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<EventFilter>,
+    /// One JSON object a line ({time, type, id, name, attributes}).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
 /// `enclave-ctl stop`.
 #[derive(Debug, Args)]
 pub struct StopArgs {

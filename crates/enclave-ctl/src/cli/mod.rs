@@ -19,7 +19,8 @@ pub use kube::{
     NodeSetupDaemonsetArgs,
 };
 pub use lifecycle::{
-    ConsoleArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs, PS_FIELDS,
+    ConsoleArgs, EventFilter, EventsArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs,
+    PS_FIELDS,
 };
 pub use package::PackageArgs;
 
@@ -85,6 +86,9 @@ pub enum Command {
     Ps(PsArgs),
     /// Show an enclave's logs.
     Logs(LogsArgs),
+    /// Show the enclaves' events (create, boot, heartbeat, health, exit, die, restart, stop,
+    /// destroy, attest), like `docker events`: past ones with --since, then new ones as they come.
+    Events(EventsArgs),
     /// Stop enclaves (gracefully, then killed after -t/--timeout seconds).
     Stop(StopArgs),
     /// Remove ended enclaves (-f: running ones too).

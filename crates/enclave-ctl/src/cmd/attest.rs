@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use enclave_attest::parse_hex_arg;
+use enclave_engine::events::{self, Event, EventKind};
 use enclave_proto::wire::{AttestRequest, Capability};
 
 use crate::cli::{AttestArgs, EXIT_OK};
@@ -69,6 +70,20 @@ pub fn run(args: AttestArgs) -> Result<i32> {
             public_key,
         })
         .with_context(|| format!("{enclave}: attestation"))?;
+    // In the event log of the enclave's state directory (not for a bare control address).
+    if let Ok(root) = super::state_dir::open(&args.control.state) {
+        if let Ok(rec) = root.resolve(enclave) {
+            let binds = if caps.is_empty() {
+                "nonce"
+            } else {
+                "nonce, key or data"
+            };
+            events::record(
+                &root,
+                Event::new(EventKind::Attest, &rec).with("binds", binds),
+            );
+        }
+    }
     match args.output.as_ref().filter(|_| !to_stdout) {
         Some(path) => {
             std::fs::write(path, &document)

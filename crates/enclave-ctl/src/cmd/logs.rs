@@ -31,20 +31,19 @@ pub fn print_entry_json(e: &LogEntry) {
     }
 }
 
-/// `--since`: RFC 3339, or a duration ago (`30s`, `5m`, `2h`).
-fn parse_since(s: &str) -> Result<OffsetDateTime> {
+/// A time flag's value (`--since`, `--until`): RFC 3339, or a duration ago (`30s`, `5m`, `2h`).
+pub fn parse_time(flag: &str, s: &str) -> Result<OffsetDateTime> {
     if let Some(t) = parse_rfc3339(s) {
         return Ok(t);
     }
+    let bad = || format!("invalid {flag} {s:?}: expected RFC 3339 or 30s, 5m, 2h");
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("invalid --since {s:?}: expected RFC 3339 or 30s, 5m, 2h"))?;
+    let n: u64 = num.parse().with_context(bad)?;
     let secs = match unit {
         "s" | "" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => bail!("invalid --since {s:?}: expected RFC 3339 or 30s, 5m, 2h"),
+        _ => bail!(bad()),
     };
     Ok(OffsetDateTime::now_utc() - Duration::from_secs(secs))
 }
@@ -54,7 +53,11 @@ pub fn run(args: LogsArgs) -> Result<i32> {
     let root = super::state_dir::open(&args.state)?;
     let rec = root.resolve(&args.enclave)?;
     let dir = root.dir(&rec.id).join("logs");
-    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_time("--since", s))
+        .transpose()?;
     let keep = |e: &LogEntry| {
         e.source != "kernel" && since.is_none_or(|s| parse_rfc3339(&e.time).is_none_or(|t| t >= s))
     };

@@ -6,6 +6,7 @@ pub mod console;
 pub mod cp;
 pub mod docs;
 pub mod enclave_inspect;
+pub mod events;
 pub mod exec;
 pub mod health;
 pub mod inspect;

@@ -6,6 +6,8 @@
 //!
 //! ```text
 //! <root>/lock                      flock held while creating (names, CIDs) or removing
+//! <root>/events.jsonl              the event log (crate::events), events.1.jsonl before it;
+//!                                  events.lock is held while appending
 //! <root>/enclaves/<id>/state.json  the EnclaveRecord, written atomically
 //!                     image.eif        the EIF pinned at `run` (what every boot measures)
 //!                     supervisor.lock  flock held by the live supervisor

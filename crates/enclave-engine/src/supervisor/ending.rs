@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::{Ctx, Ending};
 use crate::backend::{Instance, InstanceExit};
 use crate::error::{EngineError, Result};
+use crate::events::{self, Event, EventKind};
 use crate::state::{EnclaveRecord, StateRoot, Status};
 
 /// The exit code of a main service's exit status: the code, or 128+N for signal N (as a
@@ -26,6 +27,7 @@ pub(super) fn graceful_stop(ctx: &mut Ctx<'_>, instance: &mut dyn Instance) -> E
     let timeout = ctx.stop_timeout();
     let deadline = Instant::now() + timeout;
     ctx.event(&format!("stopping (grace {} s)", timeout.as_secs()));
+    ctx.record(Event::new(EventKind::Stop, &ctx.rec).with("timeout", timeout.as_secs()));
     let asked = !timeout.is_zero() && ask_shutdown(ctx, timeout);
     let exit = loop {
         if let Ok(Some(exit)) = instance.try_wait() {
@@ -88,7 +90,9 @@ pub(super) fn auto_remove(root: &StateRoot, rec: &EnclaveRecord, wait: Duration)
     if !root.wait_unattached(&rec.id, wait) {
         tracing::warn!("the attached run did not let go in time; removing anyway");
     }
-    root.remove(&rec.id)
+    root.remove(&rec.id)?;
+    events::record(root, Event::new(EventKind::Destroy, rec));
+    Ok(())
 }
 
 /// How long a `--rm` enclave's supervisor waits for the attached `run` to read the final

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use enclave_proto::wire::auth::VerifyingKey;
+use enclave_proto::wire::HealthStatus;
 
 pub use ending::exit_code;
 use ending::{auto_remove, graceful_stop, ATTACHED_WAIT};
@@ -25,6 +26,7 @@ pub use heartbeat::HeartbeatListener;
 use crate::backend::{Attestation, Backend, Instance, InstanceExit, ParentPort, VsockRoute};
 use crate::console::{spawn_reader, ConsoleState};
 use crate::error::{EngineError, Result};
+use crate::events::{self, Event, EventKind};
 use crate::logs::LogWriter;
 use crate::policy::{Ending, RestartPolicy};
 use crate::state::{EnclaveRecord, StateRoot, Status, StopRequest, STOP_FILE};
@@ -87,6 +89,11 @@ impl Ctx<'_> {
         self.rec.finished_at = Some(now_rfc3339());
         self.save();
         self.rec.clone()
+    }
+
+    /// Appends to the state directory's event log.
+    fn record(&self, event: Event) {
+        events::record(self.root, event);
     }
 
     fn event(&self, text: &str) {
@@ -156,6 +163,7 @@ pub fn supervise(
     }
     loop {
         let ending = boot_once(&mut ctx, backend, &route);
+        record_die(&ctx);
         let rec = &mut ctx.rec;
         rec.finished_at = Some(now_rfc3339());
         let restart =
@@ -188,6 +196,11 @@ pub fn supervise(
         let n = rec.restarts;
         let pause = RestartPolicy::backoff(n - 1);
         ctx.save();
+        ctx.record(
+            Event::new(EventKind::Restart, &ctx.rec)
+                .with("restart", n)
+                .with("policy", ctx.rec.restart),
+        );
         ctx.event(&format!(
             "restarting (restart {n}, policy {}) in {} ms",
             ctx.rec.restart,
@@ -216,6 +229,7 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
     ctx.rec.exit = None;
     ctx.rec.exit_code = None;
     ctx.save();
+    ctx.record(Event::new(EventKind::Boot, &ctx.rec).with("restarts", ctx.rec.restarts));
     let spec = ctx.root.launch_spec(&ctx.rec);
     // Listen before the VM starts, so that the guest's connection never finds nobody. An
     // AF_VSOCK heartbeat port is nitro-cli's, which answers the heartbeat itself.
@@ -272,6 +286,9 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
         "enclave running (heartbeat after {} ms)",
         started.elapsed().as_millis()
     ));
+    ctx.record(
+        Event::new(EventKind::Heartbeat, &ctx.rec).with("boot_ms", started.elapsed().as_millis()),
+    );
 
     // Asks the enclave how it is every few seconds; a failure to start is logged only.
     let monitor = crate::health::Monitor::start(ctx.root, &ctx.rec, ctx.probe.clone())
@@ -283,6 +300,15 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
         }
         if let Some(found) = monitor.as_ref().map(|m| m.probe().health) {
             if found.is_some() && found != ctx.rec.health {
+                // As Docker's health_status: only for an image with a health check.
+                let status = found.as_ref().map(|h| h.status);
+                if status != ctx.rec.health.as_ref().map(|h| h.status) {
+                    if let Some(status) = status.filter(|s| *s != HealthStatus::None) {
+                        ctx.record(
+                            Event::new(EventKind::HealthStatus, &ctx.rec).with("status", status),
+                        );
+                    }
+                }
                 ctx.rec.health = found;
                 ctx.save();
             }
@@ -302,6 +328,7 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
     // The enclave's word beats the guess `graceful_stop` made when it had to kill.
     if let Some(main) = handoff.as_ref().and_then(|h| h.exit_report()?.main) {
         ctx.rec.exit_code = Some(exit_code(main));
+        ctx.record(Event::new(EventKind::Exit, &ctx.rec).with("exit_code", exit_code(main)));
     }
     match (ending, ctx.rec.exit_code) {
         (Ending::Clean, Some(code)) if code != 0 => Ending::MainFailed,
@@ -363,6 +390,19 @@ fn start_nsm(ctx: &Ctx<'_>, route: &VsockRoute) -> Option<nsm::NsmServer> {
     nsm::start_for(ctx.root.path(), &ctx.rec, &path)
         .map_err(|e| ctx.event(&format!("no emulated NSM for this boot: {e}")))
         .ok()
+}
+
+/// The `die` event of a boot (also of one that failed before its heartbeat): how the enclave
+/// ended, and the exit code when known.
+fn record_die(ctx: &Ctx<'_>) {
+    let mut event = Event::new(EventKind::Die, &ctx.rec);
+    if let Some(exit) = &ctx.rec.exit {
+        event = event.with("exit", exit);
+    }
+    if let Some(code) = ctx.rec.exit_code {
+        event = event.with("exit_code", code);
+    }
+    ctx.record(event);
 }
 
 fn finish_console(reader: Option<std::thread::JoinHandle<()>>) {

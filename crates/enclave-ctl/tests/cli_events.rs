@@ -1,0 +1,247 @@
+//! `enclave-ctl events` over real QEMU microvms: the event log the supervisors, `run`, `attest`
+//! and `rm` write, read back as `docker events` prints a daemon's.
+//! - a main service that exits 3 under `--restart on-failure:1`: create, boot, heartbeat,
+//!   exit (3), die, restart, boot, heartbeat, exit (3), die;
+//! - a healthy enclave: its health status, an attestation, a stop, and `rm` seen by a follower
+//!   started before it (`events` without `--until` keeps printing until SIGTERM, then exits 0).
+//!
+//! Missing prerequisites skip (fail with CI=true).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::enclaves::Env;
+use common::net::until;
+use common::{assert_ok, ctl, run, stderr, stdout};
+use serde_json::Value;
+
+fn build(init: &Path, dir: &Path, name: &str, spec: &str) -> PathBuf {
+    let bin = dir.join("rootfs/bin");
+    if !bin.exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+        for applet in ["sh", "sleep", "true"] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+    }
+    std::fs::write(dir.join(format!("{name}.yaml")), spec).unwrap();
+    let eif = dir.join(format!("{name}.eif"));
+    assert_ok(&run(ctl(init).current_dir(dir).args([
+        "build",
+        "--quiet",
+        "-f",
+        &format!("{name}.yaml"),
+        "-o",
+        eif.to_str().unwrap(),
+    ])));
+    eif
+}
+
+/// `events --since 1h --until now --json` with `filters`, as JSON values.
+fn past_events(env: &Env, filters: &[&str]) -> Vec<Value> {
+    let mut cmd = env.ctl();
+    cmd.args(["events", "--since", "1h", "--until", "0s", "--json"]);
+    for f in filters {
+        cmd.args(["--filter", f]);
+    }
+    let o = run(&mut cmd);
+    assert_ok(&o);
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn a_failing_main_service_restarted_by_policy_gives_the_whole_sequence() {
+    let Some((engine, init)) = common::vm_prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let eif = build(
+        &init,
+        tmp.path(),
+        "crash",
+        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"sleep 1; exit 3\"]\n",
+    );
+    let env = Env {
+        state: tmp.path().join("state"),
+        engine,
+        names: &["crash"],
+    };
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "crash",
+        "--memory",
+        "128",
+        "--boot-timeout",
+        "90",
+        "--restart",
+        "on-failure:1",
+        eif.to_str().unwrap(),
+    ]);
+    until(
+        "it ended for good",
+        Duration::from_secs(120),
+        String::new,
+        || {
+            let s = env.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+            (!s.starts_with("exited (3)")).then_some(s)
+        },
+    );
+    let events = past_events(&env, &["enclave=crash"]);
+    assert_eq!(
+        types(&events),
+        [
+            "create",
+            "boot",
+            "heartbeat",
+            "exit",
+            "die",
+            "restart",
+            "boot",
+            "heartbeat",
+            "exit",
+            "die"
+        ],
+        "{events:#?}"
+    );
+    let id = events[0]["id"].as_str().unwrap();
+    assert!(events.iter().all(|e| e["id"] == id && e["name"] == "crash"));
+    assert_eq!(events[3]["attributes"]["exit_code"], "3");
+    assert_eq!(events[4]["attributes"]["exit_code"], "3");
+    assert_eq!(events[5]["attributes"]["restart"], "1");
+    assert_eq!(events[6]["attributes"]["restarts"], "1");
+    // Filters on different keys narrow; the id prefix works as the name does.
+    let dies = past_events(&env, &[&format!("enclave={}", &id[..8]), "type=die"]);
+    assert_eq!(types(&dies), ["die", "die"]);
+    // The text form, as docker events prints it.
+    let o = run(env.ctl().args([
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "-f",
+        "type=create",
+    ]));
+    let line = stdout(&o);
+    assert!(
+        line.contains(&format!(
+            " enclave create {id} (name=crash, backend=qemu, image="
+        )),
+        "{line}"
+    );
+}
+
+#[test]
+fn health_attest_stop_and_rm_are_events_and_a_follower_sees_them_as_they_come() {
+    let Some((engine, init)) = common::vm_prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let eif = build(
+        &init,
+        tmp.path(),
+        "web",
+        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"while true; do sleep 1; done\"]\n\
+         healthcheck:\n  command: [/bin/true]\n  interval: 500ms\n",
+    );
+    let env = Env {
+        state: tmp.path().join("state"),
+        engine,
+        names: &["web"],
+    };
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--memory",
+        "128",
+        "--boot-timeout",
+        "90",
+        eif.to_str().unwrap(),
+    ]);
+    until(
+        "it is healthy",
+        Duration::from_secs(60),
+        String::new,
+        || {
+            let o = run(env.ctl().args(["health", "web"]));
+            (!o.status.success()).then(|| stderr(&o))
+        },
+    );
+    let doc = tmp.path().join("doc.cbor");
+    env.ok(&["attest", "web", "-o", doc.to_str().unwrap()]);
+    env.ok(&["stop", "web"]);
+
+    // A follower from now on, of destroy events only.
+    let mut follower = env
+        .ctl()
+        .args(["events", "--json", "--filter", "type=destroy"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    env.ok(&["rm", "web"]);
+    let mut line = String::new();
+    BufReader::new(follower.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let destroyed: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(destroyed["type"], "destroy");
+    assert_eq!(destroyed["name"], "web");
+    let pid = nix::unistd::Pid::from_raw(follower.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = follower.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let events = past_events(&env, &["enclave=web"]);
+    let kinds = types(&events);
+    let at = |t: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == t)
+            .unwrap_or_else(|| panic!("no {t} in {kinds:?}"))
+    };
+    assert!(at("create") < at("boot") && at("boot") < at("heartbeat"));
+    assert!(at("heartbeat") < at("health_status") && at("health_status") < at("stop"));
+    assert!(at("attest") < at("stop") && at("stop") < at("die") && at("die") < at("destroy"));
+    assert_eq!(
+        events[at("health_status")]["attributes"]["status"],
+        "healthy"
+    );
+    assert_eq!(events[at("attest")]["attributes"]["binds"], "nonce");
+    assert_eq!(events[at("stop")]["attributes"]["timeout"], "10");
+    assert_eq!(kinds.last(), Some(&"destroy"));
+
+    // Bad input: an unknown type or key is a usage error; nothing is printed.
+    let o = run(env
+        .ctl()
+        .args(["events", "--until", "0s", "-f", "type=oom"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown event type \"oom\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(env
+        .ctl()
+        .args(["events", "--until", "0s", "-f", "colour=red"]));
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(env.ctl().args(["events", "--since", "yesterday"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("invalid --since"), "{}", stderr(&o));
+}
