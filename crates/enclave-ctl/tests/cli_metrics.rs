@@ -73,30 +73,10 @@ fn the_supervisor_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() 
         names: &["m"],
     };
     let (web, metrics) = (free_port(), free_port());
-    env.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "m",
-        "--memory",
-        "128",
-        "--boot-timeout",
-        "90",
-        "-p",
-        &format!("127.0.0.1:{web}:8080"),
-        "--metrics-listen",
-        &format!("127.0.0.1:{metrics}"),
-        eif.to_str().unwrap(),
-    ]);
-    until(
-        "health says ready",
-        Duration::from_secs(60),
-        String::new,
-        || {
-            let o = run(env.ctl().args(["health", "m"]));
-            (!o.status.success()).then(|| stdout(&o))
-        },
-    );
+    let publish = format!("127.0.0.1:{web}:8080");
+    let listen = format!("127.0.0.1:{metrics}");
+    env.run_detached("m", &eif, &["-p", &publish, "--metrics-listen", &listen]);
+    env.wait_ready("m", Duration::from_secs(60));
     for _ in 0..2 {
         assert!(http_get(web, "/ok").ends_with("fine\n"));
     }

@@ -46,6 +46,23 @@ impl Env {
         stderr(&o)
     }
 
+    /// `run -d --name NAME --memory 128 --boot-timeout 90 [extra…] EIF`, checked to succeed.
+    pub fn run_detached(&self, name: &str, eif: &std::path::Path, extra: &[&str]) {
+        let mut args = vec!["run", "-d", "--name", name, "--memory", "128"];
+        args.extend(["--boot-timeout", "90"]);
+        args.extend(extra);
+        args.push(eif.to_str().expect("a UTF-8 path"));
+        self.ok(&args);
+    }
+
+    /// Polls `enclave-ctl health NAME` until it exits 0, failing after `limit`.
+    pub fn wait_ready(&self, name: &str, limit: Duration) {
+        super::net::until(&format!("{name} ready"), limit, String::new, || {
+            let o = run(self.ctl().args(["health", name]));
+            (!o.status.success()).then(|| stderr(&o))
+        });
+    }
+
     /// `inspect NAME` as JSON.
     pub fn inspect(&self, name: &str) -> Value {
         serde_json::from_str(&self.ok(&["inspect", name])).expect("inspect prints JSON")
