@@ -193,6 +193,69 @@ fn no_service_without_ingress() {
 }
 
 #[test]
+fn metrics_port_adds_the_listener_the_container_port_and_the_scrape_annotations() {
+    let objects = generate_json(&["-f", WEB, "--image", "web:1", "--metrics-port", "9464"]);
+    let c = container(&objects[0]);
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = args.iter().position(|a| *a == "--metrics-listen").unwrap();
+    assert_eq!(args[at + 1], "0.0.0.0:9464");
+    assert_eq!(args.last(), Some(&"/enclave/app.eif"), "the EIF stays last");
+    let ports = c["ports"].as_array().unwrap();
+    assert_eq!(ports.last().unwrap()["name"], "metrics");
+    assert_eq!(ports.last().unwrap()["containerPort"], 9464);
+    let annotations = &objects[0]["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "9464");
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    // The Service stays the enclave's ingress only.
+    let service_ports = objects[1]["spec"]["ports"].as_array().unwrap();
+    assert!(service_ports.iter().all(|p| p["port"] != 9464));
+
+    // Without the flag: no listener, no annotation.
+    let plain = generate_json(&["-f", WEB, "--image", "web:1"]);
+    let args = container(&plain[0])["args"].to_string();
+    assert!(!args.contains("--metrics-listen"), "{args}");
+    assert!(plain[0]["spec"]["template"]["metadata"]
+        .get("annotations")
+        .is_none_or(|a| a.get("prometheus.io/scrape").is_none()));
+
+    // An ingress port is refused; port 0 is a usage error.
+    let o = run(ctl().args([
+        "kube",
+        "generate",
+        "--image",
+        "x",
+        "-f",
+        WEB,
+        "--metrics-port",
+        "8080",
+    ]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--metrics-port 8080 is also an ingress port"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+    let o = run(ctl().args([
+        "kube",
+        "generate",
+        "--image",
+        "x",
+        "-f",
+        WEB,
+        "--metrics-port",
+        "0",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
 fn a_bad_eif_or_name_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.eif");
@@ -299,6 +362,21 @@ fn goldens() -> Vec<(String, Vec<String>)> {
             ));
         }
     }
+    out.push((
+        "deploy/kubernetes/examples/web-nitro-metrics.yaml".into(),
+        [
+            "kube",
+            "generate",
+            "-f",
+            "examples/web/enclave.yaml",
+            "--image",
+            "ghcr.io/enclave-engine/examples/web:0.1.0",
+            "--metrics-port",
+            "9464",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ));
     out.push((
         "deploy/kubernetes/node-setup-daemonset.yaml".into(),
         [

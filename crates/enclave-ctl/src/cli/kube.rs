@@ -87,6 +87,11 @@ pub struct KubeGenerateArgs {
     /// CPU request of the parent's own processes: millicores (250m) or CPUs (1).
     #[arg(long, value_name = "CPU", default_value = "250m", value_parser = parse_millicores)]
     pub parent_cpu: u32,
+    /// Serve the supervisor's Prometheus metrics on the pod's address at this port
+    /// (`run --metrics-listen 0.0.0.0:PORT`), declared as the container port `metrics` and
+    /// announced with the prometheus.io/scrape, /port and /path pod annotations. Off by default.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub metrics_port: Option<u16>,
     #[command(flatten)]
     pub out: ManifestOutput,
 }

@@ -45,6 +45,7 @@ fn generate(args: KubeGenerateArgs) -> Result<i32> {
         namespace: args.namespace,
         ingress: generate::ingress_ports(loaded.spec.as_ref()),
         pcrs: loaded.pcrs,
+        metrics_port: args.metrics_port,
     };
     let manifests = generate::deployment(&params)?;
     let header = format!(

@@ -131,6 +131,9 @@ pub enum GenerateError {
     /// Zero replicas, CPUs, or memory.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// `--metrics-port` is one of the enclave's ingress ports.
+    #[error("--metrics-port {0} is also an ingress port of the enclave; choose another")]
+    MetricsPortTaken(u16),
 }
 
 /// Reads the inputs.
@@ -203,6 +206,8 @@ pub struct Params {
     pub ingress: Vec<u16>,
     /// PCRs for the pod template's annotations.
     pub pcrs: Option<Measurements>,
+    /// `--metrics-port`: the supervisor's `/metrics` on the pod's address.
+    pub metrics_port: Option<u16>,
 }
 
 /// Checks a name: a DNS-1035 label, what Services need (Deployments accept more).
@@ -246,9 +251,18 @@ pub fn deployment(p: &Params) -> Result<Vec<Manifest>, GenerateError> {
             return Err(GenerateError::Zero(what));
         }
     }
+    if let Some(port) = p.metrics_port.filter(|port| p.ingress.contains(port)) {
+        return Err(GenerateError::MetricsPortTaken(port));
+    }
     let labels = labels(&p.name);
     let selector = Map::from([(NAME_LABEL.to_owned(), p.name.clone())]);
     let mut annotations = Map::new();
+    if let Some(port) = p.metrics_port {
+        // The annotations most Prometheus setups' pod discovery looks for.
+        annotations.insert("prometheus.io/scrape".into(), "true".into());
+        annotations.insert("prometheus.io/port".into(), port.to_string());
+        annotations.insert("prometheus.io/path".into(), "/metrics".into());
+    }
     if let Some(m) = &p.pcrs {
         for (index, value) in [(0, m.pcr0_hex()), (1, m.pcr1_hex()), (2, m.pcr2_hex())]
             .into_iter()
@@ -358,6 +372,10 @@ pub fn run_args(p: &Params) -> Vec<String> {
         args.push("-p".into());
         args.push(format!("0.0.0.0:{port}:{port}"));
     }
+    if let Some(port) = p.metrics_port {
+        args.push("--metrics-listen".into());
+        args.push(format!("0.0.0.0:{port}"));
+    }
     args.push(EIF_IN_IMAGE.into());
     args
 }
@@ -389,6 +407,11 @@ fn container(p: &Params) -> Container {
                 container_port: port,
                 protocol: "TCP",
             })
+            .chain(p.metrics_port.map(|port| ContainerPort {
+                name: "metrics".into(),
+                container_port: port,
+                protocol: "TCP",
+            }))
             .collect(),
         resources: resources(p),
         security_context: SecurityContext {
