@@ -28,6 +28,7 @@ pub mod backend;
 pub mod config;
 pub mod console;
 pub mod control;
+pub mod daemon;
 pub mod eif;
 mod error;
 pub mod events;

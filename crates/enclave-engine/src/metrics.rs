@@ -26,7 +26,8 @@ use crate::state::{EnclaveRecord, Status};
 /// under a second, a TCG one a few, a Nitro one up to tens.
 pub const BOOT_BUCKETS: [f64; 9] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
-const STATES: [Status; 7] = [
+/// Every state, in the order the metrics list them.
+pub const STATES: [Status; 7] = [
     Status::Created,
     Status::Starting,
     Status::Running,
@@ -112,7 +113,7 @@ pub fn serve(addr: SocketAddr, sources: Sources) -> Result<SocketAddr> {
 }
 
 /// A label value, escaped as the format asks (backslash, double quote, newline).
-fn escape(value: &str) -> String {
+pub fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -27,6 +27,25 @@ pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
+/// A point in time as `--since`/`--until` and the API's `since`/`until` take it: RFC 3339, or a
+/// duration ago (`30s`, `5m`, `2h`; a bare number is seconds). `None` when it is neither.
+pub fn parse_when(s: &str) -> Option<OffsetDateTime> {
+    if let Some(t) = parse_rfc3339(s) {
+        return Some(t);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().ok()?;
+    let secs = match &s[split..] {
+        "s" | "" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return None,
+    };
+    // A century back at most: the subtraction cannot overflow.
+    let ago = std::time::Duration::from_secs(secs.min(100 * 365 * 86_400));
+    Some(OffsetDateTime::now_utc() - ago)
+}
+
 /// A new random 64-hex-digit id (as Docker's).
 pub fn random_id() -> Result<String> {
     random_hex::<32>()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use enclave_engine::logs::{read_all, Follower, LogEntry};
 use enclave_engine::util::parse_rfc3339;
 use time::OffsetDateTime;
@@ -33,19 +33,8 @@ pub fn print_entry_json(e: &LogEntry) {
 
 /// A time flag's value (`--since`, `--until`): RFC 3339, or a duration ago (`30s`, `5m`, `2h`).
 pub fn parse_time(flag: &str, s: &str) -> Result<OffsetDateTime> {
-    if let Some(t) = parse_rfc3339(s) {
-        return Ok(t);
-    }
-    let bad = || format!("invalid {flag} {s:?}: expected RFC 3339 or 30s, 5m, 2h");
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(bad)?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => bail!(bad()),
-    };
-    Ok(OffsetDateTime::now_utc() - Duration::from_secs(secs))
+    enclave_engine::util::parse_when(s)
+        .with_context(|| format!("invalid {flag} {s:?}: expected RFC 3339 or 30s, 5m, 2h"))
 }
 
 /// Runs the command; returns the exit status.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
-/// enclave-engine: the per-enclave supervisor.
+/// enclave-engine: the per-enclave supervisor, and the opt-in engine API daemon.
 #[derive(Debug, Parser)]
 #[command(name = "enclave-engine", version)]
 struct Cli {
@@ -31,6 +31,21 @@ enum Cmd {
         /// Seconds to wait for the boot heartbeat.
         #[arg(long, default_value_t = 60)]
         boot_timeout: u64,
+    },
+    /// Serve the engine API (REST, /v1/…, docs/api/openapi.yaml) on a Unix socket: enclaves,
+    /// events (server-sent), metrics. Opt-in; enclave-ctl works without it. Stops on SIGTERM
+    /// or Ctrl-C; the enclaves keep running.
+    Daemon {
+        /// The socket (default: <state dir>/engine.sock). Mode 0660: for a group to reach it,
+        /// put it in a directory that group can enter and give --group.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// The socket's group (a numeric gid).
+        #[arg(long, value_name = "GID")]
+        group: Option<u32>,
+        /// The state directory.
+        #[arg(long, env = "ENCLAVE_ENGINE_STATE_DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Print a shell completion script for enclave-engine.
     #[command(hide = true)]
@@ -82,6 +97,21 @@ fn run(cli: Cli) -> Result<()> {
             let rec = enclave_engine::supervisor::run(&root, &id, &opts, &stop)
                 .with_context(|| format!("supervising enclave {id}"))?;
             tracing::info!(status = %rec.status, "supervisor done");
+            Ok(())
+        }
+        Cmd::Daemon {
+            socket,
+            group,
+            state_dir,
+        } => {
+            let path = match state_dir {
+                Some(dir) => dir,
+                None => enclave_engine::state::default_root()?,
+            };
+            let root = enclave_engine::state::StateRoot::open(&path)
+                .with_context(|| format!("opening the state directory {}", path.display()))?;
+            let opts = enclave_engine::daemon::DaemonOptions { socket, group };
+            enclave_engine::daemon::serve(root, &opts).context("the engine API")?;
             Ok(())
         }
         Cmd::Completion { shell } => {

@@ -1,0 +1,130 @@
+//! `enclave-engine daemon`: the engine API (issue 14), opt-in, beside the daemonless CLI.
+//!
+//! A versioned REST API (`/v1/…`, described by `docs/api/openapi.yaml`, served at
+//! `/v1/openapi.json`) on a Unix socket only (default `<state root>/engine.sock`, mode 0660).
+//! The daemon keeps no state of its own: every request reads the state directory the
+//! supervisors write (records, logs, the event log), so it adopts the enclaves already running,
+//! can be killed and restarted without touching one, and enclaves it starts are `run`'s (a
+//! detached supervisor each). HTTP/1.1 with hyper on a current-thread tokio runtime; whatever
+//! blocks (starting, stopping, following the event log) runs on tokio's blocking threads.
+
+mod body;
+mod http;
+mod routes;
+
+use std::convert::Infallible;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+use crate::error::{EngineError, Result};
+use crate::state::StateRoot;
+
+pub use body::ApiBody;
+
+/// What the fuzz target `api_request` runs (fuzz/fuzz_targets/api_request.rs).
+pub mod fuzzing {
+    /// The decoders of a request's outside input on arbitrary bytes: the query string (and each
+    /// value as a time), and the run request's JSON body. None may panic.
+    pub fn request_inputs(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        for value in super::http::parse_query(&text).values() {
+            let _ = crate::util::parse_when(value);
+        }
+        let _ = super::routes::run_options(data);
+    }
+}
+
+/// The socket's default name in the state directory.
+pub const SOCKET_FILE: &str = "engine.sock";
+
+/// Where and how the daemon listens.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// The Unix socket (default `<state root>/engine.sock`).
+    pub socket: Option<PathBuf>,
+    /// A group given read/write on the socket (mode 0660); `None`: the user's own group.
+    pub group: Option<u32>,
+}
+
+/// Binds the socket (replacing a stale one, refusing a live one) with mode 0660.
+fn bind(path: &Path, group: Option<u32>) -> Result<std::os::unix::net::UnixListener> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(EngineError::Invalid(format!(
+            "{} answers: another daemon is running (stop it, or give --socket)",
+            path.display()
+        )));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_dir() || m.file_type().is_symlink() => {
+            return Err(EngineError::Invalid(format!(
+                "{} exists and is not a socket; remove it or give another --socket",
+                path.display()
+            )))
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(|e| EngineError::io(path, e))?,
+        Err(_) => {}
+    }
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).map_err(|e| EngineError::io(path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| EngineError::io(path, e))?;
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| EngineError::sys(format!("chgrp {}", path.display()), e))?;
+    }
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| EngineError::io(path, e))?;
+    Ok(listener)
+}
+
+/// Serves the API for `root` until the process ends.
+pub fn serve(root: StateRoot, opts: &DaemonOptions) -> Result<()> {
+    let path = opts
+        .socket
+        .clone()
+        .unwrap_or_else(|| root.path().join(SOCKET_FILE));
+    let std_listener = bind(&path, opts.group)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("enclave-engine-daemon")
+        .build()
+        .map_err(|e| EngineError::Backend(format!("starting the daemon's runtime: {e}")))?;
+    let api = Arc::new(routes::Api::new(root)?);
+    tracing::info!(socket = %path.display(), "engine API listening");
+    eprintln!(
+        "enclave-engine daemon: listening on unix://{}",
+        path.display()
+    );
+    runtime.block_on(async move {
+        let listener = tokio::net::UnixListener::from_std(std_listener)
+            .map_err(|e| EngineError::io(&path, e))?;
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    continue;
+                }
+            };
+            let api = api.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let api = api.clone();
+                    async move { Ok::<_, Infallible>(api.handle(req).await) }
+                });
+                if let Err(e) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!("connection: {e}");
+                }
+            });
+        }
+    })
+}

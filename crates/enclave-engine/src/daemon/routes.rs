@@ -1,0 +1,449 @@
+//! The routes of the engine API. Every answer is JSON (errors `{code, message}` with a stable
+//! `code`: 4xx for the caller's mistakes, 5xx only for the engine's own failures), except the
+//! logs (JSON lines), the events (server-sent events) and `/metrics` (Prometheus text).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use super::http::{error_reply, json_reply, param, parse_time, query, ApiError, Reply};
+use super::ApiBody;
+use crate::backend::BackendChoice;
+use crate::error::EngineError;
+use crate::events::{self, Event, EventKind, Follower};
+use crate::lifecycle::{self, RunOptions};
+use crate::network::PublishedPort;
+use crate::policy::RestartPolicy;
+use crate::state::{EnclaveRecord, StateRoot};
+use crate::util::parse_rfc3339;
+
+/// The committed OpenAPI document, served as JSON.
+const OPENAPI_YAML: &str = include_str!("../../../../docs/api/openapi.yaml");
+/// The largest request body accepted (a run request is a few hundred bytes).
+const MAX_BODY: usize = 64 * 1024;
+
+/// `POST /v1/enclaves`: what `enclave-ctl run -d` takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunRequest {
+    eif: std::path::PathBuf,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default = "default_cpus")]
+    cpus: u32,
+    #[serde(default = "default_memory")]
+    memory_mib: u64,
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    restart: Option<String>,
+    #[serde(default)]
+    publish: Vec<String>,
+    #[serde(default)]
+    debug_mode: bool,
+    #[serde(default = "default_boot_timeout")]
+    boot_timeout_secs: u64,
+}
+
+fn default_cpus() -> u32 {
+    lifecycle::DEFAULT_CPUS
+}
+fn default_memory() -> u64 {
+    lifecycle::DEFAULT_MEMORY_MIB
+}
+fn default_boot_timeout() -> u64 {
+    60
+}
+
+/// The API's state: the state directory and the OpenAPI document.
+pub struct Api {
+    root: StateRoot,
+    openapi: Value,
+}
+
+impl Api {
+    /// The API over `root`.
+    pub fn new(root: StateRoot) -> crate::error::Result<Self> {
+        let openapi: Value = yaml_serde::from_str(OPENAPI_YAML)
+            .map_err(|e| EngineError::Invalid(format!("docs/api/openapi.yaml: {e}")))?;
+        Ok(Api { root, openapi })
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Reply {
+        match self.route(req).await {
+            Ok(reply) => reply,
+            Err(e) => error_reply(e),
+        }
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Result<Reply, ApiError> {
+        let path = req.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let q = query(&req);
+        let method = req.method().clone();
+        let allow = |methods: &[Method]| {
+            if methods.contains(&method) {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} {path}: allowed {methods:?}"),
+                ))
+            }
+        };
+        match segments.as_slice() {
+            ["v1", "openapi.json"] => {
+                allow(&[Method::GET])?;
+                Ok(json_reply(StatusCode::OK, &self.openapi))
+            }
+            ["v1", "system", "info"] => {
+                allow(&[Method::GET])?;
+                self.info()
+            }
+            ["v1", "enclaves"] if method == Method::POST => self.run(req).await,
+            ["v1", "enclaves"] => {
+                allow(&[Method::GET, Method::POST])?;
+                self.list(&q)
+            }
+            ["v1", "enclaves", r] if method == Method::DELETE => self.remove(r, &q).await,
+            ["v1", "enclaves", r] => {
+                allow(&[Method::GET, Method::DELETE])?;
+                let rec = self.root.effective(self.root.resolve(r)?);
+                Ok(json_reply(StatusCode::OK, &rec))
+            }
+            ["v1", "enclaves", r, "stop"] => {
+                allow(&[Method::POST])?;
+                self.stop(r, &q).await
+            }
+            ["v1", "enclaves", r, "logs"] => {
+                allow(&[Method::GET])?;
+                self.logs(r, &q)
+            }
+            ["v1", "events"] => {
+                allow(&[Method::GET])?;
+                self.events(&q)
+            }
+            ["metrics"] => {
+                allow(&[Method::GET])?;
+                self.metrics()
+            }
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no route {path} (see /v1/openapi.json)"),
+            )),
+        }
+    }
+
+    fn records(&self) -> Result<Vec<EnclaveRecord>, ApiError> {
+        Ok(self
+            .root
+            .list()?
+            .into_iter()
+            .map(|r| self.root.effective(r))
+            .collect())
+    }
+
+    fn info(&self) -> Result<Reply, ApiError> {
+        let records = self.records()?;
+        let active: Vec<&EnclaveRecord> = records.iter().filter(|r| r.status.is_active()).collect();
+        Ok(json_reply(
+            StatusCode::OK,
+            &json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "api_version": "v1",
+                "state_dir": self.root.path(),
+                "default_backend": BackendChoice::Auto.resolve().to_string(),
+                "kvm_device": std::path::Path::new("/dev/kvm").exists(),
+                "enclaves": records.len(),
+                "active": active.len(),
+                "cpus_reserved": active.iter().map(|r| u64::from(r.cpus)).sum::<u64>(),
+                "memory_mib_reserved": active.iter().map(|r| r.memory_mib).sum::<u64>(),
+            }),
+        ))
+    }
+
+    fn list(&self, q: &BTreeMap<String, String>) -> Result<Reply, ApiError> {
+        let status: Option<String> = q.get("status").cloned();
+        if let Some(s) = &status {
+            let known = [
+                "created",
+                "starting",
+                "running",
+                "restarting",
+                "stopping",
+                "exited",
+                "failed",
+            ];
+            if !known.contains(&s.as_str()) {
+                return Err(ApiError::bad(format!(
+                    "status={s:?}: one of {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        let name = q.get("name");
+        let records: Vec<EnclaveRecord> = self
+            .records()?
+            .into_iter()
+            .filter(|r| status.as_ref().is_none_or(|s| r.status.to_string() == *s))
+            .filter(|r| name.is_none_or(|n| r.name == *n))
+            .collect();
+        Ok(json_reply(StatusCode::OK, &records))
+    }
+
+    async fn run(&self, req: Request<Incoming>) -> Result<Reply, ApiError> {
+        let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| ApiError::bad(format!("reading the body: {e}")))?
+            .to_bytes();
+        let (opts, boot) = run_options(&body)?;
+        let root = self.root.clone();
+        let rec = tokio::task::spawn_blocking(move || -> Result<EnclaveRecord, EngineError> {
+            let rec = lifecycle::create(&root, &opts)?;
+            let pid = lifecycle::start_supervisor(&root, &rec, Some(boot))?;
+            reap(pid);
+            lifecycle::wait_running(&root, &rec.id, boot + Duration::from_secs(30))
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "engine_error",
+                e.to_string(),
+            )
+        })??;
+        Ok(json_reply(StatusCode::CREATED, &rec))
+    }
+
+    async fn stop(&self, r: &str, q: &BTreeMap<String, String>) -> Result<Reply, ApiError> {
+        let rec = self.root.resolve(r)?;
+        let timeout = Duration::from_secs(param::<u64>(q, "timeout")?.unwrap_or(10).min(3600));
+        let root = self.root.clone();
+        let rec = tokio::task::spawn_blocking(move || lifecycle::stop(&root, &rec, timeout))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "engine_error",
+                    e.to_string(),
+                )
+            })??;
+        Ok(json_reply(StatusCode::OK, &rec))
+    }
+
+    async fn remove(&self, r: &str, q: &BTreeMap<String, String>) -> Result<Reply, ApiError> {
+        let rec = self.root.resolve(r)?;
+        let force = param::<bool>(q, "force")?.unwrap_or(false);
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || lifecycle::remove(&root, &rec, force))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "engine_error",
+                    e.to_string(),
+                )
+            })??;
+        Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(ApiBody::full(""))
+            .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
+    }
+
+    fn logs(&self, r: &str, q: &BTreeMap<String, String>) -> Result<Reply, ApiError> {
+        let rec = self.root.resolve(r)?;
+        let tail = param::<usize>(q, "tail")?;
+        let since = q.get("since").map(|s| parse_time("since", s)).transpose()?;
+        let entries: Vec<_> = crate::logs::read_all(&self.root.dir(&rec.id).join("logs"))
+            .into_iter()
+            .filter(|e| e.source != "kernel")
+            .filter(|e| since.is_none_or(|s| parse_rfc3339(&e.time).is_none_or(|t| t >= s)))
+            .collect();
+        let start = tail.map_or(0, |n| entries.len().saturating_sub(n));
+        let mut body = String::new();
+        for e in &entries[start..] {
+            let _ = writeln!(body, "{}", serde_json::to_string(e).unwrap_or_default());
+        }
+        Ok(Response::builder()
+            .header("content-type", "application/x-ndjson")
+            .body(ApiBody::full(body))
+            .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
+    }
+
+    fn events(&self, q: &BTreeMap<String, String>) -> Result<Reply, ApiError> {
+        let since = q.get("since").map(|s| parse_time("since", s)).transpose()?;
+        let until = q.get("until").map(|s| parse_time("until", s)).transpose()?;
+        let kind = param::<EventKind>(q, "type")?;
+        let enclave = q.get("enclave").cloned();
+        let keep = move |e: &Event| {
+            let at = e.at();
+            since.is_none_or(|s| at.is_some_and(|t| t >= s))
+                && until.is_none_or(|u| at.is_some_and(|t| t <= u))
+                && kind.is_none_or(|k| e.kind == k)
+                && enclave
+                    .as_ref()
+                    .is_none_or(|v| e.name == *v || (v.len() >= 4 && e.id.starts_with(v.as_str())))
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let dir = self.root.path().to_owned();
+        // Follows the log on a blocking thread until the client goes (a send fails) or `until`.
+        tokio::task::spawn_blocking(move || {
+            let send = |e: &Event| {
+                let line = format!(
+                    "event: {}\ndata: {}\n\n",
+                    e.kind.name(),
+                    serde_json::to_string(e).unwrap_or_default()
+                );
+                tx.blocking_send(Bytes::from(line)).is_ok()
+            };
+            let mut follower = if since.is_some() || until.is_some() {
+                for e in events::read_previous(&dir).iter().filter(|e| keep(e)) {
+                    if !send(e) {
+                        return;
+                    }
+                }
+                Follower::from_start(&dir)
+            } else {
+                Follower::at_end(&dir)
+            };
+            let mut quiet = 0u32;
+            loop {
+                for e in follower.poll().iter().filter(|e| keep(e)) {
+                    if !send(e) {
+                        return;
+                    }
+                }
+                if until.is_some_and(|u| OffsetDateTime::now_utc() >= u) {
+                    return;
+                }
+                // A comment every 5 s: a client that went away is noticed.
+                quiet += 1;
+                if quiet >= 25 {
+                    quiet = 0;
+                    if tx
+                        .blocking_send(Bytes::from_static(b": keep-alive\n\n"))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Ok(Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
+            .body(ApiBody::Stream(rx))
+            .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
+    }
+
+    fn metrics(&self) -> Result<Reply, ApiError> {
+        let records = self.records()?;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP enclave_engine_enclaves Enclaves in the state directory, by state."
+        );
+        let _ = writeln!(out, "# TYPE enclave_engine_enclaves gauge");
+        for state in crate::metrics::STATES {
+            let n = records.iter().filter(|r| r.status == state).count();
+            let _ = writeln!(out, "enclave_engine_enclaves{{state=\"{state}\"}} {n}");
+        }
+        let active: Vec<&EnclaveRecord> = records.iter().filter(|r| r.status.is_active()).collect();
+        let _ = writeln!(
+            out,
+            "# HELP enclave_engine_cpus_reserved vCPUs held by active enclaves."
+        );
+        let _ = writeln!(out, "# TYPE enclave_engine_cpus_reserved gauge");
+        let cpus: u64 = active.iter().map(|r| u64::from(r.cpus)).sum();
+        let _ = writeln!(out, "enclave_engine_cpus_reserved {cpus}");
+        let _ = writeln!(
+            out,
+            "# HELP enclave_engine_memory_reserved_bytes Memory held by active enclaves."
+        );
+        let _ = writeln!(out, "# TYPE enclave_engine_memory_reserved_bytes gauge");
+        let mem: u64 = active.iter().map(|r| r.memory_mib * 1024 * 1024).sum();
+        let _ = writeln!(out, "enclave_engine_memory_reserved_bytes {mem}");
+        let _ = writeln!(
+            out,
+            "# HELP enclave_engine_restarts_total Boots again by the restart policy, by enclave."
+        );
+        let _ = writeln!(out, "# TYPE enclave_engine_restarts_total counter");
+        for r in &records {
+            let _ = writeln!(
+                out,
+                "enclave_engine_restarts_total{{enclave=\"{}\"}} {}",
+                crate::metrics::escape(&r.name),
+                r.restarts
+            );
+        }
+        Ok(Response::builder()
+            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+            .body(ApiBody::full(out))
+            .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
+    }
+}
+
+/// A run request's body as `run`'s options and boot timeout; every field checked.
+pub(super) fn run_options(body: &[u8]) -> Result<(RunOptions, Duration), ApiError> {
+    let r: RunRequest =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("the run request: {e}")))?;
+    let bad = |what: &str, e: String| ApiError::bad(format!("{what}: {e}"));
+    let opts = RunOptions {
+        eif: r.eif,
+        name: r.name,
+        cpus: r.cpus,
+        memory_mib: r.memory_mib,
+        backend: match r.backend.as_deref() {
+            None => BackendChoice::Auto,
+            Some(b) => b
+                .parse::<BackendChoice>()
+                .map_err(|e| bad("backend", e.to_string()))?,
+        },
+        debug_mode: r.debug_mode,
+        restart: match r.restart.as_deref() {
+            None => RestartPolicy::No,
+            Some(p) => p
+                .parse::<RestartPolicy>()
+                .map_err(|e| bad("restart", e.to_string()))?,
+        },
+        publish: r
+            .publish
+            .iter()
+            .map(|p| p.parse::<PublishedPort>().map_err(|e| bad("publish", e)))
+            .collect::<Result<_, _>>()?,
+        add_hosts: Vec::new(),
+        secrets: Vec::new(),
+        auto_remove: false,
+        health_listen: None,
+        metrics_listen: None,
+    };
+    if opts.cpus == 0 || opts.memory_mib == 0 {
+        return Err(ApiError::bad("cpus and memory_mib must be at least 1"));
+    }
+    Ok((
+        opts,
+        Duration::from_secs(r.boot_timeout_secs.clamp(1, 3600)),
+    ))
+}
+
+/// Reaps the supervisor `pid` when it ends (it is the daemon's child until then).
+fn reap(pid: u32) {
+    let _ = std::thread::Builder::new()
+        .name("reap".into())
+        .spawn(move || {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+        });
+}
