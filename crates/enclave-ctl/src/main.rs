@@ -10,6 +10,7 @@ mod cli;
 mod cmd;
 mod kube;
 mod progress;
+mod remote;
 
 use clap::Parser;
 
@@ -40,19 +41,33 @@ fn main() {
     }
     // `--log-format json` also makes an attached `run` print the enclave's lines as JSON.
     let json_lines = cli.log.log_format == Some(enclave_cli::logging::LogFormat::Json);
+    let remote = match cli.host.as_deref().map(remote::Remote::parse).transpose() {
+        Ok(r) => r,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(cli::EXIT_USAGE);
+        }
+    };
+    if let Some(what) = remote.as_ref().and(not_through_the_api(&cli.command)) {
+        eprintln!(
+            "error: `{what}` does not go through the engine API yet: unset ENCLAVE_ENGINE_HOST or drop --host (ps, inspect, stop, rm and logs do)"
+        );
+        std::process::exit(cli::EXIT_USAGE);
+    }
+    let remote = remote.as_ref();
     let result = match cli.command {
         Command::Build(args) => cmd::build::run(args),
         Command::Sign(args) => cmd::sign::run(args),
         Command::Inspect(args) if args.eif.is_file() => cmd::inspect::run(args),
-        Command::Inspect(args) => cmd::enclave_inspect::run(args),
+        Command::Inspect(args) => cmd::enclave_inspect::run(args, remote),
         Command::Measure(args) => cmd::measure::run(args),
         Command::Package(args) => cmd::package::run(args),
         Command::Run(args) => cmd::run::run(args, json_lines),
-        Command::Ps(args) => cmd::ps::run(args),
-        Command::Logs(args) => cmd::logs::run(args),
+        Command::Ps(args) => cmd::ps::run(args, remote),
+        Command::Logs(args) => cmd::logs::run(args, remote),
         Command::Events(args) => cmd::events::run(args),
-        Command::Stop(args) => cmd::stop::run(args),
-        Command::Rm(args) => cmd::rm::run(args),
+        Command::Stop(args) => cmd::stop::run(args, remote),
+        Command::Rm(args) => cmd::rm::run(args, remote),
         Command::Console(args) => cmd::console::run(args),
         Command::Exec(args) => cmd::exec::run(args),
         Command::Cp(args) => cmd::cp::run(args),
@@ -72,6 +87,23 @@ fn main() {
             eprintln!("error: {err:#}");
             std::process::exit(failed);
         }
+    }
+}
+
+/// The enclave commands that do not go through the engine API yet, by name; `None` for those
+/// that do and for those that never touch enclaves (build, measure, verify, …).
+fn not_through_the_api(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Run(_) => Some("run"),
+        Command::Logs(args) if args.follow => Some("logs -f"),
+        Command::Events(_) => Some("events"),
+        Command::Console(_) => Some("console"),
+        Command::Exec(_) => Some("exec"),
+        Command::Cp(_) => Some("cp"),
+        Command::Services(_) => Some("services"),
+        Command::Health(_) => Some("health"),
+        Command::Attest(_) => Some("attest"),
+        _ => None,
     }
 }
 

@@ -219,6 +219,42 @@ fn the_api_runs_lists_streams_survives_a_kill_and_matches_its_openapi_document()
     std::io::Write::write_all(&mut check.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
     assert_ok(&check.wait_with_output().unwrap());
 
+    // enclave-ctl through the daemon prints what it prints without it.
+    let host = format!("unix://{}", c.socket.display());
+    for args in [
+        &["ps", "-a", "--format", "json"][..],
+        &["ps", "--format", "{{.ID}} {{.Name}} {{.State}} {{.Ports}}"],
+        &["inspect", "d"],
+        &["logs", "--tail", "3", "d"],
+        &["rm", "nope"],
+        &["stop", "nope"],
+        &["inspect", "nope"],
+    ] {
+        let local = run(env.ctl().args(args));
+        let remote = run(env.ctl().args(["--host", &host]).args(args));
+        assert_eq!(
+            (local.status.code(), stdout(&local), common::stderr(&local)),
+            (
+                remote.status.code(),
+                stdout(&remote),
+                common::stderr(&remote)
+            ),
+            "{args:?}"
+        );
+    }
+    // Commands that do not go through the API yet say so; a bad address is a usage error.
+    let o = run(env.ctl().args(["--host", &host, "exec", "d", "true"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("`exec` does not go through the engine API yet"));
+    let o = run(env.ctl().args(["--host", "tcp://127.0.0.1:2375", "ps"]));
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(env
+        .ctl()
+        .env("ENCLAVE_ENGINE_HOST", "unix:///nonexistent.sock")
+        .arg("ps"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(common::stderr(&o).contains("is `enclave-engine daemon` running?"));
+
     // SIGKILL and a new daemon: nothing lost, the enclave untouched.
     drop(daemon);
     let o = run(env.ctl().args(["health", "--live", "d"]));

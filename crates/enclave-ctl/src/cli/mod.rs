@@ -36,7 +36,8 @@ pub const RENAMED_ENV: [(&str, &str); 3] = [
 pub const EXIT_OK: i32 = 0;
 /// Exit status: the command failed (bad input, I/O error, missing tool…).
 pub const EXIT_ERROR: i32 = 1;
-// Exit status 2 (usage error) is clap's own.
+/// A usage error (bad flags, a flag that does not apply), as clap exits.
+pub const EXIT_USAGE: i32 = 2;
 /// Exit status: a check failed (CRC, signature).
 pub const EXIT_CHECK_FAILED: i32 = 3;
 /// Exit status of `verify`: no expected measurement given, so nothing was checked.
@@ -62,6 +63,16 @@ pub struct Cli {
     /// Logging: -v, --log-level, --log-format.
     #[command(flatten)]
     pub log: enclave_cli::logging::LogArgs,
+    /// Ask the engine API (`enclave-engine daemon`) at unix:///PATH instead of reading the
+    /// state directory: ps, inspect, stop, rm and logs (without -f) print the same either way;
+    /// the other enclave commands refuse it for now.
+    #[arg(
+        long,
+        global = true,
+        env = "ENCLAVE_ENGINE_HOST",
+        value_name = "unix:///PATH"
+    )]
+    pub host: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

@@ -2,14 +2,21 @@
 //! as JSON: state, backend, CID, PCRs, ports, restarts, the supervisor's liveness.
 
 use anyhow::{Context, Result};
-use enclave_engine::backend::Attestation;
 use enclave_engine::state::{default_root, StateRoot};
 
 use crate::cli::{InspectArgs, EXIT_OK};
+use crate::remote::{segment, Remote};
 
 /// Runs the command; returns the exit status.
-pub fn run(args: InspectArgs) -> Result<i32> {
+pub fn run(args: InspectArgs, remote: Option<&Remote>) -> Result<i32> {
     let query = args.eif.to_string_lossy().into_owned();
+    if let Some(remote) = remote {
+        let value = remote
+            .json(&format!("/v1/enclaves/{}", segment(&query)))
+            .map_err(|e| anyhow::anyhow!("{e} (and {query} is not an EIF file)"))?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(EXIT_OK);
+    }
     // Whatever keeps us from looking for an enclave, say that the argument is no EIF either.
     let not_eif = || format!("{query} is not an EIF file, and no enclave can be looked up");
     let path = match std::env::var_os("ENCLAVE_ENGINE_STATE_DIR") {
@@ -20,28 +27,7 @@ pub fn run(args: InspectArgs) -> Result<i32> {
     let rec = root
         .resolve(&query)
         .map_err(|e| anyhow::anyhow!("{e} (and {query} is not an EIF file)"))?;
-    let mut value = serde_json::to_value(&rec)?;
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert(
-            "supervisor_alive".into(),
-            root.supervisor_alive(&rec.id).into(),
-        );
-        obj.insert(
-            "state_dir".into(),
-            root.dir(&rec.id).display().to_string().into(),
-        );
-        if rec.backend.attestation() == Attestation::Emulated {
-            // What `verify --trust-root` needs for this enclave's documents.
-            let ca = path.join(enclave_nsm::emulated::EMULATION_CA_DIR);
-            obj.insert(
-                "emulation_root".into(),
-                ca.join(enclave_nsm::emulated::ROOT_CERT_FILE)
-                    .display()
-                    .to_string()
-                    .into(),
-            );
-        }
-    }
+    let value = root.inspect(&rec)?;
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(EXIT_OK)
 }

@@ -2,12 +2,13 @@
 //! names (`--format '{{.Name}} {{.Status}}'`, Docker's notation; the fields are in
 //! [`PS_FIELDS`] and in `ps --help`).
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use enclave_engine::state::{EnclaveRecord, Status};
 use enclave_engine::util::parse_rfc3339;
 use time::OffsetDateTime;
 
 use crate::cli::{PsArgs, EXIT_OK, PS_FIELDS};
+use crate::remote::Remote;
 
 /// "5 seconds", "1 minute", "3 hours", "2 days".
 fn human(t: Option<&str>) -> Option<String> {
@@ -167,19 +168,22 @@ enum Output {
     Template(Template),
 }
 
-/// Runs the command; returns the exit status.
-pub fn run(args: PsArgs) -> Result<i32> {
+/// Runs the command (through the engine API with `remote`); returns the exit status.
+pub fn run(args: PsArgs, remote: Option<&Remote>) -> Result<i32> {
     let output = match args.format.as_deref() {
         _ if args.json => Output::Json,
         None | Some("table") => Output::Table,
         Some("json") => Output::Json,
         Some(t) => Output::Template(Template::parse(t)?),
     };
-    let root = super::state_dir::open(&args.state)?;
-    let all: Vec<EnclaveRecord> = root
-        .list()?
+    let all = match remote {
+        Some(remote) => serde_json::from_value(remote.json("/v1/enclaves")?)
+            .context("the engine API's list of enclaves")?,
+        None => super::state_dir::open(&args.state)?.list()?,
+    };
+    let all: Vec<EnclaveRecord> = all
         .into_iter()
-        .filter(|r| args.all || r.status.is_active())
+        .filter(|r: &EnclaveRecord| args.all || r.status.is_active())
         .collect();
     if args.quiet {
         for r in &all {

@@ -6,9 +6,20 @@ use anyhow::{Context, Result};
 use enclave_engine::lifecycle;
 
 use crate::cli::{StopArgs, EXIT_ERROR, EXIT_OK};
+use crate::remote::{for_each, segment, Remote};
 
 /// Runs the command; returns the exit status.
-pub fn run(args: StopArgs) -> Result<i32> {
+pub fn run(args: StopArgs, remote: Option<&Remote>) -> Result<i32> {
+    if let Some(remote) = remote {
+        return Ok(for_each(&args.enclaves, |q| {
+            let name = remote.name_of(q)?;
+            let path = format!("/v1/enclaves/{}/stop?timeout={}", segment(q), args.timeout);
+            remote
+                .ok("POST", &path)
+                .with_context(|| format!("stopping {name}"))?;
+            Ok(name)
+        }));
+    }
     let root = super::state_dir::open(&args.state)?;
     let mut code = EXIT_OK;
     for q in &args.enclaves {

@@ -118,8 +118,8 @@ impl Api {
             ["v1", "enclaves", r] if method == Method::DELETE => self.remove(r, &q).await,
             ["v1", "enclaves", r] => {
                 allow(&[Method::GET, Method::DELETE])?;
-                let rec = self.root.effective(self.root.resolve(r)?);
-                Ok(json_reply(StatusCode::OK, &rec))
+                let rec = self.root.resolve(r)?;
+                Ok(json_reply(StatusCode::OK, &self.root.inspect(&rec)?))
             }
             ["v1", "enclaves", r, "stop"] => {
                 allow(&[Method::POST])?;

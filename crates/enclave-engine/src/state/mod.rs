@@ -22,6 +22,7 @@
 //! ```
 
 mod emulation_ca;
+mod inspect;
 mod record;
 
 use std::fs::{self, File, OpenOptions};

@@ -1,0 +1,191 @@
+//! `--host unix:///PATH` (or `ENCLAVE_ENGINE_HOST`): the commands that manage enclaves ask the
+//! engine API (`enclave-engine daemon`) instead of reading the state directory, and print the
+//! same. A small blocking HTTP/1.1 client: one request per connection (`Connection: close`),
+//! the API's JSON errors turned into the message the daemonless command would give.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// The largest answer read (a `ps` of thousands of enclaves is a few MiB).
+const MAX_ANSWER: u64 = 64 * 1024 * 1024;
+
+/// A daemon to ask.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    socket: PathBuf,
+}
+
+/// An answer.
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Remote {
+    /// The daemon named by `--host`; only `unix://` addresses are served.
+    pub fn parse(host: &str) -> Result<Remote> {
+        match host.strip_prefix("unix://") {
+            Some(path) if path.starts_with('/') => Ok(Remote {
+                socket: PathBuf::from(path),
+            }),
+            _ => bail!(
+                "--host {host:?}: expected unix:///PATH (the daemon's socket, e.g. unix:///run/enclave-engine/engine.sock)"
+            ),
+        }
+    }
+
+    /// `METHOD path`; the answer, whatever its status.
+    pub fn call(&self, method: &str, path: &str) -> Result<Answer> {
+        let mut stream = UnixStream::connect(&self.socket).with_context(|| {
+            format!(
+                "cannot reach the engine API at unix://{} (is `enclave-engine daemon` running?)",
+                self.socket.display()
+            )
+        })?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        .context("sending the request")?;
+        let mut reader = BufReader::new(stream.take(MAX_ANSWER));
+        let mut line = String::new();
+        reader.read_line(&mut line).context("reading the answer")?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("not an HTTP answer: {line:?}"))?;
+        let mut chunked = false;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).context("reading the headers")?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
+        }
+        let body = if chunked {
+            dechunk(&mut reader)?
+        } else {
+            let mut body = Vec::new();
+            reader.read_to_end(&mut body).context("reading the body")?;
+            body
+        };
+        Ok(Answer { status, body })
+    }
+
+    /// `METHOD path`, which must succeed; its body. An error answer becomes its message.
+    pub fn ok(&self, method: &str, path: &str) -> Result<Vec<u8>> {
+        let a = self.call(method, path)?;
+        if (200..300).contains(&a.status) {
+            return Ok(a.body);
+        }
+        let message = serde_json::from_slice::<Value>(&a.body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&a.body).into_owned());
+        bail!("{message}")
+    }
+
+    /// `GET path` as JSON.
+    pub fn json(&self, path: &str) -> Result<Value> {
+        let body = self.ok("GET", path)?;
+        serde_json::from_slice(&body).context("the engine API answered something not JSON")
+    }
+}
+
+impl Remote {
+    /// The name of the enclave `query` (a name or an id prefix) names.
+    pub fn name_of(&self, query: &str) -> Result<String> {
+        let rec = self.json(&format!("/v1/enclaves/{}", segment(query)))?;
+        Ok(rec["name"].as_str().unwrap_or(query).to_owned())
+    }
+}
+
+/// Runs `f` for each enclave named, as `stop` and `rm` do: its name on stdout when it worked,
+/// the error on stderr otherwise; exit 1 if any failed.
+pub fn for_each(enclaves: &[String], f: impl Fn(&str) -> Result<String>) -> i32 {
+    let mut code = crate::cli::EXIT_OK;
+    for q in enclaves {
+        match f(q) {
+            Ok(name) => println!("{name}"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                code = crate::cli::EXIT_ERROR;
+            }
+        }
+    }
+    code
+}
+
+/// A chunked body, whole.
+fn dechunk(reader: &mut impl BufRead) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader
+            .read_line(&mut line)
+            .context("reading a chunk size")?;
+        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+            .with_context(|| format!("bad chunk size {line:?}"))?;
+        if size == 0 {
+            return Ok(body);
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader
+            .read_exact(&mut body[start..])
+            .context("reading a chunk")?;
+        line.clear();
+        reader
+            .read_line(&mut line)
+            .context("reading a chunk's end")?;
+    }
+}
+
+/// A path segment (an enclave name or id), percent-encoded where it must be.
+pub fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_must_be_unix_sockets() {
+        assert!(Remote::parse("unix:///run/e.sock").is_ok());
+        for bad in ["tcp://1.2.3.4:2375", "unix://relative", "/run/e.sock", ""] {
+            assert!(Remote::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        let mut r = std::io::Cursor::new(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n".to_vec());
+        assert_eq!(dechunk(&mut r).unwrap(), b"abcde");
+        let mut bad = std::io::Cursor::new(b"zz\r\n".to_vec());
+        assert!(dechunk(&mut bad).is_err());
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(segment("web-1.a_b"), "web-1.a_b");
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+}
