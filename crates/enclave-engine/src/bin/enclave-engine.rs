@@ -43,6 +43,19 @@ enum Cmd {
         /// The socket's group (a numeric gid).
         #[arg(long, value_name = "GID")]
         group: Option<u32>,
+        /// Also listen on this TCP address, with mutual TLS only (needs --tls-cert, --tls-key
+        /// and --client-ca; there is no plain-HTTP TCP listener).
+        #[arg(long, value_name = "IP:PORT", requires_all = ["tls_cert", "tls_key", "client_ca"])]
+        listen: Option<std::net::SocketAddr>,
+        /// The server's certificate chain (PEM), for --listen.
+        #[arg(long, value_name = "PEM", requires = "listen")]
+        tls_cert: Option<PathBuf>,
+        /// The server's private key (PEM), for --listen.
+        #[arg(long, value_name = "PEM", requires = "listen")]
+        tls_key: Option<PathBuf>,
+        /// The CA (PEM) that signed the clients' certificates, for --listen.
+        #[arg(long, value_name = "PEM", requires = "listen")]
+        client_ca: Option<PathBuf>,
         /// The state directory.
         #[arg(long, env = "ENCLAVE_ENGINE_STATE_DIR")]
         state_dir: Option<PathBuf>,
@@ -102,6 +115,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Daemon {
             socket,
             group,
+            listen,
+            tls_cert,
+            tls_key,
+            client_ca,
             state_dir,
         } => {
             let path = match state_dir {
@@ -110,7 +127,18 @@ fn run(cli: Cli) -> Result<()> {
             };
             let root = enclave_engine::state::StateRoot::open(&path)
                 .with_context(|| format!("opening the state directory {}", path.display()))?;
-            let opts = enclave_engine::daemon::DaemonOptions { socket, group };
+            let tcp = match (listen, tls_cert, tls_key, client_ca) {
+                (Some(listen), Some(cert), Some(key), Some(client_ca)) => {
+                    Some(enclave_engine::daemon::TcpOptions {
+                        listen,
+                        cert,
+                        key,
+                        client_ca,
+                    })
+                }
+                _ => None,
+            };
+            let opts = enclave_engine::daemon::DaemonOptions { socket, group, tcp };
             enclave_engine::daemon::serve(root, &opts).context("the engine API")?;
             Ok(())
         }

@@ -11,6 +11,7 @@
 mod body;
 mod http;
 mod routes;
+mod tls;
 
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
@@ -49,6 +50,21 @@ pub struct DaemonOptions {
     pub socket: Option<PathBuf>,
     /// A group given read/write on the socket (mode 0660); `None`: the user's own group.
     pub group: Option<u32>,
+    /// Also a TCP address, only with mutual TLS.
+    pub tcp: Option<TcpOptions>,
+}
+
+/// `--listen ADDR --tls-cert --tls-key --client-ca`: TCP with mutual TLS, never plain.
+#[derive(Debug, Clone)]
+pub struct TcpOptions {
+    /// The address.
+    pub listen: std::net::SocketAddr,
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA (PEM) client certificates must chain to.
+    pub client_ca: PathBuf,
 }
 
 /// Binds the socket (replacing a stale one, refusing a live one) with mode 0660.
@@ -89,6 +105,8 @@ pub fn serve(root: StateRoot, opts: &DaemonOptions) -> Result<()> {
         .socket
         .clone()
         .unwrap_or_else(|| root.path().join(SOCKET_FILE));
+    // The TLS files first: a mistake in them stops the start before anything is bound.
+    let acceptor = opts.tcp.as_ref().map(tls::acceptor).transpose()?;
     let std_listener = bind(&path, opts.group)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -101,7 +119,41 @@ pub fn serve(root: StateRoot, opts: &DaemonOptions) -> Result<()> {
         "enclave-engine daemon: listening on unix://{}",
         path.display()
     );
+    let tcp = match &opts.tcp {
+        Some(t) => {
+            let l = std::net::TcpListener::bind(t.listen)
+                .map_err(|e| EngineError::Backend(format!("--listen {}: {e}", t.listen)))?;
+            l.set_nonblocking(true)
+                .map_err(|e| EngineError::Backend(format!("--listen {}: {e}", t.listen)))?;
+            eprintln!(
+                "enclave-engine daemon: listening on https://{} (mutual TLS)",
+                t.listen
+            );
+            Some(l)
+        }
+        None => None,
+    };
     runtime.block_on(async move {
+        if let (Some(tcp), Some(acceptor)) = (tcp, acceptor) {
+            let listener = tokio::net::TcpListener::from_std(tcp)
+                .map_err(|e| EngineError::Backend(format!("--listen: {e}")))?;
+            let api = api.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, peer)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (api, acceptor) = (api.clone(), acceptor.clone());
+                    tokio::spawn(async move {
+                        // A client without a certificate the CA signed ends here.
+                        match acceptor.accept(stream).await {
+                            Ok(tls) => serve_connection(api, tls).await,
+                            Err(e) => tracing::info!(%peer, "TLS handshake refused: {e}"),
+                        }
+                    });
+                }
+            });
+        }
         let listener = tokio::net::UnixListener::from_std(std_listener)
             .map_err(|e| EngineError::io(&path, e))?;
         loop {
@@ -112,19 +164,24 @@ pub fn serve(root: StateRoot, opts: &DaemonOptions) -> Result<()> {
                     continue;
                 }
             };
-            let api = api.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let api = api.clone();
-                    async move { Ok::<_, Infallible>(api.handle(req).await) }
-                });
-                if let Err(e) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!("connection: {e}");
-                }
-            });
+            tokio::spawn(serve_connection(api.clone(), stream));
         }
     })
+}
+
+/// Serves HTTP/1.1 on one connection.
+async fn serve_connection<S>(api: Arc<routes::Api>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let api = api.clone();
+        async move { Ok::<_, Infallible>(api.handle(req).await) }
+    });
+    if let Err(e) = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!("connection: {e}");
+    }
 }
