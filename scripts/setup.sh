@@ -55,6 +55,12 @@ if [[ ! -x "$venv/bin/kubernetes-validate" ]]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'kubernetes-validate>=1.37,<2'
 fi
+# schemathesis (PyPI) tests the engine API against docs/api/openapi.yaml
+# (crates/enclave-ctl/tests/cli_daemon.rs), in the same venv.
+if [[ ! -x "$venv/bin/schemathesis" ]]; then
+    echo "setup: installing schemathesis into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4.3,<5'
+fi
 
 "$here/fetch-kernel.sh"
 "$here/build-init.sh"

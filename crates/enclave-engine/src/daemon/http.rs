@@ -19,17 +19,35 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// The `Allow` header of a 405 (RFC 9110 requires it).
+    allow: Option<String>,
 }
 
 impl ApiError {
+    /// An error with its status, stable code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
             message: message.into(),
+            allow: None,
         }
     }
 
+    /// 405, naming the methods the path takes.
+    pub fn method_not_allowed(message: impl Into<String>, allowed: &[hyper::Method]) -> Self {
+        let allow: Vec<&str> = allowed.iter().map(hyper::Method::as_str).collect();
+        ApiError {
+            allow: Some(allow.join(", ")),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                message,
+            )
+        }
+    }
+
+    /// 400, the caller's mistake.
     pub fn bad(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
@@ -63,7 +81,14 @@ pub fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Reply {
 }
 
 pub fn error_reply(e: ApiError) -> Reply {
-    json_reply(e.status, &json!({"code": e.code, "message": e.message}))
+    let mut reply = json_reply(e.status, &json!({"code": e.code, "message": e.message}));
+    if let Some(allow) = e
+        .allow
+        .and_then(|a| hyper::header::HeaderValue::from_str(&a).ok())
+    {
+        reply.headers_mut().insert(hyper::header::ALLOW, allow);
+    }
+    reply
 }
 
 /// The query string as a map (the last of repeated keys wins).

@@ -94,10 +94,9 @@ impl Api {
             if methods.contains(&method) {
                 Ok(())
             } else {
-                Err(ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
+                Err(ApiError::method_not_allowed(
                     format!("{method} {path}: allowed {methods:?}"),
+                    methods,
                 ))
             }
         };
@@ -398,8 +397,28 @@ impl Api {
 
 /// A run request's body as `run`'s options and boot timeout; every field checked.
 pub(super) fn run_options(body: &[u8]) -> Result<(RunOptions, Duration), ApiError> {
-    let r: RunRequest =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("the run request: {e}")))?;
+    let bad_json = |e: serde_json::Error| ApiError::bad(format!("the run request: {e}"));
+    let mut value: Value = serde_json::from_slice(body).map_err(bad_json)?;
+    // JSON Schema counts 2.0 as an integer; serde does not.
+    if let Some(obj) = value.as_object_mut() {
+        for key in ["cpus", "memory_mib", "boot_timeout_secs"] {
+            if let Some(f) = obj.get(key).and_then(Value::as_f64) {
+                if f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 && !obj[key].is_u64() {
+                    obj.insert(key.to_owned(), Value::from(f as u64));
+                }
+            }
+        }
+    }
+    let r: RunRequest = serde_json::from_value(value).map_err(bad_json)?;
+    // First the resource it names: a request for an EIF this host does not have is a 404,
+    // whatever else it asks.
+    if !r.eif.is_file() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_eif",
+            format!("{}: no such EIF file on this host", r.eif.display()),
+        ));
+    }
     let bad = |what: &str, e: String| ApiError::bad(format!("{what}: {e}"));
     let opts = RunOptions {
         eif: r.eif,
