@@ -50,7 +50,7 @@ fn main() {
     };
     if let Some(what) = remote.as_ref().and(not_through_the_api(&cli.command)) {
         eprintln!(
-            "error: `{what}` does not go through the engine API yet: unset ENCLAVE_ENGINE_HOST or drop --host (ps, inspect, stop, rm and logs do)"
+            "error: `{what}` does not go through the engine API yet: unset ENCLAVE_ENGINE_HOST or drop --host (ps, inspect, stop, rm, logs and events do)"
         );
         std::process::exit(cli::EXIT_USAGE);
     }
@@ -65,7 +65,7 @@ fn main() {
         Command::Run(args) => cmd::run::run(args, json_lines),
         Command::Ps(args) => cmd::ps::run(args, remote),
         Command::Logs(args) => cmd::logs::run(args, remote),
-        Command::Events(args) => cmd::events::run(args),
+        Command::Events(args) => cmd::events::run(args, remote),
         Command::Stop(args) => cmd::stop::run(args, remote),
         Command::Rm(args) => cmd::rm::run(args, remote),
         Command::Console(args) => cmd::console::run(args),
@@ -96,7 +96,6 @@ fn not_through_the_api(command: &Command) -> Option<&'static str> {
     match command {
         Command::Run(_) => Some("run"),
         Command::Logs(args) if args.follow => Some("logs -f"),
-        Command::Events(_) => Some("events"),
         Command::Console(_) => Some("console"),
         Command::Exec(_) => Some("exec"),
         Command::Cp(_) => Some("cp"),

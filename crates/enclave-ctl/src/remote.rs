@@ -40,8 +40,39 @@ impl Remote {
         }
     }
 
-    /// `METHOD path`; the answer, whatever its status.
-    pub fn call(&self, method: &str, path: &str) -> Result<Answer> {
+    /// `GET path` of a stream (server-sent events): `line` for each line as it comes, until the
+    /// daemon ends the stream or `line` returns false. An error answer becomes its message.
+    pub fn stream(&self, path: &str, mut line: impl FnMut(&str) -> bool) -> Result<()> {
+        let (status, chunked, mut reader) = self.send("GET", path)?;
+        if !(200..300).contains(&status) {
+            let mut body = Vec::new();
+            if chunked {
+                body = dechunk(&mut reader)?;
+            } else {
+                reader.read_to_end(&mut body).context("reading the body")?;
+            }
+            bail!("{}", error_message(&body));
+        }
+        let mut pending = Vec::new();
+        let mut chunk = Vec::new();
+        loop {
+            chunk.clear();
+            if !next_chunk(&mut reader, &mut chunk)? {
+                return Ok(());
+            }
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let text = String::from_utf8_lossy(&pending[..end]).into_owned();
+                pending.drain(..=end);
+                if !line(&text) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Sends `METHOD path`; (status, chunked, the reader after the headers).
+    fn send(&self, method: &str, path: &str) -> Result<(u16, bool, BufReader<Limited>)> {
         let mut stream = UnixStream::connect(&self.socket).with_context(|| {
             format!(
                 "cannot reach the engine API at unix://{} (is `enclave-engine daemon` running?)",
@@ -73,6 +104,12 @@ impl Remote {
                 chunked = true;
             }
         }
+        Ok((status, chunked, reader))
+    }
+
+    /// `METHOD path`; the answer, whatever its status.
+    pub fn call(&self, method: &str, path: &str) -> Result<Answer> {
+        let (status, chunked, mut reader) = self.send(method, path)?;
         let body = if chunked {
             dechunk(&mut reader)?
         } else {
@@ -89,11 +126,7 @@ impl Remote {
         if (200..300).contains(&a.status) {
             return Ok(a.body);
         }
-        let message = serde_json::from_slice::<Value>(&a.body)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&a.body).into_owned());
-        bail!("{message}")
+        bail!("{}", error_message(&a.body))
     }
 
     /// `GET path` as JSON.
@@ -127,30 +160,48 @@ pub fn for_each(enclaves: &[String], f: impl Fn(&str) -> Result<String>) -> i32 
     code
 }
 
+type Limited = std::io::Take<UnixStream>;
+
+/// The message of an API error body (`{code, message}`), or the body itself.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+/// Appends the next chunk of a chunked body to `out`; false at the last (empty) chunk.
+fn next_chunk(reader: &mut impl BufRead, out: &mut Vec<u8>) -> Result<bool> {
+    let mut line = String::new();
+    if reader
+        .read_line(&mut line)
+        .context("reading a chunk size")?
+        == 0
+    {
+        return Ok(false);
+    }
+    let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+        .with_context(|| format!("bad chunk size {line:?}"))?;
+    if size == 0 {
+        return Ok(false);
+    }
+    let start = out.len();
+    out.resize(start + size, 0);
+    reader
+        .read_exact(&mut out[start..])
+        .context("reading a chunk")?;
+    line.clear();
+    reader
+        .read_line(&mut line)
+        .context("reading a chunk's end")?;
+    Ok(true)
+}
+
 /// A chunked body, whole.
 fn dechunk(reader: &mut impl BufRead) -> Result<Vec<u8>> {
     let mut body = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        reader
-            .read_line(&mut line)
-            .context("reading a chunk size")?;
-        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-            .with_context(|| format!("bad chunk size {line:?}"))?;
-        if size == 0 {
-            return Ok(body);
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader
-            .read_exact(&mut body[start..])
-            .context("reading a chunk")?;
-        line.clear();
-        reader
-            .read_line(&mut line)
-            .context("reading a chunk's end")?;
-    }
+    while next_chunk(reader, &mut body)? {}
+    Ok(body)
 }
 
 /// A path segment (an enclave name or id), percent-encoded where it must be.

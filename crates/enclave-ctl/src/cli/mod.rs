@@ -64,8 +64,8 @@ pub struct Cli {
     #[command(flatten)]
     pub log: enclave_cli::logging::LogArgs,
     /// Ask the engine API (`enclave-engine daemon`) at unix:///PATH instead of reading the
-    /// state directory: ps, inspect, stop, rm and logs (without -f) print the same either way;
-    /// the other enclave commands refuse it for now.
+    /// state directory: ps, inspect, stop, rm, logs (without -f) and events print the same
+    /// either way; the other enclave commands refuse it for now.
     #[arg(
         long,
         global = true,

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use super::logs::parse_time;
 use crate::cli::{EventFilter, EventsArgs, EXIT_OK};
+use crate::remote::{segment, Remote};
 
 /// Whether `e` passes the filters: any of each key's values, every key.
 fn wanted(e: &Event, filters: &[EventFilter]) -> bool {
@@ -55,8 +56,35 @@ fn print(e: &Event, json: bool) {
     );
 }
 
-/// Runs the command; returns the exit status.
-pub fn run(args: EventsArgs) -> Result<i32> {
+/// Through the engine API: its event stream, with the same filters, printed the same.
+fn run_remote(args: &EventsArgs, remote: &Remote) -> Result<i32> {
+    let mut query = Vec::new();
+    for (key, value) in [("since", &args.since), ("until", &args.until)] {
+        if let Some(v) = value {
+            parse_time(&format!("--{key}"), v)?;
+            query.push(format!("{key}={}", segment(v)));
+        }
+    }
+    // The API takes one value of each filter; the filters are applied here, as without it.
+    let interrupted = termination_flag()?;
+    remote.stream(&format!("/v1/events?{}", query.join("&")), |line| {
+        if let Some(data) = line.strip_prefix("data: ") {
+            if let Ok(e) = serde_json::from_str::<Event>(data) {
+                if wanted(&e, &args.filter) {
+                    print(&e, args.json);
+                }
+            }
+        }
+        !interrupted.load(Ordering::SeqCst)
+    })?;
+    Ok(EXIT_OK)
+}
+
+/// Runs the command (through the engine API with `remote`); returns the exit status.
+pub fn run(args: EventsArgs, remote: Option<&Remote>) -> Result<i32> {
+    if let Some(remote) = remote {
+        return run_remote(&args, remote);
+    }
     let root = super::state_dir::open(&args.state)?;
     let since = args
         .since
