@@ -219,6 +219,45 @@ fn the_api_runs_lists_streams_survives_a_kill_and_matches_its_openapi_document()
     std::io::Write::write_all(&mut check.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
     assert_ok(&check.wait_with_output().unwrap());
 
+    // A document through the API, verified as any other: the emulation root, the record's
+    // PCR0, the nonce asked for.
+    let nonce = "00112233445566778899aabbccddeeff";
+    let doc = tmp.path().join("doc.cbor");
+    let o = run(Command::new("curl")
+        .args(["-s", "-f", "-X", "POST", "-o"])
+        .arg(&doc)
+        .arg("--unix-socket")
+        .arg(&c.socket)
+        .arg(format!(
+            "http://localhost/v1/enclaves/d/attest?nonce={nonce}"
+        )));
+    assert_ok(&o);
+    c.seen
+        .lock()
+        .unwrap()
+        .insert(("/v1/enclaves/{enclave}/attest".into(), "post".into(), 200));
+    let inspected = env.inspect("d");
+    let root_pem = inspected["emulation_root"].as_str().unwrap();
+    let pcr0 = format!("0={}", inspected["measurements"]["PCR0"].as_str().unwrap());
+    let doc_s = doc.to_str().unwrap();
+    env.ok(&[
+        "verify",
+        doc_s,
+        "--trust-root",
+        root_pem,
+        "--nonce",
+        nonce,
+        "--pcr",
+        &pcr0,
+    ]);
+    let (code, err) = c.json(
+        "POST",
+        "/v1/enclaves/d/attest?nonce=zz",
+        "/v1/enclaves/{enclave}/attest",
+        None,
+    );
+    assert_eq!((code, err["code"].as_str()), (400, Some("bad_request")));
+
     // enclave-ctl through the daemon prints what it prints without it.
     let host = format!("unix://{}", c.socket.display());
     for args in [

@@ -11,6 +11,7 @@
 mod body;
 mod http;
 mod routes;
+mod run_request;
 mod tls;
 
 use std::convert::Infallible;
@@ -36,7 +37,7 @@ pub mod fuzzing {
         for value in super::http::parse_query(&text).values() {
             let _ = crate::util::parse_when(value);
         }
-        let _ = super::routes::run_options(data);
+        let _ = super::run_request::run_options(data);
     }
 }
 

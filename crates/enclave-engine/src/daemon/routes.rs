@@ -10,18 +10,16 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::http::{error_reply, json_reply, param, parse_time, query, ApiError, Reply};
+use super::run_request::run_options;
 use super::ApiBody;
 use crate::backend::BackendChoice;
 use crate::error::EngineError;
 use crate::events::{self, Event, EventKind, Follower};
-use crate::lifecycle::{self, RunOptions};
-use crate::network::PublishedPort;
-use crate::policy::RestartPolicy;
+use crate::lifecycle;
 use crate::state::{EnclaveRecord, StateRoot};
 use crate::util::parse_rfc3339;
 
@@ -29,39 +27,6 @@ use crate::util::parse_rfc3339;
 const OPENAPI_YAML: &str = include_str!("../../../../docs/api/openapi.yaml");
 /// The largest request body accepted (a run request is a few hundred bytes).
 const MAX_BODY: usize = 64 * 1024;
-
-/// `POST /v1/enclaves`: what `enclave-ctl run -d` takes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RunRequest {
-    eif: std::path::PathBuf,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default = "default_cpus")]
-    cpus: u32,
-    #[serde(default = "default_memory")]
-    memory_mib: u64,
-    #[serde(default)]
-    backend: Option<String>,
-    #[serde(default)]
-    restart: Option<String>,
-    #[serde(default)]
-    publish: Vec<String>,
-    #[serde(default)]
-    debug_mode: bool,
-    #[serde(default = "default_boot_timeout")]
-    boot_timeout_secs: u64,
-}
-
-fn default_cpus() -> u32 {
-    lifecycle::DEFAULT_CPUS
-}
-fn default_memory() -> u64 {
-    lifecycle::DEFAULT_MEMORY_MIB
-}
-fn default_boot_timeout() -> u64 {
-    60
-}
 
 /// The API's state: the state directory and the OpenAPI document.
 pub struct Api {
@@ -123,6 +88,10 @@ impl Api {
             ["v1", "enclaves", r, "stop"] => {
                 allow(&[Method::POST])?;
                 self.stop(r, &q).await
+            }
+            ["v1", "enclaves", r, "attest"] => {
+                allow(&[Method::POST])?;
+                self.attest(r, &q).await
             }
             ["v1", "enclaves", r, "logs"] => {
                 allow(&[Method::GET])?;
@@ -261,6 +230,80 @@ impl Api {
             .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
     }
 
+    /// A fresh attestation document binding `nonce` (hex, 1-512 bytes; random when absent) and
+    /// nothing the caller chooses besides: as the control channel grants the host.
+    async fn attest(&self, r: &str, q: &BTreeMap<String, String>) -> Result<Reply, ApiError> {
+        let rec = self.root.resolve(r)?;
+        if rec.status != crate::state::Status::Running {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_running",
+                format!("enclave {} is {}", rec.name, rec.status),
+            ));
+        }
+        let nonce = match q.get("nonce") {
+            Some(h) => hex::decode(h)
+                .ok()
+                .filter(|n| !n.is_empty() && n.len() <= 512)
+                .ok_or_else(|| ApiError::bad("nonce: 1 to 512 bytes in hex"))?,
+            None => {
+                let mut n = vec![0u8; 32];
+                getrandom::getrandom(&mut n).map_err(EngineError::Random)?;
+                n
+            }
+        };
+        let root = self.root.clone();
+        let nonce_hex = hex::encode(&nonce);
+        let document = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+            let opts = crate::control::connect_options(
+                &root,
+                &rec,
+                &[],
+                None,
+                "enclave-engine daemon (attest)",
+                Duration::from_secs(5),
+            )?;
+            let addr: enclave_proto::transport::Addr = rec
+                .control_addr
+                .parse()
+                .map_err(|e| EngineError::Invalid(format!("control address: {e}")))?;
+            let unavailable = |e: enclave_proto::client::ClientError| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "enclave_unavailable",
+                    format!("{}: {e}", rec.name),
+                )
+            };
+            let mut client =
+                enclave_proto::client::Client::connect(&addr, &opts).map_err(unavailable)?;
+            let doc = client
+                .attest(enclave_proto::wire::AttestRequest {
+                    nonce: Some(nonce),
+                    user_data: None,
+                    public_key: None,
+                })
+                .map_err(unavailable)?;
+            events::record(
+                &root,
+                Event::new(EventKind::Attest, &rec).with("binds", "nonce"),
+            );
+            Ok(doc)
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "engine_error",
+                e.to_string(),
+            )
+        })??;
+        Ok(Response::builder()
+            .header("content-type", "application/cbor")
+            .header("x-enclave-nonce", nonce_hex)
+            .body(ApiBody::full(document))
+            .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
+    }
+
     fn logs(&self, r: &str, q: &BTreeMap<String, String>) -> Result<Reply, ApiError> {
         let rec = self.root.resolve(r)?;
         let tail = param::<usize>(q, "tail")?;
@@ -393,69 +436,6 @@ impl Api {
             .body(ApiBody::full(out))
             .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
     }
-}
-
-/// A run request's body as `run`'s options and boot timeout; every field checked.
-pub(super) fn run_options(body: &[u8]) -> Result<(RunOptions, Duration), ApiError> {
-    let bad_json = |e: serde_json::Error| ApiError::bad(format!("the run request: {e}"));
-    let mut value: Value = serde_json::from_slice(body).map_err(bad_json)?;
-    // JSON Schema counts 2.0 as an integer; serde does not.
-    if let Some(obj) = value.as_object_mut() {
-        for key in ["cpus", "memory_mib", "boot_timeout_secs"] {
-            if let Some(f) = obj.get(key).and_then(Value::as_f64) {
-                if f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 && !obj[key].is_u64() {
-                    obj.insert(key.to_owned(), Value::from(f as u64));
-                }
-            }
-        }
-    }
-    let r: RunRequest = serde_json::from_value(value).map_err(bad_json)?;
-    // First the resource it names: a request for an EIF this host does not have is a 404,
-    // whatever else it asks.
-    if !r.eif.is_file() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_such_eif",
-            format!("{}: no such EIF file on this host", r.eif.display()),
-        ));
-    }
-    let bad = |what: &str, e: String| ApiError::bad(format!("{what}: {e}"));
-    let opts = RunOptions {
-        eif: r.eif,
-        name: r.name,
-        cpus: r.cpus,
-        memory_mib: r.memory_mib,
-        backend: match r.backend.as_deref() {
-            None => BackendChoice::Auto,
-            Some(b) => b
-                .parse::<BackendChoice>()
-                .map_err(|e| bad("backend", e.to_string()))?,
-        },
-        debug_mode: r.debug_mode,
-        restart: match r.restart.as_deref() {
-            None => RestartPolicy::No,
-            Some(p) => p
-                .parse::<RestartPolicy>()
-                .map_err(|e| bad("restart", e.to_string()))?,
-        },
-        publish: r
-            .publish
-            .iter()
-            .map(|p| p.parse::<PublishedPort>().map_err(|e| bad("publish", e)))
-            .collect::<Result<_, _>>()?,
-        add_hosts: Vec::new(),
-        secrets: Vec::new(),
-        auto_remove: false,
-        health_listen: None,
-        metrics_listen: None,
-    };
-    if opts.cpus == 0 || opts.memory_mib == 0 {
-        return Err(ApiError::bad("cpus and memory_mib must be at least 1"));
-    }
-    Ok((
-        opts,
-        Duration::from_secs(r.boot_timeout_secs.clamp(1, 3600)),
-    ))
 }
 
 /// Reaps the supervisor `pid` when it ends (it is the daemon's child until then).
