@@ -250,6 +250,40 @@ fn the_api_runs_lists_streams_survives_a_kill_and_matches_its_openapi_document()
         "--pcr",
         &pcr0,
     ]);
+    // The same document through /v1/verify: verified with the right PCR0, not with another.
+    let verify = |query: &str| {
+        let o = run(Command::new("curl")
+            .args(["-s", "-X", "POST", "--data-binary"])
+            .arg(format!("@{doc_s}"))
+            .args([
+                "-H",
+                "content-type: application/octet-stream",
+                "--unix-socket",
+            ])
+            .arg(&c.socket)
+            .arg(format!("http://localhost/v1/verify?{query}")));
+        assert_ok(&o);
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let pcr0_hex = &pcr0[2..];
+    let good = verify(&format!(
+        "pcr0={pcr0_hex}&nonce={nonce}&trust_root=emulation"
+    ));
+    assert_eq!(good["verified"], true, "{good}");
+    assert_eq!(good["report"]["pcrs"]["0"], pcr0_hex);
+    let wrong = verify(&format!("pcr0={}&trust_root=emulation", "ab".repeat(48)));
+    assert_eq!(wrong["verified"], false, "{wrong}");
+    let aws = verify(&format!("pcr0={pcr0_hex}"));
+    assert_eq!(
+        aws["verified"], false,
+        "the emulation root is not AWS's: {aws}"
+    );
+    let nothing = verify("trust_root=emulation");
+    assert_eq!(nothing["verified"], false, "{nothing}");
+    c.seen
+        .lock()
+        .unwrap()
+        .insert(("/v1/verify".into(), "post".into(), 200));
     let (code, err) = c.json(
         "POST",
         "/v1/enclaves/d/attest?nonce=zz",

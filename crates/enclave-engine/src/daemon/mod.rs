@@ -13,6 +13,7 @@ mod http;
 mod routes;
 mod run_request;
 mod tls;
+mod verify;
 
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;

@@ -27,6 +27,8 @@ use crate::util::parse_rfc3339;
 const OPENAPI_YAML: &str = include_str!("../../../../docs/api/openapi.yaml");
 /// The largest request body accepted (a run request is a few hundred bytes).
 const MAX_BODY: usize = 64 * 1024;
+/// The largest document body: hex of the largest document the verifier reads.
+const MAX_DOCUMENT_BODY: usize = enclave_attest::MAX_DOCUMENT_LEN * 2 + 64;
 
 /// The API's state: the state directory and the OpenAPI document.
 pub struct Api {
@@ -96,6 +98,16 @@ impl Api {
             ["v1", "enclaves", r, "logs"] => {
                 allow(&[Method::GET])?;
                 self.logs(r, &q)
+            }
+            ["v1", "verify"] => {
+                allow(&[Method::POST])?;
+                let body = http_body_util::Limited::new(req.into_body(), MAX_DOCUMENT_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| ApiError::bad(format!("reading the document: {e}")))?
+                    .to_bytes();
+                let report = super::verify::verify_request(&self.root, &body, &q)?;
+                Ok(json_reply(StatusCode::OK, &report))
             }
             ["v1", "events"] => {
                 allow(&[Method::GET])?;
