@@ -190,20 +190,13 @@ impl Api {
             .to_bytes();
         let (opts, boot) = run_options(&body)?;
         let root = self.root.clone();
-        let rec = tokio::task::spawn_blocking(move || -> Result<EnclaveRecord, EngineError> {
+        let rec = blocking(move || -> Result<EnclaveRecord, EngineError> {
             let rec = lifecycle::create(&root, &opts)?;
             let pid = lifecycle::start_supervisor(&root, &rec, Some(boot))?;
             reap(pid);
             lifecycle::wait_running(&root, &rec.id, boot + Duration::from_secs(30))
         })
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "engine_error",
-                e.to_string(),
-            )
-        })??;
+        .await?;
         Ok(json_reply(StatusCode::CREATED, &rec))
     }
 
@@ -211,15 +204,7 @@ impl Api {
         let rec = self.root.resolve(r)?;
         let timeout = Duration::from_secs(param::<u64>(q, "timeout")?.unwrap_or(10).min(3600));
         let root = self.root.clone();
-        let rec = tokio::task::spawn_blocking(move || lifecycle::stop(&root, &rec, timeout))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "engine_error",
-                    e.to_string(),
-                )
-            })??;
+        let rec = blocking(move || lifecycle::stop(&root, &rec, timeout)).await?;
         Ok(json_reply(StatusCode::OK, &rec))
     }
 
@@ -227,15 +212,7 @@ impl Api {
         let rec = self.root.resolve(r)?;
         let force = param::<bool>(q, "force")?.unwrap_or(false);
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || lifecycle::remove(&root, &rec, force))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "engine_error",
-                    e.to_string(),
-                )
-            })??;
+        blocking(move || lifecycle::remove(&root, &rec, force)).await?;
         Ok(Response::builder()
             .status(StatusCode::NO_CONTENT)
             .body(ApiBody::full(""))
@@ -266,7 +243,7 @@ impl Api {
         };
         let root = self.root.clone();
         let nonce_hex = hex::encode(&nonce);
-        let document = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        let document = blocking(move || -> Result<Vec<u8>, ApiError> {
             let opts = crate::control::connect_options(
                 &root,
                 &rec,
@@ -301,14 +278,7 @@ impl Api {
             );
             Ok(doc)
         })
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "engine_error",
-                e.to_string(),
-            )
-        })??;
+        .await?;
         Ok(Response::builder()
             .header("content-type", "application/cbor")
             .header("x-enclave-nonce", nonce_hex)
@@ -448,6 +418,24 @@ impl Api {
             .body(ApiBody::full(out))
             .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
     }
+}
+
+/// Runs blocking work (starting, stopping, the control channel) on tokio's blocking threads.
+async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "engine_error",
+                e.to_string(),
+            )
+        })?
+        .map_err(Into::into)
 }
 
 /// Reaps the supervisor `pid` when it ends (it is the daemon's child until then).
