@@ -77,19 +77,7 @@ fn a_failing_main_service_restarted_by_policy_gives_the_whole_sequence() {
         engine,
         names: &["crash"],
     };
-    env.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "crash",
-        "--memory",
-        "128",
-        "--boot-timeout",
-        "90",
-        "--restart",
-        "on-failure:1",
-        eif.to_str().unwrap(),
-    ]);
+    env.run_detached("crash", &eif, &["--restart", "on-failure:1"]);
     until(
         "it ended for good",
         Duration::from_secs(120),
@@ -162,24 +150,16 @@ fn health_attest_stop_and_rm_are_events_and_a_follower_sees_them_as_they_come() 
         engine,
         names: &["web"],
     };
-    env.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--memory",
-        "128",
-        "--boot-timeout",
-        "90",
-        eif.to_str().unwrap(),
-    ]);
+    env.run_detached("web", &eif, &[]);
+    env.wait_ready("web", Duration::from_secs(60));
+    // The supervisor asks every 2 s: its record (and the event) follows the enclave's answer.
     until(
-        "it is healthy",
-        Duration::from_secs(60),
+        "the supervisor saw it healthy",
+        Duration::from_secs(20),
         String::new,
         || {
-            let o = run(env.ctl().args(["health", "web"]));
-            (!o.status.success()).then(|| stderr(&o))
+            let s = env.ok(&["ps", "--format", "{{.Health}}"]);
+            (s.trim() != "healthy").then_some(s)
         },
     );
     let doc = tmp.path().join("doc.cbor");
