@@ -137,6 +137,12 @@ impl Event {
         self
     }
 
+    /// Whether it is about the enclave `query` names: its name, or a prefix of its id of at
+    /// least 4 hex digits (`events --filter enclave=`, the API's `enclave=`).
+    pub fn concerns(&self, query: &str) -> bool {
+        self.name == query || (query.len() >= 4 && self.id.starts_with(query))
+    }
+
     /// Its time, if it parses.
     pub fn at(&self) -> Option<OffsetDateTime> {
         parse_rfc3339(&self.time)

@@ -30,10 +30,7 @@ fn wanted(e: &Event, filters: &[EventFilter]) -> bool {
             EventFilter::Enclave(_) => None,
         })
         .collect();
-    let enclave_ok = enclaves.is_empty()
-        || enclaves
-            .iter()
-            .any(|v| e.name == *v || (v.len() >= 4 && e.id.starts_with(v)));
+    let enclave_ok = enclaves.is_empty() || enclaves.iter().any(|v| e.concerns(v));
     enclave_ok && (kinds.is_empty() || kinds.contains(&e.kind))
 }
 

@@ -125,13 +125,9 @@ impl Api {
         }
     }
 
+    /// Every record, as `ps -a` sees them (`list` already reads a dead supervisor's as failed).
     fn records(&self) -> Result<Vec<EnclaveRecord>, ApiError> {
-        Ok(self
-            .root
-            .list()?
-            .into_iter()
-            .map(|r| self.root.effective(r))
-            .collect())
+        Ok(self.root.list()?)
     }
 
     fn info(&self) -> Result<Reply, ApiError> {
@@ -316,9 +312,7 @@ impl Api {
             since.is_none_or(|s| at.is_some_and(|t| t >= s))
                 && until.is_none_or(|u| at.is_some_and(|t| t <= u))
                 && kind.is_none_or(|k| e.kind == k)
-                && enclave
-                    .as_ref()
-                    .is_none_or(|v| e.name == *v || (v.len() >= 4 && e.id.starts_with(v.as_str())))
+                && enclave.as_ref().is_none_or(|v| e.concerns(v))
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let dir = self.root.path().to_owned();
