@@ -8,22 +8,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::enclaves::Env;
 use common::net::{free_port, http_get, until};
 use common::{assert_ok, ctl, have, require, run, stdout};
-
-/// A Prometheus server, killed on drop.
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn build(init: &Path, dir: &Path) -> std::path::PathBuf {
     let bin = dir.join("rootfs/bin");
@@ -129,15 +119,7 @@ fn the_supervisor_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() 
     assert!((0.0..10.0).contains(&age), "{body}");
 
     // promtool, Prometheus' own checker (and linter), reads it from stdin.
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut check.stdin.take().unwrap(), body.as_bytes()).unwrap();
-    let checked = check.wait_with_output().unwrap();
+    let checked = common::promtool_check(&body);
     assert_ok(&checked);
     assert!(checked.stdout.is_empty(), "{}", stdout(&checked));
 
@@ -153,7 +135,7 @@ fn the_supervisor_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() 
     )
     .unwrap();
     let log = std::fs::File::create(tmp.path().join("prometheus.log")).unwrap();
-    let _prometheus = Prometheus(
+    let _prometheus = common::KillOnDrop(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(

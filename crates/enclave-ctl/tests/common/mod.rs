@@ -198,3 +198,33 @@ pub fn build_probe() -> PathBuf {
     assert_ok(&o);
     target_dir.join("x86_64-unknown-linux-gnu/release/nsm-probe")
 }
+
+/// A background process (a daemon, a Prometheus server) killed and reaped on drop.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `promtool check metrics` (Debian's prometheus package) on `text`; its output.
+pub fn promtool_check(text: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    check
+        .stdin
+        .take()
+        .expect("its stdin")
+        .write_all(text.as_bytes())
+        .expect("promtool reads the metrics");
+    check.wait_with_output().expect("promtool ends")
+}
