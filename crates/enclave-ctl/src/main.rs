@@ -50,7 +50,7 @@ fn main() {
     };
     if let Some(what) = remote.as_ref().and(not_through_the_api(&cli.command)) {
         eprintln!(
-            "error: `{what}` does not go through the engine API yet: unset ENCLAVE_ENGINE_HOST or drop --host (ps, inspect, stop, rm, logs and events do)"
+            "error: `{what}` does not go through the engine API yet: unset ENCLAVE_ENGINE_HOST or drop --host (ps, inspect, start, stop, restart, kill, rm, logs, events, exec, cp, services, health and attest do)"
         );
         std::process::exit(cli::EXIT_USAGE);
     }
@@ -66,14 +66,17 @@ fn main() {
         Command::Ps(args) => cmd::ps::run(args, remote),
         Command::Logs(args) => cmd::logs::run(args, remote),
         Command::Events(args) => cmd::events::run(args, remote),
-        Command::Stop(args) => cmd::stop::run(args, remote),
+        Command::Stop(args) => cmd::stop::stop(args, remote),
+        Command::Start(args) => cmd::stop::start(args, remote),
+        Command::Restart(args) => cmd::stop::restart(args, remote),
+        Command::Kill(args) => cmd::stop::kill(args, remote),
         Command::Rm(args) => cmd::rm::run(args, remote),
         Command::Console(args) => cmd::console::run(args),
-        Command::Exec(args) => cmd::exec::run(args),
-        Command::Cp(args) => cmd::cp::run(args),
-        Command::Services(args) => cmd::services::run(args),
-        Command::Health(args) => cmd::health::run(args),
-        Command::Attest(args) => cmd::attest::run(args),
+        Command::Exec(args) => cmd::exec::run(args, remote),
+        Command::Cp(args) => cmd::cp::run(args, remote),
+        Command::Services(args) => cmd::services::run(args, remote),
+        Command::Health(args) => cmd::health::run(args, remote),
+        Command::Attest(args) => cmd::attest::run(args, remote),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Kube(args) => cmd::kube::run(args),
         Command::Node(args) => cmd::node::run(args),
@@ -97,11 +100,6 @@ fn not_through_the_api(command: &Command) -> Option<&'static str> {
         Command::Run(_) => Some("run"),
         Command::Logs(args) if args.follow => Some("logs -f"),
         Command::Console(_) => Some("console"),
-        Command::Exec(_) => Some("exec"),
-        Command::Cp(_) => Some("cp"),
-        Command::Services(_) => Some("services"),
-        Command::Health(_) => Some("health"),
-        Command::Attest(_) => Some("attest"),
         _ => None,
     }
 }

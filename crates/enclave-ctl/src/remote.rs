@@ -71,14 +71,18 @@ impl Remote {
         }
     }
 
-    /// Sends `METHOD path`; (status, chunked, the reader after the headers).
-    fn send(&self, method: &str, path: &str) -> Result<(u16, bool, BufReader<Limited>)> {
-        let mut stream = UnixStream::connect(&self.socket).with_context(|| {
+    fn connect(&self) -> Result<UnixStream> {
+        UnixStream::connect(&self.socket).with_context(|| {
             format!(
                 "cannot reach the engine API at unix://{} (is `enclave-engine daemon` running?)",
                 self.socket.display()
             )
-        })?;
+        })
+    }
+
+    /// Sends `METHOD path`; (status, chunked, the reader after the headers).
+    fn send(&self, method: &str, path: &str) -> Result<(u16, bool, BufReader<Limited>)> {
+        let mut stream = self.connect()?;
         write!(
             stream,
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -137,6 +141,77 @@ impl Remote {
 }
 
 impl Remote {
+    /// The enclave's control channel through the daemon (`POST /v1/enclaves/{id}/control`,
+    /// upgraded): a stream that carries the control protocol as the enclave's port does. The
+    /// daemon only relays; the session's handshake and key proof are the caller's.
+    pub fn control_stream(&self, id: &str) -> Result<UnixStream> {
+        let mut stream = self.connect()?;
+        write!(
+            stream,
+            "POST /v1/enclaves/{}/control HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: enclave-control\r\nContent-Length: 0\r\n\r\n",
+            segment(id)
+        )
+        .context("sending the request")?;
+        // Byte by byte up to the blank line: what follows belongs to the control protocol.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() > 16 * 1024 {
+                bail!("the engine API's answer has no end of headers");
+            }
+            let n = stream.read(&mut byte).context("reading the answer")?;
+            if n == 0 {
+                bail!("the engine API closed the connection");
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("not an HTTP answer: {head:?}"))?;
+        if status == 101 {
+            return Ok(stream);
+        }
+        let length: u64 = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = Vec::new();
+        stream
+            .take(length.min(MAX_ANSWER))
+            .read_to_end(&mut body)
+            .context("reading the body")?;
+        bail!("{}", error_message(&body))
+    }
+
+    /// The daemon's state directory, when this user can open it here too (the same machine
+    /// and the same user): then the enclave's supervisor key and pinned identity are at hand.
+    pub fn local_root(&self) -> Option<enclave_engine::state::StateRoot> {
+        let info = self.json("/v1/system/info").ok()?;
+        let dir = PathBuf::from(info["state_dir"].as_str()?);
+        if !dir.is_dir() {
+            return None;
+        }
+        enclave_engine::state::StateRoot::open(&dir).ok()
+    }
+
+    /// The record of the enclave `query` names, for the control commands: a 404 worded as
+    /// their daemonless lookup words it.
+    pub fn control_record(&self, query: &str) -> Result<Value> {
+        let a = self.call("GET", &format!("/v1/enclaves/{}", segment(query)))?;
+        match a.status {
+            200..=299 => serde_json::from_slice(&a.body)
+                .context("the engine API answered something not JSON"),
+            404 => Err(anyhow::anyhow!("{}", error_message(&a.body)))
+                .with_context(|| format!("no enclave {query:?} (not a name, id or address)")),
+            _ => bail!("{}", error_message(&a.body)),
+        }
+    }
+
     /// The name of the enclave `query` (a name or an id prefix) names.
     pub fn name_of(&self, query: &str) -> Result<String> {
         let rec = self.json(&format!("/v1/enclaves/{}", segment(query)))?;

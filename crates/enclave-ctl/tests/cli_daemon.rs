@@ -16,32 +16,14 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::enclaves::Env;
 use common::net::until;
-use common::{assert_ok, ctl, have, require, run, stdout, KillOnDrop};
+use common::{assert_ok, ctl, have, require, run, stdout};
 use serde_json::{json, Value};
-
-fn start_daemon(env: &Env) -> KillOnDrop {
-    let child = Command::new(&env.engine)
-        .arg("daemon")
-        .env("ENCLAVE_ENGINE_STATE_DIR", &env.state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let sock = env.state.join("engine.sock");
-    until(
-        "the socket answers",
-        Duration::from_secs(10),
-        String::new,
-        || (std::os::unix::net::UnixStream::connect(&sock).is_err()).then(|| "not yet".into()),
-    );
-    KillOnDrop(child)
-}
 
 /// The routes answered and their statuses, to hold against the OpenAPI document.
 type Seen = Arc<Mutex<BTreeSet<(String, String, u16)>>>;
@@ -124,7 +106,7 @@ fn the_api_runs_lists_streams_survives_a_kill_and_matches_its_openapi_document()
     };
     // The state directory exists (0700) before the daemon opens it, as enclave-ctl makes it.
     env.ok(&["ps"]);
-    let daemon = start_daemon(&env);
+    let daemon = env.start_daemon();
     let seen: Seen = Arc::default();
     let c = Client {
         socket: env.state.join("engine.sock"),
@@ -275,7 +257,7 @@ fn the_api_runs_lists_streams_survives_a_kill_and_matches_its_openapi_document()
     assert_eq!((code, err["code"].as_str()), (400, Some("bad_request")));
 
     // enclave-ctl through the daemon prints what it prints without it.
-    let host = format!("unix://{}", c.socket.display());
+    let host = env.host();
     for args in [
         &["ps", "-a", "--format", "json"][..],
         &["ps", "--format", "{{.ID}} {{.Name}} {{.State}} {{.Ports}}"],
@@ -309,9 +291,9 @@ fn the_api_runs_lists_streams_survives_a_kill_and_matches_its_openapi_document()
         );
     }
     // Commands that do not go through the API yet say so; a bad address is a usage error.
-    let o = run(env.ctl().args(["--host", &host, "exec", "d", "true"]));
+    let o = run(env.ctl().args(["--host", &host, "console", "d"]));
     assert_eq!(o.status.code(), Some(2));
-    assert!(common::stderr(&o).contains("`exec` does not go through the engine API yet"));
+    assert!(common::stderr(&o).contains("`console` does not go through the engine API yet"));
     let o = run(env.ctl().args(["--host", "tcp://127.0.0.1:2375", "ps"]));
     assert_eq!(o.status.code(), Some(2));
     let o = run(env
@@ -325,7 +307,7 @@ fn the_api_runs_lists_streams_survives_a_kill_and_matches_its_openapi_document()
     drop(daemon);
     let o = run(env.ctl().args(["health", "--live", "d"]));
     assert_ok(&o);
-    let daemon = start_daemon(&env);
+    let daemon = env.start_daemon();
     let (code, again) = c.json("GET", "/v1/enclaves", "/v1/enclaves", None);
     assert_eq!(code, 200);
     assert_eq!(again, list);
@@ -379,6 +361,38 @@ fn the_api_runs_lists_streams_survives_a_kill_and_matches_its_openapi_document()
             None,
             400,
             "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/enclaves/nope/kill",
+            "/v1/enclaves/{enclave}/kill",
+            None,
+            404,
+            "no_such_enclave",
+        ),
+        (
+            "POST",
+            "/v1/enclaves/nope/start",
+            "/v1/enclaves/{enclave}/start",
+            None,
+            404,
+            "no_such_enclave",
+        ),
+        (
+            "POST",
+            "/v1/enclaves/d/restart?timeout=soon",
+            "/v1/enclaves/{enclave}/restart",
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/enclaves/d/control",
+            "/v1/enclaves/{enclave}/control",
+            None,
+            426,
+            "upgrade_required",
         ),
         (
             "GET",

@@ -103,6 +103,9 @@ pub enum EngineError {
     /// The enclave is running and the operation needs it stopped.
     #[error("enclave {0} is running: stop it first, or use -f")]
     Running(String),
+    /// The operation needs the enclave running (`kill`).
+    #[error("enclave {0} is not running")]
+    NotRunning(String),
     /// The console needs debug mode.
     #[error("enclave {0} was not started with --debug-mode: its console is not available")]
     NotDebug(String),

@@ -46,10 +46,13 @@ pub enum EventKind {
     Exit,
     /// The enclave (the VM, or nitro-cli's enclave) ended.
     Die,
-    /// The restart policy boots it again.
+    /// It boots again: by its restart policy (`restart`, `policy` attributes) or asked to
+    /// (`restart` command or API: `by=request`).
     Restart,
     /// A stop was asked for.
     Stop,
+    /// A stop with no grace was asked for (`kill`).
+    Kill,
     /// `rm` removed it.
     Destroy,
     /// An attestation document was fetched through the control channel.
@@ -58,7 +61,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, for `--filter type=` and its error message.
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Create,
         EventKind::Boot,
         EventKind::Heartbeat,
@@ -67,6 +70,7 @@ impl EventKind {
         EventKind::Die,
         EventKind::Restart,
         EventKind::Stop,
+        EventKind::Kill,
         EventKind::Destroy,
         EventKind::Attest,
     ];
@@ -82,6 +86,7 @@ impl EventKind {
             EventKind::Die => "die",
             EventKind::Restart => "restart",
             EventKind::Stop => "stop",
+            EventKind::Kill => "kill",
             EventKind::Destroy => "destroy",
             EventKind::Attest => "attest",
         }

@@ -279,6 +279,62 @@ pub fn stop(root: &StateRoot, rec: &EnclaveRecord, timeout: Duration) -> Result<
     }
 }
 
+/// Stops an enclave with no grace period (`kill`): the VM is powered off at once.
+pub fn kill_now(root: &StateRoot, rec: &EnclaveRecord) -> Result<EnclaveRecord> {
+    let rec = root.effective(rec.clone());
+    if !rec.status.is_active() || !root.supervisor_alive(&rec.id) {
+        return Err(EngineError::NotRunning(rec.name));
+    }
+    events::record(root, Event::new(EventKind::Kill, &rec));
+    stop(root, &rec, Duration::ZERO)
+}
+
+/// Boots an enclave that ended (`start`, `restart`) again: a new supervisor with the record's
+/// options and its pinned EIF (checked against the record's PCRs at boot). Nothing to do while
+/// its supervisor runs, as `docker start` of a running container; the new supervisor's pid
+/// otherwise (then [`wait_running`]).
+pub fn start(root: &StateRoot, rec: &EnclaveRecord, boot_timeout: Duration) -> Result<Option<u32>> {
+    if root.supervisor_alive(&rec.id) {
+        return Ok(None);
+    }
+    if rec.auto_remove {
+        return Err(EngineError::Invalid(format!(
+            "{} was started with --rm: it is removed when it stops, never started again",
+            rec.name
+        )));
+    }
+    // `created` until the new supervisor writes `starting`: a waiter does not read the last
+    // boot's end as this one's.
+    let mut fresh = root.load(&rec.id)?;
+    fresh.status = Status::Created;
+    fresh.error = None;
+    fresh.exit = None;
+    fresh.exit_code = None;
+    root.save(&fresh)?;
+    start_supervisor(root, &fresh, Some(boot_timeout)).map(Some)
+}
+
+/// Stops an enclave (`timeout` of grace) and boots it again; the new supervisor's pid.
+pub fn restart(
+    root: &StateRoot,
+    rec: &EnclaveRecord,
+    timeout: Duration,
+    boot_timeout: Duration,
+) -> Result<Option<u32>> {
+    if rec.auto_remove {
+        return Err(EngineError::Invalid(format!(
+            "{} was started with --rm: a stop removes it; run it again instead",
+            rec.name
+        )));
+    }
+    let stopped = stop(root, rec, timeout)?;
+    events::record(
+        root,
+        Event::new(EventKind::Restart, &stopped).with("by", "request"),
+    );
+    start(root, &stopped, boot_timeout)
+}
+
 /// Removes an enclave; a running one only with `force` (which stops it first, with no grace).
 pub fn remove(root: &StateRoot, rec: &EnclaveRecord, force: bool) -> Result<()> {
     let rec = root.effective(rec.clone());

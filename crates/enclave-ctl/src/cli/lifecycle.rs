@@ -201,6 +201,51 @@ pub struct StopArgs {
     pub state: StateArgs,
 }
 
+/// `enclave-ctl start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Names or ids (prefixes).
+    #[arg(required = true)]
+    pub enclaves: Vec<String>,
+    /// Seconds to wait for the boot heartbeat.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub boot_timeout: u64,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `enclave-ctl restart`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Names or ids (prefixes).
+    #[arg(required = true)]
+    pub enclaves: Vec<String>,
+    /// Seconds to wait for a graceful shutdown before killing.
+    #[arg(
+        short = 't',
+        long = "timeout",
+        visible_alias = "time",
+        value_name = "SECS",
+        default_value_t = 10
+    )]
+    pub timeout: u64,
+    /// Seconds to wait for the boot heartbeat.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub boot_timeout: u64,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// `enclave-ctl kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Names or ids (prefixes).
+    #[arg(required = true)]
+    pub enclaves: Vec<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
 /// `enclave-ctl rm`.
 #[derive(Debug, Args)]
 pub struct RmArgs {

@@ -19,8 +19,8 @@ pub use kube::{
     NodeSetupDaemonsetArgs,
 };
 pub use lifecycle::{
-    ConsoleArgs, EventFilter, EventsArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StateArgs, StopArgs,
-    PS_FIELDS,
+    ConsoleArgs, EventFilter, EventsArgs, KillArgs, LogsArgs, PsArgs, RestartArgs, RmArgs, RunArgs,
+    StartArgs, StateArgs, StopArgs, PS_FIELDS,
 };
 pub use package::PackageArgs;
 
@@ -98,10 +98,16 @@ pub enum Command {
     /// Show an enclave's logs.
     Logs(LogsArgs),
     /// Show the enclaves' events (create, boot, heartbeat, health, exit, die, restart, stop,
-    /// destroy, attest), like `docker events`: past ones with --since, then new ones as they come.
+    /// kill, destroy, attest), like `docker events`: past ones with --since, then new ones as they come.
     Events(EventsArgs),
     /// Stop enclaves (gracefully, then killed after -t/--timeout seconds).
     Stop(StopArgs),
+    /// Start ended enclaves again (same options, the EIF pinned at `run`).
+    Start(StartArgs),
+    /// Stop enclaves (gracefully, -t/--timeout) and start them again.
+    Restart(RestartArgs),
+    /// Power enclaves off at once, with no grace period.
+    Kill(KillArgs),
     /// Remove ended enclaves (-f: running ones too).
     Rm(RmArgs),
     /// Follow the console of an enclave started with --debug-mode.

@@ -11,7 +11,7 @@ use enclave_proto::wire::{AttestRequest, Capability};
 use crate::cli::{AttestArgs, EXIT_OK};
 
 /// Runs the command; returns the exit status.
-pub fn run(args: AttestArgs) -> Result<i32> {
+pub fn run(args: AttestArgs, remote: Option<&crate::remote::Remote>) -> Result<i32> {
     if args.print_root {
         // Made, when absent, in the checked state directory and checked as its other
         // directories are.
@@ -51,7 +51,7 @@ pub fn run(args: AttestArgs) -> Result<i32> {
     } else {
         &[]
     };
-    let mut client = super::exec::connect(enclave, &args.control, caps).map_err(|e| {
+    let mut client = super::exec::connect(enclave, &args.control, caps, remote).map_err(|e| {
         if caps.is_empty() {
             e
         } else {
@@ -70,8 +70,13 @@ pub fn run(args: AttestArgs) -> Result<i32> {
             public_key,
         })
         .with_context(|| format!("{enclave}: attestation"))?;
-    // In the event log of the enclave's state directory (not for a bare control address).
-    if let Ok(root) = super::state_dir::open(&args.control.state) {
+    // In the event log of the enclave's state directory (not for a bare control address; through
+    // the engine API, when the daemon's directory is this user's).
+    let root = match remote {
+        Some(remote) => remote.local_root(),
+        None => super::state_dir::open(&args.control.state).ok(),
+    };
+    if let Some(root) = root {
         if let Ok(rec) = root.resolve(enclave) {
             let binds = if caps.is_empty() {
                 "nonce"

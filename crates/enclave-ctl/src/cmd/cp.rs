@@ -10,14 +10,23 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::exec::{connect, resolve_enclave};
 use crate::cli::{ControlArgs, CpArgs};
+use crate::remote::Remote;
 
 /// Splits `ENCLAVE:/path` (the enclave part may itself contain colons, as in
 /// `unix:/run/x.sock:/tmp`); `None` for a local path.
-fn remote<'a>(arg: &'a str, control: &ControlArgs) -> Option<(&'a str, &'a str)> {
+fn in_enclave<'a>(
+    arg: &'a str,
+    control: &ControlArgs,
+    api: Option<&Remote>,
+) -> Option<(&'a str, &'a str)> {
     arg.match_indices(":/").find_map(|(i, _)| {
         let (enclave, path) = (&arg[..i], &arg[i + 1..]);
+        let known = |e: &str| match api {
+            Some(api) => api.name_of(e).is_ok(),
+            None => resolve_enclave(e, control).is_ok(),
+        };
         let plausible = enclave.parse::<enclave_proto::transport::Addr>().is_ok()
-            || (!enclave.contains('/') && resolve_enclave(enclave, control).is_ok());
+            || (!enclave.contains('/') && known(enclave));
         plausible.then_some((enclave, path))
     })
 }
@@ -41,10 +50,10 @@ fn bar(quiet: bool, total: Option<u64>) -> ProgressBar {
 }
 
 /// Runs the command.
-pub fn run(args: CpArgs) -> Result<i32> {
+pub fn run(args: CpArgs, api: Option<&Remote>) -> Result<i32> {
     let (src, dst) = (
-        remote(&args.src, &args.control),
-        remote(&args.dst, &args.control),
+        in_enclave(&args.src, &args.control, api),
+        in_enclave(&args.dst, &args.control, api),
     );
     let stats = match (src, dst) {
         (None, Some((enclave, dest))) => {
@@ -53,7 +62,7 @@ pub fn run(args: CpArgs) -> Result<i32> {
                 .with_context(|| format!("reading {}", args.src))?;
             let bar = bar(args.quiet, Some(tree.total_bytes()));
             bar.set_message(format!("{} -> {enclave}", args.src));
-            let mut client = connect(enclave, &args.control, &[Capability::Cp])?;
+            let mut client = connect(enclave, &args.control, &[Capability::Cp], api)?;
             let stats = client
                 .cp_tree_to(&tree, dest, |n| bar.inc(n))
                 .with_context(|| format!("copying {} to {}", args.src, args.dst));
@@ -63,7 +72,7 @@ pub fn run(args: CpArgs) -> Result<i32> {
         (Some((enclave, path)), None) => {
             let bar = bar(args.quiet, None);
             bar.set_message(format!("{enclave} -> {}", args.dst));
-            let mut client = connect(enclave, &args.control, &[Capability::Cp])?;
+            let mut client = connect(enclave, &args.control, &[Capability::Cp], api)?;
             let stats = client
                 .cp_from(path, Path::new(&args.dst), |n| bar.inc(n))
                 .with_context(|| format!("copying {} to {}", args.src, args.dst));

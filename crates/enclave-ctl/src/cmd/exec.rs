@@ -7,12 +7,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use enclave_proto::client::key::load_signing_key;
 use enclave_proto::client::{Client, ClientError, ConnectOptions, ExecHandle, ExecIo};
-use enclave_proto::transport::Addr;
+use enclave_proto::transport::{Addr, Connection};
 use enclave_proto::wire::secure::ServerCheck;
 use enclave_proto::wire::{Capability, ErrorCode, ExecRequest, ExitStatus, Security, WindowSize};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
 use crate::cli::{ControlArgs, ExecArgs};
+use crate::remote::Remote;
 
 /// The control address of ENCLAVE: an address string as is (`vsock:CID:PORT`,
 /// `hybrid:/uds:PORT`, `unix:/path`), otherwise a name or id looked up in the state directory.
@@ -34,16 +35,25 @@ const CLIENT: &str = concat!("enclave-ctl ", env!("CARGO_PKG_VERSION"));
 /// Connects to ENCLAVE asking for `capabilities`: by name, with the supervisor's key (or
 /// `--key`) and the identity the supervisor pinned at boot; by address, with `--key` and the
 /// identity checked by `--enclave-pcr` (or not at all with `--any-enclave`).
+///
+/// Through the engine API (`remote`), the same session runs over the daemon's relay: with the
+/// supervisor's key and pin when the daemon's state directory is this user's, otherwise as by
+/// address (`--key` and `--enclave-pcr`).
 pub fn connect(
     enclave: &str,
     control: &ControlArgs,
     capabilities: &[Capability],
+    remote: Option<&Remote>,
 ) -> Result<Client> {
     let key = match &control.key {
         Some(path) => Some(load_signing_key(path)?),
         None => None,
     };
     let retry = Duration::from_secs(control.connect_timeout);
+    if let Some(remote) = remote {
+        let client = through_daemon(remote, enclave, control, capabilities, key, retry)?;
+        return check_granted(enclave, client, capabilities);
+    }
     let (addr, opts) = match enclave.parse::<Addr>() {
         Ok(addr) => (addr, by_address(control, key, capabilities, retry)?),
         Err(_) => {
@@ -66,6 +76,10 @@ pub fn connect(
     };
     let client =
         Client::connect(&addr, &opts).with_context(|| format!("connecting to {enclave}"))?;
+    check_granted(enclave, client, capabilities)
+}
+
+fn check_granted(enclave: &str, client: Client, capabilities: &[Capability]) -> Result<Client> {
     let granted = client.granted();
     for cap in capabilities {
         if !granted.contains(cap) {
@@ -73,6 +87,43 @@ pub fn connect(
         }
     }
     Ok(client)
+}
+
+/// The session through the daemon's relay of the enclave's control port.
+fn through_daemon(
+    remote: &Remote,
+    enclave: &str,
+    control: &ControlArgs,
+    capabilities: &[Capability],
+    key: Option<enclave_proto::wire::auth::SigningKey>,
+    retry: Duration,
+) -> Result<Client> {
+    let rec = remote.control_record(enclave)?;
+    let id = rec["id"]
+        .as_str()
+        .context("the engine API's record has no id")?
+        .to_owned();
+    let local = remote.local_root().and_then(|root| {
+        let rec = root.load(&id).ok()?;
+        enclave_engine::control::connect_options(
+            &root,
+            &rec,
+            capabilities,
+            key.clone(),
+            CLIENT,
+            retry,
+        )
+        .ok()
+    });
+    let opts = match local {
+        Some(opts) => opts,
+        None => by_address(control, key, capabilities, retry).context(
+            "the daemon's state directory is not this user's, so its supervisor key is not at hand",
+        )?,
+    };
+    let stream = remote.control_stream(&id)?;
+    Client::handshake(Connection::Unix(stream), &opts)
+        .with_context(|| format!("connecting to {enclave} through the engine API"))
 }
 
 /// The options for a control address given directly (no record on this host).
@@ -203,7 +254,7 @@ fn forward_signals(tty: bool) -> Option<impl FnOnce(ExecHandle)> {
 }
 
 /// Runs the command; returns the remote command's exit status.
-pub fn run(args: ExecArgs) -> Result<i32> {
+pub fn run(args: ExecArgs, remote: Option<&Remote>) -> Result<i32> {
     let mut env = Vec::new();
     for kv in &args.env {
         let (k, v) = kv
@@ -225,7 +276,7 @@ pub fn run(args: ExecArgs) -> Result<i32> {
         detach: args.detach,
         user: args.user.clone(),
     };
-    let mut client = connect(&args.enclave, &args.control, &[Capability::Exec])?;
+    let mut client = connect(&args.enclave, &args.control, &[Capability::Exec], remote)?;
     if args.detach {
         let pid = client.exec_detached(request).context("exec")?;
         println!("{pid}");

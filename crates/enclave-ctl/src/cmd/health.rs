@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::exec::connect;
 use crate::cli::{HealthArgs, EXIT_ERROR, EXIT_OK};
+use crate::remote::Remote;
 
 /// What `health` found.
 #[derive(Debug, Serialize)]
@@ -32,6 +33,59 @@ struct Findings {
     /// Why it is not live or not ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
+}
+
+/// The enclave asked about, as its record says.
+struct Subject {
+    name: String,
+    id: String,
+    /// Why the record says it cannot be live (not running, or its supervisor is gone).
+    down: Option<String>,
+}
+
+impl Subject {
+    fn local(root: &StateRoot, name: Option<&str>) -> Result<Subject> {
+        let rec = pick(root, name)?;
+        let down = if rec.status != Status::Running {
+            Some(format!("it is {}", rec.status))
+        } else if !root.supervisor_alive(&rec.id) {
+            Some("its supervisor is gone".into())
+        } else {
+            None
+        };
+        Ok(Subject {
+            name: rec.name,
+            id: rec.id,
+            down,
+        })
+    }
+
+    /// Through the engine API, whose records already read a dead supervisor's as failed.
+    fn remote(api: &Remote, name: Option<&str>) -> Result<Subject> {
+        let rec = match name {
+            Some(name) => api.json(&format!("/v1/enclaves/{}", crate::remote::segment(name)))?,
+            None => {
+                let active = api.json("/v1/enclaves?status=running")?;
+                match active.as_array().map(Vec::as_slice) {
+                    Some([one]) => one.clone(),
+                    Some([]) | None => {
+                        bail!("no enclave is running there (name one: enclave-ctl health NAME)")
+                    }
+                    Some(many) => bail!(
+                        "{} enclaves run there: name one (enclave-ctl health NAME)",
+                        many.len()
+                    ),
+                }
+            }
+        };
+        let text = |k: &str| rec[k].as_str().unwrap_or_default().to_owned();
+        let status = text("status");
+        Ok(Subject {
+            name: text("name"),
+            id: text("id"),
+            down: (status != "running").then(|| format!("it is {status}")),
+        })
+    }
 }
 
 /// The enclave named, or the only active one.
@@ -57,9 +111,14 @@ fn pick(root: &StateRoot, name: Option<&str>) -> Result<EnclaveRecord> {
 }
 
 /// Runs the command; returns the exit status.
-pub fn run(args: HealthArgs) -> Result<i32> {
-    let root = super::state_dir::open(&args.control.state)?;
-    let rec = pick(&root, args.enclave.as_deref())?;
+pub fn run(args: HealthArgs, api: Option<&Remote>) -> Result<i32> {
+    let rec = match api {
+        Some(api) => Subject::remote(api, args.enclave.as_deref())?,
+        None => {
+            let root = super::state_dir::open(&args.control.state)?;
+            Subject::local(&root, args.enclave.as_deref())?
+        }
+    };
     let mut f = Findings {
         enclave: rec.name.clone(),
         live: false,
@@ -68,7 +127,7 @@ pub fn run(args: HealthArgs) -> Result<i32> {
         health: None,
         reason: None,
     };
-    f.reason = check(&root, &rec, &args, &mut f)
+    f.reason = check(&rec, &args, api, &mut f)
         .err()
         .map(|e| format!("{e:#}"));
     let ok = f.live && f.ready.unwrap_or(true) && f.reason.is_none();
@@ -88,14 +147,11 @@ pub fn run(args: HealthArgs) -> Result<i32> {
 }
 
 /// Fills `f`; an error is the reason the enclave is not live or not ready.
-fn check(root: &StateRoot, rec: &EnclaveRecord, args: &HealthArgs, f: &mut Findings) -> Result<()> {
-    if rec.status != Status::Running {
-        bail!("it is {}", rec.status);
+fn check(rec: &Subject, args: &HealthArgs, api: Option<&Remote>, f: &mut Findings) -> Result<()> {
+    if let Some(why) = &rec.down {
+        bail!("{why}");
     }
-    if !root.supervisor_alive(&rec.id) {
-        bail!("its supervisor is gone");
-    }
-    let mut client = connect(&rec.id, &args.control, &[])?;
+    let mut client = connect(&rec.id, &args.control, &[], api)?;
     client
         .ping(1)
         .context("it does not answer on its control channel")?;

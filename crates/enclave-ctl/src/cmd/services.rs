@@ -33,8 +33,8 @@ fn table(services: &[ServiceStatus]) -> String {
 }
 
 /// Runs the command.
-pub fn run(args: ServicesArgs) -> Result<i32> {
-    let mut client = connect(&args.enclave, &args.control, &[])?;
+pub fn run(args: ServicesArgs, remote: Option<&crate::remote::Remote>) -> Result<i32> {
+    let mut client = connect(&args.enclave, &args.control, &[], remote)?;
     let action = args.action.unwrap_or(ServiceAction::List);
     let request = match action.clone() {
         ServiceAction::List => ServiceRequest::List,

@@ -1,42 +1,115 @@
-//! `enclave-ctl stop`: graceful stop, killed after `-t`/`--timeout` seconds.
+//! `enclave-ctl stop`, `start`, `restart` and `kill`: one operation on each enclave named,
+//! here or through the engine API; each name printed when it worked, as Docker does.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use enclave_engine::lifecycle;
+use enclave_engine::state::{EnclaveRecord, StateRoot};
 
-use crate::cli::{StopArgs, EXIT_ERROR, EXIT_OK};
+use crate::cli::{KillArgs, RestartArgs, StartArgs, StateArgs, StopArgs};
 use crate::remote::{for_each, segment, Remote};
 
-/// Runs the command; returns the exit status.
-pub fn run(args: StopArgs, remote: Option<&Remote>) -> Result<i32> {
+/// The work on one enclave here.
+type Work = Box<dyn Fn(&StateRoot, &EnclaveRecord) -> Result<()>>;
+
+/// One operation, as done here and as asked of the engine API.
+struct Operation {
+    /// The verb of the error's context ("stopping").
+    doing: &'static str,
+    /// Its route under `/v1/enclaves/{enclave}/`, with its query.
+    route: String,
+    /// The work here.
+    here: Work,
+}
+
+/// `stop`: graceful, killed after `-t`/`--timeout` seconds.
+pub fn stop(args: StopArgs, remote: Option<&Remote>) -> Result<i32> {
+    let timeout = Duration::from_secs(args.timeout);
+    let op = Operation {
+        doing: "stopping",
+        route: format!("stop?timeout={}", args.timeout),
+        here: Box::new(move |root, rec| {
+            lifecycle::stop(root, rec, timeout)?;
+            Ok(())
+        }),
+    };
+    each(&args.enclaves, &args.state, remote, op)
+}
+
+/// `start`: an ended enclave boots again; a running one is left as it is.
+pub fn start(args: StartArgs, remote: Option<&Remote>) -> Result<i32> {
+    let boot = Duration::from_secs(args.boot_timeout);
+    let op = Operation {
+        doing: "starting",
+        route: format!("start?boot_timeout={}", args.boot_timeout),
+        here: Box::new(move |root, rec| {
+            lifecycle::start(root, rec, boot)?;
+            wait(root, rec, boot)
+        }),
+    };
+    each(&args.enclaves, &args.state, remote, op)
+}
+
+/// `restart`: stopped as `stop -t` does, then started.
+pub fn restart(args: RestartArgs, remote: Option<&Remote>) -> Result<i32> {
+    let (timeout, boot) = (
+        Duration::from_secs(args.timeout),
+        Duration::from_secs(args.boot_timeout),
+    );
+    let op = Operation {
+        doing: "restarting",
+        route: format!(
+            "restart?timeout={}&boot_timeout={}",
+            args.timeout, args.boot_timeout
+        ),
+        here: Box::new(move |root, rec| {
+            lifecycle::restart(root, rec, timeout, boot)?;
+            wait(root, rec, boot)
+        }),
+    };
+    each(&args.enclaves, &args.state, remote, op)
+}
+
+/// `kill`: powered off with no grace.
+pub fn kill(args: KillArgs, remote: Option<&Remote>) -> Result<i32> {
+    let op = Operation {
+        doing: "killing",
+        route: "kill".into(),
+        here: Box::new(|root, rec| {
+            lifecycle::kill_now(root, rec)?;
+            Ok(())
+        }),
+    };
+    each(&args.enclaves, &args.state, remote, op)
+}
+
+/// Until the enclave runs (its heartbeat came), or the boot's error.
+fn wait(root: &StateRoot, rec: &EnclaveRecord, boot: Duration) -> Result<()> {
+    lifecycle::wait_running(root, &rec.id, boot + Duration::from_secs(30))?;
+    Ok(())
+}
+
+fn each(
+    enclaves: &[String],
+    state: &StateArgs,
+    remote: Option<&Remote>,
+    op: Operation,
+) -> Result<i32> {
     if let Some(remote) = remote {
-        return Ok(for_each(&args.enclaves, |q| {
+        return Ok(for_each(enclaves, |q| {
             let name = remote.name_of(q)?;
-            let path = format!("/v1/enclaves/{}/stop?timeout={}", segment(q), args.timeout);
+            let path = format!("/v1/enclaves/{}/{}", segment(q), op.route);
             remote
                 .ok("POST", &path)
-                .with_context(|| format!("stopping {name}"))?;
+                .with_context(|| format!("{} {name}", op.doing))?;
             Ok(name)
         }));
     }
-    let root = super::state_dir::open(&args.state)?;
-    let mut code = EXIT_OK;
-    for q in &args.enclaves {
-        let result = root
-            .resolve(q)
-            .map_err(anyhow::Error::from)
-            .and_then(|rec| {
-                lifecycle::stop(&root, &rec, Duration::from_secs(args.timeout))
-                    .with_context(|| format!("stopping {}", rec.name))
-            });
-        match result {
-            Ok(rec) => println!("{}", rec.name),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                code = EXIT_ERROR;
-            }
-        }
-    }
-    Ok(code)
+    let root = super::state_dir::open(state)?;
+    Ok(for_each(enclaves, |q| {
+        let rec = root.resolve(q)?;
+        (op.here)(&root, &rec).with_context(|| format!("{} {}", op.doing, rec.name))?;
+        Ok(rec.name)
+    }))
 }

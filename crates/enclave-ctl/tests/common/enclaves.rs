@@ -55,6 +55,31 @@ impl Env {
         self.ok(&args);
     }
 
+    /// `enclave-engine daemon` on this state directory, once its socket answers; killed when
+    /// dropped.
+    pub fn start_daemon(&self) -> super::KillOnDrop {
+        let child = std::process::Command::new(&self.engine)
+            .arg("daemon")
+            .env("ENCLAVE_ENGINE_STATE_DIR", &self.state)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting enclave-engine daemon");
+        let sock = self.state.join("engine.sock");
+        super::net::until(
+            "the socket answers",
+            Duration::from_secs(10),
+            String::new,
+            || (std::os::unix::net::UnixStream::connect(&sock).is_err()).then(|| "not yet".into()),
+        );
+        super::KillOnDrop(child)
+    }
+
+    /// `--host` for this state directory's daemon.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.state.join("engine.sock").display())
+    }
+
     /// Polls `enclave-ctl health NAME` until it exits 0, failing after `limit`.
     pub fn wait_ready(&self, name: &str, limit: Duration) {
         super::net::until(&format!("{name} ready"), limit, String::new, || {

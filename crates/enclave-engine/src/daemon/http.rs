@@ -60,6 +60,7 @@ impl From<EngineError> for ApiError {
             EngineError::Ambiguous { .. } => (StatusCode::CONFLICT, "ambiguous"),
             EngineError::NameInUse { .. } => (StatusCode::CONFLICT, "name_in_use"),
             EngineError::Running(_) => (StatusCode::CONFLICT, "running"),
+            EngineError::NotRunning(_) => (StatusCode::CONFLICT, "not_running"),
             EngineError::InvalidName(_)
             | EngineError::Invalid(_)
             | EngineError::MemoryTooSmall { .. }

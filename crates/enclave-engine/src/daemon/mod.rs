@@ -10,6 +10,7 @@
 
 mod body;
 mod http;
+mod relay;
 mod routes;
 mod run_request;
 mod tls;
@@ -182,6 +183,7 @@ where
     });
     if let Err(e) = http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
         .await
     {
         tracing::debug!("connection: {e}");

@@ -91,6 +91,21 @@ impl Api {
                 allow(&[Method::POST])?;
                 self.stop(r, &q).await
             }
+            ["v1", "enclaves", r, "kill"] => {
+                allow(&[Method::POST])?;
+                let rec = self.root.resolve(r)?;
+                let root = self.root.clone();
+                let rec = blocking(move || lifecycle::kill_now(&root, &rec)).await?;
+                Ok(json_reply(StatusCode::OK, &rec))
+            }
+            ["v1", "enclaves", r, op @ ("start" | "restart")] => {
+                allow(&[Method::POST])?;
+                self.start(r, op == &"restart", &q).await
+            }
+            ["v1", "enclaves", r, "control"] => {
+                allow(&[Method::POST])?;
+                super::relay::upgrade(&self.root, r, req).await
+            }
             ["v1", "enclaves", r, "attest"] => {
                 allow(&[Method::POST])?;
                 self.attest(r, &q).await
@@ -201,6 +216,37 @@ impl Api {
         let timeout = Duration::from_secs(param::<u64>(q, "timeout")?.unwrap_or(10).min(3600));
         let root = self.root.clone();
         let rec = blocking(move || lifecycle::stop(&root, &rec, timeout)).await?;
+        Ok(json_reply(StatusCode::OK, &rec))
+    }
+
+    /// `start` (nothing to do when it runs) or `restart` (stopped with `timeout` of grace
+    /// first); answers once it runs, with its record, or with the boot's error.
+    async fn start(
+        &self,
+        r: &str,
+        restart: bool,
+        q: &BTreeMap<String, String>,
+    ) -> Result<Reply, ApiError> {
+        let rec = self.root.resolve(r)?;
+        let timeout = Duration::from_secs(param::<u64>(q, "timeout")?.unwrap_or(10).min(3600));
+        let boot = Duration::from_secs(
+            param::<u64>(q, "boot_timeout")?
+                .unwrap_or(60)
+                .clamp(1, 3600),
+        );
+        let root = self.root.clone();
+        let rec = blocking(move || -> Result<EnclaveRecord, EngineError> {
+            let pid = if restart {
+                lifecycle::restart(&root, &rec, timeout, boot)?
+            } else {
+                lifecycle::start(&root, &rec, boot)?
+            };
+            if let Some(pid) = pid {
+                reap(pid);
+            }
+            lifecycle::wait_running(&root, &rec.id, boot + Duration::from_secs(30))
+        })
+        .await?;
         Ok(json_reply(StatusCode::OK, &rec))
     }
 
@@ -415,7 +461,9 @@ impl Api {
 }
 
 /// Runs blocking work (starting, stopping, the control channel) on tokio's blocking threads.
-async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+pub(super) async fn blocking<T, E>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
 where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,

@@ -1,0 +1,224 @@
+//! The control channel through the engine API (`POST /v1/enclaves/{e}/control`, upgraded), in
+//! a real QEMU microvm: `enclave-ctl --host` runs exec (exit status, stdin), cp (both ways),
+//! services, health and attest with the output and exit status it gives without the daemon;
+//! the relay grants nothing of its own (a key the enclave does not know gets no exec through
+//! it); the route's errors are JSON (426 without the upgrade, 404, 409 once stopped).
+//!
+//! Missing prerequisites skip (fail with CI=true).
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::enclaves::Env;
+use common::net::until;
+use common::{assert_ok, ctl, run, stderr, stdout};
+
+fn build(init: &Path, dir: &Path) -> PathBuf {
+    let bin = dir.join("rootfs/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    for applet in ["sh", "sleep", "cat", "true", "wc"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("rootfs/tmp")).unwrap();
+    std::fs::write(
+        dir.join("r.yaml"),
+        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"while true; do sleep 1; done\"]\n\
+         healthcheck:\n  command: [/bin/true]\n  interval: 500ms\n\
+         debug: {exec: true, cp: true}\n",
+    )
+    .unwrap();
+    assert_ok(&run(ctl(init)
+        .current_dir(dir)
+        .args(["build", "--quiet", "-f", "r.yaml", "-o", "r.eif"])));
+    dir.join("r.eif")
+}
+
+/// (exit status, stdout, stderr) of `args`, with `stdin` fed when given.
+fn outcome(mut cmd: Command, stdin: Option<&[u8]>) -> (Option<i32>, String, String) {
+    let o: Output = match stdin {
+        None => run(&mut cmd),
+        Some(input) => {
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(input).unwrap();
+            child.wait_with_output().unwrap()
+        }
+    };
+    (o.status.code(), stdout(&o), stderr(&o))
+}
+
+/// curl on the daemon's socket: (HTTP status, body).
+fn curl(env: &Env, path: &str, headers: &[&str]) -> (u16, serde_json::Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-m", "20", "-X", "POST", "-w", "\n%{http_code}"])
+        .arg("--unix-socket")
+        .arg(env.state.join("engine.sock"));
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let o = run(cmd.arg(format!("http://localhost{path}")));
+    let out = stdout(&o);
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (
+        code.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn exec_cp_services_health_and_attest_through_the_daemon_match_the_daemonless_cli() {
+    let Some((engine, init)) = common::vm_prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let eif = build(&init, tmp.path());
+    let env = Env {
+        state: tmp.path().join("state"),
+        engine,
+        names: &["r"],
+    };
+    env.run_detached("r", &eif, &[]);
+    env.wait_ready("r", Duration::from_secs(60));
+    let _daemon = env.start_daemon();
+    let host = env.host();
+    let local = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut cmd = env.ctl();
+        cmd.args(args);
+        outcome(cmd, stdin)
+    };
+    let through = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut cmd = env.ctl();
+        cmd.args(["--host", &host]).args(args);
+        outcome(cmd, stdin)
+    };
+
+    // exec: the command's output and exit status, stdin forwarded.
+    for (args, stdin) in [
+        (
+            &[
+                "exec",
+                "r",
+                "sh",
+                "-c",
+                "echo $((6 * 7)); echo oops >&2; exit 3",
+            ][..],
+            None,
+        ),
+        (
+            &["exec", "-i", "r", "cat"][..],
+            Some(&b"through the relay\n"[..]),
+        ),
+    ] {
+        let want = local(args, stdin);
+        assert_eq!(through(args, stdin), want, "{args:?}");
+        assert_ne!(want.0, None);
+    }
+    assert_eq!(
+        through(&["exec", "r", "sh", "-c", "exit 3"], None).0,
+        Some(3)
+    );
+
+    // cp in through the daemon, read back without it; out through the daemon, byte for byte.
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let src = tmp.path().join("payload.bin");
+    std::fs::write(&src, &payload).unwrap();
+    let (code, _, err) = through(&["cp", src.to_str().unwrap(), "r:/tmp"], None);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, size, _) = local(&["exec", "r", "sh", "-c", "wc -c < /tmp/payload.bin"], None);
+    assert_eq!(size.trim(), "300000");
+    let out = tmp.path().join("back");
+    std::fs::create_dir(&out).unwrap();
+    let (code, _, err) = through(&["cp", "r:/tmp/payload.bin", out.to_str().unwrap()], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(std::fs::read(out.join("payload.bin")).unwrap(), payload);
+
+    // services and health: the same text and status.
+    until(
+        "the health check passed",
+        Duration::from_secs(30),
+        String::new,
+        || {
+            let s = env.ok(&["ps", "--format", "{{.Health}}"]);
+            (s.trim() != "healthy").then_some(s)
+        },
+    );
+    for args in [
+        &["services", "r", "ls"][..],
+        &["health", "r"],
+        &["health", "--live", "r"],
+        &["health"],
+        &["exec", "nope", "true"],
+    ] {
+        assert_eq!(through(args, None), local(args, None), "{args:?}");
+    }
+    // The JSON report, but for how long ago the last check ran.
+    let report = |(code, out, _): (Option<i32>, String, String)| {
+        let mut v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["health"]["checked_ms_ago"].take();
+        (code, v)
+    };
+    let args = ["health", "--json", "r"];
+    assert_eq!(report(through(&args, None)), report(local(&args, None)));
+
+    // attest through the daemon: a document binding our nonce that verifies.
+    let doc = tmp.path().join("doc.cbor");
+    let nonce = "a1b2c3d4";
+    let (code, _, err) = through(
+        &["attest", "r", "--nonce", nonce, "-o", doc.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let inspected = env.inspect("r");
+    let root_pem = inspected["emulation_root"].as_str().unwrap();
+    let pcr0 = inspected["measurements"]["PCR0"].as_str().unwrap();
+    let v = run(env.ctl().args([
+        "verify",
+        doc.to_str().unwrap(),
+        "--trust-root",
+        root_pem,
+        "--nonce",
+        nonce,
+        "--pcr",
+        &format!("0={pcr0}"),
+        "--allow-debug",
+    ]));
+    assert_ok(&v);
+
+    // The relay grants nothing of its own: a key the enclave does not know gets no exec.
+    let stranger = tmp.path().join("stranger.key");
+    std::fs::write(&stranger, "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n").unwrap();
+    let (code, _, err) = through(
+        &["exec", "--key", stranger.to_str().unwrap(), "r", "true"],
+        None,
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("key is not authorized"), "{err}");
+
+    // The route's own errors: JSON with a code.
+    let (code, body) = curl(&env, "/v1/enclaves/r/control", &[]);
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (426, Some("upgrade_required"))
+    );
+    let upgrade = ["Connection: Upgrade", "Upgrade: enclave-control"];
+    let (code, body) = curl(&env, "/v1/enclaves/nope/control", &upgrade);
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (404, Some("no_such_enclave"))
+    );
+    env.ok(&["stop", "r"]);
+    let (code, body) = curl(&env, "/v1/enclaves/r/control", &upgrade);
+    assert_eq!((code, body["code"].as_str()), (409, Some("not_running")));
+    let (code, _, err) = through(&["exec", "r", "true"], None);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is exited"), "{err}");
+}
