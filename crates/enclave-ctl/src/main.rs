@@ -50,7 +50,7 @@ fn main() {
     };
     if let Some(what) = remote.as_ref().and(not_through_the_api(&cli.command)) {
         eprintln!(
-            "error: `{what}` does not go through the engine API yet: unset ENCLAVE_ENGINE_HOST or drop --host (ps, inspect, start, stop, restart, kill, rm, logs, events, exec, cp, services, health and attest do)"
+            "error: `{what}` does not go through the engine API yet: unset ENCLAVE_ENGINE_HOST or drop --host (all but an attached run, run --secret and console do)"
         );
         std::process::exit(cli::EXIT_USAGE);
     }
@@ -62,7 +62,7 @@ fn main() {
         Command::Inspect(args) => cmd::enclave_inspect::run(args, remote),
         Command::Measure(args) => cmd::measure::run(args),
         Command::Package(args) => cmd::package::run(args),
-        Command::Run(args) => cmd::run::run(args, json_lines),
+        Command::Run(args) => cmd::run::run(args, json_lines, remote),
         Command::Ps(args) => cmd::ps::run(args, remote),
         Command::Logs(args) => cmd::logs::run(args, remote),
         Command::Events(args) => cmd::events::run(args, remote),
@@ -97,8 +97,8 @@ fn main() {
 /// that do and for those that never touch enclaves (build, measure, verify, …).
 fn not_through_the_api(command: &Command) -> Option<&'static str> {
     match command {
-        Command::Run(_) => Some("run"),
-        Command::Logs(args) if args.follow => Some("logs -f"),
+        Command::Run(args) if !args.detach => Some("run without -d"),
+        Command::Run(args) if !args.secrets.is_empty() => Some("run --secret"),
         Command::Console(_) => Some("console"),
         _ => None,
     }

@@ -40,10 +40,10 @@ impl Remote {
         }
     }
 
-    /// `GET path` of a stream (server-sent events): `line` for each line as it comes, until the
-    /// daemon ends the stream or `line` returns false. An error answer becomes its message.
+    /// `GET path` of a stream (server-sent events, followed logs): `line` for each line as it
+    /// comes, until the daemon ends the stream or `line` returns false. An error answer becomes its message.
     pub fn stream(&self, path: &str, mut line: impl FnMut(&str) -> bool) -> Result<()> {
-        let (status, chunked, mut reader) = self.send("GET", path)?;
+        let (status, chunked, mut reader) = self.send("GET", path, None)?;
         if !(200..300).contains(&status) {
             let mut body = Vec::new();
             if chunked {
@@ -55,9 +55,14 @@ impl Remote {
         }
         let mut pending = Vec::new();
         let mut chunk = Vec::new();
+        let whole = !chunked;
         loop {
             chunk.clear();
-            if !next_chunk(&mut reader, &mut chunk)? {
+            if whole {
+                // A body with its length (not streamed): read at once, then split.
+                reader.read_to_end(&mut chunk).context("reading the body")?;
+                chunk.push(b'\n');
+            } else if !next_chunk(&mut reader, &mut chunk)? {
                 return Ok(());
             }
             pending.extend_from_slice(&chunk);
@@ -67,6 +72,9 @@ impl Remote {
                 if !line(&text) {
                     return Ok(());
                 }
+            }
+            if whole {
+                return Ok(());
             }
         }
     }
@@ -81,11 +89,23 @@ impl Remote {
     }
 
     /// Sends `METHOD path`; (status, chunked, the reader after the headers).
-    fn send(&self, method: &str, path: &str) -> Result<(u16, bool, BufReader<Limited>)> {
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&Value>,
+    ) -> Result<(u16, bool, BufReader<Limited>)> {
         let mut stream = self.connect()?;
+        let body = json.map(Value::to_string).unwrap_or_default();
+        let kind = if json.is_some() {
+            "Content-Type: application/json\r\n"
+        } else {
+            ""
+        };
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{kind}Content-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .context("sending the request")?;
         let mut reader = BufReader::new(stream.take(MAX_ANSWER));
@@ -113,7 +133,12 @@ impl Remote {
 
     /// `METHOD path`; the answer, whatever its status.
     pub fn call(&self, method: &str, path: &str) -> Result<Answer> {
-        let (status, chunked, mut reader) = self.send(method, path)?;
+        self.call_with(method, path, None)
+    }
+
+    /// `METHOD path` with a JSON body (or none); the answer, whatever its status.
+    pub fn call_with(&self, method: &str, path: &str, json: Option<&Value>) -> Result<Answer> {
+        let (status, chunked, mut reader) = self.send(method, path, json)?;
         let body = if chunked {
             dechunk(&mut reader)?
         } else {
@@ -131,6 +156,15 @@ impl Remote {
             return Ok(a.body);
         }
         bail!("{}", error_message(&a.body))
+    }
+
+    /// `POST path` with a JSON body, which must succeed; the answer as JSON.
+    pub fn post_json(&self, path: &str, json: &Value) -> Result<Value> {
+        let a = self.call_with("POST", path, Some(json))?;
+        if !(200..300).contains(&a.status) {
+            bail!("{}", error_message(&a.body));
+        }
+        serde_json::from_slice(&a.body).context("the engine API answered something not JSON")
     }
 
     /// `GET path` as JSON.

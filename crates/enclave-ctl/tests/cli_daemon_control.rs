@@ -1,14 +1,15 @@
 //! The control channel through the engine API (`POST /v1/enclaves/{e}/control`, upgraded), in
-//! a real QEMU microvm: `enclave-ctl --host` runs exec (exit status, stdin), cp (both ways),
+//! a real QEMU microvm: `enclave-ctl --host` runs `run -d` (the options a daemonless run
+//! records), exec (exit status, stdin), cp (both ways),
 //! services, health and attest with the output and exit status it gives without the daemon;
-//! the relay grants nothing of its own (a key the enclave does not know gets no exec through
+//! `logs -f` streams through it until the enclave stops; the relay grants nothing of its own (a key the enclave does not know gets no exec through
 //! it); the route's errors are JSON (426 without the upgrade, 404, 409 once stopped).
 //!
 //! Missing prerequisites skip (fail with CI=true).
 
 mod common;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -27,7 +28,7 @@ fn build(init: &Path, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("rootfs/tmp")).unwrap();
     std::fs::write(
         dir.join("r.yaml"),
-        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"while true; do sleep 1; done\"]\n\
+        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done\"]\n\
          healthcheck:\n  command: [/bin/true]\n  interval: 500ms\n\
          debug: {exec: true, cp: true}\n",
     )
@@ -86,10 +87,42 @@ fn exec_cp_services_health_and_attest_through_the_daemon_match_the_daemonless_cl
         engine,
         names: &["r"],
     };
-    env.run_detached("r", &eif, &[]);
-    env.wait_ready("r", Duration::from_secs(60));
     let _daemon = env.start_daemon();
     let host = env.host();
+
+    // run -d through the daemon: the id, and the options as a daemonless run records them
+    // (--add-host is accepted; without egress in the image it is not kept, as without it).
+    let o = run(env
+        .ctl()
+        .args([
+            "--host", &host, "run", "-d", "--name", "r", "--memory", "128",
+        ])
+        .args([
+            "--restart",
+            "on-failure:2",
+            "--add-host",
+            "db.internal:10.0.0.5",
+        ])
+        .args(["--boot-timeout", "90"])
+        .arg(&eif));
+    assert_ok(&o);
+    let rec = env.inspect("r");
+    assert_eq!(stdout(&o).trim(), rec["id"].as_str().unwrap());
+    assert_eq!(rec["status"], "running");
+    assert_eq!(rec["restart"], "on-failure:2");
+    assert_eq!(rec["memory_mib"], 128);
+    // An attached run and --secret stay daemonless: a usage error, nothing created.
+    let o = run(env
+        .ctl()
+        .args(["--host", &host, "run", "--name", "r2"])
+        .arg(&eif));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`run without -d` does not go through"),
+        "{}",
+        stderr(&o)
+    );
+    env.wait_ready("r", Duration::from_secs(60));
     let local = |args: &[&str], stdin: Option<&[u8]>| {
         let mut cmd = env.ctl();
         cmd.args(args);
@@ -203,6 +236,27 @@ fn exec_cp_services_health_and_attest_through_the_daemon_match_the_daemonless_cl
     assert_ne!(code, Some(0));
     assert!(err.contains("key is not authorized"), "{err}");
 
+    // logs -f through the daemon: lines as they come, until the enclave stops.
+    let mut follower = env
+        .ctl()
+        .args(["--host", &host, "logs", "-f", "--tail", "1", "r"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    // The next `tick N` of the main service (enclave-init's own lines come between).
+    let mut tick = || -> u64 {
+        loop {
+            let line = lines.next().expect("logs -f ended early").unwrap();
+            if let Some((_, n)) = line.split_once("tick ") {
+                return n.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
+            }
+        }
+    };
+    let first = tick();
+    let later = tick();
+    assert!(later > first, "{first} then {later}");
+
     // The route's own errors: JSON with a code.
     let (code, body) = curl(&env, "/v1/enclaves/r/control", &[]);
     assert_eq!(
@@ -216,6 +270,19 @@ fn exec_cp_services_health_and_attest_through_the_daemon_match_the_daemonless_cl
         (404, Some("no_such_enclave"))
     );
     env.ok(&["stop", "r"]);
+    until(
+        "logs -f ended",
+        Duration::from_secs(30),
+        String::new,
+        || {
+            follower
+                .try_wait()
+                .unwrap()
+                .is_none()
+                .then(|| "still following".into())
+        },
+    );
+    assert_eq!(follower.wait().unwrap().code(), Some(0));
     let (code, body) = curl(&env, "/v1/enclaves/r/control", &upgrade);
     assert_eq!((code, body["code"].as_str()), (409, Some("not_running")));
     let (code, _, err) = through(&["exec", "r", "true"], None);

@@ -48,13 +48,24 @@ pub fn run(args: LogsArgs, remote: Option<&Remote>) -> Result<i32> {
         if let Some(s) = &args.since {
             // Checked here, so a bad value gives the same error as without the daemon.
             parse_time("--since", s)?;
-            path.push_str(&format!("since={}", segment(s)));
+            path.push_str(&format!("since={}&", segment(s)));
         }
-        let body = remote.ok("GET", &path)?;
-        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let e: LogEntry =
-                serde_json::from_slice(line).context("a log line from the engine API")?;
-            print_entry(&e, args.timestamps);
+        if args.follow {
+            path.push_str("follow=true");
+        }
+        let mut bad = None;
+        remote.stream(&path, |line| {
+            if line.is_empty() {
+                return true;
+            }
+            match serde_json::from_str::<LogEntry>(line) {
+                Ok(e) => print_entry(&e, args.timestamps),
+                Err(e) => bad = Some(e),
+            }
+            bad.is_none()
+        })?;
+        if let Some(e) = bad {
+            return Err(e).context("a log line from the engine API");
         }
         return Ok(EXIT_OK);
     }

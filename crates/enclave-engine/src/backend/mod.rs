@@ -96,6 +96,16 @@ impl FromStr for BackendChoice {
     }
 }
 
+/// The `--backend` word it was parsed from.
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendChoice::Auto => f.write_str("auto"),
+            BackendChoice::Kind(k) => write!(f, "{k}"),
+        }
+    }
+}
+
 impl BackendChoice {
     /// The backend to use on this host.
     pub fn resolve(self) -> BackendKind {

@@ -13,6 +13,7 @@ mod http;
 mod relay;
 mod routes;
 mod run_request;
+mod streams;
 mod tls;
 mod verify;
 

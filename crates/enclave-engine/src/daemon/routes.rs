@@ -6,22 +6,19 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use time::OffsetDateTime;
 
-use super::http::{error_reply, json_reply, param, parse_time, query, ApiError, Reply};
+use super::http::{error_reply, json_reply, param, query, ApiError, Reply};
 use super::run_request::run_options;
 use super::ApiBody;
 use crate::backend::BackendChoice;
 use crate::error::EngineError;
-use crate::events::{self, Event, EventKind, Follower};
+use crate::events::{self, Event, EventKind};
 use crate::lifecycle;
 use crate::state::{EnclaveRecord, StateRoot};
-use crate::util::parse_rfc3339;
 
 /// The committed OpenAPI document, served as JSON.
 const OPENAPI_YAML: &str = include_str!("../../../../docs/api/openapi.yaml");
@@ -112,7 +109,7 @@ impl Api {
             }
             ["v1", "enclaves", r, "logs"] => {
                 allow(&[Method::GET])?;
-                self.logs(r, &q)
+                super::streams::logs(&self.root, r, &q)
             }
             ["v1", "verify"] => {
                 allow(&[Method::POST])?;
@@ -126,7 +123,7 @@ impl Api {
             }
             ["v1", "events"] => {
                 allow(&[Method::GET])?;
-                self.events(&q)
+                super::streams::events(&self.root, &q)
             }
             ["metrics"] => {
                 allow(&[Method::GET])?;
@@ -325,91 +322,6 @@ impl Api {
             .header("content-type", "application/cbor")
             .header("x-enclave-nonce", nonce_hex)
             .body(ApiBody::full(document))
-            .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
-    }
-
-    fn logs(&self, r: &str, q: &BTreeMap<String, String>) -> Result<Reply, ApiError> {
-        let rec = self.root.resolve(r)?;
-        let tail = param::<usize>(q, "tail")?;
-        let since = q.get("since").map(|s| parse_time("since", s)).transpose()?;
-        let entries: Vec<_> = crate::logs::read_all(&self.root.dir(&rec.id).join("logs"))
-            .into_iter()
-            .filter(|e| e.source != "kernel")
-            .filter(|e| since.is_none_or(|s| parse_rfc3339(&e.time).is_none_or(|t| t >= s)))
-            .collect();
-        let start = tail.map_or(0, |n| entries.len().saturating_sub(n));
-        let mut body = String::new();
-        for e in &entries[start..] {
-            let _ = writeln!(body, "{}", serde_json::to_string(e).unwrap_or_default());
-        }
-        Ok(Response::builder()
-            .header("content-type", "application/x-ndjson")
-            .body(ApiBody::full(body))
-            .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
-    }
-
-    fn events(&self, q: &BTreeMap<String, String>) -> Result<Reply, ApiError> {
-        let since = q.get("since").map(|s| parse_time("since", s)).transpose()?;
-        let until = q.get("until").map(|s| parse_time("until", s)).transpose()?;
-        let kind = param::<EventKind>(q, "type")?;
-        let enclave = q.get("enclave").cloned();
-        let keep = move |e: &Event| {
-            let at = e.at();
-            since.is_none_or(|s| at.is_some_and(|t| t >= s))
-                && until.is_none_or(|u| at.is_some_and(|t| t <= u))
-                && kind.is_none_or(|k| e.kind == k)
-                && enclave.as_ref().is_none_or(|v| e.concerns(v))
-        };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-        let dir = self.root.path().to_owned();
-        // Follows the log on a blocking thread until the client goes (a send fails) or `until`.
-        tokio::task::spawn_blocking(move || {
-            let send = |e: &Event| {
-                let line = format!(
-                    "event: {}\ndata: {}\n\n",
-                    e.kind.name(),
-                    serde_json::to_string(e).unwrap_or_default()
-                );
-                tx.blocking_send(Bytes::from(line)).is_ok()
-            };
-            let mut follower = if since.is_some() || until.is_some() {
-                for e in events::read_previous(&dir).iter().filter(|e| keep(e)) {
-                    if !send(e) {
-                        return;
-                    }
-                }
-                Follower::from_start(&dir)
-            } else {
-                Follower::at_end(&dir)
-            };
-            let mut quiet = 0u32;
-            loop {
-                for e in follower.poll().iter().filter(|e| keep(e)) {
-                    if !send(e) {
-                        return;
-                    }
-                }
-                if until.is_some_and(|u| OffsetDateTime::now_utc() >= u) {
-                    return;
-                }
-                // A comment every 5 s: a client that went away is noticed.
-                quiet += 1;
-                if quiet >= 25 {
-                    quiet = 0;
-                    if tx
-                        .blocking_send(Bytes::from_static(b": keep-alive\n\n"))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        Ok(Response::builder()
-            .header("content-type", "text/event-stream")
-            .header("cache-control", "no-cache")
-            .body(ApiBody::Stream(rx))
             .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
     }
 

@@ -1,6 +1,7 @@
 //! `POST /v1/enclaves`: the run request (what `enclave-ctl run -d` takes), checked field by
 //! field into `run`'s options.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::StatusCode;
@@ -10,7 +11,7 @@ use serde_json::Value;
 use super::http::ApiError;
 use crate::backend::BackendChoice;
 use crate::lifecycle::{self, RunOptions};
-use crate::network::PublishedPort;
+use crate::network::{AddHost, PublishedPort};
 use crate::policy::RestartPolicy;
 
 /// `POST /v1/enclaves`: what `enclave-ctl run -d` takes.
@@ -34,6 +35,14 @@ struct RunRequest {
     debug_mode: bool,
     #[serde(default = "default_boot_timeout")]
     boot_timeout_secs: u64,
+    #[serde(default)]
+    add_hosts: Vec<String>,
+    #[serde(default)]
+    rm: bool,
+    #[serde(default)]
+    health_listen: Option<String>,
+    #[serde(default)]
+    metrics_listen: Option<String>,
 }
 
 fn default_cpus() -> u32 {
@@ -94,11 +103,15 @@ pub fn run_options(body: &[u8]) -> Result<(RunOptions, Duration), ApiError> {
             .iter()
             .map(|p| p.parse::<PublishedPort>().map_err(|e| bad("publish", e)))
             .collect::<Result<_, _>>()?,
-        add_hosts: Vec::new(),
+        add_hosts: r
+            .add_hosts
+            .iter()
+            .map(|h| h.parse::<AddHost>().map_err(|e| bad("add_hosts", e)))
+            .collect::<Result<_, _>>()?,
         secrets: Vec::new(),
-        auto_remove: false,
-        health_listen: None,
-        metrics_listen: None,
+        auto_remove: r.rm,
+        health_listen: listen_addr("health_listen", r.health_listen.as_deref())?,
+        metrics_listen: listen_addr("metrics_listen", r.metrics_listen.as_deref())?,
     };
     if opts.cpus == 0 || opts.memory_mib == 0 {
         return Err(ApiError::bad("cpus and memory_mib must be at least 1"));
@@ -107,4 +120,14 @@ pub fn run_options(body: &[u8]) -> Result<(RunOptions, Duration), ApiError> {
         opts,
         Duration::from_secs(r.boot_timeout_secs.clamp(1, 3600)),
     ))
+}
+
+/// An `IP:PORT` to listen on, from a request field.
+fn listen_addr(what: &str, value: Option<&str>) -> Result<Option<SocketAddr>, ApiError> {
+    value
+        .map(|v| {
+            v.parse::<SocketAddr>()
+                .map_err(|e| ApiError::bad(format!("{what}: {v:?}: {e} (expected IP:PORT)")))
+        })
+        .transpose()
 }
