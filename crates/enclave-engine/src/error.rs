@@ -36,6 +36,9 @@ pub enum EngineError {
     /// No enclave has this name or id prefix.
     #[error("no such enclave: {0} (see `enclave-ctl ps -a`)")]
     NotFound(String),
+    /// No image the engine built has this id prefix.
+    #[error("no such image: {0} (see GET /v1/images)")]
+    NoSuchImage(String),
     /// An id prefix matches several enclaves.
     #[error("{query:?} matches several enclaves ({}); give more of the id or the name", matches.join(", "))]
     Ambiguous {

@@ -33,6 +33,7 @@ pub mod eif;
 mod error;
 pub mod events;
 pub mod health;
+pub mod images;
 pub mod lifecycle;
 pub mod local_http;
 pub mod logs;

@@ -57,6 +57,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let (status, code) = match &e {
             EngineError::NotFound(_) => (StatusCode::NOT_FOUND, "no_such_enclave"),
+            EngineError::NoSuchImage(_) => (StatusCode::NOT_FOUND, "no_such_image"),
             EngineError::Ambiguous { .. } => (StatusCode::CONFLICT, "ambiguous"),
             EngineError::NameInUse { .. } => (StatusCode::CONFLICT, "name_in_use"),
             EngineError::Running(_) => (StatusCode::CONFLICT, "running"),

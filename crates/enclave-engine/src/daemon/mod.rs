@@ -10,6 +10,7 @@
 
 mod body;
 mod http;
+mod images;
 mod relay;
 mod routes;
 mod run_request;

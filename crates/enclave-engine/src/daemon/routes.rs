@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -17,6 +18,7 @@ use super::ApiBody;
 use crate::backend::BackendChoice;
 use crate::error::EngineError;
 use crate::events::{self, Event, EventKind};
+use crate::images;
 use crate::lifecycle;
 use crate::state::{EnclaveRecord, StateRoot};
 
@@ -111,13 +113,29 @@ impl Api {
                 allow(&[Method::GET])?;
                 super::streams::logs(&self.root, r, &q)
             }
+            ["v1", "images"] if method == Method::POST => {
+                let body = read_body(req, MAX_BODY, "the body").await?;
+                super::images::build(&self.root, &body).await
+            }
+            ["v1", "images"] => {
+                allow(&[Method::GET, Method::POST])?;
+                Ok(json_reply(
+                    StatusCode::OK,
+                    &images::index::list(&self.root)?,
+                ))
+            }
+            ["v1", "images", "measure"] => {
+                allow(&[Method::POST])?;
+                let body = read_body(req, MAX_BODY, "the body").await?;
+                super::images::measure(&body).await
+            }
+            ["v1", "images", id] => {
+                allow(&[Method::GET])?;
+                super::images::inspect(&self.root, id)
+            }
             ["v1", "verify"] => {
                 allow(&[Method::POST])?;
-                let body = http_body_util::Limited::new(req.into_body(), MAX_DOCUMENT_BODY)
-                    .collect()
-                    .await
-                    .map_err(|e| ApiError::bad(format!("reading the document: {e}")))?
-                    .to_bytes();
+                let body = read_body(req, MAX_DOCUMENT_BODY, "the document").await?;
                 let report = super::verify::verify_request(&self.root, &body, &q)?;
                 Ok(json_reply(StatusCode::OK, &report))
             }
@@ -191,11 +209,7 @@ impl Api {
     }
 
     async fn run(&self, req: Request<Incoming>) -> Result<Reply, ApiError> {
-        let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| ApiError::bad(format!("reading the body: {e}")))?
-            .to_bytes();
+        let body = read_body(req, MAX_BODY, "the body").await?;
         let (opts, boot) = run_options(&body)?;
         let root = self.root.clone();
         let rec = blocking(move || -> Result<EnclaveRecord, EngineError> {
@@ -370,6 +384,15 @@ impl Api {
             .body(ApiBody::full(out))
             .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
     }
+}
+
+/// The request's body, refused past `max` bytes.
+async fn read_body(req: Request<Incoming>, max: usize, what: &str) -> Result<Bytes, ApiError> {
+    Ok(http_body_util::Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad(format!("reading {what}: {e}")))?
+        .to_bytes())
 }
 
 /// Runs blocking work (starting, stopping, the control channel) on tokio's blocking threads.
