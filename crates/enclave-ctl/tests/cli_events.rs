@@ -3,7 +3,12 @@
 //! - a main service that exits 3 under `--restart on-failure:1`: create, boot, heartbeat,
 //!   exit (3), die, restart, boot, heartbeat, exit (3), die;
 //! - a healthy enclave: its health status, an attestation, a stop, and `rm` seen by a follower
-//!   started before it (`events` without `--until` keeps printing until SIGTERM, then exits 0).
+//!   started before it (`events` without `--until` keeps printing until SIGTERM, then exits 0);
+//! - services: a steady one's start and its restart on request, a flaky one's restarts by its
+//!   policy and its end as failed.
+//!
+//! Service events come from the supervisor's look every 2 s, so where they fall against the
+//! enclave's own events is not fixed: the sequences of the enclave leave them out.
 //!
 //! Missing prerequisites skip (fail with CI=true).
 
@@ -41,8 +46,17 @@ fn build(init: &Path, dir: &Path, name: &str, spec: &str) -> PathBuf {
     eif
 }
 
-/// `events --since 1h --until now --json` with `filters`, as JSON values.
+/// `events --since 1h --until now --json` with `filters`, as JSON values, without the service
+/// events (see the module's note).
 fn past_events(env: &Env, filters: &[&str]) -> Vec<Value> {
+    all_past_events(env, filters)
+        .into_iter()
+        .filter(|e| !e["type"].as_str().unwrap().starts_with("service_"))
+        .collect()
+}
+
+/// The same with the service events.
+fn all_past_events(env: &Env, filters: &[&str]) -> Vec<Value> {
     let mut cmd = env.ctl();
     cmd.args(["events", "--since", "1h", "--until", "0s", "--json"]);
     for f in filters {
@@ -226,4 +240,76 @@ fn health_attest_stop_and_rm_are_events_and_a_follower_sees_them_as_they_come() 
     let o = run(env.ctl().args(["events", "--since", "yesterday"]));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("invalid --since"), "{}", stderr(&o));
+}
+
+#[test]
+fn service_starts_restarts_and_ends_are_events() {
+    let Some((engine, init)) = common::vm_prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let eif = build(
+        &init,
+        tmp.path(),
+        "svc",
+        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"while true; do sleep 1; done\"]\n\
+         services:\n  - name: steady\n    command: [/bin/sh, -c, \"while true; do sleep 1; done\"]\n\
+         \x20 - name: flaky\n    command: [/bin/sh, -c, \"sleep 1; exit 1\"]\n    \
+         restart: on-failure\n    max_restarts: 2\n",
+    );
+    let env = Env {
+        state: tmp.path().join("state"),
+        engine,
+        names: &["svc"],
+    };
+    env.run_detached("svc", &eif, &[]);
+    let service_events = |kind: &str, service: &str| -> Vec<Value> {
+        all_past_events(&env, &["enclave=svc", &format!("type={kind}")])
+            .into_iter()
+            .filter(|e| e["attributes"]["service"] == service)
+            .collect()
+    };
+    until(
+        "flaky ended for good",
+        Duration::from_secs(60),
+        String::new,
+        || {
+            service_events("service_exit", "flaky")
+                .is_empty()
+                .then(|| "not yet".into())
+        },
+    );
+    let flaky_end = &service_events("service_exit", "flaky")[0];
+    assert_eq!(flaky_end["attributes"]["state"], "failed", "{flaky_end}");
+    assert_eq!(flaky_end["attributes"]["exit_code"], "1", "{flaky_end}");
+    let restarts = service_events("service_restart", "flaky");
+    assert!(!restarts.is_empty(), "flaky's restarts by policy");
+    assert!(restarts.iter().all(|e| e["attributes"]["restarts"] != "0"));
+
+    assert_eq!(service_events("service_start", "steady").len(), 1);
+    assert!(service_events("service_restart", "steady").is_empty());
+    env.ok(&["services", "svc", "restart", "steady"]);
+    until(
+        "steady's restart seen",
+        Duration::from_secs(20),
+        String::new,
+        || {
+            service_events("service_restart", "steady")
+                .is_empty()
+                .then(|| "not yet".into())
+        },
+    );
+    // In the log's order: steady started before it was restarted; flaky's restarts before
+    // its end.
+    let all = all_past_events(&env, &["enclave=svc"]);
+    let at = |kind: &str, service: &str| {
+        all.iter()
+            .position(|e| e["type"] == kind && e["attributes"]["service"] == service)
+            .unwrap_or_else(|| panic!("no {kind} of {service}"))
+    };
+    assert!(at("service_start", "steady") < at("service_restart", "steady"));
+    assert!(at("service_restart", "flaky") < at("service_exit", "flaky"));
+    assert!(
+        at("service_start", "steady") > all.iter().position(|e| e["type"] == "heartbeat").unwrap()
+    );
 }

@@ -46,6 +46,12 @@ pub enum EventKind {
     Exit,
     /// The enclave (the VM, or nitro-cli's enclave) ended.
     Die,
+    /// A service of the enclave started (seen by the supervisor's look every 2 s).
+    ServiceStart,
+    /// A service ended (`state`: exited, failed or stopped; `exit_code` or `signal`).
+    ServiceExit,
+    /// enclave-init restarted a service by its restart policy (`restarts`: its count).
+    ServiceRestart,
     /// It boots again: by its restart policy (`restart`, `policy` attributes) or asked to
     /// (`restart` command or API: `by=request`).
     Restart,
@@ -61,13 +67,16 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, for `--filter type=` and its error message.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Create,
         EventKind::Boot,
         EventKind::Heartbeat,
         EventKind::HealthStatus,
         EventKind::Exit,
         EventKind::Die,
+        EventKind::ServiceStart,
+        EventKind::ServiceExit,
+        EventKind::ServiceRestart,
         EventKind::Restart,
         EventKind::Stop,
         EventKind::Kill,
@@ -84,6 +93,9 @@ impl EventKind {
             EventKind::HealthStatus => "health_status",
             EventKind::Exit => "exit",
             EventKind::Die => "die",
+            EventKind::ServiceStart => "service_start",
+            EventKind::ServiceExit => "service_exit",
+            EventKind::ServiceRestart => "service_restart",
             EventKind::Restart => "restart",
             EventKind::Stop => "stop",
             EventKind::Kill => "kill",

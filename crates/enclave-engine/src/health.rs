@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use enclave_proto::client::{Client, ClientError};
 use enclave_proto::wire::{
-    HealthReport, HealthStatus, Reply, Request, ServiceRequest, ServiceState,
+    HealthReport, HealthStatus, Reply, Request, ServiceRequest, ServiceState, ServiceStatus,
 };
 
 use crate::error::{EngineError, Result};
@@ -28,6 +28,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// What an enclave said about its readiness.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
+    /// Every service, as enclave-init listed them.
+    pub services: Vec<ServiceStatus>,
     /// Services neither ready nor ended, as `name (state)`.
     pub not_ready: Vec<String>,
     /// The health check's state.
@@ -81,7 +83,11 @@ pub fn ask(client: &mut Client) -> std::result::Result<Readiness, ClientError> {
             checked_ms_ago: None,
         },
     };
-    Ok(Readiness { not_ready, health })
+    Ok(Readiness {
+        services,
+        not_ready,
+        health,
+    })
 }
 
 /// What the supervisor last found.
@@ -95,6 +101,8 @@ pub struct Probe {
     pub health: Option<HealthRecord>,
     /// When the enclave last answered on its control channel.
     pub answered: Option<Instant>,
+    /// Its services at the last answer.
+    pub services: Option<Vec<ServiceStatus>>,
 }
 
 /// The supervisor's asking, on a thread, while the enclave runs.
@@ -131,6 +139,7 @@ impl Monitor {
                             reason: Some(format!("no answer on the control channel: {e}")),
                             health: None,
                             answered: before,
+                            services: None,
                         },
                         Ok(mut client) => match ask(&mut client) {
                             Err(e) => Probe {
@@ -138,6 +147,7 @@ impl Monitor {
                                 reason: Some(format!("cannot ask its health: {e}")),
                                 health: None,
                                 answered: Some(Instant::now()),
+                                services: None,
                             },
                             Ok(r) => Probe {
                                 live: true,
@@ -149,6 +159,7 @@ impl Monitor {
                                     ready: r.reason().is_none(),
                                 }),
                                 answered: Some(Instant::now()),
+                                services: Some(r.services),
                             },
                         },
                     };
@@ -253,6 +264,7 @@ mod tests {
     #[test]
     fn readiness_reasons() {
         let mut r = Readiness {
+            services: vec![],
             not_ready: vec![],
             health: HealthReport {
                 status: HealthStatus::Healthy,

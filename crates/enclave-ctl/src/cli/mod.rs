@@ -97,8 +97,8 @@ pub enum Command {
     Ps(PsArgs),
     /// Show an enclave's logs.
     Logs(LogsArgs),
-    /// Show the enclaves' events (create, boot, heartbeat, health, exit, die, restart, stop,
-    /// kill, destroy, attest), like `docker events`: past ones with --since, then new ones as they come.
+    /// Show the enclaves' events (create, boot, heartbeat, health, exit, die, service start,
+    /// exit and restart, restart, stop, kill, destroy, attest), like `docker events`: past ones with --since, then new ones as they come.
     Events(EventsArgs),
     /// Stop enclaves (gracefully, then killed after -t/--timeout seconds).
     Stop(StopArgs),

@@ -106,6 +106,7 @@ fn health_age_and_proxy_rules() {
             ready: false,
         }),
         answered: Some(now - Duration::from_millis(1500)),
+        services: None,
     };
     let rules = [
         (

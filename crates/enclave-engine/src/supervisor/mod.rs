@@ -8,6 +8,7 @@ mod ending;
 pub mod handoff;
 mod heartbeat;
 pub mod nsm;
+mod services;
 pub mod signals;
 
 use std::collections::BTreeMap;
@@ -294,9 +295,16 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
     let monitor = crate::health::Monitor::start(ctx.root, &ctx.rec, ctx.probe.clone())
         .map_err(|e| ctx.event(&format!("no health monitoring: {e}")))
         .ok();
+    let mut services: Vec<enclave_proto::wire::ServiceStatus> = Vec::new();
     let ending = loop {
         if ctx.stop.load(Ordering::SeqCst) {
             break graceful_stop(ctx, instance.as_mut());
+        }
+        if let Some(now) = monitor.as_ref().and_then(|m| m.probe().services) {
+            for event in services::changes(&ctx.rec, &services, &now) {
+                ctx.record(event);
+            }
+            services = now;
         }
         if let Some(found) = monitor.as_ref().map(|m| m.probe().health) {
             if found.is_some() && found != ctx.rec.health {
