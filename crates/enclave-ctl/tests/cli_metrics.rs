@@ -1,7 +1,8 @@
 //! `run --metrics-listen` in a real QEMU microvm: the supervisor's `/metrics` follows the
 //! enclave (running, one boot, its health check, connections and bytes through a published
-//! port), `promtool check metrics` (Debian's prometheus package) accepts the text, and a real
-//! Prometheus server on loopback scrapes it and answers a query for the running enclave.
+//! port, the attestation documents its emulated NSM signed), `promtool check metrics` (Debian's
+//! prometheus package) accepts the text, and a real Prometheus server on loopback scrapes it and
+//! answers a query for the running enclave.
 //!
 //! Missing prerequisites skip (fail with CI=true).
 
@@ -117,6 +118,20 @@ fn the_supervisor_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() 
     )
     .unwrap();
     assert!((0.0..10.0).contains(&age), "{body}");
+
+    // Each document the emulated NSM signs counts: one more after one `attest`.
+    let documents = |text: &str| {
+        sample(
+            text,
+            r#"enclave_engine_attestation_documents_total{enclave="m"}"#,
+        )
+        .unwrap_or_else(|| panic!("no documents counter in {text}"))
+    };
+    let before = documents(&body);
+    let doc = tmp.path().join("doc.cbor");
+    env.ok(&["attest", "m", "-o", doc.to_str().unwrap()]);
+    let after = documents(&http_get(metrics, "/metrics"));
+    assert_eq!(after, before + 1.0);
 
     // promtool, Prometheus' own checker (and linter), reads it from stdin.
     let checked = common::promtool_check(&body);

@@ -76,6 +76,8 @@ pub struct Sources {
     pub probe: Arc<Mutex<Probe>>,
     /// The proxies' counters, once they run.
     pub proxies: Arc<Mutex<ProxyStats>>,
+    /// Attestation documents the emulated NSM signed for this enclave, all boots.
+    pub documents: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Sources {
@@ -92,7 +94,23 @@ impl Sources {
             .iter()
             .map(|(name, stats)| (name.clone(), stats.read()))
             .collect();
-        render(&rec, &boots, &probe, &rules, Instant::now())
+        let mut text = render(&rec, &boots, &probe, &rules, Instant::now());
+        // Only an emulated NSM is the supervisor's to count; Nitro's is the hardware's.
+        if rec.backend.attestation() == crate::backend::Attestation::Emulated {
+            family(
+                &mut text,
+                "enclave_engine_attestation_documents_total",
+                "counter",
+                "Attestation documents the emulated NSM signed for the enclave (every boot).",
+            );
+            let _ = writeln!(
+                text,
+                "enclave_engine_attestation_documents_total{{enclave=\"{}\"}} {}",
+                escape(&rec.name),
+                self.documents.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+        text
     }
 }
 

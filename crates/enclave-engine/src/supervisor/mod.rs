@@ -395,9 +395,14 @@ fn start_nsm(ctx: &Ctx<'_>, route: &VsockRoute) -> Option<nsm::NsmServer> {
     let ParentPort::Unix(path) = route.parent_port(enclave_proto::ports::NSM_EMULATION) else {
         return None;
     };
-    nsm::start_for(ctx.root.path(), &ctx.rec, &path)
-        .map_err(|e| ctx.event(&format!("no emulated NSM for this boot: {e}")))
-        .ok()
+    nsm::start_for(
+        ctx.root.path(),
+        &ctx.rec,
+        &path,
+        ctx.metrics.documents.clone(),
+    )
+    .map_err(|e| ctx.event(&format!("no emulated NSM for this boot: {e}")))
+    .ok()
 }
 
 /// The `die` event of a boot (also of one that failed before its heartbeat): how the enclave

@@ -6,6 +6,7 @@
 //! measured from the EIF this supervisor booted.
 
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use enclave_nsm::emulated::EmulatedDevice;
@@ -15,16 +16,17 @@ use crate::error::{EngineError, Result};
 use crate::state::{emulation_ca, measured_pcrs};
 
 /// Serves the emulated NSM for one boot of `rec` on `path` (where the guest's connections to
-/// the parent's port 9001 arrive). A CA that cannot be loaded is an error for the caller to
-/// log; only `attest` needs it.
+/// the parent's port 9001 arrive), counting the documents it signs in `documents`. A CA that
+/// cannot be loaded is an error for the caller to log; only `attest` needs it.
 pub fn start_for(
     state_root: &Path,
     rec: &crate::state::EnclaveRecord,
     path: &Path,
+    documents: Arc<AtomicU64>,
 ) -> Result<NsmServer> {
     let ca = Arc::new(emulation_ca(state_root)?);
     let device = EmulatedDevice::new(ca, &rec.id, &measured_pcrs(&rec.measurements));
-    NsmServer::start(path, device).map_err(|e| EngineError::io(path, e))
+    NsmServer::start_counting(path, device, documents).map_err(|e| EngineError::io(path, e))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,7 +27,17 @@ pub struct NsmServer {
 
 impl NsmServer {
     /// Binds `path` (replacing a stale socket) and serves `device` on a thread.
-    pub fn start(path: &Path, mut device: EmulatedDevice) -> io::Result<NsmServer> {
+    pub fn start(path: &Path, device: EmulatedDevice) -> io::Result<NsmServer> {
+        Self::start_counting(path, device, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// As [`start`](Self::start), adding one to `documents` for every attestation document
+    /// signed (the supervisor's metrics count them across boots).
+    pub fn start_counting(
+        path: &Path,
+        mut device: EmulatedDevice,
+        documents: Arc<AtomicU64>,
+    ) -> io::Result<NsmServer> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -50,6 +60,9 @@ impl NsmServer {
                             Response::Error(ErrorCode::InvalidOperation)
                         }
                     };
+                    if matches!(response, Response::Attestation { .. }) {
+                        documents.fetch_add(1, Ordering::Relaxed);
+                    }
                     if let Err(e) = write_response(&mut conn, &response) {
                         tracing::warn!("emulated NSM: answering: {e}");
                     }
