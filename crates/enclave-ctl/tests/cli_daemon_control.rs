@@ -10,34 +10,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::enclaves::Env;
+use common::enclaves::{busybox_eif, curl_unix, Env};
 use common::net::until;
-use common::{assert_ok, ctl, run, stderr, stdout};
-
-fn build(init: &Path, dir: &Path) -> PathBuf {
-    let bin = dir.join("rootfs/bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-    for applet in ["sh", "sleep", "cat", "true", "wc"] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("rootfs/tmp")).unwrap();
-    std::fs::write(
-        dir.join("r.yaml"),
-        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done\"]\n\
-         healthcheck:\n  command: [/bin/true]\n  interval: 500ms\n\
-         debug: {exec: true, cp: true}\n",
-    )
-    .unwrap();
-    assert_ok(&run(ctl(init)
-        .current_dir(dir)
-        .args(["build", "--quiet", "-f", "r.yaml", "-o", "r.eif"])));
-    dir.join("r.eif")
-}
+use common::{assert_ok, run, stderr, stdout};
 
 /// (exit status, stdout, stderr) of `args`, with `stdin` fed when given.
 fn outcome(mut cmd: Command, stdin: Option<&[u8]>) -> (Option<i32>, String, String) {
@@ -57,22 +36,9 @@ fn outcome(mut cmd: Command, stdin: Option<&[u8]>) -> (Option<i32>, String, Stri
     (o.status.code(), stdout(&o), stderr(&o))
 }
 
-/// curl on the daemon's socket: (HTTP status, body).
+/// `POST path` with `headers` on the daemon's socket.
 fn curl(env: &Env, path: &str, headers: &[&str]) -> (u16, serde_json::Value) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-m", "20", "-X", "POST", "-w", "\n%{http_code}"])
-        .arg("--unix-socket")
-        .arg(env.state.join("engine.sock"));
-    for h in headers {
-        cmd.args(["-H", h]);
-    }
-    let o = run(cmd.arg(format!("http://localhost{path}")));
-    let out = stdout(&o);
-    let (body, code) = out.rsplit_once('\n').unwrap();
-    (
-        code.parse().unwrap(),
-        serde_json::from_str(body).unwrap_or_default(),
-    )
+    curl_unix(&env.state.join("engine.sock"), "POST", path, headers, None)
 }
 
 #[test]
@@ -81,7 +47,16 @@ fn exec_cp_services_health_and_attest_through_the_daemon_match_the_daemonless_cl
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let eif = build(&init, tmp.path());
+    std::fs::create_dir_all(tmp.path().join("rootfs/tmp")).unwrap();
+    let eif = busybox_eif(
+        &init,
+        tmp.path(),
+        "r",
+        &["sh", "sleep", "cat", "true", "wc"],
+        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done\"]\n\
+         healthcheck:\n  command: [/bin/true]\n  interval: 500ms\n\
+         debug: {exec: true, cp: true}\n",
+    );
     let env = Env {
         state: tmp.path().join("state"),
         engine,

@@ -10,30 +10,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::enclaves::Env;
+use common::enclaves::{curl_unix, Env};
 use common::{assert_ok, ctl, run, stdout};
 use serde_json::{json, Value};
 
-/// curl on the daemon's socket: (HTTP status, JSON body).
+/// curl on the daemon's socket.
 fn call(env: &Env, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-m", "300", "-X", method, "-w", "\n%{http_code}"])
-        .arg("--unix-socket")
-        .arg(env.state.join("engine.sock"))
-        .arg(format!("http://localhost{path}"));
-    if let Some(b) = body {
-        cmd.args(["-H", "content-type: application/json", "-d", &b.to_string()]);
-    }
-    let o = run(&mut cmd);
-    assert_ok(&o);
-    let out = stdout(&o);
-    let (text, code) = out.rsplit_once('\n').unwrap();
-    (
-        code.parse().unwrap(),
-        serde_json::from_str(text).unwrap_or(Value::Null),
-    )
+    curl_unix(&env.state.join("engine.sock"), method, path, &[], body)
 }
 
 fn rootfs(dir: &Path) {

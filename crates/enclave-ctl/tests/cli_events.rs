@@ -19,31 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::enclaves::Env;
+use common::enclaves::{busybox_eif, Env};
 use common::net::until;
-use common::{assert_ok, ctl, run, stderr, stdout};
+use common::{assert_ok, run, stderr, stdout};
 use serde_json::Value;
 
 fn build(init: &Path, dir: &Path, name: &str, spec: &str) -> PathBuf {
-    let bin = dir.join("rootfs/bin");
-    if !bin.exists() {
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-        for applet in ["sh", "sleep", "true"] {
-            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-        }
-    }
-    std::fs::write(dir.join(format!("{name}.yaml")), spec).unwrap();
-    let eif = dir.join(format!("{name}.eif"));
-    assert_ok(&run(ctl(init).current_dir(dir).args([
-        "build",
-        "--quiet",
-        "-f",
-        &format!("{name}.yaml"),
-        "-o",
-        eif.to_str().unwrap(),
-    ])));
-    eif
+    busybox_eif(init, dir, name, &["sh", "sleep", "true"], spec)
 }
 
 /// `events --since 1h --until now --json` with `filters`, as JSON values, without the service

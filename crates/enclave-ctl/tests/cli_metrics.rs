@@ -1,8 +1,8 @@
 //! `run --metrics-listen` in a real QEMU microvm: the supervisor's `/metrics` follows the
 //! enclave (running, one boot, its health check, connections and bytes through a published
-//! port, the attestation documents its emulated NSM signed), `promtool check metrics` (Debian's
-//! prometheus package) accepts the text, and a real Prometheus server on loopback scrapes it and
-//! answers a query for the running enclave.
+//! port, the attestation documents its emulated NSM signed, its control sessions and refused
+//! keys), `promtool check metrics` (Debian's prometheus package) accepts the text, and a real
+//! Prometheus server on loopback scrapes it and answers a query for the running enclave.
 //!
 //! Missing prerequisites skip (fail with CI=true).
 
@@ -132,6 +132,28 @@ fn the_supervisor_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() 
     env.ok(&["attest", "m", "-o", doc.to_str().unwrap()]);
     let after = documents(&http_get(metrics, "/metrics"));
     assert_eq!(after, before + 1.0);
+
+    // The enclave's control server counts sessions and refused keys; the supervisor asks
+    // every 2 s. A key the enclave does not accept is one failure.
+    let stranger = tmp.path().join("stranger.key");
+    std::fs::write(&stranger, "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n").unwrap();
+    let o = run(env
+        .ctl()
+        .args(["services", "--key", stranger.to_str().unwrap(), "m", "list"]));
+    assert!(!o.status.success());
+    let failures = r#"enclave_engine_control_auth_failures_total{enclave="m"}"#;
+    until(
+        "the refused key counted",
+        Duration::from_secs(20),
+        String::new,
+        || {
+            let text = http_get(metrics, "/metrics");
+            (sample(&text, failures) != Some(1.0)).then_some(text)
+        },
+    );
+    let text = http_get(metrics, "/metrics");
+    let sessions = r#"enclave_engine_control_sessions_total{enclave="m"}"#;
+    assert!(sample(&text, sessions).unwrap() >= 3.0, "{text}");
 
     // promtool, Prometheus' own checker (and linter), reads it from stdin.
     let checked = common::promtool_check(&body);

@@ -9,29 +9,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::enclaves::Env;
-use common::{assert_ok, ctl, run, stderr, stdout};
+use common::enclaves::{busybox_eif, Env};
+use common::{assert_ok, run, stderr, stdout};
 use serde_json::Value;
-
-fn build(init: &Path, dir: &Path) -> PathBuf {
-    let bin = dir.join("rootfs/bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-    for applet in ["sh", "sleep"] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-    }
-    std::fs::write(
-        dir.join("k.yaml"),
-        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"while true; do sleep 1; done\"]\n",
-    )
-    .unwrap();
-    assert_ok(&run(ctl(init)
-        .current_dir(dir)
-        .args(["build", "--quiet", "-f", "k.yaml", "-o", "k.eif"])));
-    dir.join("k.eif")
-}
 
 fn state(env: &Env) -> String {
     env.inspect("k")["status"].as_str().unwrap().to_owned()
@@ -43,7 +23,13 @@ fn start_restart_and_kill_here_and_through_a_restarted_daemon_give_the_event_seq
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let eif = build(&init, tmp.path());
+    let eif = busybox_eif(
+        &init,
+        tmp.path(),
+        "k",
+        &["sh", "sleep"],
+        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"while true; do sleep 1; done\"]\n",
+    );
     let env = Env {
         state: tmp.path().join("state"),
         engine,

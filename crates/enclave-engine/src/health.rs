@@ -30,6 +30,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub struct Readiness {
     /// Every service, as enclave-init listed them.
     pub services: Vec<ServiceStatus>,
+    /// Its control server's counts since boot: (sessions, authentication failures).
+    pub control: Option<(u64, u64)>,
     /// Services neither ready nor ended, as `name (state)`.
     pub not_ready: Vec<String>,
     /// The health check's state.
@@ -83,8 +85,13 @@ pub fn ask(client: &mut Client) -> std::result::Result<Readiness, ClientError> {
             checked_ms_ago: None,
         },
     };
+    let control = match client.info()? {
+        Reply::Info { control, .. } => control.map(|c| (c.sessions, c.auth_failures)),
+        _ => None,
+    };
     Ok(Readiness {
         services,
+        control,
         not_ready,
         health,
     })
@@ -103,6 +110,8 @@ pub struct Probe {
     pub answered: Option<Instant>,
     /// Its services at the last answer.
     pub services: Option<Vec<ServiceStatus>>,
+    /// Its control server's (sessions, authentication failures) since boot.
+    pub control: Option<(u64, u64)>,
 }
 
 /// The supervisor's asking, on a thread, while the enclave runs.
@@ -140,6 +149,7 @@ impl Monitor {
                             health: None,
                             answered: before,
                             services: None,
+                            control: None,
                         },
                         Ok(mut client) => match ask(&mut client) {
                             Err(e) => Probe {
@@ -148,6 +158,7 @@ impl Monitor {
                                 health: None,
                                 answered: Some(Instant::now()),
                                 services: None,
+                                control: None,
                             },
                             Ok(r) => Probe {
                                 live: true,
@@ -159,6 +170,7 @@ impl Monitor {
                                     ready: r.reason().is_none(),
                                 }),
                                 answered: Some(Instant::now()),
+                                control: r.control,
                                 services: Some(r.services),
                             },
                         },
@@ -265,6 +277,7 @@ mod tests {
     fn readiness_reasons() {
         let mut r = Readiness {
             services: vec![],
+            control: None,
             not_ready: vec![],
             health: HealthReport {
                 status: HealthStatus::Healthy,

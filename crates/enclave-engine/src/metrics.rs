@@ -220,6 +220,28 @@ pub fn render(
             "enclave_engine_heartbeat_age_seconds{{{enclave}}} {age:.3}"
         );
     }
+    if let Some((sessions, failures)) = probe.control {
+        family(
+            &mut out,
+            "enclave_engine_control_sessions_total",
+            "counter",
+            "Connections the enclave's control server accepted since its boot (as it reports).",
+        );
+        let _ = writeln!(
+            out,
+            "enclave_engine_control_sessions_total{{{enclave}}} {sessions}"
+        );
+        family(
+            &mut out,
+            "enclave_engine_control_auth_failures_total",
+            "counter",
+            "Sessions the enclave refused for a key it does not accept, since its boot.",
+        );
+        let _ = writeln!(
+            out,
+            "enclave_engine_control_auth_failures_total{{{enclave}}} {failures}"
+        );
+    }
     if let Some(health) = &probe.health {
         family(
             &mut out,

@@ -32,11 +32,16 @@ fn exec_streams_exit_codes_and_signals() {
         Reply::Info {
             enclave,
             capabilities,
+            control,
             ..
         } => {
             assert_eq!(enclave.name.as_deref(), Some("ctl-test"));
             assert!(enclave.server.starts_with("enclave-init "));
             assert_eq!(capabilities, [Capability::Exec, Capability::Cp]);
+            // This session counted, no key refused (protocol 3).
+            let control = control.expect("the control counts");
+            assert!(control.sessions >= 1);
+            assert_eq!(control.auth_failures, 0);
         }
         other => panic!("{other:?}"),
     }

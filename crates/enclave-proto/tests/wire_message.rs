@@ -155,6 +155,16 @@ fn server_messages() -> Vec<ServerMessage> {
             enclave: info(),
             version: 1,
             capabilities: vec![Capability::Exec],
+            control: None,
+        },
+        Reply::Info {
+            enclave: info(),
+            version: 3,
+            capabilities: vec![],
+            control: Some(enclave_proto::wire::ControlCounts {
+                sessions: 9,
+                auth_failures: 1,
+            }),
         },
         Reply::Detached { pid: 77 },
         Reply::Services {

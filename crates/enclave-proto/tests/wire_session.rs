@@ -56,11 +56,22 @@ fn version_one_is_refused_and_newer_negotiated_down() {
     let Ok(Verdict::Respond(ServerMessage::Hello(h))) = s.on_recv(&newer) else {
         panic!()
     };
-    assert_eq!(h.version, 2);
+    assert_eq!(h.version, enclave_proto::wire::PROTOCOL_VERSION);
     assert_eq!(
         h.handshake.as_deref(),
         Some(enclave_proto::wire::secure::NOISE_PARAMS)
     );
+    // A version-2 client (before `info` carried the control counts) is still spoken to.
+    let mut s = server(&[], &[]);
+    let two = ClientMessage::Hello(ClientHello {
+        version: 2,
+        capabilities: vec![],
+        client: String::new(),
+    });
+    let Ok(Verdict::Respond(ServerMessage::Hello(h))) = s.on_recv(&two) else {
+        panic!()
+    };
+    assert_eq!(h.version, 2);
 }
 
 #[test]

@@ -146,3 +146,61 @@ pub fn kill(pid: u64, sig: &str) {
     let o: Output = run(Command::new("kill").args([sig, &pid.to_string()]));
     assert_ok(&o);
 }
+
+/// `dir/NAME.eif`, built by `enclave-ctl build` from `spec` (written to `dir/NAME.yaml`) over
+/// `dir/rootfs`: a static busybox with `applets` linked to it (made once per `dir`).
+pub fn busybox_eif(
+    init: &std::path::Path,
+    dir: &std::path::Path,
+    name: &str,
+    applets: &[&str],
+    spec: &str,
+) -> PathBuf {
+    let bin = dir.join("rootfs/bin");
+    if !bin.exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+        for applet in applets {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+    }
+    let yaml = dir.join(format!("{name}.yaml"));
+    std::fs::write(&yaml, spec).unwrap();
+    let eif = dir.join(format!("{name}.eif"));
+    assert_ok(&run(super::ctl(init)
+        .current_dir(dir)
+        .args(["build", "--quiet", "-f"])
+        .arg(&yaml)
+        .arg("-o")
+        .arg(&eif)));
+    eif
+}
+
+/// curl on the Unix socket `socket`: `METHOD path` with `headers` and a JSON `body`; (HTTP
+/// status, the body as JSON, `Null` when it is not).
+pub fn curl_unix(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-m", "300", "-X", method, "-w", "\n%{http_code}"])
+        .arg("--unix-socket")
+        .arg(socket);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "content-type: application/json", "-d", &b.to_string()]);
+    }
+    let o = run(cmd.arg(format!("http://localhost{path}")));
+    assert_ok(&o);
+    let out = stdout(&o);
+    let (text, code) = out.rsplit_once('\n').expect("curl's status line");
+    (
+        code.parse().expect("an HTTP status"),
+        serde_json::from_str(text).unwrap_or(Value::Null),
+    )
+}

@@ -107,6 +107,7 @@ fn health_age_and_proxy_rules() {
         }),
         answered: Some(now - Duration::from_millis(1500)),
         services: None,
+        control: Some((7, 2)),
     };
     let rules = [
         (
@@ -134,6 +135,20 @@ fn health_age_and_proxy_rules() {
             r#"enclave_engine_health_status{enclave="web",status="unhealthy"}"#
         ),
         "1"
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"enclave_engine_control_sessions_total{enclave="web"}"#
+        ),
+        "7"
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"enclave_engine_control_auth_failures_total{enclave="web"}"#
+        ),
+        "2"
     );
     assert_eq!(
         value(

@@ -298,6 +298,7 @@ pub(super) fn serve(
     authenticated: Arc<AtomicBool>,
 ) {
     let connected = Instant::now();
+    ctx.sessions.fetch_add(1, Ordering::Relaxed);
     let _ = sock.set_read_timeout(Some(SETUP_TIMEOUT));
     let mut session = ServerSession::new(config);
     let Ok(transport) = setup(&mut session, &sock) else {
@@ -409,7 +410,17 @@ fn handle(conn: &Arc<Conn>, payload: &Bytes) -> bool {
             return true;
         }
         Err(e) => {
-            conn.push(&e.to_message());
+            let message = e.to_message();
+            if matches!(
+                message,
+                ServerMessage::Error {
+                    code: ErrorCode::AuthFailed,
+                    ..
+                }
+            ) {
+                conn.ctx.auth_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            conn.push(&message);
             if e.is_fatal() {
                 return false;
             }

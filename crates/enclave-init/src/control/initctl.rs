@@ -90,6 +90,7 @@ fn run(args: &[String]) -> Result<(), Usage> {
                     enclave,
                     version,
                     capabilities,
+                    ..
                 } = client.info()?
                 {
                     println!(

@@ -32,12 +32,15 @@ mod ops;
 pub mod slots;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use enclave_proto::app::AppConfig;
 use enclave_proto::transport::{listen, Addr, Listener, VMADDR_CID_ANY};
-use enclave_proto::wire::{encode, EnclaveInfo, ErrorCode, ServerConfig, ServerMessage};
+use enclave_proto::wire::{
+    encode, ControlCounts, EnclaveInfo, ErrorCode, ServerConfig, ServerMessage,
+};
 use enclave_spec::EnclaveSpec;
 
 use crate::manager::ServiceManager;
@@ -68,6 +71,10 @@ pub struct Context {
     pub workdir: String,
     /// The app's user, whom exec'd processes run as.
     pub creds: Result<Credentials, String>,
+    /// Connections accepted since boot.
+    pub sessions: AtomicU64,
+    /// Key proofs refused since boot.
+    pub auth_failures: AtomicU64,
 }
 
 impl Context {
@@ -95,6 +102,8 @@ impl Context {
                 app.working_dir.clone()
             },
             creds,
+            sessions: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
         }
     }
 
@@ -104,6 +113,14 @@ impl Context {
             server: format!("enclave-init {}", crate::VERSION),
             name: self.name.clone(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// The counts `info` reports (protocol 3 and later).
+    pub fn control_counts(&self) -> ControlCounts {
+        ControlCounts {
+            sessions: self.sessions.load(Ordering::Relaxed),
+            auth_failures: self.auth_failures.load(Ordering::Relaxed),
         }
     }
 }

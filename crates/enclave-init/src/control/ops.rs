@@ -30,6 +30,8 @@ pub(super) fn dispatch(conn: &Arc<Conn>, id: RequestId, request: Request) {
                 enclave: conn.ctx.enclave_info(),
                 version,
                 capabilities,
+                // A version-2 client rejects fields it does not know.
+                control: (version >= 3).then(|| conn.ctx.control_counts()),
             })
         }
         Request::Exec(req) if req.detach => match exec::detached(conn, &req) {

@@ -43,8 +43,9 @@ pub use message::{
     ServerHello, ServerMessage,
 };
 pub use ops::{
-    AttestRequest, CpEntry, CpKind, ExecRequest, ExitStatus, HealthReport, HealthStatus, Reply,
-    Request, ServiceRequest, ServiceState, ServiceStatus, WindowSize, MAX_HEALTH_DETAIL,
+    AttestRequest, ControlCounts, CpEntry, CpKind, ExecRequest, ExitStatus, HealthReport,
+    HealthStatus, Reply, Request, ServiceRequest, ServiceState, ServiceStatus, WindowSize,
+    MAX_HEALTH_DETAIL,
 };
 pub use session::{
     ClientConfig, ClientSession, RemoteTrust, Security, ServerConfig, ServerSession, SessionError,
@@ -54,7 +55,7 @@ pub use stream::{FrameReader, FrameWriter};
 
 /// The protocol version this code speaks. A peer announces the highest version it speaks in its
 /// hello; the server answers with the version both will use.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest protocol version this code still speaks. Version 1 had no encrypted session and
 /// let anyone on the parent drive an enclave without a key: it is not spoken any more.

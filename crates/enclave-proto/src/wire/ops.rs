@@ -236,6 +236,16 @@ pub enum ServiceState {
     Unknown,
 }
 
+/// What the control server counted since the enclave booted (the supervisor's metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlCounts {
+    /// Connections accepted.
+    pub sessions: u64,
+    /// Sessions refused for a key the enclave does not accept.
+    pub auth_failures: u64,
+}
+
 /// Status of one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,6 +285,9 @@ pub enum Reply {
         version: u16,
         /// Capabilities granted to this connection.
         capabilities: Vec<Capability>,
+        /// The control server's counts since boot (protocol 3 and later).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        control: Option<ControlCounts>,
     },
     /// A detached exec started.
     Detached {
