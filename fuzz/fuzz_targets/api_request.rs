@@ -1,6 +1,6 @@
 //! Arbitrary bytes through the engine API's decoders of outside input
-//! (`enclave_engine::daemon`): the query string and its time values, and the run request's JSON
-//! body with every field it checks. They must not panic.
+//! (`enclave_engine::daemon`): the query string and its time values, and the run, build and
+//! measure requests' JSON bodies with every field they check. They must not panic.
 //!
 //! `cargo fuzz run api_request`
 #![no_main]

@@ -59,11 +59,41 @@ fn absolute(what: &str, p: &Path) -> Result<(), ApiError> {
     }
 }
 
-/// Builds; answers 201 with the image's record once the EIF is written and recorded.
-pub async fn build(root: &StateRoot, body: &[u8]) -> Result<Reply, ApiError> {
+/// A build request's body, every field checked that can be without reading a file.
+fn build_body(body: &[u8]) -> Result<(BuildBody, KernelProfile), ApiError> {
     let b: BuildBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad(format!("the build request: {e}")))?;
     absolute("spec", &b.spec)?;
+    if let Some(o) = &b.output {
+        absolute("output", o)?;
+    }
+    if let Some(k) = &b.kernel_dir {
+        absolute("kernel_dir", k)?;
+    }
+    let profile = match b.kernel_profile.as_deref() {
+        None => KernelProfile::Emulated,
+        Some(p) => p.parse().map_err(|e: String| ApiError::bad(e))?,
+    };
+    Ok((b, profile))
+}
+
+/// A measure request's body.
+fn measure_body(body: &[u8]) -> Result<MeasureBody, ApiError> {
+    let b: MeasureBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("the measure request: {e}")))?;
+    absolute("eif", &b.eif)?;
+    Ok(b)
+}
+
+/// The decoders above on arbitrary bytes (the fuzz target `api_request`).
+pub fn decode_bodies(data: &[u8]) {
+    let _ = build_body(data);
+    let _ = measure_body(data);
+}
+
+/// Builds; answers 201 with the image's record once the EIF is written and recorded.
+pub async fn build(root: &StateRoot, body: &[u8]) -> Result<Reply, ApiError> {
+    let (b, kernel_profile) = build_body(body)?;
     if !b.spec.is_file() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -71,20 +101,10 @@ pub async fn build(root: &StateRoot, body: &[u8]) -> Result<Reply, ApiError> {
             format!("{}: no such spec file on this host", b.spec.display()),
         ));
     }
-    let kernel_profile: KernelProfile = match b.kernel_profile.as_deref() {
-        None => KernelProfile::Emulated,
-        Some(p) => p.parse().map_err(|e: String| ApiError::bad(e))?,
-    };
-    if let Some(k) = &b.kernel_dir {
-        absolute("kernel_dir", k)?;
-    }
     let dir = index::dir(root)?;
     // Into the images directory under a name no other build uses, renamed to its id after.
     let (output, chosen) = match &b.output {
-        Some(o) => {
-            absolute("output", o)?;
-            (o.clone(), true)
-        }
+        Some(o) => (o.clone(), true),
         None => (
             dir.join(format!(".building-{}.eif", crate::util::random_id()?)),
             false,
@@ -158,9 +178,7 @@ pub fn inspect(root: &StateRoot, id: &str) -> Result<Reply, ApiError> {
 
 /// The PCRs of an EIF on this host, as `enclave-ctl measure --json` prints them.
 pub async fn measure(body: &[u8]) -> Result<Reply, ApiError> {
-    let b: MeasureBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad(format!("the measure request: {e}")))?;
-    absolute("eif", &b.eif)?;
+    let b = measure_body(body)?;
     if !b.eif.is_file() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

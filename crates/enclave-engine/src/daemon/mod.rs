@@ -35,13 +35,14 @@ pub use body::ApiBody;
 /// What the fuzz target `api_request` runs (fuzz/fuzz_targets/api_request.rs).
 pub mod fuzzing {
     /// The decoders of a request's outside input on arbitrary bytes: the query string (and each
-    /// value as a time), and the run request's JSON body. None may panic.
+    /// value as a time), and the run, build and measure requests' JSON bodies. None may panic.
     pub fn request_inputs(data: &[u8]) {
         let text = String::from_utf8_lossy(data);
         for value in super::http::parse_query(&text).values() {
             let _ = crate::util::parse_when(value);
         }
         let _ = super::run_request::run_options(data);
+        super::images::decode_bodies(data);
     }
 }
 
