@@ -125,6 +125,8 @@ struct HostRule {
     pattern: HostPattern,
     port: u16,
     allow_special: bool,
+    /// `host PATTERN:PORT`, its name in the metrics.
+    label: String,
 }
 
 /// A `cidr` rule.
@@ -133,6 +135,8 @@ struct CidrRule {
     cidr: Cidr,
     port: u16,
     allow_special: bool,
+    /// `cidr CIDR:PORT`, its name in the metrics.
+    label: String,
 }
 
 /// What the `cidr` rules say about an address and port.
@@ -165,6 +169,7 @@ impl EgressPolicy {
                     pattern: h.clone(),
                     port: rule.port,
                     allow_special: rule.allow_special,
+                    label: format!("host {}:{}", h.as_str(), rule.port),
                 });
             }
             if let Some(c) = rule.cidr {
@@ -172,6 +177,7 @@ impl EgressPolicy {
                     cidr: c,
                     port: rule.port,
                     allow_special: rule.allow_special,
+                    label: format!("cidr {c}:{}", rule.port),
                 });
             }
         }
@@ -180,6 +186,34 @@ impl EgressPolicy {
             hosts,
             cidrs,
         }
+    }
+
+    /// Every rule's name in the metrics (`host PATTERN:PORT`, `cidr CIDR:PORT`), each once:
+    /// the `host` rules, then the `cidr` rules, in spec order.
+    pub fn rule_labels(&self) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let all = self.hosts.iter().map(|h| &h.label);
+        all.chain(self.cidrs.iter().map(|c| &c.label))
+            .filter(|l| seen.insert(l.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// The rule a name request falls under: the first `host` rule for the name and port.
+    pub fn name_rule(&self, name: &str, port: u16) -> Option<&str> {
+        self.hosts
+            .iter()
+            .find(|h| h.port == port && h.pattern.matches(name))
+            .map(|h| h.label.as_str())
+    }
+
+    /// The rule an address request falls under: the first `cidr` rule with the port holding it.
+    pub fn addr_rule(&self, addr: IpAddr, port: u16) -> Option<&str> {
+        let addr = addr.to_canonical();
+        self.cidrs
+            .iter()
+            .find(|r| r.port == port && r.cidr.contains(addr))
+            .map(|r| r.label.as_str())
     }
 
     /// Whether a `host` rule allows `name:port`.

@@ -418,3 +418,32 @@ fn names_reach_special_addresses_only_through_allow_special_or_a_reaching_cidr()
         Ok(vec![ip("8.8.4.4")])
     );
 }
+
+#[test]
+fn each_rule_has_a_label_and_requests_fall_under_the_first_that_holds_them() {
+    let p = policy(&format!("{RULES}    - {{host: db.internal, port: 5432}}\n"));
+    assert_eq!(
+        p.rule_labels(),
+        [
+            "host db.internal:5432",
+            "host *.example.com:443",
+            "cidr 10.0.0.0/8:5432",
+            "cidr 203.0.113.0/24:443",
+            "cidr 127.0.0.5/32:443",
+        ]
+    );
+    assert_eq!(
+        p.name_rule("api.example.com", 443),
+        Some("host *.example.com:443")
+    );
+    assert_eq!(p.name_rule("api.example.com", 80), None);
+    assert_eq!(
+        p.addr_rule(ip("10.1.2.3"), 5432),
+        Some("cidr 10.0.0.0/8:5432")
+    );
+    assert_eq!(
+        p.addr_rule(ip("::ffff:203.0.113.9"), 443),
+        Some("cidr 203.0.113.0/24:443")
+    );
+    assert_eq!(p.addr_rule(ip("10.1.2.3"), 443), None);
+}

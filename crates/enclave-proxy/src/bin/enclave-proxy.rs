@@ -16,7 +16,7 @@ use enclave_cli::logging::LogArgs;
 use enclave_proto::transport::{hybrid, Addr, VMADDR_CID_ANY};
 use enclave_proxy::allow::{AllowList, EgressPolicy, Resolver};
 use enclave_proxy::host::{
-    listen_tcp, listen_unix, listen_vsock, serve_egress, serve_ingress, EgressRules,
+    listen_tcp, listen_unix, listen_vsock, serve_egress, serve_ingress, EgressRules, EgressStats,
     EnclaveConnector, IngressTarget, Limits,
 };
 use enclave_proxy::stream::{BufferPool, ProxyListener};
@@ -246,7 +246,7 @@ fn egress(args: EgressArgs) -> Result<()> {
         rules,
         args.limits.limits(),
         BufferPool::default(),
-        Arc::default(),
+        EgressStats::default(),
     ));
     Ok(())
 }

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info_span, Instrument};
 
 use super::accept::{accept_loop, limited_warn, LogLimiter};
-use super::{read_request, Limits, ReadRequestError, RuleStats};
+use super::{read_request, EgressStats, Limits, ReadRequestError};
 use crate::allow::{EgressPolicy, Refusal, Resolver};
 use crate::header::{Request, Status};
 use crate::stream::{relay, BufferPool, ProxyListener, ProxyStream};
@@ -34,7 +34,7 @@ struct Shared {
     bad_header: LogLimiter,
     /// Allowed destinations that did not answer.
     unreachable: LogLimiter,
-    stats: Arc<RuleStats>,
+    stats: EgressStats,
 }
 
 /// Why a request was not connected: the answer to send and what to log.
@@ -53,7 +53,7 @@ pub async fn serve_egress(
     rules: EgressRules,
     limits: Limits,
     pool: BufferPool,
-    stats: Arc<RuleStats>,
+    stats: EgressStats,
 ) {
     let span = info_span!("egress", listen = %super::listen::describe(&listener));
     let expect_cid = rules.expect_cid;
@@ -97,11 +97,18 @@ async fn connection(peer: ProxyStream, shared: Arc<Shared>) {
                 return;
             }
         };
+    // The allow-list rule the request falls under, for its counters.
+    let policy = &shared.rules.policy;
+    let stats = shared.stats.of(match &request {
+        Request::EgressName { name, port } => policy.name_rule(name, *port),
+        Request::EgressAddr { addr, port } => policy.addr_rule(*addr, *port),
+        _ => None,
+    });
     let connected = tokio::time::timeout(limits.connect_timeout, connect(&request, &shared)).await;
     let upstream = match connected {
         Ok(Ok(upstream)) => upstream,
         Ok(Err(failure)) => {
-            shared.stats.refused();
+            stats.refused();
             let status = match &failure {
                 Failure::Refused(refusal) => {
                     limited_warn!(shared.refused, request = %request, reason = %refusal, "egress refused");
@@ -125,7 +132,7 @@ async fn connection(peer: ProxyStream, shared: Arc<Shared>) {
             return;
         }
         Err(_) => {
-            shared.stats.refused();
+            stats.refused();
             limited_warn!(
                 shared.unreachable,
                 request = %request,
@@ -147,11 +154,11 @@ async fn connection(peer: ProxyStream, shared: Arc<Shared>) {
         debug!(request = %request, error = %e, "egress connection lost before the relay");
         return;
     }
-    shared.stats.opened();
+    stats.opened();
     match relay(&peer, &upstream, &shared.pool).await {
         Ok(moved) => {
             let sent = moved.a_to_b + early.len() as u64;
-            shared.stats.moved(moved.b_to_a, sent);
+            stats.moved(moved.b_to_a, sent);
             debug!(
                 request = %request,
                 sent,

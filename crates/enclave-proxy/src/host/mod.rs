@@ -28,7 +28,7 @@ pub use handshake::{read_request, send_request, ReadRequestError};
 pub use ingress::{serve_ingress, IngressTarget};
 pub use listen::{listen_tcp, listen_unix, listen_vsock};
 pub use proxies::{EgressConfig, EgressListen, HostProxies, HostProxyConfig, Publish};
-pub use stats::{ProxyStats, RuleCounts, RuleStats};
+pub use stats::{EgressStats, ProxyStats, RuleCounts, RuleStats};
 
 /// The bounds every proxy applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

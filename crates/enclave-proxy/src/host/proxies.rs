@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::{
-    listen_tcp, listen_unix, listen_vsock, serve_egress, serve_ingress, EgressRules,
+    listen_tcp, listen_unix, listen_vsock, serve_egress, serve_ingress, EgressRules, EgressStats,
     EnclaveConnector, IngressTarget, Limits, ProxyStats, RuleStats,
 };
 use crate::allow::{EgressPolicy, Resolver};
@@ -138,8 +138,13 @@ impl HostProxies {
                     resolver: Resolver::new(e.add_hosts),
                     expect_cid,
                 };
-                let counters = Arc::new(RuleStats::default());
-                stats.rules.push(("egress".to_owned(), counters.clone()));
+                let counters = EgressStats::new(rules.policy.rule_labels());
+                for (label, rule) in &counters.rules {
+                    stats.rules.push((format!("egress {label}"), rule.clone()));
+                }
+                stats
+                    .rules
+                    .push(("egress unlisted".to_owned(), counters.unlisted.clone()));
                 Some((listener, rules, counters))
             }
         };

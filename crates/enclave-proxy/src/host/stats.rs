@@ -53,8 +53,39 @@ impl RuleStats {
     }
 }
 
+/// The egress proxy's counters: one set per allow-list rule (by its label, as
+/// [`crate::allow::EgressPolicy::rule_labels`] names them), and one for requests no rule holds.
+#[derive(Debug, Clone, Default)]
+pub struct EgressStats {
+    /// (label, counters), in the policy's order.
+    pub rules: Vec<(String, Arc<RuleStats>)>,
+    /// Requests no rule holds (all refused).
+    pub unlisted: Arc<RuleStats>,
+}
+
+impl EgressStats {
+    /// Counters for each of `labels`.
+    pub fn new(labels: Vec<String>) -> Self {
+        EgressStats {
+            rules: labels
+                .into_iter()
+                .map(|l| (l, Arc::new(RuleStats::default())))
+                .collect(),
+            unlisted: Arc::default(),
+        }
+    }
+
+    /// The counters of the rule labelled `label`, or of the unlisted requests.
+    pub fn of(&self, label: Option<&str>) -> &RuleStats {
+        label
+            .and_then(|l| self.rules.iter().find(|(name, _)| name == l))
+            .map_or(&*self.unlisted, |(_, s)| &**s)
+    }
+}
+
 /// The counters of every rule of a [`super::HostProxies`], named: `ingress HOST:PORT->PORT` for
-/// each published port, `egress` for the egress proxy (one set for all its allow-list entries).
+/// each published port, `egress RULE` for each allow-list rule of the egress proxy and `egress
+/// unlisted` for the requests none holds.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyStats {
     /// (rule name, counters), in the order of the configuration.

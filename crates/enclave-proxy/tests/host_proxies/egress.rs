@@ -1,5 +1,5 @@
-//! The egress proxy: allow-list by name, by resolved address and by cidr; malformed headers;
-//! floods of silent connections.
+//! The egress proxy: allow-list by name, by resolved address and by cidr, counted per rule;
+//! malformed headers; floods of silent connections.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -58,7 +58,7 @@ fn egress_allow_list_by_name_resolved_address_and_cidr() {
         connect_timeout: Duration::from_secs(2),
         ..Limits::default()
     };
-    let (_proxies, path) = egress_proxies(dir.path(), &yaml, &hosts, limits);
+    let (proxies, path) = egress_proxies(dir.path(), &yaml, &hosts, limits);
     let listen = format!("listen=unix:{}", path.display());
 
     // Allowed: name + override to a loopback address a cidr rule lists.
@@ -126,6 +126,26 @@ fn egress_allow_list_by_name_resolved_address_and_cidr() {
         let line = wait_for_log(&["egress refused", &listen, &reason]);
         assert!(line.contains(&format!("request={req}")), "{line}");
     }
+
+    // Counted by the rule each request fell under; what no rule holds, as unlisted.
+    let counts: std::collections::BTreeMap<String, (u64, u64)> = proxies
+        .stats()
+        .rules
+        .iter()
+        .map(|(rule, s)| (rule.clone(), (s.read().opened, s.read().refused)))
+        .collect();
+    let want: std::collections::BTreeMap<String, (u64, u64)> = [
+        (format!("egress host db.test:{p}"), (2, 0)),
+        (format!("egress host *.svc.test:{p}"), (1, 0)),
+        (format!("egress host nocidr.test:{p}"), (0, 1)),
+        (format!("egress host mixed.test:{p}"), (1, 0)),
+        (format!("egress host pub.test:{p}"), (0, 0)),
+        (format!("egress cidr 127.0.0.5/32:{p}"), (1, 0)),
+        ("egress unlisted".to_owned(), (0, 5)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(counts, want);
 
     // A public address passes the allow-list: it is connected or fails to connect, but is not
     // refused.
