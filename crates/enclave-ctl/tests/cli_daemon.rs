@@ -169,6 +169,18 @@ fn the_api_runs_lists_streams_survives_a_kill_and_matches_its_openapi_document()
         (info["active"].as_u64(), info["cpus_reserved"].as_u64()),
         (Some(1), Some(1))
     );
+    // The supervisor's own families too, from the snapshot it rewrites every 2 s.
+    until(
+        "the supervisor's families in the daemon's metrics",
+        Duration::from_secs(20),
+        String::new,
+        || {
+            let (_, text) = c.call("GET", "/metrics", "/metrics", None);
+            (!text.contains(r#"enclave_engine_boot_duration_seconds_count{enclave="d"} 1"#)
+                || !text.contains(r#"enclave_engine_heartbeat_age_seconds{enclave="d"}"#))
+            .then_some(text)
+        },
+    );
     let (code, metrics) = c.call("GET", "/metrics", "/metrics", None);
     assert_eq!(code, 200);
     assert!(

@@ -213,6 +213,27 @@ fn the_tcp_listener_is_mutual_tls_only() {
         common::stderr(&o)
     );
 
+    // A real Prometheus scrapes the daemon over the same mutual TLS: the number of running
+    // enclaves (none here), and the scrape itself up.
+    let tls_config = format!(
+        "{{ca_file: {0}/ca.pem, cert_file: {0}/client.pem, key_file: {0}/client.key}}",
+        d.display()
+    );
+    let (_prometheus, prom_port) = common::prometheus(
+        d,
+        &format!(
+            "  - job_name: engine\n    scheme: https\n    tls_config: {tls_config}\n    \
+             static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        ),
+    );
+    common::prometheus_answers(d, prom_port, "up%7Bjob%3D%22engine%22%7D", "1");
+    common::prometheus_answers(
+        d,
+        prom_port,
+        "enclave_engine_enclaves%7Bstate%3D%22running%22%7D",
+        "0",
+    );
+
     // Plain HTTP on the TLS port gets nothing either.
     let o = run(Command::new("curl")
         .args(["-s", "-m", "5"])

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::enclaves::Env;
@@ -161,40 +160,17 @@ fn the_supervisor_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() 
     assert!(checked.stdout.is_empty(), "{}", stdout(&checked));
 
     // A real Prometheus, on loopback, scraping every second.
-    let prom_port = free_port();
-    let config = tmp.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: enclave\n    \
-             static_configs: [{{targets: ['127.0.0.1:{metrics}']}}]\n"
+    let (_prometheus, prom_port) = common::prometheus(
+        tmp.path(),
+        &format!(
+            "  - job_name: enclave\n    static_configs: [{{targets: ['127.0.0.1:{metrics}']}}]\n"
         ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(tmp.path().join("prometheus.log")).unwrap();
-    let _prometheus = common::KillOnDrop(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
     );
-    let query = "/api/v1/query?query=sum(enclave_engine_enclave_state%7Bstate%3D%22running%22%7D)";
-    let log = || std::fs::read_to_string(tmp.path().join("prometheus.log")).unwrap_or_default();
-    until(
-        "Prometheus answers 1 running enclave",
-        Duration::from_secs(60),
-        log,
-        || {
-            let r = http_get(prom_port, query);
-            (!r.contains(r#""value":["#) || !r.contains(r#","1"]"#)).then_some(r)
-        },
+    common::prometheus_answers(
+        tmp.path(),
+        prom_port,
+        "sum(enclave_engine_enclave_state%7Bstate%3D%22running%22%7D)",
+        "1",
     );
 
     // The listener goes with the supervisor.

@@ -118,6 +118,53 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The file in the enclave's directory where its supervisor keeps the metrics it would serve,
+/// rewritten every [`SNAPSHOT_INTERVAL`]: the engine daemon's `/metrics` gathers them.
+pub const SNAPSHOT_FILE: &str = "metrics.prom";
+/// How often the snapshot is rewritten.
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The thread that rewrites the snapshot; stopped (and waited for) when dropped, so nothing
+/// writes into the enclave's directory while `--rm` removes it.
+pub struct Snapshots {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Rewrites `sources`' metrics to `path` every [`SNAPSHOT_INTERVAL`] on a thread of its own,
+/// until the returned handle is dropped or a write fails.
+pub fn keep_snapshot(sources: Sources, path: std::path::PathBuf) -> Snapshots {
+    use std::sync::atomic::Ordering;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let spawned = std::thread::Builder::new()
+        .name("metrics-snapshot".into())
+        .spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                if crate::util::write_atomic(&path, sources.render().as_bytes()).is_err() {
+                    return;
+                }
+                let until = Instant::now() + SNAPSHOT_INTERVAL;
+                while Instant::now() < until && !flag.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+    let thread = spawned
+        .map_err(|e| tracing::warn!("no metrics snapshot: {e}"))
+        .ok();
+    Snapshots { stop, thread }
+}
+
+impl Drop for Snapshots {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Serves `GET /metrics` from `sources` on `addr` (anything else 404).
 pub fn serve(addr: SocketAddr, sources: Sources) -> Result<SocketAddr> {
     crate::local_http::serve(addr, "--metrics-listen", move |path| match path {

@@ -228,3 +228,44 @@ pub fn promtool_check(text: &str) -> Output {
         .expect("promtool reads the metrics");
     check.wait_with_output().expect("promtool ends")
 }
+
+/// A real Prometheus (Debian's package) on a free loopback port, scraping every second with
+/// `scrape_configs` (YAML, indented as the list's items), its data and log under `dir`; the
+/// server (killed when dropped) and its port.
+pub fn prometheus(dir: &Path, scrape_configs: &str) -> (KillOnDrop, u16) {
+    let port = net::free_port();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n{scrape_configs}"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting prometheus");
+    (KillOnDrop(child), port)
+}
+
+/// Waits until the Prometheus on `port` answers the instant query `query` (URL-encoded) with
+/// the value `want`; fails after a minute with its log (in `dir`).
+pub fn prometheus_answers(dir: &Path, port: u16, query: &str, want: &str) {
+    let log = || std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    net::until(
+        &format!("Prometheus answers {want} to {query}"),
+        std::time::Duration::from_secs(60),
+        log,
+        || {
+            let r = net::http_get(port, &format!("/api/v1/query?query={query}"));
+            (!r.contains(r#""value":["#) || !r.contains(&format!(r#","{want}"]"#))).then_some(r)
+        },
+    );
+}

@@ -11,6 +11,7 @@
 mod body;
 mod http;
 mod images;
+mod metrics;
 mod relay;
 mod routes;
 mod run_request;

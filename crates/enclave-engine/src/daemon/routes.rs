@@ -3,7 +3,6 @@
 //! logs (JSON lines), the events (server-sent events) and `/metrics` (Prometheus text).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -145,7 +144,11 @@ impl Api {
             }
             ["metrics"] => {
                 allow(&[Method::GET])?;
-                self.metrics()
+                let text = super::metrics::render(&self.root)?;
+                Ok(Response::builder()
+                    .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                    .body(ApiBody::full(text))
+                    .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
             }
             _ => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -336,52 +339,6 @@ impl Api {
             .header("content-type", "application/cbor")
             .header("x-enclave-nonce", nonce_hex)
             .body(ApiBody::full(document))
-            .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
-    }
-
-    fn metrics(&self) -> Result<Reply, ApiError> {
-        let records = self.records()?;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP enclave_engine_enclaves Enclaves in the state directory, by state."
-        );
-        let _ = writeln!(out, "# TYPE enclave_engine_enclaves gauge");
-        for state in crate::metrics::STATES {
-            let n = records.iter().filter(|r| r.status == state).count();
-            let _ = writeln!(out, "enclave_engine_enclaves{{state=\"{state}\"}} {n}");
-        }
-        let active: Vec<&EnclaveRecord> = records.iter().filter(|r| r.status.is_active()).collect();
-        let _ = writeln!(
-            out,
-            "# HELP enclave_engine_cpus_reserved vCPUs held by active enclaves."
-        );
-        let _ = writeln!(out, "# TYPE enclave_engine_cpus_reserved gauge");
-        let cpus: u64 = active.iter().map(|r| u64::from(r.cpus)).sum();
-        let _ = writeln!(out, "enclave_engine_cpus_reserved {cpus}");
-        let _ = writeln!(
-            out,
-            "# HELP enclave_engine_memory_reserved_bytes Memory held by active enclaves."
-        );
-        let _ = writeln!(out, "# TYPE enclave_engine_memory_reserved_bytes gauge");
-        let mem: u64 = active.iter().map(|r| r.memory_mib * 1024 * 1024).sum();
-        let _ = writeln!(out, "enclave_engine_memory_reserved_bytes {mem}");
-        let _ = writeln!(
-            out,
-            "# HELP enclave_engine_restarts_total Boots again by the restart policy, by enclave."
-        );
-        let _ = writeln!(out, "# TYPE enclave_engine_restarts_total counter");
-        for r in &records {
-            let _ = writeln!(
-                out,
-                "enclave_engine_restarts_total{{enclave=\"{}\"}} {}",
-                crate::metrics::escape(&r.name),
-                r.restarts
-            );
-        }
-        Ok(Response::builder()
-            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-            .body(ApiBody::full(out))
             .unwrap_or_else(|_| Response::new(ApiBody::full(""))))
     }
 }

@@ -127,6 +127,9 @@ pub fn supervise(
     let secrets = crate::control::read_secrets(&dir)?;
     let metrics = crate::metrics::Sources::default();
     *metrics.record.lock().unwrap_or_else(|p| p.into_inner()) = Some(rec.clone());
+    // Until this function returns, before `--rm` removes the directory.
+    let _snapshots =
+        crate::metrics::keep_snapshot(metrics.clone(), dir.join(crate::metrics::SNAPSHOT_FILE));
     let mut ctx = Ctx {
         root,
         rec,
