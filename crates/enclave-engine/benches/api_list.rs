@@ -49,6 +49,7 @@ fn records(root: &StateRoot) {
             started_at: Some("2026-12-05T10:00:01Z".into()),
             finished_at: Some("2026-12-05T10:05:00Z".into()),
             exit_code: Some(0),
+            oom_killed: false,
             auto_remove: false,
             health_listen: None,
             metrics_listen: None,

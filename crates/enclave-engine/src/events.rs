@@ -42,6 +42,9 @@ pub enum EventKind {
     Heartbeat,
     /// The health check's status changed.
     HealthStatus,
+    /// The kernel's OOM killer ended a process of a service (`service`; the main service's
+    /// last one when the enclave ends: before its `exit`).
+    Oom,
     /// The main service ended, with its exit code.
     Exit,
     /// The enclave (the VM, or nitro-cli's enclave) ended.
@@ -67,11 +70,12 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, for `--filter type=` and its error message.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Create,
         EventKind::Boot,
         EventKind::Heartbeat,
         EventKind::HealthStatus,
+        EventKind::Oom,
         EventKind::Exit,
         EventKind::Die,
         EventKind::ServiceStart,
@@ -91,6 +95,7 @@ impl EventKind {
             EventKind::Boot => "boot",
             EventKind::Heartbeat => "heartbeat",
             EventKind::HealthStatus => "health_status",
+            EventKind::Oom => "oom",
             EventKind::Exit => "exit",
             EventKind::Die => "die",
             EventKind::ServiceStart => "service_start",

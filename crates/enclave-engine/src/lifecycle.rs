@@ -101,6 +101,7 @@ pub fn create_with(
         started_at: None,
         finished_at: None,
         exit_code: None,
+        oom_killed: false,
         auto_remove: opts.auto_remove,
         health_listen: opts.health_listen,
         metrics_listen: opts.metrics_listen,
@@ -310,6 +311,7 @@ pub fn start(root: &StateRoot, rec: &EnclaveRecord, boot_timeout: Duration) -> R
     fresh.error = None;
     fresh.exit = None;
     fresh.exit_code = None;
+    fresh.oom_killed = false;
     root.save(&fresh)?;
     start_supervisor(root, &fresh, Some(boot_timeout)).map(Some)
 }

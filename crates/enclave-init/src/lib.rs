@@ -34,6 +34,7 @@ pub mod manager;
 pub mod modules;
 pub mod net;
 pub mod nsm;
+pub mod oom;
 pub mod policy;
 pub mod proxies;
 pub mod reaper;
@@ -238,7 +239,7 @@ pub fn run_pid1(started: Instant) -> ! {
                     policy::Exit::Code(c) => enclave_proto::wire::ExitStatus::Code(c),
                     policy::Exit::Signal(s) => enclave_proto::wire::ExitStatus::Signal(s),
                 });
-                link.report_exit(main, &ended.reason);
+                link.report_exit(main, ended.main_oom, &ended.reason);
             }
             ended.reason
         }

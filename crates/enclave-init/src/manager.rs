@@ -66,6 +66,8 @@ pub struct ServiceStatus {
     pub restarts: u32,
     /// How its last process ended.
     pub last_exit: Option<Exit>,
+    /// How many of its processes the kernel's OOM killer ended since the enclave booted.
+    pub oom_kills: u32,
 }
 
 /// Why a request was refused.

@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use crate::users::Credentials;
 
 /// The name of the main service.
-pub const MAIN: &str = "main";
+pub const MAIN: &str = enclave_spec::MAIN_SERVICE;
 
 /// The name of the attestation server's service (when the spec enables it).
 pub const ATTESTATION: &str = "attestation";

@@ -47,12 +47,9 @@ impl SupervisorLink {
     /// Tells the supervisor how the enclave ends, just before the power-off: the main service's
     /// exit status (`enclave-ctl run` exits with it) and the reason. Bounded by the hand-off's
     /// write timeout; a failure is logged, never fatal.
-    pub fn report_exit(mut self, main: Option<ExitStatus>, reason: &str) {
-        let exit = EnclaveExit {
-            version: HANDOFF_VERSION,
-            main,
-            reason: reason.to_owned(),
-        };
+    /// `oom`: the kernel's OOM killer ended the main service.
+    pub fn report_exit(mut self, main: Option<ExitStatus>, oom: bool, reason: &str) {
+        let exit = EnclaveExit::new(main, oom, reason.to_owned());
         match handoff::write_exit(&mut self.0, &exit) {
             Ok(()) => {
                 // Wait (bounded) for the supervisor to close its end: the report is then read,

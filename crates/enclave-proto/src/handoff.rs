@@ -32,7 +32,10 @@
 //!
 //! - `main` is how the main service (the image's entrypoint and cmd, as amended by the spec)
 //!   ended: the exit status `enclave-ctl run` exits with and `ps` shows. It is absent when the
-//!   image has no main service or it never started. The host learns nothing it could not see
+//!   image has no main service or it never started. `oom` says the kernel's OOM killer ended
+//!   it: such a report is version [`EXIT_OOM_VERSION`], every other one stays version 1, so a
+//!   supervisor from before `oom` still reads every report but that one (and then keeps its
+//!   own guess of how the enclave ended). The host learns nothing it could not see
 //!   in the logs; the report is as trustworthy as the enclave's own word to its host.
 //!
 //! Each message is one frame of the control protocol's codec (CBOR, unknown fields refused).
@@ -117,6 +120,9 @@ pub struct EnclaveIdentity {
     pub document: Option<ByteBuf>,
 }
 
+/// The version of an exit report that says the OOM killer ended the main service.
+pub const EXIT_OOM_VERSION: u16 = 2;
+
 /// Longest `reason` in an [`EnclaveExit`], bytes.
 pub const MAX_EXIT_REASON: usize = 1024;
 
@@ -130,15 +136,37 @@ pub struct EnclaveExit {
     /// ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main: Option<ExitStatus>,
+    /// The kernel's OOM killer ended the main service's last run (version [`EXIT_OOM_VERSION`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom: bool,
     /// Why the enclave is powering off, for the log (at most [`MAX_EXIT_REASON`] bytes).
     pub reason: String,
 }
 
 impl EnclaveExit {
+    /// A report in the lowest version that says it.
+    pub fn new(main: Option<ExitStatus>, oom: bool, reason: String) -> Self {
+        Self {
+            version: if oom {
+                EXIT_OOM_VERSION
+            } else {
+                HANDOFF_VERSION
+            },
+            main,
+            oom,
+            reason,
+        }
+    }
+
     /// Checks the limits a receiver relies on.
     pub fn check(&self) -> Result<(), HandoffError> {
-        if self.version != HANDOFF_VERSION {
+        if self.version != HANDOFF_VERSION && self.version != EXIT_OOM_VERSION {
             return Err(HandoffError::Version(self.version));
+        }
+        if self.oom && self.version < EXIT_OOM_VERSION {
+            return Err(HandoffError::Invalid(format!(
+                "an exit report saying `oom` is version {EXIT_OOM_VERSION}"
+            )));
         }
         if self.reason.len() > MAX_EXIT_REASON {
             return Err(HandoffError::Invalid(format!(
@@ -328,11 +356,11 @@ mod tests {
             write_identity(b, &identity).unwrap()
         });
         push(&|b| {
-            let exit = EnclaveExit {
-                version: HANDOFF_VERSION,
-                main: Some(ExitStatus::Signal(15)),
-                reason: "the main service ended".into(),
-            };
+            let exit = EnclaveExit::new(
+                Some(ExitStatus::Signal(9)),
+                true,
+                "the main service ended".into(),
+            );
             write_exit(b, &exit).unwrap()
         });
         for seed in &seeds {
@@ -352,16 +380,44 @@ mod tests {
 
     #[test]
     fn the_exit_report_round_trips_and_long_reasons_are_cut() {
-        let exit = EnclaveExit {
-            version: HANDOFF_VERSION,
-            main: Some(ExitStatus::Code(3)),
-            reason: "é".repeat(MAX_EXIT_REASON),
-        };
+        let exit = EnclaveExit::new(
+            Some(ExitStatus::Code(3)),
+            false,
+            "é".repeat(MAX_EXIT_REASON),
+        );
         let mut buf = Vec::new();
         write_exit(&mut buf, &exit).unwrap();
         let back = read_exit(&mut buf.as_slice()).unwrap();
         assert_eq!(back.main, Some(ExitStatus::Code(3)));
+        assert_eq!((back.version, back.oom), (HANDOFF_VERSION, false));
         assert!(back.reason.len() <= MAX_EXIT_REASON && back.reason.starts_with('é'));
+    }
+
+    #[test]
+    fn only_an_oom_report_needs_version_2() {
+        let oom = EnclaveExit::new(Some(ExitStatus::Signal(9)), true, "oom".into());
+        assert_eq!(oom.version, EXIT_OOM_VERSION);
+        let mut buf = Vec::new();
+        write_exit(&mut buf, &oom).unwrap();
+        assert_eq!(read_exit(&mut buf.as_slice()).unwrap(), oom);
+        // Without `oom` the bytes are what a version-1 reader expects.
+        let plain = EnclaveExit::new(Some(ExitStatus::Signal(9)), false, "killed".into());
+        let mut payload = Vec::new();
+        ciborium::into_writer(&plain, &mut payload).unwrap();
+        let fields: ciborium::Value = ciborium::from_reader(payload.as_slice()).unwrap();
+        let keys: Vec<_> = fields
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_text().unwrap().to_owned())
+            .collect();
+        assert_eq!(keys, ["version", "main", "reason"]);
+        // `oom` under version 1 is refused.
+        let forged = EnclaveExit {
+            version: HANDOFF_VERSION,
+            ..oom
+        };
+        assert!(matches!(forged.check(), Err(HandoffError::Invalid(_))));
     }
 
     #[test]
@@ -372,7 +428,7 @@ mod tests {
             reason: String,
             surprise: u8,
         }
-        for (version, bad) in [(HANDOFF_VERSION, true), (HANDOFF_VERSION + 1, false)] {
+        for (version, bad) in [(HANDOFF_VERSION, true), (EXIT_OOM_VERSION + 1, false)] {
             let mut payload = Vec::new();
             if bad {
                 let msg = Extra {
@@ -385,6 +441,7 @@ mod tests {
                 let msg = EnclaveExit {
                     version,
                     main: None,
+                    oom: false,
                     reason: String::new(),
                 };
                 ciborium::into_writer(&msg, &mut payload).unwrap();

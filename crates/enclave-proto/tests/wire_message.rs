@@ -26,6 +26,7 @@ fn status() -> ServiceStatus {
         restarts: 1,
         last_exit: Some(ExitStatus::Signal(9)),
         since_ms: 10,
+        oom_kills: 2,
     }
 }
 

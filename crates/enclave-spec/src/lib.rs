@@ -32,6 +32,10 @@ pub use network::{
 /// Version of the spec format this crate reads.
 pub const SPEC_VERSION: u32 = 1;
 
+/// The name of the main service (the image's entrypoint and cmd): reserved, and what
+/// enclave-init and the host call it.
+pub const MAIN_SERVICE: &str = "main";
+
 /// Errors reading or validating an enclave spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -228,7 +232,7 @@ impl EnclaveSpec {
         }
         let mut names = BTreeSet::new();
         for svc in &self.services {
-            let reserved = svc.name == "main"
+            let reserved = svc.name == MAIN_SERVICE
                 || (svc.name == "attestation"
                     && self
                         .attestation
@@ -263,7 +267,7 @@ impl EnclaveSpec {
         }
         for svc in &self.services {
             for dep in &svc.depends_on {
-                if dep != "main" && !names.contains(dep.as_str()) {
+                if dep != MAIN_SERVICE && !names.contains(dep.as_str()) {
                     return Err(SpecError::Invalid(format!(
                         "service {:?} depends on unknown service {dep:?}",
                         svc.name

@@ -171,8 +171,8 @@ pub struct EventsArgs {
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
     /// Only matching events: enclave=NAME|ID (a name, or an id prefix of at least 4), or
-    /// type=TYPE (create, boot, heartbeat, health_status, exit, die, restart, stop, destroy,
-    /// attest). Repeatable: filters on the same key widen, on different keys narrow.
+    /// type=TYPE (create, boot, heartbeat, health_status, oom, exit, die, service_start,
+    /// service_exit, service_restart, restart, stop, kill, destroy, attest). Repeatable: filters on the same key widen, on different keys narrow.
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub filter: Vec<EventFilter>,
     /// One JSON object a line ({time, type, id, name, attributes}).

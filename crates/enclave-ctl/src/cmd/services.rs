@@ -19,11 +19,16 @@ fn table(services: &[ServiceStatus]) -> String {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         let pid = s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
-        let exit = match s.last_exit {
+        let mut exit = match s.last_exit {
             Some(ExitStatus::Code(c)) => format!("exit code {c}"),
             Some(ExitStatus::Signal(n)) => format!("signal {n}"),
             None => "-".into(),
         };
+        match s.oom_kills {
+            0 => {}
+            1 => exit.push_str(" (1 OOM kill since boot)"),
+            n => exit.push_str(&format!(" ({n} OOM kills since boot)")),
+        }
         out.push_str(&format!(
             "{:<20} {:<9} {:>7} {:>8}  {exit}\n",
             s.name, state, pid, s.restarts

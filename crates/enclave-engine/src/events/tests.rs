@@ -103,7 +103,8 @@ fn kinds_parse_by_name() {
         "health_status".parse::<EventKind>(),
         Ok(EventKind::HealthStatus)
     );
-    let err = "oom".parse::<EventKind>().unwrap_err();
+    assert_eq!("oom".parse::<EventKind>(), Ok(EventKind::Oom));
+    let err = "pause".parse::<EventKind>().unwrap_err();
     assert!(err.contains("one of create, boot"), "{err}");
 }
 

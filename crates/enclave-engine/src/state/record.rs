@@ -137,6 +137,10 @@ pub struct EnclaveRecord {
     /// main service, or the enclave crashed or was killed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The kernel's OOM killer ended the main service (as the enclave reported it), as
+    /// Docker's `State.OOMKilled`. Cleared at every boot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
     /// `run --rm`: the supervisor removes the enclave and its state once it ended for good.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_remove: bool,

@@ -22,6 +22,7 @@ pub(crate) fn record(id: &str, name: &str) -> EnclaveRecord {
         started_at: None,
         finished_at: None,
         exit_code: None,
+        oom_killed: false,
         auto_remove: false,
         health_listen: None,
         metrics_listen: None,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use enclave_proto::wire::auth::VerifyingKey;
 use enclave_proto::wire::HealthStatus;
+use enclave_spec::MAIN_SERVICE;
 
 pub use ending::exit_code;
 use ending::{auto_remove, graceful_stop, ATTACHED_WAIT};
@@ -232,6 +233,7 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
     ctx.rec.boot_ms = None;
     ctx.rec.exit = None;
     ctx.rec.exit_code = None;
+    ctx.rec.oom_killed = false;
     ctx.save();
     ctx.record(Event::new(EventKind::Boot, &ctx.rec).with("restarts", ctx.rec.restarts));
     let spec = ctx.root.launch_spec(&ctx.rec);
@@ -337,9 +339,18 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
     drop(instance);
     finish_console(reader);
     // The enclave's word beats the guess `graceful_stop` made when it had to kill.
-    if let Some(main) = handoff.as_ref().and_then(|h| h.exit_report()?.main) {
-        ctx.rec.exit_code = Some(exit_code(main));
-        ctx.record(Event::new(EventKind::Exit, &ctx.rec).with("exit_code", exit_code(main)));
+    if let Some(report) = handoff.as_ref().and_then(|h| h.exit_report()) {
+        if report.oom {
+            ctx.rec.oom_killed = true;
+            // Unless the last look at the services saw it already.
+            if !services::ended_by_oom(&services, MAIN_SERVICE) {
+                ctx.record(Event::new(EventKind::Oom, &ctx.rec).with("service", MAIN_SERVICE));
+            }
+        }
+        if let Some(main) = report.main {
+            ctx.rec.exit_code = Some(exit_code(main));
+            ctx.record(Event::new(EventKind::Exit, &ctx.rec).with("exit_code", exit_code(main)));
+        }
     }
     match (ending, ctx.rec.exit_code) {
         (Ending::Clean, Some(code)) if code != 0 => Ending::MainFailed,

@@ -3,7 +3,8 @@
 //! host, so the supervisor compares two looks. A start, an end or a restart between two looks
 //! is still seen (the state differs, or the restart count grew); several restarts between two
 //! looks are one `service_restart` event carrying the new count, and a restart asked for
-//! (`services restart`) shows as a running service with a new pid.
+//! (`services restart`) shows as a running service with a new pid. A kill by the OOM killer
+//! (the service's `oom_kills` grew) is an `oom` event before the restart or exit it caused.
 
 use enclave_proto::wire::{ExitStatus, ServiceState, ServiceStatus};
 
@@ -28,6 +29,19 @@ fn state_name(s: ServiceState) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Whether the look `services` shows `name` ended, its last process by the OOM killer
+/// (a version-4 enclave-init counts those).
+pub fn ended_by_oom(services: &[ServiceStatus], name: &str) -> bool {
+    services.iter().any(|s| {
+        s.name == name
+            && ended(s.state)
+            && s.oom_kills > 0
+            && s.last_exit == Some(ExitStatus::Signal(SIGKILL))
+    })
+}
+
+const SIGKILL: i32 = 9;
+
 /// The events between the look `before` (empty: the first look of this boot) and `now`.
 pub fn changes(rec: &EnclaveRecord, before: &[ServiceStatus], now: &[ServiceStatus]) -> Vec<Event> {
     let mut events = Vec::new();
@@ -40,6 +54,9 @@ pub fn changes(rec: &EnclaveRecord, before: &[ServiceStatus], now: &[ServiceStat
         let restarted = prev.is_some_and(|p| {
             s.restarts > p.restarts || (was_running && running(s.state) && p.pid != s.pid)
         });
+        if s.oom_kills > prev.map_or(0, |p| p.oom_kills) {
+            events.push(event(EventKind::Oom).with("oom_kills", s.oom_kills));
+        }
         if restarted {
             events.push(event(EventKind::ServiceRestart).with("restarts", s.restarts));
         } else if running(s.state) && !was_running {
@@ -79,6 +96,7 @@ mod tests {
             restarts,
             last_exit: exit,
             since_ms: 0,
+            oom_kills: 0,
         }
     }
 
@@ -135,5 +153,43 @@ mod tests {
             summary(&changes(&rec, &second, &third)),
             vec!["service_restart restarts=0,service=dep"]
         );
+    }
+
+    #[test]
+    fn an_oom_kill_comes_before_the_restart_or_exit_it_caused() {
+        let rec = crate::state::tests::record("0123abcd", "e");
+        let before = vec![svc("hog", ServiceState::Running, 0, None)];
+        let mut restarted = svc("hog", ServiceState::Running, 1, Some(ExitStatus::Signal(9)));
+        restarted.oom_kills = 1;
+        assert_eq!(
+            summary(&changes(&rec, &before, &[restarted.clone()])),
+            vec![
+                "oom oom_kills=1,service=hog",
+                "service_restart restarts=1,service=hog"
+            ]
+        );
+        let mut gone = svc("hog", ServiceState::Failed, 1, Some(ExitStatus::Signal(9)));
+        gone.oom_kills = 2;
+        let after = vec![gone];
+        assert_eq!(
+            summary(&changes(&rec, &[restarted], &after)),
+            vec![
+                "oom oom_kills=2,service=hog",
+                "service_exit service=hog,signal=9,state=failed"
+            ]
+        );
+        assert!(ended_by_oom(&after, "hog"));
+        // Killed by someone else: a SIGKILL, no oom.
+        let killed = vec![svc(
+            "hog",
+            ServiceState::Exited,
+            0,
+            Some(ExitStatus::Signal(9)),
+        )];
+        assert_eq!(
+            summary(&changes(&rec, &before, &killed)),
+            vec!["service_exit service=hog,signal=9,state=exited"]
+        );
+        assert!(!ended_by_oom(&killed, "hog"));
     }
 }

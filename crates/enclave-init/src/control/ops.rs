@@ -125,14 +125,28 @@ pub fn wire_status(s: &manager::ServiceStatus) -> ServiceStatus {
             Exit::Signal(s) => ExitStatus::Signal(s),
         }),
         since_ms: 0,
+        oom_kills: s.oom_kills,
     }
+}
+
+/// What a session of `version` may receive: a version-3 client rejects `oom_kills`.
+fn for_version(mut status: ServiceStatus, version: u16) -> ServiceStatus {
+    if version < 4 {
+        status.oom_kills = 0;
+    }
+    status
 }
 
 fn service(conn: &Conn, req: ServiceRequest) -> Result<Reply, ManagerError> {
     let m = &conn.ctx.manager;
+    let version = conn.lock().session.version();
     match req {
         ServiceRequest::List => Ok(Reply::Services {
-            services: m.list()?.iter().map(wire_status).collect(),
+            services: m
+                .list()?
+                .iter()
+                .map(|s| for_version(wire_status(s), version))
+                .collect(),
         }),
         ServiceRequest::Status { name } => {
             let list = m.list()?;
@@ -141,7 +155,7 @@ fn service(conn: &Conn, req: ServiceRequest) -> Result<Reply, ManagerError> {
                 .find(|s| s.name == name)
                 .ok_or(ManagerError::UnknownService(name))?;
             Ok(Reply::Service {
-                status: wire_status(s),
+                status: for_version(wire_status(s), version),
             })
         }
         ServiceRequest::Start { name } => m.start(&name).map(|()| Reply::Done),

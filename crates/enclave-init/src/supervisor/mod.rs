@@ -26,6 +26,7 @@ use nix::unistd::Pid;
 use crate::error::Result;
 use crate::logs::{spawn_capture, LogStore, Stream};
 use crate::manager::{Request, ServiceManager, ServiceState, ServiceStatus};
+use crate::oom::OomWatch;
 use crate::policy::{Decision, Exit, Timings};
 use crate::services::{self, ServiceDef};
 use crate::{reaper, say, signals};
@@ -70,6 +71,9 @@ struct Service {
     restarts: u32,
     ever_ready: bool,
     last_exit: Option<Exit>,
+    /// Whether the OOM killer ended the last process.
+    last_oom: bool,
+    oom_kills: u32,
     pending: Pending,
     probe: readiness::ProbeState,
 }
@@ -92,6 +96,7 @@ impl Service {
             ready,
             restarts: self.restarts,
             last_exit: self.last_exit,
+            oom_kills: self.oom_kills,
         }
     }
 
@@ -109,6 +114,8 @@ pub struct Ended {
     /// How the main service (the image's entrypoint and cmd) last ended; `None` without one,
     /// or when it never ran.
     pub main_exit: Option<Exit>,
+    /// Whether the kernel's OOM killer ended the main service's last process.
+    pub main_oom: bool,
 }
 
 /// PID 1's service supervisor. Build it with [`Supervisor::new`], hand [`Supervisor::manager`]
@@ -123,6 +130,7 @@ pub struct Supervisor {
     manager: ServiceManager,
     shutdown: Option<stopping::Shutdown>,
     health: Option<health::HealthCheck>,
+    oom: OomWatch,
 }
 
 impl Supervisor {
@@ -140,6 +148,8 @@ impl Supervisor {
                 restarts: 0,
                 ever_ready: false,
                 last_exit: None,
+                last_oom: false,
+                oom_kills: 0,
                 pending: Pending::None,
                 probe: readiness::ProbeState::default(),
             })
@@ -154,6 +164,7 @@ impl Supervisor {
             manager,
             shutdown: None,
             health: None,
+            oom: OomWatch::new(),
         })
     }
 
@@ -183,12 +194,12 @@ impl Supervisor {
     /// [`run`](Self::run), also returning how the main service's last run ended.
     pub fn run_to_end(mut self) -> Ended {
         let reason = self.supervise();
-        let main_exit = self
-            .services
-            .iter()
-            .find(|s| s.def.is_main)
-            .and_then(|s| s.last_exit);
-        Ended { reason, main_exit }
+        let main = self.services.iter().find(|s| s.def.is_main);
+        Ended {
+            reason,
+            main_exit: main.and_then(|s| s.last_exit),
+            main_oom: main.is_some_and(|s| s.last_oom),
+        }
     }
 
     fn supervise(&mut self) -> String {
@@ -305,6 +316,7 @@ impl Supervisor {
             }
             Err(e) => {
                 say!("cannot start {name}: {e}");
+                svc.last_oom = false;
                 self.after_exit(i, Exit::Code(127), Duration::ZERO, now);
             }
         }
@@ -312,6 +324,10 @@ impl Supervisor {
 
     fn handle_exits(&mut self, exits: Vec<(Pid, Exit)>, now: Instant) {
         for (pid, exit) in exits {
+            let oom = exit == Exit::Signal(Signal::SIGKILL as i32) && self.oom.killed(pid.as_raw());
+            if oom {
+                say!("the kernel's OOM killer ended pid {pid}: the enclave ran out of memory");
+            }
             // A process of the control server's exec: its waiter gets the exit.
             if self.manager.exits().deliver(pid.as_raw(), exit) {
                 continue;
@@ -325,6 +341,9 @@ impl Supervisor {
                     Phase::Running(r) => now.saturating_duration_since(r.since),
                     _ => Duration::ZERO,
                 };
+                let svc = &mut self.services[i];
+                svc.last_oom = oom;
+                svc.oom_kills += u32::from(oom);
                 self.after_exit(i, exit, ran, now);
             } else {
                 // Not a service: the health command, a readiness command, or an orphan

@@ -55,7 +55,7 @@ pub use stream::{FrameReader, FrameWriter};
 
 /// The protocol version this code speaks. A peer announces the highest version it speaks in its
 /// hello; the server answers with the version both will use.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest protocol version this code still speaks. Version 1 had no encrypted session and
 /// let anyone on the parent drive an enclave without a key: it is not spoken any more.

@@ -266,6 +266,14 @@ pub struct ServiceStatus {
     /// Milliseconds since the current state was entered.
     #[serde(default)]
     pub since_ms: u64,
+    /// How many of its processes the kernel's OOM killer ended since the enclave booted
+    /// (protocol version 4; absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub oom_kills: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A final, successful answer (in [`super::ServerMessage::Reply`]).
