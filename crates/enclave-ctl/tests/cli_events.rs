@@ -208,10 +208,10 @@ fn health_attest_stop_and_rm_are_events_and_a_follower_sees_them_as_they_come() 
     // Bad input: an unknown type or key is a usage error; nothing is printed.
     let o = run(env
         .ctl()
-        .args(["events", "--until", "0s", "-f", "type=oom"]));
+        .args(["events", "--until", "0s", "-f", "type=pause"]));
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("unknown event type \"oom\""),
+        stderr(&o).contains("unknown event type \"pause\""),
         "{}",
         stderr(&o)
     );
