@@ -50,7 +50,7 @@ fn main() {
     };
     if let Some(what) = remote.as_ref().and(not_through_the_api(&cli.command)) {
         eprintln!(
-            "error: `{what}` does not go through the engine API yet: unset ENCLAVE_ENGINE_HOST or drop --host (all but an attached run, run --secret and console do)"
+            "error: `{what}` does not go through the engine API yet: unset ENCLAVE_ENGINE_HOST or drop --host (every enclave command but console does)"
         );
         std::process::exit(cli::EXIT_USAGE);
     }
@@ -97,8 +97,6 @@ fn main() {
 /// that do and for those that never touch enclaves (build, measure, verify, …).
 fn not_through_the_api(command: &Command) -> Option<&'static str> {
     match command {
-        Command::Run(args) if !args.detach => Some("run without -d"),
-        Command::Run(args) if !args.secrets.is_empty() => Some("run --secret"),
         Command::Console(_) => Some("console"),
         _ => None,
     }

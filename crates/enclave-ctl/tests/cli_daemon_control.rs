@@ -4,6 +4,8 @@
 //! services, health and attest with the output and exit status it gives without the daemon;
 //! `logs -f` streams through it until the enclave stops; the relay grants nothing of its own (a key the enclave does not know gets no exec through
 //! it); the route's errors are JSON (426 without the upgrade, 404, 409 once stopped).
+//! An attached `run` through it (with `--rm` and `--secret`) prints the main service's lines
+//! and exits with its code as a daemonless one does, and SIGTERM stops it the same way.
 //!
 //! Missing prerequisites skip (fail with CI=true).
 
@@ -86,14 +88,11 @@ fn exec_cp_services_health_and_attest_through_the_daemon_match_the_daemonless_cl
     assert_eq!(rec["status"], "running");
     assert_eq!(rec["restart"], "on-failure:2");
     assert_eq!(rec["memory_mib"], 128);
-    // An attached run and --secret stay daemonless: a usage error, nothing created.
-    let o = run(env
-        .ctl()
-        .args(["--host", &host, "run", "--name", "r2"])
-        .arg(&eif));
+    // The serial console stays daemonless: a usage error.
+    let o = run(env.ctl().args(["--host", &host, "console", "r"]));
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("`run without -d` does not go through"),
+        stderr(&o).contains("`console` does not go through"),
         "{}",
         stderr(&o)
     );
@@ -263,4 +262,120 @@ fn exec_cp_services_health_and_attest_through_the_daemon_match_the_daemonless_cl
     let (code, _, err) = through(&["exec", "r", "true"], None);
     assert_eq!(code, Some(1));
     assert!(err.contains("is exited"), "{err}");
+}
+
+/// The main service's lines of an attached run's stdout (the rest carries timings).
+fn main_lines(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| l.starts_with("main: ")).collect()
+}
+
+#[test]
+fn an_attached_run_through_the_daemon_prints_and_exits_as_a_daemonless_one() {
+    let Some((engine, init)) = common::vm_prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let once = busybox_eif(
+        &init,
+        tmp.path(),
+        "once",
+        &["sh", "sleep", "cat"],
+        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"cat /run/enclave/secrets/token; echo; \
+         echo second line; sleep 1; exit 3\"]\n",
+    );
+    let steady = busybox_eif(
+        &init,
+        tmp.path(),
+        "steady",
+        &[],
+        "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"echo up; while true; do sleep 1; done\"]\n",
+    );
+    let env = Env {
+        state: tmp.path().join("state"),
+        engine,
+        names: &["local-once", "api-once", "local-steady", "api-steady"],
+    };
+    let _daemon = env.start_daemon();
+    let host = env.host();
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "s3cret-from-the-operator").unwrap();
+    let secret = format!("token={}", token.display());
+
+    // Ends by itself: the same lines, exit 3, removed (--rm) either way.
+    let attached = |host: Option<&str>, name: &str| {
+        let mut cmd = env.ctl();
+        if let Some(h) = host {
+            cmd.args(["--host", h]);
+        }
+        cmd.args(["run", "--rm", "--name", name, "--memory", "128"])
+            .args(["--boot-timeout", "90", "--secret", &secret])
+            .arg(&once);
+        run(&mut cmd)
+    };
+    let local = attached(None, "local-once");
+    let through = attached(Some(&host), "api-once");
+    assert_eq!(local.status.code(), Some(3), "{}", stderr(&local));
+    assert_eq!(through.status.code(), Some(3), "{}", stderr(&through));
+    let local_out = stdout(&local);
+    let want = main_lines(&local_out);
+    assert_eq!(
+        want,
+        ["main: s3cret-from-the-operator", "main: second line"]
+    );
+    assert_eq!(main_lines(&stdout(&through)), want, "{}", stdout(&through));
+    assert!(
+        stderr(&through).contains("enclave api-once ("),
+        "{}",
+        stderr(&through)
+    );
+    let all = env.ok(&["ps", "-a", "--format", "{{.Name}}"]);
+    assert!(!all.contains("once"), "--rm removed both: {all}");
+
+    // Stopped by SIGTERM: the same exit status either way.
+    let stopped = |host: Option<&str>, name: &str| -> (Option<i32>, Vec<String>) {
+        let mut cmd = env.ctl();
+        if let Some(h) = host {
+            cmd.args(["--host", h]);
+        }
+        let mut child = cmd
+            .args([
+                "run",
+                "--name",
+                name,
+                "--memory",
+                "128",
+                "--stop-timeout",
+                "5",
+            ])
+            .args(["--boot-timeout", "90"])
+            .arg(&steady)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let up = line == "main: up";
+            seen.push(line);
+            if up {
+                break;
+            }
+        }
+        assert!(seen.iter().any(|l| l == "main: up"), "{seen:?}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        seen.extend(lines.map_while(Result::ok));
+        let status = child.wait().unwrap();
+        (status.code(), seen)
+    };
+    let (local_code, _) = stopped(None, "local-steady");
+    let (through_code, _) = stopped(Some(&host), "api-steady");
+    assert!(local_code.is_some(), "a status, not a signal");
+    assert_eq!(through_code, local_code);
+    assert_eq!(env.inspect("api-steady")["status"], "exited");
 }

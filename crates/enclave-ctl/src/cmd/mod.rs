@@ -18,6 +18,7 @@ pub mod package;
 pub mod ps;
 pub mod rm;
 pub mod run;
+pub mod run_remote;
 pub mod services;
 pub mod sign;
 pub mod state_dir;

@@ -25,7 +25,7 @@ use crate::remote::Remote;
 /// JSON objects (`{"time", "source", "text"}`), one a line, for log collectors.
 pub fn run(args: RunArgs, json_lines: bool, remote: Option<&Remote>) -> Result<i32> {
     if let Some(remote) = remote {
-        return through_daemon(&args, remote);
+        return super::run_remote::run(&args, json_lines, remote);
     }
     let print = |e: &enclave_engine::logs::LogEntry| {
         if json_lines {
@@ -71,18 +71,7 @@ pub fn run(args: RunArgs, json_lines: bool, remote: Option<&Remote>) -> Result<i
         println!("{}", up.id);
         return Ok(EXIT_OK);
     };
-    eprintln!(
-        "enclave {} ({}) running on {}{}, CID {}; Ctrl-C stops it",
-        up.name,
-        up.short_id(),
-        up.backend,
-        up.instance
-            .accel
-            .as_deref()
-            .map(|a| format!(" ({a})"))
-            .unwrap_or_default(),
-        up.cid
-    );
+    announce(&up);
     let logs_dir = root.dir(&up.id).join("logs");
     for e in enclave_engine::logs::read_all(&logs_dir) {
         print(&e);
@@ -128,6 +117,22 @@ pub fn run(args: RunArgs, json_lines: bool, remote: Option<&Remote>) -> Result<i
     Ok(exit_status(&done))
 }
 
+/// The line an attached `run` prints on stderr once the enclave runs.
+pub fn announce(up: &EnclaveRecord) {
+    eprintln!(
+        "enclave {} ({}) running on {}{}, CID {}; Ctrl-C stops it",
+        up.name,
+        up.short_id(),
+        up.backend,
+        up.instance
+            .accel
+            .as_deref()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default(),
+        up.cid
+    );
+}
+
 /// What `run` exits with once the enclave ended: its main service's exit code; 125 when it
 /// failed without one (an error of the engine or the enclave's boot); 0 otherwise (an image
 /// without a main service whose services all ended).
@@ -137,45 +142,4 @@ pub fn exit_status(rec: &EnclaveRecord) -> i32 {
         (None, Status::Failed) => EXIT_ENGINE,
         (None, _) => EXIT_OK,
     }
-}
-
-/// `run -d` through the engine API (`POST /v1/enclaves`): the same options, the EIF by its
-/// absolute path on the daemon's host; prints the id once it runs. main refuses an attached
-/// `run` and `--secret` through the API before this.
-fn through_daemon(args: &RunArgs, remote: &Remote) -> Result<i32> {
-    let eif = std::path::absolute(&args.eif)
-        .with_context(|| format!("cannot run {}", args.eif.display()))?;
-    let mut request = serde_json::json!({
-        "eif": eif,
-        "cpus": args.cpus,
-        "memory_mib": args.memory.0,
-        "backend": args.backend.to_string(),
-        "restart": args.restart.to_string(),
-        "publish": args.publish.iter()
-            .map(|p| match p.host_ip {
-                std::net::IpAddr::V4(ip) => format!("{ip}:{}:{}", p.host_port, p.enclave_port),
-                std::net::IpAddr::V6(ip) => format!("[{ip}]:{}:{}", p.host_port, p.enclave_port),
-            })
-            .collect::<Vec<_>>(),
-        "add_hosts": args.add_host.iter()
-            .map(|h| format!("{}:{}", h.name, h.ip))
-            .collect::<Vec<_>>(),
-        "debug_mode": args.debug_mode,
-        "boot_timeout_secs": args.boot_timeout,
-        "rm": args.rm,
-    });
-    if let Some(name) = &args.name {
-        request["name"] = name.as_str().into();
-    }
-    if let Some(addr) = args.health_listen {
-        request["health_listen"] = addr.to_string().into();
-    }
-    if let Some(addr) = args.metrics_listen {
-        request["metrics_listen"] = addr.to_string().into();
-    }
-    let rec = remote
-        .post_json("/v1/enclaves", &request)
-        .with_context(|| format!("cannot run {}", args.eif.display()))?;
-    println!("{}", rec["id"].as_str().unwrap_or_default());
-    Ok(EXIT_OK)
 }

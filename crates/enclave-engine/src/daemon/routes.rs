@@ -25,6 +25,8 @@ use crate::state::{EnclaveRecord, StateRoot};
 const OPENAPI_YAML: &str = include_str!("../../../../docs/api/openapi.yaml");
 /// The largest request body accepted (a run request is a few hundred bytes).
 const MAX_BODY: usize = 64 * 1024;
+/// A run request may carry the secrets of `run --secret` (8 of 64 KiB at most, in base64).
+const MAX_RUN_BODY: usize = 1024 * 1024;
 /// The largest document body: hex of the largest document the verifier reads.
 const MAX_DOCUMENT_BODY: usize = enclave_attest::MAX_DOCUMENT_LEN * 2 + 64;
 
@@ -212,7 +214,7 @@ impl Api {
     }
 
     async fn run(&self, req: Request<Incoming>) -> Result<Reply, ApiError> {
-        let body = read_body(req, MAX_BODY, "the body").await?;
+        let body = read_body(req, MAX_RUN_BODY, "the body").await?;
         let (opts, boot) = run_options(&body)?;
         let root = self.root.clone();
         let rec = blocking(move || -> Result<EnclaveRecord, EngineError> {

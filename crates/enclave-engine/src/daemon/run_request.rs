@@ -43,6 +43,9 @@ struct RunRequest {
     health_listen: Option<String>,
     #[serde(default)]
     metrics_listen: Option<String>,
+    /// `run --secret NAME=FILE`: the files' contents by name, in base64.
+    #[serde(default)]
+    secrets: std::collections::BTreeMap<String, String>,
 }
 
 fn default_cpus() -> u32 {
@@ -108,7 +111,7 @@ pub fn run_options(body: &[u8]) -> Result<(RunOptions, Duration), ApiError> {
             .iter()
             .map(|h| h.parse::<AddHost>().map_err(|e| bad("add_hosts", e)))
             .collect::<Result<_, _>>()?,
-        secrets: Vec::new(),
+        secrets: secrets(&r.secrets)?,
         auto_remove: r.rm,
         health_listen: listen_addr("health_listen", r.health_listen.as_deref())?,
         metrics_listen: listen_addr("metrics_listen", r.metrics_listen.as_deref())?,
@@ -122,6 +125,25 @@ pub fn run_options(body: &[u8]) -> Result<(RunOptions, Duration), ApiError> {
     ))
 }
 
+/// The request's secrets, decoded (their names and sizes are checked with `run`'s own rules
+/// when the enclave is created).
+fn secrets(
+    given: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<crate::control::Secret>, ApiError> {
+    use base64ct::{Base64, Encoding};
+    given
+        .iter()
+        .map(|(name, b64)| {
+            Base64::decode_vec(b64)
+                .map(|content| crate::control::Secret {
+                    name: name.clone(),
+                    content,
+                })
+                .map_err(|_| ApiError::bad(format!("secrets.{name}: not base64")))
+        })
+        .collect()
+}
+
 /// An `IP:PORT` to listen on, from a request field.
 fn listen_addr(what: &str, value: Option<&str>) -> Result<Option<SocketAddr>, ApiError> {
     value
@@ -130,4 +152,31 @@ fn listen_addr(what: &str, value: Option<&str>) -> Result<Option<SocketAddr>, Ap
                 .map_err(|e| ApiError::bad(format!("{what}: {v:?}: {e} (expected IP:PORT)")))
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_arrive_decoded_and_bad_base64_is_the_callers_mistake() {
+        let dir = tempfile::tempdir().unwrap();
+        let eif = dir.path().join("x.eif");
+        std::fs::write(&eif, b"").unwrap();
+        let body = |secrets: Value| {
+            serde_json::to_vec(&serde_json::json!({"eif": eif, "secrets": secrets})).unwrap()
+        };
+        let (opts, _) = run_options(&body(serde_json::json!({"token": "aGk="}))).unwrap();
+        assert_eq!(opts.secrets.len(), 1);
+        assert_eq!(
+            (
+                opts.secrets[0].name.as_str(),
+                opts.secrets[0].content.as_slice()
+            ),
+            ("token", &b"hi"[..])
+        );
+        let err = run_options(&body(serde_json::json!({"token": "not base64!"}))).unwrap_err();
+        let reply = super::super::http::error_reply(err);
+        assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    }
 }
