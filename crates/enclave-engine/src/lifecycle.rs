@@ -62,6 +62,18 @@ pub fn create(root: &StateRoot, opts: &RunOptions) -> Result<EnclaveRecord> {
     create_with(root, opts, backend.as_ref())
 }
 
+/// Refuses `--rm` with a restart policy, as Docker's "Conflicting options": an enclave removed
+/// when it ends is never booted again.
+pub fn check_rm_and_restart(auto_remove: bool, restart: RestartPolicy) -> Result<()> {
+    if auto_remove && restart != RestartPolicy::No {
+        return Err(EngineError::Invalid(format!(
+            "--rm and --restart {restart} conflict: an enclave removed when it ends cannot be \
+             restarted; drop one of them"
+        )));
+    }
+    Ok(())
+}
+
 /// [`create`] with a given backend (for its preflight checks, its kind and its vsock route).
 pub fn create_with(
     root: &StateRoot,
@@ -74,6 +86,7 @@ pub fn create_with(
             opts.eif.display()
         )));
     }
+    check_rm_and_restart(opts.auto_remove, opts.restart)?;
     let eif = EifInfo::load(&opts.eif)?;
     let network = NetworkRecord::plan(eif.spec.as_ref(), &opts.publish, &opts.add_hosts)?;
     if let Some(name) = &opts.name {
@@ -388,5 +401,31 @@ mod tests {
 
         let rec = create_with(&root, &opts, &FakeBackend::over_vsock()).unwrap();
         assert_eq!(rec.control_addr, format!("vsock:{}:5000", rec.cid));
+    }
+
+    #[test]
+    fn rm_with_a_restart_policy_is_refused_before_anything_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(&dir.path().join("state")).unwrap();
+        let eif = dir.path().join("app.eif");
+        crate::eif::tests::write_eif(&eif, b"the app");
+        let opts = RunOptions {
+            auto_remove: true,
+            restart: RestartPolicy::Always,
+            ..run_options(eif.clone())
+        };
+        let err = create_with(&root, &opts, &FakeBackend::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--rm and --restart always conflict"),
+            "{err}"
+        );
+        assert!(root.list().unwrap().is_empty());
+        // --rm with the default policy is fine.
+        let opts = RunOptions {
+            auto_remove: true,
+            ..run_options(eif)
+        };
+        assert!(create_with(&root, &opts, &FakeBackend::default()).is_ok());
     }
 }

@@ -33,6 +33,8 @@ pub fn run(args: &RunArgs, json_lines: bool, remote: &Remote) -> Result<i32> {
     } else {
         Some(termination_flag()?)
     };
+    // The daemon checks this too, but an attached `--rm` is not sent to it.
+    enclave_engine::lifecycle::check_rm_and_restart(args.rm, args.restart)?;
     let mut request = run_request(args)?;
     request["rm"] = (args.rm && args.detach).into();
     let up = remote
