@@ -62,7 +62,10 @@ fn main() {
         Command::Inspect(args) => cmd::enclave_inspect::run(args, remote),
         Command::Measure(args) => cmd::measure::run(args),
         Command::Package(args) => cmd::package::run(args),
-        Command::Run(args) => cmd::run::run(args, json_lines, remote),
+        Command::Run(args) => match remote {
+            Some(remote) => cmd::run_remote::run(&args, json_lines, remote),
+            None => cmd::run::run(args, json_lines),
+        },
         Command::Ps(args) => cmd::ps::run(args, remote),
         Command::Logs(args) => cmd::logs::run(args, remote),
         Command::Events(args) => cmd::events::run(args, remote),

@@ -19,14 +19,11 @@ use enclave_engine::supervisor::signals::termination_flag;
 use enclave_engine::state::EnclaveRecord;
 
 use crate::cli::{RunArgs, EXIT_ENGINE, EXIT_OK};
-use crate::remote::Remote;
 
 /// Runs the command; returns the exit status. `json_lines`: print the enclave's log lines as
 /// JSON objects (`{"time", "source", "text"}`), one a line, for log collectors.
-pub fn run(args: RunArgs, json_lines: bool, remote: Option<&Remote>) -> Result<i32> {
-    if let Some(remote) = remote {
-        return super::run_remote::run(&args, json_lines, remote);
-    }
+/// (`--host`: [`super::run_remote`].)
+pub fn run(args: RunArgs, json_lines: bool) -> Result<i32> {
     let print = |e: &enclave_engine::logs::LogEntry| {
         if json_lines {
             super::logs::print_entry_json(e);
