@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::enclaves::{busybox_eif, Env};
 use common::net::until;
-use common::{assert_ok, run, stderr, stdout};
+use common::{run, stderr, stdout};
 use serde_json::Value;
 
 fn build(init: &Path, dir: &Path, name: &str, spec: &str) -> PathBuf {
@@ -39,17 +39,7 @@ fn past_events(env: &Env, filters: &[&str]) -> Vec<Value> {
 
 /// The same with the service events.
 fn all_past_events(env: &Env, filters: &[&str]) -> Vec<Value> {
-    let mut cmd = env.ctl();
-    cmd.args(["events", "--since", "1h", "--until", "0s", "--json"]);
-    for f in filters {
-        cmd.args(["--filter", f]);
-    }
-    let o = run(&mut cmd);
-    assert_ok(&o);
-    stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+    env.past_events(filters)
 }
 
 fn types(events: &[Value]) -> Vec<&str> {

@@ -20,21 +20,7 @@ use serde_json::Value;
 
 /// `events --json` of the enclave, every kind.
 fn events(env: &Env, name: &str) -> Vec<Value> {
-    let o = run(env.ctl().args([
-        "events",
-        "--since",
-        "1h",
-        "--until",
-        "0s",
-        "--json",
-        "--filter",
-        &format!("enclave={name}"),
-    ]));
-    assert_ok(&o);
-    stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+    env.past_events(&[&format!("enclave={name}")])
 }
 
 fn summary(e: &Value) -> String {

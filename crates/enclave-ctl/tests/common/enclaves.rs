@@ -88,6 +88,21 @@ impl Env {
         });
     }
 
+    /// `events --since 1h --until now --json` with `filters` (`--filter`), as JSON values.
+    pub fn past_events(&self, filters: &[&str]) -> Vec<Value> {
+        let mut cmd = self.ctl();
+        cmd.args(["events", "--since", "1h", "--until", "0s", "--json"]);
+        for f in filters {
+            cmd.args(["--filter", f]);
+        }
+        let o = run(&mut cmd);
+        assert_ok(&o);
+        stdout(&o)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
     /// `inspect NAME` as JSON.
     pub fn inspect(&self, name: &str) -> Value {
         serde_json::from_str(&self.ok(&["inspect", name])).expect("inspect prints JSON")
