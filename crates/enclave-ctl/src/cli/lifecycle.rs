@@ -57,9 +57,8 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:N], always.
     #[arg(long, default_value = "no", value_parser = clap::value_parser!(RestartPolicy))]
     pub restart: RestartPolicy,
-    /// Seconds to wait for the boot heartbeat.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub boot_timeout: u64,
+    #[command(flatten)]
+    pub boot: BootArgs,
     /// Attached: seconds a SIGTERM, SIGINT or SIGHUP gives the enclave to stop gracefully
     /// before it is killed (as `stop -t`). In a pod, keep it below the pod's
     /// terminationGracePeriodSeconds.
@@ -188,6 +187,15 @@ pub struct StopArgs {
     /// Names or ids (prefixes).
     #[arg(required = true)]
     pub enclaves: Vec<String>,
+    #[command(flatten)]
+    pub grace: GraceArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// How long a stop waits before it kills (`stop`, `restart`).
+#[derive(Debug, Args)]
+pub struct GraceArgs {
     /// Seconds to wait for a graceful shutdown before killing.
     #[arg(
         short = 't',
@@ -197,8 +205,14 @@ pub struct StopArgs {
         default_value_t = 10
     )]
     pub timeout: u64,
-    #[command(flatten)]
-    pub state: StateArgs,
+}
+
+/// How long a boot may take (`run`, `start`, `restart`).
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// Seconds to wait for the boot heartbeat.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub boot_timeout: u64,
 }
 
 /// `enclave-ctl start`.
@@ -207,9 +221,8 @@ pub struct StartArgs {
     /// Names or ids (prefixes).
     #[arg(required = true)]
     pub enclaves: Vec<String>,
-    /// Seconds to wait for the boot heartbeat.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub boot_timeout: u64,
+    #[command(flatten)]
+    pub boot: BootArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -220,18 +233,10 @@ pub struct RestartArgs {
     /// Names or ids (prefixes).
     #[arg(required = true)]
     pub enclaves: Vec<String>,
-    /// Seconds to wait for a graceful shutdown before killing.
-    #[arg(
-        short = 't',
-        long = "timeout",
-        visible_alias = "time",
-        value_name = "SECS",
-        default_value_t = 10
-    )]
-    pub timeout: u64,
-    /// Seconds to wait for the boot heartbeat.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub boot_timeout: u64,
+    #[command(flatten)]
+    pub grace: GraceArgs,
+    #[command(flatten)]
+    pub boot: BootArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }

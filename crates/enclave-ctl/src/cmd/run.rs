@@ -58,7 +58,7 @@ pub fn run(args: RunArgs, json_lines: bool) -> Result<i32> {
     } else {
         Some(termination_flag()?)
     };
-    let boot_timeout = Duration::from_secs(args.boot_timeout);
+    let boot_timeout = Duration::from_secs(args.boot.boot_timeout);
     lifecycle::start_supervisor(&root, &rec, Some(boot_timeout))
         .with_context(|| format!("starting the supervisor of {}", rec.name))?;
     let up = lifecycle::wait_running(&root, &rec.id, boot_timeout + Duration::from_secs(30))

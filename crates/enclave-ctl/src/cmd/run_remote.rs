@@ -129,7 +129,7 @@ fn run_request(args: &RunArgs) -> Result<Value> {
             .map(|h| format!("{}:{}", h.name, h.ip))
             .collect::<Vec<_>>(),
         "debug_mode": args.debug_mode,
-        "boot_timeout_secs": args.boot_timeout,
+        "boot_timeout_secs": args.boot.boot_timeout,
         "secrets": args.secrets.iter()
             .map(|s| (s.name.clone(), Value::from(Base64::encode_string(&s.content))))
             .collect::<serde_json::Map<_, _>>(),

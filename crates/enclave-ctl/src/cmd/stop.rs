@@ -25,10 +25,10 @@ struct Operation {
 
 /// `stop`: graceful, killed after `-t`/`--timeout` seconds.
 pub fn stop(args: StopArgs, remote: Option<&Remote>) -> Result<i32> {
-    let timeout = Duration::from_secs(args.timeout);
+    let timeout = Duration::from_secs(args.grace.timeout);
     let op = Operation {
         doing: "stopping",
-        route: format!("stop?timeout={}", args.timeout),
+        route: format!("stop?timeout={}", args.grace.timeout),
         here: Box::new(move |root, rec| {
             lifecycle::stop(root, rec, timeout)?;
             Ok(())
@@ -39,10 +39,10 @@ pub fn stop(args: StopArgs, remote: Option<&Remote>) -> Result<i32> {
 
 /// `start`: an ended enclave boots again; a running one is left as it is.
 pub fn start(args: StartArgs, remote: Option<&Remote>) -> Result<i32> {
-    let boot = Duration::from_secs(args.boot_timeout);
+    let boot = Duration::from_secs(args.boot.boot_timeout);
     let op = Operation {
         doing: "starting",
-        route: format!("start?boot_timeout={}", args.boot_timeout),
+        route: format!("start?boot_timeout={}", args.boot.boot_timeout),
         here: Box::new(move |root, rec| {
             lifecycle::start(root, rec, boot)?;
             wait(root, rec, boot)
@@ -54,14 +54,14 @@ pub fn start(args: StartArgs, remote: Option<&Remote>) -> Result<i32> {
 /// `restart`: stopped as `stop -t` does, then started.
 pub fn restart(args: RestartArgs, remote: Option<&Remote>) -> Result<i32> {
     let (timeout, boot) = (
-        Duration::from_secs(args.timeout),
-        Duration::from_secs(args.boot_timeout),
+        Duration::from_secs(args.grace.timeout),
+        Duration::from_secs(args.boot.boot_timeout),
     );
     let op = Operation {
         doing: "restarting",
         route: format!(
             "restart?timeout={}&boot_timeout={}",
-            args.timeout, args.boot_timeout
+            args.grace.timeout, args.boot.boot_timeout
         ),
         here: Box::new(move |root, rec| {
             lifecycle::restart(root, rec, timeout, boot)?;
