@@ -312,6 +312,22 @@ impl IdentityVerifier for DocumentCheck {
     }
 }
 
+/// Where and how the host's own requests reach enclave `rec` (the supervisor's graceful
+/// shutdown, its health monitor, the daemon's attest route): its control address, and the
+/// supervisor's key with no capability ([`connect_options`]).
+pub fn supervisor_session(
+    root: &StateRoot,
+    rec: &EnclaveRecord,
+    client: &str,
+    retry: Duration,
+) -> Result<(enclave_proto::transport::Addr, ConnectOptions)> {
+    let addr = rec
+        .control_addr
+        .parse()
+        .map_err(|e| EngineError::Invalid(format!("control address: {e}")))?;
+    Ok((addr, connect_options(root, rec, &[], None, client, retry)?))
+}
+
 /// What a client of this host needs to drive the enclave `rec`: the supervisor's key (unless
 /// `key` is given: a key of the spec's `debug.authorized_keys`), and the enclave's identity
 /// (the pin, else its document checked against the record).

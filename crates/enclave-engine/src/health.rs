@@ -123,18 +123,12 @@ pub struct Monitor {
 impl Monitor {
     /// Starts asking enclave `rec` every [`POLL_INTERVAL`], with the supervisor's key.
     pub fn start(root: &StateRoot, rec: &EnclaveRecord, probe: Arc<Mutex<Probe>>) -> Result<Self> {
-        let opts = crate::control::connect_options(
+        let (addr, opts) = crate::control::supervisor_session(
             root,
             rec,
-            &[],
-            None,
             "enclave-engine supervisor (health)",
             Duration::from_secs(1),
         )?;
-        let addr: enclave_proto::transport::Addr = rec
-            .control_addr
-            .parse()
-            .map_err(|e| EngineError::Invalid(format!("control address: {e}")))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (probe.clone(), stop.clone());
         std::thread::Builder::new()

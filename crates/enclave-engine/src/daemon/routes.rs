@@ -302,18 +302,12 @@ impl Api {
         let root = self.root.clone();
         let nonce_hex = hex::encode(&nonce);
         let document = blocking(move || -> Result<Vec<u8>, ApiError> {
-            let opts = crate::control::connect_options(
+            let (addr, opts) = crate::control::supervisor_session(
                 &root,
                 &rec,
-                &[],
-                None,
                 "enclave-engine daemon (attest)",
                 Duration::from_secs(5),
             )?;
-            let addr: enclave_proto::transport::Addr = rec
-                .control_addr
-                .parse()
-                .map_err(|e| EngineError::Invalid(format!("control address: {e}")))?;
             let unavailable = |e: enclave_proto::client::ClientError| {
                 ApiError::new(
                     StatusCode::BAD_GATEWAY,

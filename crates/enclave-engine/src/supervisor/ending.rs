@@ -57,18 +57,13 @@ pub(super) fn graceful_stop(ctx: &mut Ctx<'_>, instance: &mut dyn Instance) -> E
 
 fn ask_shutdown(ctx: &Ctx<'_>, timeout: Duration) -> bool {
     use enclave_proto::client::Client;
-    let Ok(addr) = ctx.rec.control_addr.parse() else {
-        return false;
-    };
-    let opts = crate::control::connect_options(
+    let session = crate::control::supervisor_session(
         ctx.root,
         &ctx.rec,
-        &[],
-        None,
         "enclave-engine supervisor",
         timeout.min(Duration::from_secs(1)),
     );
-    match opts.and_then(|o| {
+    match session.and_then(|(addr, o)| {
         Client::connect(&addr, &o)
             .and_then(|mut c| c.shutdown())
             .map_err(|e| EngineError::Backend(e.to_string()))
