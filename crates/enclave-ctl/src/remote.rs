@@ -234,14 +234,20 @@ impl Remote {
     }
 
     /// The record of the enclave `query` names, for the control commands: a 404 worded as
-    /// their daemonless lookup words it.
+    /// their daemonless lookup words it (they also take a control address).
     pub fn control_record(&self, query: &str) -> Result<Value> {
+        self.record(query, " (not a name, id or address)")
+    }
+
+    /// The record of the enclave `query` names; a 404 says "no enclave QUERY" and `hint`, as
+    /// the daemonless lookups do.
+    pub fn record(&self, query: &str, hint: &str) -> Result<Value> {
         let a = self.call("GET", &format!("/v1/enclaves/{}", segment(query)))?;
         match a.status {
             200..=299 => serde_json::from_slice(&a.body)
                 .context("the engine API answered something not JSON"),
             404 => Err(anyhow::anyhow!("{}", error_message(&a.body)))
-                .with_context(|| format!("no enclave {query:?} (not a name, id or address)")),
+                .with_context(|| format!("no enclave {query:?}{hint}")),
             _ => bail!("{}", error_message(&a.body)),
         }
     }

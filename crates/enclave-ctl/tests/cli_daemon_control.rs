@@ -163,6 +163,7 @@ fn exec_cp_services_health_and_attest_through_the_daemon_match_the_daemonless_cl
         &["health", "r"],
         &["health", "--live", "r"],
         &["health"],
+        &["health", "nope"],
         &["exec", "nope", "true"],
     ] {
         assert_eq!(through(args, None), local(args, None), "{args:?}");

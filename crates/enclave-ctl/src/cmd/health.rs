@@ -63,7 +63,7 @@ impl Subject {
     /// Through the engine API, whose records already read a dead supervisor's as failed.
     fn remote(api: &Remote, name: Option<&str>) -> Result<Subject> {
         let rec = match name {
-            Some(name) => api.json(&format!("/v1/enclaves/{}", crate::remote::segment(name)))?,
+            Some(name) => api.record(name, "")?,
             None => {
                 let active = api.json("/v1/enclaves?status=running")?;
                 match active.as_array().map(Vec::as_slice) {
