@@ -17,6 +17,8 @@ const MAX_ANSWER: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Remote {
     socket: PathBuf,
+    /// [`Remote::local_root`], asked once.
+    local: std::sync::OnceLock<Option<enclave_engine::state::StateRoot>>,
 }
 
 /// An answer.
@@ -33,6 +35,7 @@ impl Remote {
         match host.strip_prefix("unix://") {
             Some(path) if path.starts_with('/') => Ok(Remote {
                 socket: PathBuf::from(path),
+                local: std::sync::OnceLock::new(),
             }),
             _ => bail!(
                 "--host {host:?}: expected unix:///PATH (the daemon's socket, e.g. unix:///run/enclave-engine/engine.sock)"
@@ -224,13 +227,18 @@ impl Remote {
 
     /// The daemon's state directory, when this user can open it here too (the same machine
     /// and the same user): then the enclave's supervisor key and pinned identity are at hand.
+    /// Asked of the daemon once per command.
     pub fn local_root(&self) -> Option<enclave_engine::state::StateRoot> {
-        let info = self.json("/v1/system/info").ok()?;
-        let dir = PathBuf::from(info["state_dir"].as_str()?);
-        if !dir.is_dir() {
-            return None;
-        }
-        enclave_engine::state::StateRoot::open(&dir).ok()
+        self.local
+            .get_or_init(|| {
+                let info = self.json("/v1/system/info").ok()?;
+                let dir = PathBuf::from(info["state_dir"].as_str()?);
+                if !dir.is_dir() {
+                    return None;
+                }
+                enclave_engine::state::StateRoot::open(&dir).ok()
+            })
+            .clone()
     }
 
     /// The record of the enclave `query` names, for the control commands: a 404 worded as
