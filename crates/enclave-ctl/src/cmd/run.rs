@@ -134,7 +134,12 @@ pub fn announce(up: &EnclaveRecord) {
 /// failed without one (an error of the engine or the enclave's boot); 0 otherwise (an image
 /// without a main service whose services all ended).
 pub fn exit_status(rec: &EnclaveRecord) -> i32 {
-    match (rec.exit_code, rec.status) {
+    exit_code_of(rec.exit_code, rec.status)
+}
+
+/// [`exit_status`] of a record's exit code and status.
+pub fn exit_code_of(exit_code: Option<i32>, status: Status) -> i32 {
+    match (exit_code, status) {
         (Some(code), _) => code,
         (None, Status::Failed) => EXIT_ENGINE,
         (None, _) => EXIT_OK,

@@ -102,11 +102,14 @@ fn exit_status(rec: &Value) -> i32 {
     let status = rec["status"]
         .as_str()
         .and_then(|s| serde_json::from_value::<Status>(s.into()).ok());
-    match (rec["exit_code"].as_i64(), status) {
-        (Some(code), _) => i32::try_from(code).unwrap_or(EXIT_ENGINE),
-        (None, Some(Status::Exited | Status::Created)) => EXIT_OK,
-        (None, _) => EXIT_ENGINE,
-    }
+    let status = match status {
+        Some(s @ (Status::Exited | Status::Created | Status::Failed)) => s,
+        _ => Status::Failed,
+    };
+    let code = rec["exit_code"]
+        .as_i64()
+        .map(|c| i32::try_from(c).unwrap_or(EXIT_ENGINE));
+    super::run::exit_code_of(code, status)
 }
 
 /// The run request: `run`'s options as the API takes them.

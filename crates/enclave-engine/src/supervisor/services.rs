@@ -36,11 +36,9 @@ pub fn ended_by_oom(services: &[ServiceStatus], name: &str) -> bool {
         s.name == name
             && ended(s.state)
             && s.oom_kills > 0
-            && s.last_exit == Some(ExitStatus::Signal(SIGKILL))
+            && s.last_exit == Some(ExitStatus::Signal(nix::sys::signal::Signal::SIGKILL as i32))
     })
 }
-
-const SIGKILL: i32 = 9;
 
 /// The events between the look `before` (empty: the first look of this boot) and `now`.
 pub fn changes(rec: &EnclaveRecord, before: &[ServiceStatus], now: &[ServiceStatus]) -> Vec<Event> {
