@@ -8,12 +8,17 @@ use nix::unistd::{getpid, Pid};
 
 use crate::say;
 
+/// Whether this process is PID 1 (of the machine or of its PID namespace).
+pub fn is_init() -> bool {
+    getpid() == Pid::from_raw(1)
+}
+
 /// Sends `sig` to every process but init (`kill(-1, sig)`).
 ///
 /// Only as PID 1: from any other process, `kill(-1)` run as root would reach every process of
 /// the machine (or of the PID namespace) that the caller can signal.
 pub fn signal_all_others(sig: Signal) {
-    if getpid() == Pid::from_raw(1) {
+    if is_init() {
         let _ = kill(Pid::from_raw(-1), sig);
     }
 }

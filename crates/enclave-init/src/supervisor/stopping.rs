@@ -39,13 +39,21 @@ fn signal_group(pid: Pid, sig: Signal) {
 impl Supervisor {
     /// Sends SIGTERM to service `i` if it runs, and arms the SIGKILL. Returns whether it runs.
     pub(super) fn terminate(&mut self, i: usize, now: Instant) -> bool {
+        self.arm_term(i, now, true)
+    }
+
+    /// Arms the SIGKILL of service `i` if it runs, sending its group SIGTERM when `signal`
+    /// (the shutdown of PID 1 sends everyone's at once). Returns whether it runs.
+    fn arm_term(&mut self, i: usize, now: Instant, signal: bool) -> bool {
         let svc = &mut self.services[i];
         svc.probe.cancel();
         match &mut svc.phase {
             Phase::Running(run) => {
                 if run.term_at.is_none() {
                     run.term_at = Some(now);
-                    signal_group(run.pid, Signal::SIGTERM);
+                    if signal {
+                        signal_group(run.pid, Signal::SIGTERM);
+                    }
                 }
                 true
             }
@@ -85,14 +93,18 @@ impl Supervisor {
             "shutting down: {reason}; stopping services (grace {} ms)",
             self.timings.grace.as_millis()
         );
+        // As PID 1, one `kill(-1)` asks every process at once: the services' groups and the
+        // daemons that left them (setsid) alike, each once, as Docker sends one SIGTERM (a
+        // `killpg` per service before it had the services' shells run their TERM traps twice).
+        // Anywhere else each service's group is asked.
+        let everyone = shutdown::is_init();
         for i in 0..self.services.len() {
-            if self.terminate(i, now) {
+            if self.arm_term(i, now, !everyone) {
                 self.services[i].pending = Pending::Stop;
             } else if !matches!(self.services[i].phase, Phase::Exited | Phase::Failed) {
                 self.services[i].phase = Phase::Stopped;
             }
         }
-        // Processes outside the services' groups (daemons that called setsid) are asked too.
         shutdown::signal_all_others(Signal::SIGTERM);
         self.shutdown = Some(Shutdown {
             reason,
