@@ -69,11 +69,11 @@ impl TreeSink for Recorder {
         Ok(100_000)
     }
 
-    fn data(&mut self, data: Vec<u8>) -> Result<(), TreeError> {
+    fn data(&mut self, data: bytes::Bytes) -> Result<(), TreeError> {
         if let Some(w) = &mut self.writer {
             w.data(&data)?;
         }
-        self.sent.push(Sent::Data(data));
+        self.sent.push(Sent::Data(data.to_vec()));
         Ok(())
     }
 

@@ -297,11 +297,11 @@ impl TreeSink for Download<'_> {
         }
     }
 
-    fn data(&mut self, data: Vec<u8>) -> Result<(), SinkError> {
+    fn data(&mut self, data: Bytes) -> Result<(), SinkError> {
         let msg = ServerMessage::Data {
             id: self.id,
             channel: Channel::File,
-            data: data.into(),
+            data,
         };
         self.conn.send(&msg).map_err(|_| SinkError::Ended)
     }

@@ -68,12 +68,12 @@ impl<P: FnMut(u64)> TreeSink for Upload<'_, P> {
         }
     }
 
-    fn data(&mut self, data: Vec<u8>) -> Result<(), ClientError> {
+    fn data(&mut self, data: bytes::Bytes) -> Result<(), ClientError> {
         let n = data.len() as u64;
         self.client.send(&ClientMessage::Data {
             id: self.id,
             channel: Channel::File,
-            data: data.into(),
+            data,
         })?;
         (self.progress)(n);
         Ok(())
