@@ -31,14 +31,12 @@ fn build(init: &Path, oci: &Path, dir: &Path, spec: &str, out: &Path) {
         .arg(out)));
 }
 
-/// The record of `name` in `ps -a --format json`, if listed.
+/// The record of `name` in `ps -a --format json` (JSON lines, as Docker prints), if listed.
 fn listed(env: &Env, name: &str) -> Option<Value> {
-    let all: Value = serde_json::from_str(&env.ok(&["ps", "-a", "--format", "json"])).unwrap();
-    all.as_array()
-        .unwrap()
-        .iter()
+    env.ok(&["ps", "-a", "--format", "json"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .find(|r| r["name"] == name)
-        .cloned()
 }
 
 fn code(o: &Output) -> Option<i32> {
@@ -107,6 +105,10 @@ fn docker_conventions_on_real_enclaves() {
     assert_eq!(rec["exit_code"], 3);
     assert_eq!(rec["memory_mib"], 128);
     let finished = rec["finished_at"].as_str().expect("finished_at").to_owned();
+    // `--json` is the same records as one array (enclave-ctl's `--json`), not a line each.
+    let array: Value = serde_json::from_str(&env.ok(&["ps", "-a", "--json"])).unwrap();
+    assert_eq!(array.as_array().map(Vec::len), Some(1), "{array}");
+    assert_eq!(array[0], rec);
     let inspect = env.inspect("three");
     assert_eq!(inspect["exit_code"], 3);
     assert_eq!(inspect["finished_at"], finished.as_str());

@@ -185,7 +185,7 @@ fn main() {
                 while Instant::now() < stop_at {
                     let t = Instant::now();
                     let o = Command::new(&ctl)
-                        .args(["ps", "-a", "--format", "json"])
+                        .args(["ps", "-a", "--json"])
                         .env("ENCLAVE_ENGINE_STATE_DIR", &state)
                         .output()
                         .unwrap();

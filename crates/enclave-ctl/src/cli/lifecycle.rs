@@ -103,12 +103,13 @@ pub struct PsArgs {
     /// Only the ids (short), one a line.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output: `table` (default), `json` (the records, as `inspect` shows them), or a
-    /// template of field names such as '{{.Name}} {{.Status}}' (`table ` before it adds a
-    /// header; \t and \n are tab and newline). The fields are listed below.
+    /// Output: `table` (default), `json` (one record a line, as `inspect` shows it: JSON
+    /// lines, as Docker prints them), or a template of field names such as
+    /// '{{.Name}} {{.Status}}' (`table ` before it adds a header; \t and \n are tab and
+    /// newline). The fields are listed below.
     #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
     pub format: Option<String>,
-    /// JSON output (the same as --format json).
+    /// The records as one JSON array (as every `--json` of enclave-ctl prints).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

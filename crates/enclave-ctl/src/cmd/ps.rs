@@ -164,7 +164,10 @@ impl Template {
 /// What `--format` asks for.
 enum Output {
     Table,
+    /// `--json`: one array.
     Json,
+    /// `--format json`: one record a line.
+    JsonLines,
     Template(Template),
 }
 
@@ -173,7 +176,7 @@ pub fn run(args: PsArgs, remote: Option<&Remote>) -> Result<i32> {
     let output = match args.format.as_deref() {
         _ if args.json => Output::Json,
         None | Some("table") => Output::Table,
-        Some("json") => Output::Json,
+        Some("json") => Output::JsonLines,
         Some(t) => Output::Template(Template::parse(t)?),
     };
     let all = match remote {
@@ -193,6 +196,11 @@ pub fn run(args: PsArgs, remote: Option<&Remote>) -> Result<i32> {
     }
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+        Output::JsonLines => {
+            for r in &all {
+                println!("{}", serde_json::to_string(r)?);
+            }
+        }
         Output::Template(t) => {
             if let Some(h) = t.header() {
                 println!("{h}");
