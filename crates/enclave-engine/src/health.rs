@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use enclave_proto::client::{Client, ClientError};
+use enclave_proto::client::{Client, ClientError, ConnectOptions};
+use enclave_proto::transport::Addr;
 use enclave_proto::wire::{
     HealthReport, HealthStatus, Reply, Request, ServiceRequest, ServiceState, ServiceStatus,
 };
@@ -121,7 +122,8 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Starts asking enclave `rec` every [`POLL_INTERVAL`], with the supervisor's key.
+    /// Starts asking enclave `rec` every [`POLL_INTERVAL`], with the supervisor's key, on one
+    /// session kept between looks.
     pub fn start(root: &StateRoot, rec: &EnclaveRecord, probe: Arc<Mutex<Probe>>) -> Result<Self> {
         let (addr, opts) = crate::control::supervisor_session(
             root,
@@ -134,41 +136,10 @@ impl Monitor {
         std::thread::Builder::new()
             .name("health".into())
             .spawn(move || {
+                let mut session = None;
                 while !s.load(Ordering::SeqCst) {
                     let before = p.lock().unwrap_or_else(|e| e.into_inner()).answered;
-                    let found = match Client::connect(&addr, &opts) {
-                        Err(e) => Probe {
-                            live: false,
-                            reason: Some(format!("no answer on the control channel: {e}")),
-                            health: None,
-                            answered: before,
-                            services: None,
-                            control: None,
-                        },
-                        Ok(mut client) => match ask(&mut client) {
-                            Err(e) => Probe {
-                                live: true,
-                                reason: Some(format!("cannot ask its health: {e}")),
-                                health: None,
-                                answered: Some(Instant::now()),
-                                services: None,
-                                control: None,
-                            },
-                            Ok(r) => Probe {
-                                live: true,
-                                reason: r.reason(),
-                                health: Some(HealthRecord {
-                                    status: r.health.status,
-                                    failing_streak: r.health.failing_streak,
-                                    last: r.health.last.clone(),
-                                    ready: r.reason().is_none(),
-                                }),
-                                answered: Some(Instant::now()),
-                                control: r.control,
-                                services: Some(r.services),
-                            },
-                        },
-                    };
+                    let found = look(&addr, &opts, &mut session, before);
                     if s.load(Ordering::SeqCst) {
                         break;
                     }
@@ -186,6 +157,74 @@ impl Monitor {
     /// The last finding.
     pub fn probe(&self) -> Probe {
         self.probe.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// How long the monitor waits for any answer: an enclave that accepted but stopped answering
+/// is not live.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a session to the enclave, every read of it bounded by [`ANSWER_TIMEOUT`].
+fn open(addr: &Addr, opts: &ConnectOptions) -> std::result::Result<Client, ClientError> {
+    let conn = enclave_proto::transport::connect_with_retry(addr, opts.retry)?;
+    conn.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+    Client::handshake(conn, opts)
+}
+
+/// One look of the monitor, on the session it keeps between looks (`session`): opened when
+/// there is none, and once more when the kept one failed (the enclave rebooted, or closed it),
+/// so that only a fresh session's failure counts. `before`: when it last answered.
+fn look(
+    addr: &Addr,
+    opts: &ConnectOptions,
+    session: &mut Option<Client>,
+    before: Option<Instant>,
+) -> Probe {
+    if let Some(client) = session.as_mut() {
+        if let Ok(r) = ask(client) {
+            return answered(r);
+        }
+        *session = None;
+    }
+    let mut client = match open(addr, opts) {
+        Ok(c) => c,
+        Err(e) => {
+            return Probe {
+                live: false,
+                reason: Some(format!("no answer on the control channel: {e}")),
+                answered: before,
+                ..Probe::default()
+            }
+        }
+    };
+    match ask(&mut client) {
+        Ok(r) => {
+            *session = Some(client);
+            answered(r)
+        }
+        Err(e) => Probe {
+            live: true,
+            reason: Some(format!("cannot ask its health: {e}")),
+            answered: Some(Instant::now()),
+            ..Probe::default()
+        },
+    }
+}
+
+/// The probe of an enclave that answered `r`.
+fn answered(r: Readiness) -> Probe {
+    Probe {
+        live: true,
+        reason: r.reason(),
+        health: Some(HealthRecord {
+            status: r.health.status,
+            failing_streak: r.health.failing_streak,
+            last: r.health.last.clone(),
+            ready: r.reason().is_none(),
+        }),
+        answered: Some(Instant::now()),
+        control: r.control,
+        services: Some(r.services),
     }
 }
 
@@ -237,6 +276,32 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn an_enclave_that_accepts_and_never_answers_is_not_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // Accepts every connection and keeps it, silent.
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in listener.incoming() {
+                held.push(c);
+            }
+        });
+        let opts = ConnectOptions {
+            retry: Duration::from_millis(100),
+            ..ConnectOptions::default()
+        };
+        let mut session = None;
+        let started = Instant::now();
+        let probe = look(&Addr::Unix(path), &opts, &mut session, None);
+        assert!(!probe.live, "{probe:?}");
+        let reason = probe.reason.unwrap();
+        assert!(reason.starts_with("no answer on the control channel"), "{reason}");
+        assert!(session.is_none());
+        assert!(started.elapsed() >= ANSWER_TIMEOUT);
     }
 
     #[test]
