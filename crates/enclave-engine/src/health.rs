@@ -299,7 +299,10 @@ mod tests {
         let probe = look(&Addr::Unix(path), &opts, &mut session, None);
         assert!(!probe.live, "{probe:?}");
         let reason = probe.reason.unwrap();
-        assert!(reason.starts_with("no answer on the control channel"), "{reason}");
+        assert!(
+            reason.starts_with("no answer on the control channel"),
+            "{reason}"
+        );
         assert!(session.is_none());
         assert!(started.elapsed() >= ANSWER_TIMEOUT);
     }

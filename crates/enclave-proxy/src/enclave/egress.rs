@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{getsockopt, sockopt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -32,18 +33,37 @@ pub(crate) struct EgressCtx {
     pub(crate) host: HostAddr,
     pub(crate) pool: BufferPool,
     pub(crate) rules: EgressPolicy,
+    /// One per connection forwarded, of every forwarder.
+    permits: Arc<Semaphore>,
+    max: usize,
     /// Limits the warnings.
     warnings: Mutex<LogLimiter>,
 }
 
 impl EgressCtx {
-    pub(crate) fn new(host: HostAddr, pool: BufferPool, rules: EgressPolicy) -> Self {
+    /// With at most `max` connections forwarded at once.
+    pub(crate) fn new(host: HostAddr, pool: BufferPool, rules: EgressPolicy, max: usize) -> Self {
         EgressCtx {
             host,
             pool,
             rules,
+            permits: Arc::new(Semaphore::new(max)),
+            max,
             warnings: Mutex::new(LogLimiter::new(20, Duration::from_secs(60))),
         }
+    }
+
+    /// A slot for a connection to `what`; `None` (logged) when all are taken, and the caller
+    /// resets the connection: refused at once, never queued.
+    fn slot(&self, what: &dyn std::fmt::Display) -> Option<OwnedSemaphorePermit> {
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            let max = self.max;
+            self.warn(format_args!(
+                "{max} connections open, the limit; refused one to {what}"
+            ));
+        }
+        permit
     }
 
     /// Logs a refused connection, rate-limited.
@@ -123,10 +143,14 @@ async fn serve_named(
                     name: name.clone(),
                     port,
                 };
+                let Some(slot) = ctx.slot(&req) else {
+                    ProxyStream::Tcp(client).reset();
+                    continue;
+                };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     forward(ctx, client, req).await;
-                    drop(open);
+                    drop((open, slot));
                 });
             }
             Err(e) => {
@@ -176,7 +200,15 @@ pub(crate) async fn serve_transparent(ctx: Arc<EgressCtx>, listener: TcpListener
                             addr: dst.ip(),
                             port: dst.port(),
                         };
-                        tokio::spawn(forward(ctx.clone(), client, req));
+                        let Some(slot) = ctx.slot(&req) else {
+                            ProxyStream::Tcp(client).reset();
+                            continue;
+                        };
+                        let ctx = ctx.clone();
+                        tokio::spawn(async move {
+                            forward(ctx, client, req).await;
+                            drop(slot);
+                        });
                     }
                     Err(refusal) => {
                         ctx.refused(&format!("egress to {dst}"), &refusal);

@@ -19,6 +19,8 @@
 //!   checks it against the `cidr:` rules (special ranges included, see [`crate::allow`]) and
 //!   sends it to the host as `EgressAddr`. The redirect is an nf_tables chain (`nft.rs`) or,
 //!   on kernels without nf_tables, an iptables nat rule (`xtables.rs`), as the config says.
+//! - Egress connections of every forwarder together: at most
+//!   [`EnclaveLimits::egress_max_connections`] at once; one more is reset.
 //!
 //! Everything runs on one current-thread tokio runtime in one background thread.
 
@@ -236,6 +238,7 @@ impl EnclaveNetwork {
             cfg.host.clone(),
             pool.clone(),
             rules,
+            limits.egress_max_connections,
         ));
         for (name, alias, ports, listeners) in named {
             egress::log_alias(&name, alias, &ports);

@@ -1,6 +1,7 @@
-//! The enclave side's bounds with real sockets: the ingress forwarder's connection cap, and the
-//! wildcard aliases (bounded by the /24, REFUSED when all are held, freed when unused). Expiry is
-//! tested with a short idle time and by waiting for it to happen, never by timing it.
+//! The enclave side's bounds with real sockets: the ingress and egress forwarders' connection
+//! caps, and the wildcard aliases (bounded by the /24, REFUSED when all are held, freed when
+//! unused). Expiry is tested with a short idle time and by waiting for it to happen, never by
+//! timing it.
 
 use std::io::ErrorKind;
 use std::net::Ipv4Addr;
@@ -101,6 +102,71 @@ fn ingress_forwarder_refuses_connections_over_its_cap_at_once() {
             drop(held.pop());
             eventually("a slot freed by a closed connection", || {
                 ingress_answer(&sock, server.port()) == Some(Status::Connected as u8)
+            });
+            net.stop();
+        },
+    );
+}
+
+#[test]
+fn egress_forwarders_reset_connections_over_their_cap_at_once() {
+    in_netns(
+        "limits::egress_forwarders_reset_connections_over_their_cap_at_once",
+        || {
+            capture_logs();
+            let dir = tempfile::tempdir().unwrap();
+            let server = echo_server();
+            let host = FakeHost::start(dir.path(), move |_| Some(server));
+            let egress = format!("- {{host: capped.test, port: {PORT}}}\n");
+            let cfg = config(dir.path(), &host.path, vec![], &egress);
+            let limits = EnclaveLimits {
+                egress_max_connections: 2,
+                ..EnclaveLimits::default()
+            };
+            let net = EnclaveNetwork::start_with_limits(cfg, limits).unwrap();
+            let to = alias(2, PORT);
+            // Two connections relayed to the end (a round trip each) hold both slots.
+            let mut held: Vec<TcpStream> = (0..2)
+                .map(|i| {
+                    let mut s = TcpStream::connect(to).unwrap();
+                    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                    s.write_all(&[i]).unwrap();
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b).unwrap();
+                    assert_eq!(b, [i]);
+                    s
+                })
+                .collect();
+            assert_eq!(host.next(), name_req("capped.test", PORT));
+            assert_eq!(host.next(), name_req("capped.test", PORT));
+
+            // Over the cap: reset at once, never sent to the host.
+            for _ in 0..20 {
+                assert_reset(to);
+            }
+            let line = wait_for_log(&["egress: 2 connections open, the limit; refused one to"]);
+            assert!(
+                line.contains("WARN") && line.contains("capped.test"),
+                "{line}"
+            );
+            assert!(
+                host.requests.try_recv().is_err(),
+                "a refused connection reached the host"
+            );
+
+            // The held ones still relay; closing one gives its slot back.
+            for s in &mut held {
+                s.write_all(b"y").unwrap();
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).unwrap();
+                assert_eq!(&b, b"y");
+            }
+            drop(held.pop());
+            eventually("a slot freed by a closed connection", || {
+                TcpStream::connect(to)
+                    .ok()
+                    .and_then(|s| round_trip(s, b"again").ok())
+                    .is_some_and(|got| got == b"again")
             });
             net.stop();
         },
