@@ -143,15 +143,7 @@ async fn serve_named(
                     name: name.clone(),
                     port,
                 };
-                let Some(slot) = ctx.slot(&req) else {
-                    ProxyStream::Tcp(client).reset();
-                    continue;
-                };
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    forward(ctx, client, req).await;
-                    drop((open, slot));
-                });
+                start_forward(&ctx, client, req, open);
             }
             Err(e) => {
                 ctx.warn(format_args!("accepting for {name}:{port} failed: {e}"));
@@ -159,6 +151,25 @@ async fn serve_named(
             }
         }
     }
+}
+
+/// Forwards `client` as `req` on a task of its own if a slot is free (holding `guard` as long
+/// as the connection is open); resets it otherwise.
+fn start_forward(
+    ctx: &Arc<EgressCtx>,
+    client: TcpStream,
+    req: Request,
+    guard: impl Send + 'static,
+) {
+    let Some(slot) = ctx.slot(&req) else {
+        ProxyStream::Tcp(client).reset();
+        return;
+    };
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        forward(ctx, client, req).await;
+        drop((guard, slot));
+    });
 }
 
 /// Asks the host for `req` and relays `client` to it; on refusal resets the client, so the
@@ -200,15 +211,7 @@ pub(crate) async fn serve_transparent(ctx: Arc<EgressCtx>, listener: TcpListener
                             addr: dst.ip(),
                             port: dst.port(),
                         };
-                        let Some(slot) = ctx.slot(&req) else {
-                            ProxyStream::Tcp(client).reset();
-                            continue;
-                        };
-                        let ctx = ctx.clone();
-                        tokio::spawn(async move {
-                            forward(ctx, client, req).await;
-                            drop(slot);
-                        });
+                        start_forward(&ctx, client, req, ());
                     }
                     Err(refusal) => {
                         ctx.refused(&format!("egress to {dst}"), &refusal);

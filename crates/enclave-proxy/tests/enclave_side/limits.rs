@@ -23,6 +23,16 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Asserts that each of `held` still relays a byte, there and back.
+fn still_relay<S: Read + Write>(held: &mut [S]) {
+    for s in held {
+        s.write_all(b"y").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"y");
+    }
+}
+
 /// A connection through the ingress forwarder that has proven it holds a slot (a round trip).
 fn held_ingress(sock: &Path, port: u16) -> UnixStream {
     let mut s = UnixStream::connect(sock).unwrap();
@@ -93,12 +103,7 @@ fn ingress_forwarder_refuses_connections_over_its_cap_at_once() {
             );
 
             // The held connections still relay; closing one gives its slot back.
-            for s in &mut held {
-                s.write_all(b"y").unwrap();
-                let mut b = [0u8; 1];
-                s.read_exact(&mut b).unwrap();
-                assert_eq!(&b, b"y");
-            }
+            still_relay(&mut held);
             drop(held.pop());
             eventually("a slot freed by a closed connection", || {
                 ingress_answer(&sock, server.port()) == Some(Status::Connected as u8)
@@ -155,12 +160,7 @@ fn egress_forwarders_reset_connections_over_their_cap_at_once() {
             );
 
             // The held ones still relay; closing one gives its slot back.
-            for s in &mut held {
-                s.write_all(b"y").unwrap();
-                let mut b = [0u8; 1];
-                s.read_exact(&mut b).unwrap();
-                assert_eq!(&b, b"y");
-            }
+            still_relay(&mut held);
             drop(held.pop());
             eventually("a slot freed by a closed connection", || {
                 TcpStream::connect(to)
