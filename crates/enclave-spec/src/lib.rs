@@ -36,6 +36,18 @@ pub const SPEC_VERSION: u32 = 1;
 /// enclave-init and the host call it.
 pub const MAIN_SERVICE: &str = "main";
 
+/// Whether `name` may name an enclave (`enclave-ctl run --name`, a package's default name): 1 to
+/// 64 of `[a-zA-Z0-9_.-]`, starting with a letter or digit (Docker's rule, which keeps them safe
+/// in paths and shell commands).
+pub fn valid_enclave_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 /// Errors reading or validating an enclave spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -335,6 +347,16 @@ impl EnclaveSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enclave_names_follow_dockers_rule() {
+        for ok in ["a", "web-1", "A.b_c", "9lives", &"x".repeat(64)] {
+            assert!(valid_enclave_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", ".a", "_a", "a b", "a/b", "é", &"x".repeat(65)] {
+            assert!(!valid_enclave_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn measured_json_errors_are_refused() {

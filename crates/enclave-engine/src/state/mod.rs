@@ -323,16 +323,9 @@ fn free_cid(all: &[EnclaveRecord]) -> Result<u32> {
     Ok(cid)
 }
 
-/// Names: 1 to 64 of `[a-zA-Z0-9_.-]`, starting with a letter or digit (Docker's rule, which
-/// keeps them safe in paths and shell commands).
+/// Names: [`enclave_spec::valid_enclave_name`] (Docker's rule).
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
+    if enclave_spec::valid_enclave_name(name) {
         Ok(())
     } else {
         Err(EngineError::InvalidName(name.to_owned()))

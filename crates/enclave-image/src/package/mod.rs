@@ -221,16 +221,9 @@ fn check_tag(tag: &str) -> Result<(), PackageError> {
     }
 }
 
-/// `enclave-ctl run --name`'s rule (enclave-engine's `check_name`), checked now rather than when
-/// the image first runs.
+/// `enclave-ctl run --name`'s rule, checked now rather than when the image first runs.
 fn check_name(name: &str) -> Result<(), PackageError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
+    if enclave_spec::valid_enclave_name(name) {
         Ok(())
     } else {
         Err(PackageError::InvalidName(name.to_owned()))
