@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the static, reproducible binaries that go into the bootstrap ramdisk: enclave-init
-# (always) and enclave-attest (the attestation server, in images whose spec enables it).
+# (always) and enclave-attest (the attestation server, in images whose spec enables it); and
+# nsm-probe, the program the Nitro self-test (scripts/nitro-selftest.sh, `enclave-ctl selftest`)
+# runs in its probe enclave: an application of AWS's NSM API crate, with its own lock file.
 #
-# Output: target/enclave-init/enclave-init and target/enclave-init/enclave-attest, printed on
-# the last two lines with their SHA-256.
+# Output: target/enclave-init/{enclave-init,enclave-attest,nsm-probe}, printed on the last three
+# lines with their SHA-256.
 # The same sources give the same bytes wherever the workspace, CARGO_HOME and the rustup
 # toolchain live: every path that could end up in the binary is remapped, the build id is
 # dropped, and the binary is checked for leftovers.
@@ -38,11 +40,15 @@ cd "$ROOT"
 # would then be compiled into PID 1 too.
 cargo build --locked --release -p enclave-init --bin enclave-init --target "$TARGET" >&2
 cargo build --locked --release -p enclave-attest-server --bin enclave-attest --target "$TARGET" >&2
+# Its own workspace (the NSM API crate's nix 0.26 stays out of the main lock file).
+cargo build --locked --release --manifest-path crates/enclave-nsm/tests/nsm-probe/Cargo.toml \
+    --target "$TARGET" >&2
 
 OUT_DIR="$ROOT/target/enclave-init"
 mkdir -p "$OUT_DIR"
 fail() { echo "build-init: $*" >&2; exit 1; }
-for bin in enclave-init enclave-attest; do
+bins=(enclave-init enclave-attest nsm-probe)
+for bin in "${bins[@]}"; do
     OUT="$OUT_DIR/$bin"
     install -m 0755 "$CARGO_TARGET_DIR/$TARGET/release/$bin" "$OUT"
     # Static: no program interpreter, no dynamic section asking for libraries.
@@ -54,6 +60,6 @@ for bin in enclave-init enclave-attest; do
     done
     echo "build-init: $bin: $(file -b "$OUT" | cut -d, -f1-2), $(stat -c %s "$OUT") bytes" >&2
 done
-for bin in enclave-init enclave-attest; do
+for bin in "${bins[@]}"; do
     echo "$(sha256sum "$OUT_DIR/$bin" | cut -d' ' -f1)  $OUT_DIR/$bin"
 done

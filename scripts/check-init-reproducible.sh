@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks that scripts/build-init.sh gives the same enclave-init and enclave-attest bytes from two copies of the
+# Checks that scripts/build-init.sh gives the same enclave-init, enclave-attest and nsm-probe bytes from two copies of the
 # workspace at different paths (each with its own target dir). Exits non-zero if they differ.
 #
 # Usage: scripts/check-init-reproducible.sh [WORKDIR]   (WORKDIR defaults to a new temp dir)
@@ -24,8 +24,8 @@ copy "$A"
 copy "$B"
 
 hash_of() {
-    # The script prints "<sha256>  <path>" for each binary on its last two lines.
-    "$1/scripts/build-init.sh" | tail -n2 | cut -d' ' -f1 | paste -sd' ' -
+    # The script prints "<sha256>  <path>" for each binary on its last three lines.
+    "$1/scripts/build-init.sh" | tail -n3 | cut -d' ' -f1 | paste -sd' ' -
 }
 HA=$(hash_of "$A")
 HB=$(hash_of "$B")

@@ -9,8 +9,8 @@
 #   --prefix DIR     where to install (default /usr/local; $PREFIX also works)
 #   --from DIR       take enclave-ctl, enclave-engine and enclave-proxy from DIR instead of
 #                    building them (`cargo build --release`)
-#   --init-from DIR  take the static enclave-init and enclave-attest from DIR instead of building
-#                    them with scripts/build-init.sh
+#   --init-from DIR  take the static enclave-init, enclave-attest and nsm-probe from DIR instead
+#                    of building them with scripts/build-init.sh
 #   --no-build       both from where a previous build left them: <target>/release and
 #                    target/enclave-init ($CARGO_TARGET_DIR is honoured)
 #
@@ -18,6 +18,7 @@
 #   bin/enclave-ctl bin/enclave-engine bin/enclave-proxy
 #   libexec/enclave-engine/enclave-init libexec/enclave-engine/enclave-attest
 #   libexec/enclave-engine/fetch-kernel.sh (with kernel.env: the emulated profile's kernel)
+#   libexec/enclave-engine/nitro-selftest.sh and nsm-probe (`enclave-ctl selftest`)
 #   share/bash-completion/completions/  share/zsh/site-functions/  share/fish/vendor_completions.d/
 #   share/man/man1/  share/doc/enclave-engine/
 # Each file is written beside its destination and renamed into place, so a failed install leaves
@@ -53,7 +54,7 @@ done
 [[ -n "$prefix" ]] || die "--prefix is empty"
 
 host_bins=(enclave-ctl enclave-engine enclave-proxy)
-static_bins=(enclave-init enclave-attest)
+static_bins=(enclave-init enclave-attest nsm-probe)
 
 # Given inputs are checked before anything is built.
 check_host_bins() {
@@ -65,7 +66,7 @@ check_static_bins() {
     for b in "${static_bins[@]}"; do
         [[ -f "$init_from/$b" ]] || die "no $b in $init_from (scripts/build-init.sh builds it, or give --init-from)"
         if LC_ALL=C readelf -lW "$init_from/$b" 2>/dev/null | grep -q INTERP; then
-            die "$init_from/$b is not static (it goes into the enclave's ramdisk): build it with scripts/build-init.sh"
+            die "$init_from/$b is not static (it runs in an enclave): build it with scripts/build-init.sh"
         fi
     done
 }
@@ -119,6 +120,8 @@ done
 # hashes) into ~/.cache by the same script as in a checkout.
 put 0755 "$ROOT/scripts/fetch-kernel.sh" "$prefix/libexec/enclave-engine/fetch-kernel.sh"
 put 0644 "$ROOT/scripts/kernel.env" "$prefix/libexec/enclave-engine/kernel.env"
+# The Nitro self-test (`enclave-ctl selftest` runs it), beside the nsm-probe it runs.
+put 0755 "$ROOT/scripts/nitro-selftest.sh" "$prefix/libexec/enclave-engine/nitro-selftest.sh"
 
 for b in enclave-ctl enclave-engine enclave-proxy; do
     put 0644 "$gen/$b.bash" "$prefix/share/bash-completion/completions/$b"

@@ -16,9 +16,13 @@
 # root. With `--backend qemu` (what CI runs) the enclave is emulated and documents are verified
 # against this host's emulation root.
 #
+# Installed (scripts/install.sh, the release tarball), `enclave-ctl selftest` runs it from
+# libexec/enclave-engine/ with the installed enclave-ctl and the nsm-probe beside it: no checkout.
+#
 # Environment: ENCLAVE_CTL (the enclave-ctl to test; default: on PATH, else this checkout's
-# target/release or target/debug), NSM_PROBE (a static nsm-probe; default: built with cargo from
-# this checkout), BUSYBOX (a static busybox for the probe's rootfs; default: busybox on PATH).
+# target/release or target/debug), NSM_PROBE (a static nsm-probe; default: the one beside this
+# script, else built with cargo from this checkout), BUSYBOX (a static busybox for the probe's
+# rootfs; default: busybox on PATH).
 set -uo pipefail
 
 usage() { sed -n '13p' "${BASH_SOURCE[0]}" | sed 's/^#   /usage: /' >&2; exit 2; }
@@ -37,7 +41,7 @@ while (($#)); do
         --memory) [[ $# -ge 2 ]] || usage; memory="$2"; shift 2 ;;
         --kernel-dir) [[ $# -ge 2 ]] || usage; kernel_dir="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "nitro-selftest: unknown argument: $1" >&2; usage ;;
     esac
 done
@@ -142,7 +146,9 @@ fi
 pass busybox "$busybox (static)"
 
 probe="${NSM_PROBE:-}"
-if [[ -z "$probe" ]]; then
+if [[ -z "$probe" && -x "$here/nsm-probe" ]]; then
+    probe="$here/nsm-probe"
+elif [[ -z "$probe" ]]; then
     if [[ -f "$root/crates/enclave-nsm/tests/nsm-probe/Cargo.toml" ]] && command -v cargo >/dev/null; then
         if ! RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$root/target/nsm-probe" \
             cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu \
@@ -151,7 +157,7 @@ if [[ -z "$probe" ]]; then
         fi
         probe="$root/target/nsm-probe/x86_64-unknown-linux-gnu/release/nsm-probe"
     else
-        fail nsm-probe "no nsm-probe" "run this script from a source checkout with cargo, or set NSM_PROBE to a static build of crates/enclave-nsm/tests/nsm-probe"
+        fail nsm-probe "no nsm-probe" "install enclave-engine (it puts one beside this script), run this script from a source checkout with cargo, or set NSM_PROBE to a static build of crates/enclave-nsm/tests/nsm-probe"
     fi
 fi
 [[ -x "$probe" ]] || fail nsm-probe "$probe is not executable" "set NSM_PROBE to the static nsm-probe"

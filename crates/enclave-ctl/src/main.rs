@@ -83,6 +83,7 @@ fn main() {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Kube(args) => cmd::kube::run(args),
         Command::Node(args) => cmd::node::run(args),
+        Command::Selftest(args) => cmd::selftest::run(args),
         Command::Completion(args) => cmd::docs::completion(args),
         Command::Man(args) => cmd::docs::man(args),
     };

@@ -1,8 +1,8 @@
 //! Installing without a checkout: scripts/install.sh into a temporary prefix (reusing the
-//! binaries already built), then `build`, `run` and `exec` with the installed tools under a clean
-//! environment (`env -i` but for PATH, HOME and the test's own state directory: no ENCLAVE_INIT,
-//! no ENCLAVE_ENGINE_BIN, no checkout on the way), and the completions and man pages it put in
-//! place. A real QEMU enclave; prerequisites missing skip (fail with CI=true).
+//! binaries already built), then `build`, `run`, `exec` and the Nitro self-test (`selftest
+//! --backend qemu`) with the installed tools under a clean environment (`env -i` but for PATH,
+//! HOME and the test's own state directory: no ENCLAVE_INIT, no ENCLAVE_ENGINE_BIN, no checkout
+//! on the way), and the completions and man pages it put in place. A real QEMU enclave; prerequisites missing skip (fail with CI=true).
 
 mod common;
 
@@ -69,8 +69,14 @@ fn installed_tools_build_and_run_with_a_clean_environment() {
     };
     let init_dir = init.parent().unwrap().to_owned();
     let Some(()) = require(
-        init_dir.join("enclave-attest").is_file(),
-        "the static enclave-attest next to enclave-init (scripts/build-init.sh)",
+        init_dir.join("enclave-attest").is_file() && init_dir.join("nsm-probe").is_file(),
+        "the static enclave-attest and nsm-probe next to enclave-init (scripts/build-init.sh)",
+    ) else {
+        return;
+    };
+    let Some(()) = require(
+        common::have("python3"),
+        "python3 (the self-test's egress targets)",
     ) else {
         return;
     };
@@ -94,7 +100,7 @@ fn installed_tools_build_and_run_with_a_clean_environment() {
                 != 0
         );
     }
-    for b in ["enclave-init", "enclave-attest"] {
+    for b in ["enclave-init", "enclave-attest", "nsm-probe"] {
         let p = prefix.join("libexec/enclave-engine").join(b);
         assert_eq!(
             std::fs::read(&p).unwrap(),
@@ -241,6 +247,31 @@ fn installed_tools_build_and_run_with_a_clean_environment() {
         );
     }
     assert_ok(&run(&mut with_state(&["rm", "-f", "installed"])));
+
+    // The Nitro self-test, installed: `enclave-ctl selftest` runs the script beside the
+    // installed nsm-probe, with the installed enclave-ctl, from a directory that is no checkout.
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let o = run(with_state(&["selftest", "--backend", "qemu"]).current_dir(&elsewhere));
+    eprintln!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    let passed = |check: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().take(2).eq(["PASS", check]))
+            .unwrap_or_else(|| panic!("no PASS {check} in {out}"))
+            .to_owned()
+    };
+    assert!(passed("enclave-ctl").contains(ctl.to_str().unwrap()));
+    let probe = prefix.join("libexec/enclave-engine/nsm-probe");
+    assert!(passed("nsm-probe").contains(probe.to_str().unwrap()));
+    assert!(passed("verify-dev-nsm").len() > "PASS verify-dev-nsm".len());
+    assert!(
+        out.ends_with("nitro-selftest: 14 passed, 0 failed (qemu backend)\n"),
+        "{out}"
+    );
+    let o = run(&mut with_state(&["ps", "-a", "-q"]));
+    assert_eq!(stdout(&o), "", "the self-test left an enclave behind");
 }
 
 #[test]
@@ -318,6 +349,7 @@ fn the_installer_refuses_missing_or_dynamic_inputs_and_writes_nothing() {
         "enclave-proxy",
         "enclave-init",
         "enclave-attest",
+        "nsm-probe",
     ] {
         std::fs::copy(env!("CARGO_BIN_EXE_enclave-ctl"), fake.join(b)).unwrap();
     }

@@ -7,6 +7,7 @@ mod image;
 mod kube;
 mod lifecycle;
 mod package;
+mod selftest;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,7 @@ pub use lifecycle::{
     StartArgs, StateArgs, StopArgs, PS_FIELDS,
 };
 pub use package::PackageArgs;
+pub use selftest::{SelftestArgs, SelftestBackend};
 
 /// Variables renamed to the `ENCLAVE_ENGINE_` prefix: (old name, new name). The old names still
 /// work; the new one wins when both are set.
@@ -129,6 +131,9 @@ pub enum Command {
     Kube(KubeArgs),
     /// Prepare this machine as a Nitro Enclaves node (allocator, hugepages, ne group).
     Node(NodeArgs),
+    /// Check this parent end to end: a probe enclave, /dev/nsm in it, attestation verified,
+    /// egress allowed and refused (the installed nitro-selftest.sh).
+    Selftest(SelftestArgs),
     /// Print a shell completion script (bash, zsh or fish) for enclave-ctl.
     Completion(CompletionArgs),
     /// Write enclave-ctl's man pages into a directory (used by scripts/install.sh).

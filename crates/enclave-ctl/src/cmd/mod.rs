@@ -19,6 +19,7 @@ pub mod ps;
 pub mod rm;
 pub mod run;
 pub mod run_remote;
+pub mod selftest;
 pub mod services;
 pub mod sign;
 pub mod state_dir;
