@@ -1,5 +1,6 @@
-//! `enclave-ctl stop`, `start`, `restart` and `kill`: one operation on each enclave named,
-//! here or through the engine API; each name printed when it worked, as Docker does.
+//! `enclave-ctl stop`, `start`, `restart` and `kill` (and `rm`, [`each`]): one operation on
+//! each enclave named, here or through the engine API; each name printed when it worked, as
+//! Docker does.
 
 use std::time::Duration;
 
@@ -11,16 +12,18 @@ use crate::cli::{KillArgs, RestartArgs, StartArgs, StateArgs, StopArgs};
 use crate::remote::{for_each, segment, Remote};
 
 /// The work on one enclave here.
-type Work = Box<dyn Fn(&StateRoot, &EnclaveRecord) -> Result<()>>;
+pub(super) type Work = Box<dyn Fn(&StateRoot, &EnclaveRecord) -> Result<()>>;
 
 /// One operation, as done here and as asked of the engine API.
-struct Operation {
+pub(super) struct Operation {
     /// The verb of the error's context ("stopping").
-    doing: &'static str,
-    /// Its route under `/v1/enclaves/{enclave}/`, with its query.
-    route: String,
+    pub(super) doing: &'static str,
+    /// Its HTTP method.
+    pub(super) method: &'static str,
+    /// What follows `/v1/enclaves/{enclave}` in its route (`/stop?timeout=10`).
+    pub(super) route: String,
     /// The work here.
-    here: Work,
+    pub(super) here: Work,
 }
 
 /// `stop`: graceful, killed after `-t`/`--timeout` seconds.
@@ -28,7 +31,8 @@ pub fn stop(args: StopArgs, remote: Option<&Remote>) -> Result<i32> {
     let timeout = Duration::from_secs(args.grace.timeout);
     let op = Operation {
         doing: "stopping",
-        route: format!("stop?timeout={}", args.grace.timeout),
+        method: "POST",
+        route: format!("/stop?timeout={}", args.grace.timeout),
         here: Box::new(move |root, rec| {
             lifecycle::stop(root, rec, timeout)?;
             Ok(())
@@ -42,7 +46,8 @@ pub fn start(args: StartArgs, remote: Option<&Remote>) -> Result<i32> {
     let boot = Duration::from_secs(args.boot.boot_timeout);
     let op = Operation {
         doing: "starting",
-        route: format!("start?boot_timeout={}", args.boot.boot_timeout),
+        method: "POST",
+        route: format!("/start?boot_timeout={}", args.boot.boot_timeout),
         here: Box::new(move |root, rec| {
             lifecycle::start(root, rec, boot)?;
             wait(root, rec, boot)
@@ -59,8 +64,9 @@ pub fn restart(args: RestartArgs, remote: Option<&Remote>) -> Result<i32> {
     );
     let op = Operation {
         doing: "restarting",
+        method: "POST",
         route: format!(
-            "restart?timeout={}&boot_timeout={}",
+            "/restart?timeout={}&boot_timeout={}",
             args.grace.timeout, args.boot.boot_timeout
         ),
         here: Box::new(move |root, rec| {
@@ -75,7 +81,8 @@ pub fn restart(args: RestartArgs, remote: Option<&Remote>) -> Result<i32> {
 pub fn kill(args: KillArgs, remote: Option<&Remote>) -> Result<i32> {
     let op = Operation {
         doing: "killing",
-        route: "kill".into(),
+        method: "POST",
+        route: "/kill".into(),
         here: Box::new(|root, rec| {
             lifecycle::kill_now(root, rec)?;
             Ok(())
@@ -90,7 +97,8 @@ fn wait(root: &StateRoot, rec: &EnclaveRecord, boot: Duration) -> Result<()> {
     Ok(())
 }
 
-fn each(
+/// Does `op` on each of `enclaves`, here or through `remote`; the exit status.
+pub(super) fn each(
     enclaves: &[String],
     state: &StateArgs,
     remote: Option<&Remote>,
@@ -99,9 +107,9 @@ fn each(
     if let Some(remote) = remote {
         return Ok(for_each(enclaves, |q| {
             let name = remote.name_of(q)?;
-            let path = format!("/v1/enclaves/{}/{}", segment(q), op.route);
+            let path = format!("/v1/enclaves/{}{}", segment(q), op.route);
             remote
-                .ok("POST", &path)
+                .ok(op.method, &path)
                 .with_context(|| format!("{} {name}", op.doing))?;
             Ok(name)
         }));
