@@ -67,19 +67,33 @@ fn exec_cp_services_health_and_attest_through_the_daemon_match_the_daemonless_cl
     let _daemon = env.start_daemon();
     let host = env.host();
 
-    // run -d through the daemon: the id, and the options as a daemonless run records them
-    // (--add-host is accepted; without egress in the image it is not kept, as without it).
+    // An --add-host the image's egress never asks for (it has none) is refused, through the
+    // daemon as without it, and nothing is created.
+    for through in [false, true] {
+        let mut cmd = env.ctl();
+        if through {
+            cmd.args(["--host", &host]);
+        }
+        let o = run(cmd
+            .args(["run", "-d", "--name", "r", "--memory", "128"])
+            .args(["--add-host", "db.internal:10.0.0.5"])
+            .arg(&eif));
+        assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--add-host db.internal:10.0.0.5: the image may not connect"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(stdout(&run(env.ctl().args(["ps", "-a", "-q"]))), "");
+
+    // run -d through the daemon: the id, and the options as a daemonless run records them.
     let o = run(env
         .ctl()
         .args([
             "--host", &host, "run", "-d", "--name", "r", "--memory", "128",
         ])
-        .args([
-            "--restart",
-            "on-failure:2",
-            "--add-host",
-            "db.internal:10.0.0.5",
-        ])
+        .args(["--restart", "on-failure:2"])
         .args(["--boot-timeout", "90"])
         .arg(&eif));
     assert_ok(&o);

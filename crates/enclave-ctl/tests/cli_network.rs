@@ -195,6 +195,23 @@ fn named_egress_reaches_allowed_names_only() {
          - {{cidr: 0.0.0.0/0, port: {p4}}}\n"
     );
     let eif = env.build("named", &spec);
+    // A mapping for a name no rule allows would never be used: refused before anything starts.
+    let o = run(env
+        .ctl()
+        .args(["run", "-d", "--memory", "256", "--name", "refused"])
+        .args(["--add-host", "gamma.test:127.0.0.4"])
+        .arg(&eif));
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "--add-host gamma.test:127.0.0.4: the image may not connect to gamma.test (the host \
+             names of its measured egress list are [alpha.test, beta.test, delta.test])"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(env.ctl().args(["ps", "-a", "--format", "{{.Name}}"]));
+    assert_eq!(stdout(&o), "", "a refused run left an enclave");
     env.run(
         "named",
         &eif,
@@ -204,10 +221,16 @@ fn named_egress_reaches_allowed_names_only() {
             "--add-host",
             "beta.test:127.0.0.3",
             "--add-host",
-            "gamma.test:127.0.0.4",
-            "--add-host",
             "delta.test:127.0.0.5",
         ],
+    );
+    // Recorded as given.
+    let o = run(env.ctl().args(["inspect", "named"]));
+    let rec: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        rec["network"]["add_hosts"].as_array().map(Vec::len),
+        Some(3),
+        "{rec:#}"
     );
     let get = |host: &str, port: u16| {
         env.sh("named", &format!("wget -q -O - http://{host}:{port}/ 2>&1"))

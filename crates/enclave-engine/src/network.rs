@@ -13,7 +13,7 @@ use enclave_proto::ports;
 use enclave_proxy::host::{
     EgressConfig, EgressListen, EnclaveConnector, HostProxies, HostProxyConfig, Publish,
 };
-use enclave_spec::{EgressSpec, EnclaveSpec};
+use enclave_spec::{EgressSpec, EnclaveSpec, HostPattern};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{ParentPort, VsockRoute};
@@ -114,7 +114,8 @@ impl NetworkRecord {
 
     /// Plans the network of an enclave from its measured spec (`None` for an EIF without one)
     /// and the operator's `-p` and `--add-host`. Fails when a `-p` names a port the enclave does
-    /// not accept, or two mappings take the same host port.
+    /// not accept, two mappings take the same host port, or an `--add-host` names a host no
+    /// egress rule allows (the mapping would never be used).
     pub fn plan(
         spec: Option<&EnclaveSpec>,
         publish: &[PublishedPort],
@@ -160,12 +161,40 @@ impl NetworkRecord {
                 )));
             }
         }
+        let egress = spec.map(|s| s.egress.clone()).unwrap_or_default();
+        check_add_hosts(&egress, add_hosts)?;
         Ok(NetworkRecord {
             publish: all,
-            egress: spec.map(|s| s.egress.clone()).unwrap_or_default(),
+            egress,
             add_hosts: add_hosts.to_vec(),
         })
     }
+}
+
+/// Each `--add-host` name must be one a measured `host:` rule allows: the host's egress proxy
+/// resolves only the names the enclave may ask for.
+fn check_add_hosts(egress: &EgressSpec, add_hosts: &[AddHost]) -> Result<()> {
+    let hosts: Vec<&HostPattern> = egress
+        .allow
+        .iter()
+        .filter_map(|r| r.host.as_ref())
+        .collect();
+    for a in add_hosts {
+        if !hosts.iter().any(|h| h.matches(&a.name)) {
+            let listed: Vec<&str> = hosts.iter().map(|h| h.as_str()).collect();
+            return Err(EngineError::Invalid(format!(
+                "--add-host {}:{}: the image may not connect to {} (the host names of its \
+                 measured egress list are [{}]), so the mapping would never be used; add \
+                 `egress: [{{host: {}, port: …}}]` to enclave.yaml and rebuild",
+                a.name,
+                a.ip,
+                a.name,
+                listed.join(", "),
+                a.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Starts the host side of an enclave's network: a listener per published port forwarding to
@@ -274,6 +303,30 @@ mod tests {
         let twice = ["8080:443".parse().unwrap()];
         let err = NetworkRecord::plan(Some(&spec), &twice, &[]).unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn plan_checks_added_hosts_against_the_measured_egress_names() {
+        let spec = EnclaveSpec::from_yaml(
+            "egress:\n  - {host: db.internal, port: 5432}\n  - {host: \"*.svc.local\", port: 443}\n  \
+             - {cidr: 10.0.0.0/8, port: 80}\n",
+        )
+        .unwrap();
+        let add = |s: &str| [s.parse::<AddHost>().unwrap()];
+        let plan = NetworkRecord::plan(Some(&spec), &[], &add("DB.internal:10.0.0.5")).unwrap();
+        assert_eq!(plan.add_hosts, add("db.internal:10.0.0.5"));
+        assert!(NetworkRecord::plan(Some(&spec), &[], &add("a.svc.local:10.1.1.1")).is_ok());
+        let err = NetworkRecord::plan(Some(&spec), &[], &add("other:10.0.0.6")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--add-host other:10.0.0.6")
+                && msg.contains("[db.internal, *.svc.local]")
+                && msg.contains("never be used"),
+            "{msg}"
+        );
+        // An image without egress: no name is ever resolved.
+        let err = NetworkRecord::plan(None, &[], &add("db.internal:10.0.0.5")).unwrap_err();
+        assert!(err.to_string().contains("[]"), "{err}");
     }
 
     #[test]
