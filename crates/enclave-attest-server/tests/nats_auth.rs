@@ -1,5 +1,6 @@
 //! TLS and credentials to a real `nats-server`: a CA and server certificate made with openssl
-//! at test time; token, user/password and NKey authorization. What is configured is required:
+//! at test time; token, user/password and NKey authorization, and a user JWT (`.creds`) to a
+//! server in operator mode with an operator, accounts and users made at test time. What is configured is required:
 //! a plain-text server, an untrusted certificate, a wrong name, missing or wrong credentials
 //! are each refused with an error that says which, and no credential ever appears in one.
 
@@ -7,12 +8,14 @@ mod nats_support;
 
 use std::path::Path;
 
+use base64ct::{Base64UrlUnpadded, Encoding};
 use enclave_attest::files::KvEntry;
 use enclave_attest_server::files::{
-    NKey, NatsAuth, NatsError, NatsOptions, NatsPublisher, NatsTls,
+    NKey, NKeyRole, NatsAuth, NatsError, NatsOptions, NatsPublisher, NatsTls,
 };
 use enclave_spec::{NatsCredentialKind, NatsCredentialsSpec, NatsSpec, NatsTlsSpec};
 use nats_support::{nats_server, Pki, Server};
+use serde_json::{json, Value};
 
 /// Options for `server` over TLS trusting `ca_pem`, as `name`.
 fn tls_options(server: &Server, ca_pem: &[u8], name: &str) -> NatsOptions {
@@ -193,6 +196,132 @@ fn nkey_signs_the_server_nonce() {
     assert!(matches!(err, NatsError::AuthRejected(_)), "{err}");
 }
 
+/// A fresh random key.
+fn random_key() -> NKey {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).unwrap();
+    NKey::from_raw_seed(seed)
+}
+
+/// A JWT whose subject is `sub`, with `nats` claims, signed by `issuer` as `role`: what `nsc`
+/// makes (the server checks the signature and the issuer's place in the chain).
+fn jwt(issuer: &NKey, role: NKeyRole, sub: &str, nats: Value) -> String {
+    let part = |v: Value| Base64UrlUnpadded::encode_string(v.to_string().as_bytes());
+    let header = part(json!({"typ": "JWT", "alg": "ed25519-nkey"}));
+    let claims = part(json!({
+        "iat": 1_700_000_000,
+        "iss": issuer.public_key_as(role),
+        "sub": sub,
+        "name": "test",
+        "nats": nats,
+    }));
+    let signed = format!("{header}.{claims}");
+    format!("{signed}.{}", issuer.sign_nonce(&signed))
+}
+
+/// An account JWT signed by `operator`; with JetStream (the bucket) when `jetstream`.
+fn account_jwt(operator: &NKey, account: &NKey, jetstream: bool) -> String {
+    let mut limits = json!({"subs": -1, "data": -1, "payload": -1, "imports": -1,
+        "exports": -1, "wildcards": true, "conn": -1, "leaf": -1});
+    if jetstream {
+        for k in ["mem_storage", "disk_storage", "streams", "consumer"] {
+            limits[k] = json!(-1);
+        }
+    }
+    jwt(
+        operator,
+        NKeyRole::Operator,
+        &account.public_key_as(NKeyRole::Account),
+        json!({"type": "account", "version": 2, "limits": limits}),
+    )
+}
+
+/// A user JWT for `user`, signed by `account`.
+fn user_jwt(account: &NKey, user: &NKey) -> String {
+    jwt(
+        account,
+        NKeyRole::Account,
+        &user.public_key(),
+        json!({"type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1,
+            "pub": {}, "sub": {}}),
+    )
+}
+
+/// A `.creds` file as `nsc` writes it.
+fn creds(jwt: &str, seed: &str) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n"
+    )
+}
+
+#[test]
+fn a_creds_file_authenticates_to_an_operator_mode_server() {
+    let Some(pki) = Pki::new() else { return };
+    let (operator, account, system, user) =
+        (random_key(), random_key(), random_key(), random_key());
+    let operator_jwt = jwt(
+        &operator,
+        NKeyRole::Operator,
+        &operator.public_key_as(NKeyRole::Operator),
+        json!({"type": "operator", "version": 2}),
+    );
+    let conf = format!(
+        "{}\noperator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {acc}: {acc_jwt}\n  {sys}: {sys_jwt}\n}}\n",
+        pki.server_tls(),
+        acc = account.public_key_as(NKeyRole::Account),
+        acc_jwt = account_jwt(&operator, &account, true),
+        sys = system.public_key_as(NKeyRole::Account),
+        sys_jwt = account_jwt(&operator, &system, false),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let Some(server) = nats_server(data.path(), 0, &conf) else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let ca = pki.ca_pem();
+    let with = |name: &str, contents: String| {
+        let file = secret_file(secrets.path(), name, &contents);
+        tls_options(&server, &ca, "nats.test")
+            .auth(NatsAuth::load(NatsCredentialKind::Creds, Path::new(&file)).unwrap())
+    };
+    let good = with(
+        "user.creds",
+        creds(&user_jwt(&account, &user), &user.seed_text()),
+    );
+    round_trip(&good);
+    let shown = format!("{good:?}");
+    assert!(
+        !shown.contains(&user.seed_text()),
+        "the seed is never shown: {shown}"
+    );
+    assert!(shown.contains(&user.public_key()), "{shown}");
+
+    // A user of an account the operator never signed: refused.
+    let stranger = random_key();
+    let err = refused(&with(
+        "stranger.creds",
+        creds(&user_jwt(&stranger, &user), &user.seed_text()),
+    ));
+    assert!(matches!(err, NatsError::AuthRejected(_)), "{err}");
+    // The right JWT with another user's seed: the nonce's signature does not match it.
+    let err = refused(&with(
+        "other-seed.creds",
+        creds(&user_jwt(&account, &user), &random_key().seed_text()),
+    ));
+    assert!(matches!(err, NatsError::AuthRejected(_)), "{err}");
+    // No credentials at all: the server in operator mode asks for them.
+    let err = refused(&tls_options(&server, &ca, "nats.test"));
+    assert!(
+        matches!(err, NatsError::AuthRequired | NatsError::AuthRejected(_)),
+        "{err}"
+    );
+}
+
 #[test]
 fn credentials_files_are_read_at_start_and_checked() {
     let Some(pki) = Pki::new() else { return };
@@ -234,6 +363,28 @@ fn credentials_files_are_read_at_start_and_checked() {
             "not USER:PASSWORD",
         ),
         (NatsCredentialKind::Nkey, "SUNOTASEED", "NKey user seed"),
+        (
+            NatsCredentialKind::Creds,
+            "SUNOTASEED",
+            "no BEGIN NATS USER JWT section",
+        ),
+        (
+            NatsCredentialKind::Creds,
+            "-----BEGIN NATS USER JWT-----\nnot-a-jwt\n------END NATS USER JWT------\n\
+             -----BEGIN USER NKEY SEED-----\nSUXYZ\n------END USER NKEY SEED------",
+            "not three base64url parts",
+        ),
+        (
+            NatsCredentialKind::Creds,
+            "-----BEGIN NATS USER JWT-----\na.b.c\n------END NATS USER JWT------\n",
+            "no BEGIN USER NKEY SEED section",
+        ),
+        (
+            NatsCredentialKind::Creds,
+            "-----BEGIN NATS USER JWT-----\na.b.c\n------END NATS USER JWT------\n\
+             -----BEGIN USER NKEY SEED-----\nSUXYZ\n------END USER NKEY SEED------",
+            "creds file's seed",
+        ),
     ];
     for (i, (kind, contents, want)) in cases.into_iter().enumerate() {
         let file = secret_file(secrets.path(), &format!("case{i}"), contents);

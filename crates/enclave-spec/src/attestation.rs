@@ -129,6 +129,9 @@ pub enum NatsCredentialKind {
     UserPassword,
     /// An NKey user seed (`SU…`).
     Nkey,
+    /// A NATS credentials file (`.creds`, as `nsc` writes it): the user's JWT, which an
+    /// account signed, and the user's NKey seed (decentralised auth, operator mode).
+    Creds,
 }
 
 impl AttestationSpec {
@@ -291,7 +294,7 @@ mod tests {
                 "under /run/enclave/secrets/",
             ),
             (
-                &nats("tls: {ca_file: /c}, credentials: {kind: creds, file: /run/enclave/secrets/x}"),
+                &nats("tls: {ca_file: /c}, credentials: {kind: kerberos, file: /run/enclave/secrets/x}"),
                 "unknown variant",
             ),
             ("attestation:\n  sever: {}\n", "unknown field `sever`"),

@@ -36,7 +36,7 @@ pub use enclave_attest::files::{
 };
 pub use kv::NatsPublisher;
 pub use monitor::FileMonitor;
-pub use nats::{NKey, NatsAuth, NatsError, NatsOptions, NatsTls};
+pub use nats::{NKey, NKeyRole, NatsAuth, NatsError, NatsOptions, NatsTls};
 pub use store::{FileStore, Limits};
 
 /// Why a file could not be attested, or the store or monitor could not start.

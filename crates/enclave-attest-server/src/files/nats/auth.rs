@@ -1,5 +1,6 @@
-//! NATS credentials: a token, a user and password, or an NKey (an Ed25519 key that signs the
-//! server's nonce, so no secret crosses the wire). They are secrets: read at start from a file
+//! NATS credentials: a token, a user and password, an NKey (an Ed25519 key that signs the
+//! server's nonce, so no secret crosses the wire), or a `.creds` file (a user JWT that an
+//! account signed, and the user's NKey, which signs the nonce). They are secrets: read at start from a file
 //! delivered to the enclave at run time (the spec, which is public and measured, names only
 //! the file and its kind), never logged, and shown by `Debug` as their kind alone.
 
@@ -18,6 +19,28 @@ const MAX_CREDENTIALS_FILE: u64 = 64 * 1024;
 const PREFIX_SEED: u8 = 18 << 3;
 const PREFIX_USER: u8 = 20 << 3;
 
+/// Whose public key an NKey's text form names: its first letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NKeyRole {
+    /// `O…`: signs account JWTs.
+    Operator,
+    /// `A…`: signs user JWTs.
+    Account,
+    /// `U…`: the publisher's own.
+    User,
+}
+
+impl NKeyRole {
+    /// The nkeys prefix byte (`PrefixByteOperator`, `PrefixByteAccount`, `PrefixByteUser`).
+    fn prefix(self) -> u8 {
+        match self {
+            NKeyRole::Operator => 14 << 3,
+            NKeyRole::Account => 0,
+            NKeyRole::User => PREFIX_USER,
+        }
+    }
+}
+
 /// How the publisher authenticates to NATS.
 #[derive(Clone)]
 pub enum NatsAuth {
@@ -32,6 +55,14 @@ pub enum NatsAuth {
     },
     /// An NKey user: `nkey` (the public key) and `sig` (the nonce signed).
     NKey(NKey),
+    /// A user JWT: `jwt` (public: the server checks the account's signature on it) and `sig`
+    /// (the nonce signed with the user's NKey, whose public key the JWT names).
+    Jwt {
+        /// The JWT, as the file holds it.
+        jwt: String,
+        /// The user's key.
+        key: NKey,
+    },
 }
 
 impl std::fmt::Debug for NatsAuth {
@@ -42,6 +73,7 @@ impl std::fmt::Debug for NatsAuth {
                 write!(f, "NatsAuth::UserPassword {{ user: {user:?}, .. }}")
             }
             NatsAuth::NKey(k) => write!(f, "NatsAuth::NKey({})", k.public_key()),
+            NatsAuth::Jwt { key, .. } => write!(f, "NatsAuth::Jwt({})", key.public_key()),
         }
     }
 }
@@ -51,7 +83,9 @@ impl NatsAuth {
     ///
     /// * `token`: the token (surrounding white space dropped);
     /// * `user_password`: one line `USER:PASSWORD` (split at the first `:`);
-    /// * `nkey`: an NKey user seed (`SU…`, as `nk -gen user` writes it).
+    /// * `nkey`: an NKey user seed (`SU…`, as `nk -gen user` writes it);
+    /// * `creds`: a NATS credentials file, as `nsc` writes it (the user JWT and NKey seed
+    ///   between their `-----BEGIN …-----` and `------END …------` lines).
     pub fn load(kind: NatsCredentialKind, path: &Path) -> Result<NatsAuth, NatsError> {
         let read_err = |source| NatsError::CredentialsFile {
             path: path.to_path_buf(),
@@ -95,6 +129,15 @@ impl NatsAuth {
             NatsCredentialKind::Nkey => NKey::from_seed(text)
                 .map(NatsAuth::NKey)
                 .map_err(|reason| bad("NKey user seed", reason)),
+            NatsCredentialKind::Creds => {
+                let (jwt, seed) = parse_creds(text).map_err(|reason| bad("creds file", reason))?;
+                let key =
+                    NKey::from_seed(seed).map_err(|reason| bad("creds file's seed", reason))?;
+                Ok(NatsAuth::Jwt {
+                    jwt: jwt.to_string(),
+                    key,
+                })
+            }
         }
     }
 
@@ -117,6 +160,11 @@ impl NatsAuth {
                 fields.insert("nkey".into(), key.public_key().into());
                 fields.insert("sig".into(), key.sign_nonce(nonce).into());
             }
+            NatsAuth::Jwt { jwt, key } => {
+                let nonce = nonce.ok_or(NatsError::NoNonce)?;
+                fields.insert("jwt".into(), jwt.as_str().into());
+                fields.insert("sig".into(), key.sign_nonce(nonce).into());
+            }
         }
         Ok(fields)
     }
@@ -127,7 +175,32 @@ fn kind_name(kind: NatsCredentialKind) -> &'static str {
         NatsCredentialKind::Token => "token",
         NatsCredentialKind::UserPassword => "user:password line",
         NatsCredentialKind::Nkey => "NKey user seed",
+        NatsCredentialKind::Creds => "creds file",
     }
+}
+
+/// The user JWT and the seed of a `.creds` file: each the first non-empty line after its
+/// `-----BEGIN NATS USER JWT-----` / `-----BEGIN USER NKEY SEED-----` line (`nsc` writes five
+/// dashes before, and six after the `------END …------` markers; any number is taken). The
+/// reason for a refusal never quotes the file.
+fn parse_creds(text: &str) -> Result<(&str, &str), &'static str> {
+    let after = |marker: &str| {
+        let mut lines = text.lines().map(str::trim);
+        lines.find(|l| l.trim_matches('-').trim() == marker)?;
+        lines.find(|l| !l.is_empty())
+    };
+    let jwt = after("BEGIN NATS USER JWT").ok_or("no BEGIN NATS USER JWT section")?;
+    let seed = after("BEGIN USER NKEY SEED").ok_or("no BEGIN USER NKEY SEED section")?;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let base64url = |p: &&str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if parts.len() != 3 || !parts.iter().all(base64url) {
+        return Err("the user JWT is not three base64url parts");
+    }
+    Ok((jwt, seed))
 }
 
 /// An NKey user key pair (Ed25519).
@@ -180,12 +253,19 @@ impl NKey {
 
     /// The public key in the nkeys text form (`U…`), as the server's configuration lists it.
     pub fn public_key(&self) -> String {
-        let mut raw = vec![PREFIX_USER];
+        self.public_key_as(NKeyRole::User)
+    }
+
+    /// The public key in the text form of `role` (`O…`, `A…`, `U…`): the same Ed25519 key
+    /// signs JWTs as an operator or an account (what a test of operator mode plays).
+    pub fn public_key_as(&self, role: NKeyRole) -> String {
+        let mut raw = vec![role.prefix()];
         raw.extend_from_slice(self.signing.verifying_key().as_bytes());
         with_crc_base32(raw)
     }
 
-    /// The server's nonce signed, base64url without padding (what `sig` carries).
+    /// The server's nonce signed, base64url without padding (what `sig` carries; and, over a
+    /// JWT's `header.claims`, the JWT's signature).
     pub fn sign_nonce(&self, nonce: &str) -> String {
         Base64UrlUnpadded::encode_string(&self.signing.sign(nonce.as_bytes()).to_bytes())
     }

@@ -1,6 +1,6 @@
 //! A minimal blocking NATS client: the core text protocol (INFO, CONNECT, PUB/HPUB, SUB,
 //! MSG/HMSG, PING/PONG, +OK/-ERR), enough for JetStream requests, over plain TCP or TLS
-//! ([`NatsTls`]) with a token, user and password, or NKey ([`NatsAuth`]). Every line and
+//! ([`NatsTls`]) with a token, user and password, NKey or user JWT ([`NatsAuth`]). Every line and
 //! payload read is bounded, so a hostile or broken server gives a [`NatsError`], never a large
 //! allocation or a panic; the decoders are in `proto` (fuzzed).
 //!
@@ -22,7 +22,7 @@ mod options;
 mod proto;
 mod tls;
 
-pub use auth::{NKey, NatsAuth};
+pub use auth::{NKey, NKeyRole, NatsAuth};
 pub use error::NatsError;
 pub use options::NatsOptions;
 pub(crate) use proto::Msg;
