@@ -51,26 +51,7 @@ fn signed_build_has_pcr8_and_verifies() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:secp384r1",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-subj",
-            "/CN=enclave-engine test",
-            "-days",
-            "30",
-        ],
-        dir,
-    );
+    let (cert, key) = p384_signing_cert(dir, "signer", "enclave-engine test");
     let out = dir.join("signed.eif");
     let o = build(
         &init,
@@ -79,9 +60,9 @@ fn signed_build_has_pcr8_and_verifies() {
         &out,
         &[
             "--signing-certificate",
-            dir.join("cert.pem").to_str().unwrap(),
+            cert.to_str().unwrap(),
             "--private-key",
-            dir.join("key.pem").to_str().unwrap(),
+            key.to_str().unwrap(),
         ],
     );
     assert_ok(&o);
@@ -94,7 +75,7 @@ fn signed_build_has_pcr8_and_verifies() {
     // measure --signing-certificate computes the same PCR8 from the certificate alone.
     let o = run(ctl(&init)
         .args(["measure", "--json", "--signing-certificate"])
-        .arg(dir.join("cert.pem")));
+        .arg(&cert));
     assert_ok(&o);
     let measured: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(measured["PCR8"], pcr8.as_str());
@@ -126,9 +107,9 @@ fn signed_build_has_pcr8_and_verifies() {
         &again,
         &[
             "--signing-certificate",
-            dir.join("cert.pem").to_str().unwrap(),
+            cert.to_str().unwrap(),
             "--private-key",
-            dir.join("key.pem").to_str().unwrap(),
+            key.to_str().unwrap(),
         ],
     ));
     assert_eq!(sha256(&out), sha256(&again));
@@ -162,26 +143,7 @@ fn wrong_signing_keys_are_refused_without_output() {
         ],
         dir,
     );
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:secp384r1",
-            "-nodes",
-            "-keyout",
-            "other.pem",
-            "-out",
-            "other-cert.pem",
-            "-subj",
-            "/CN=other",
-            "-days",
-            "30",
-        ],
-        dir,
-    );
+    p384_signing_cert(dir, "other", "other");
     let out = dir.join("x.eif");
     let o = build(
         &init,

@@ -118,20 +118,7 @@ fn a_signed_eif_adds_pcr8() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    assert_ok(&run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:secp384r1",
-        ])
-        .args(["-nodes", "-subj", "/CN=kube", "-days", "30", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)));
+    let (cert, key) = common::p384_signing_cert(dir.path(), "signer", "kube");
     let eif = dir.path().join("signed.eif");
     write_eif(&eif, br#"{"name":"signed"}"#);
     assert_ok(&run(ctl()

@@ -224,21 +224,7 @@ fn a_signed_eif_on_a_docker_archive_base_gets_pcr8() {
             &format!("{archive_ref}:hello:latest"),
         ],
     );
-    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
-    let o = run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:secp384r1",
-        ])
-        .args(["-nodes", "-subj", "/CN=package", "-days", "30", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
-    assert_ok(&o);
+    let (cert, key) = p384_signing_cert(tmp.path(), "signer", "package");
     let o = run(ctl(&init)
         .current_dir(tmp.path())
         .args([

@@ -199,6 +199,23 @@ pub fn build_probe() -> PathBuf {
     target_dir.join("x86_64-unknown-linux-gnu/release/nsm-probe")
 }
 
+/// A self-signed ECDSA P-384 certificate and its key (what signs an EIF, PCR8), made now with
+/// openssl as `DIR/NAME-cert.pem` and `DIR/NAME-key.pem` for the subject `/CN=CN`: (cert, key).
+pub fn p384_signing_cert(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}-cert.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    assert_ok(&run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:secp384r1", "-nodes", "-days", "30"])
+        .arg("-subj")
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)));
+    (cert, key)
+}
+
 /// A background process (a daemon, a Prometheus server) killed and reaped on drop.
 pub struct KillOnDrop(pub std::process::Child);
 
