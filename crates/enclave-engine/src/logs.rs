@@ -119,9 +119,14 @@ impl LogWriter {
 }
 
 fn read_file(path: &Path, from: u64, out: &mut Vec<LogEntry>) -> u64 {
-    let Ok(mut f) = File::open(path) else {
+    let Ok(f) = File::open(path) else {
         return from;
     };
+    read_open(f, from, out)
+}
+
+/// [`read_file`] of a file already open.
+fn read_open(mut f: File, from: u64, out: &mut Vec<LogEntry>) -> u64 {
     if f.seek(SeekFrom::Start(from)).is_err() {
         return from;
     }
@@ -153,6 +158,25 @@ pub fn read_all(dir: &Path) -> Vec<LogEntry> {
     out
 }
 
+/// Every kept entry, oldest first, and a follower from just after the last of them: no entry is
+/// missed or seen twice whatever the writer does meanwhile (a follower made before the read
+/// would see again what the writer added between the two; one made after would miss it).
+pub fn read_all_then_follow(dir: &Path) -> (Vec<LogEntry>, Follower) {
+    let mut out = Vec::new();
+    read_file(&dir.join(format!("{LOG_FILE}.1")), 0, &mut out);
+    let mut follower = Follower {
+        dir: dir.to_owned(),
+        inode: 0,
+        pos: 0,
+    };
+    if let Ok(f) = File::open(dir.join(LOG_FILE)) {
+        // The inode of the file read: if it is rotated meanwhile, the follower finishes it.
+        follower.inode = f.metadata().map(|m| m.ino()).unwrap_or(0);
+        follower.pos = read_open(f, 0, &mut out);
+    }
+    (out, follower)
+}
+
 /// Follows the log: each [`poll`](Follower::poll) returns the entries written since the last.
 pub struct Follower {
     dir: PathBuf,
@@ -161,16 +185,6 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts at the current end of the log.
-    pub fn at_end(dir: &Path) -> Self {
-        let meta = fs::metadata(dir.join(LOG_FILE)).ok();
-        Self {
-            dir: dir.to_owned(),
-            inode: meta.as_ref().map(|m| m.ino()).unwrap_or(0),
-            pos: meta.map(|m| m.len()).unwrap_or(0),
-        }
-    }
-
     /// New entries.
     pub fn poll(&mut self) -> Vec<LogEntry> {
         let mut out = Vec::new();
@@ -212,7 +226,8 @@ mod tests {
     fn logs_rotate_within_the_cap_and_followers_see_everything() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = LogWriter::with_limit(dir.path(), 300).unwrap();
-        let mut f = Follower::at_end(dir.path());
+        let (past, mut f) = read_all_then_follow(dir.path());
+        assert!(past.is_empty());
         let mut seen = Vec::new();
         for i in 0..20 {
             w.line("main", &format!("line {i}")).unwrap();
@@ -227,5 +242,31 @@ mod tests {
             .map(|e| e.unwrap().metadata().unwrap().len())
             .sum();
         assert!(total <= 600, "{total}");
+    }
+
+    #[test]
+    fn the_past_and_the_follower_meet_without_a_gap_or_a_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::open(dir.path()).unwrap();
+        w.line("main", "one").unwrap();
+        // A line the writer is still writing: not in the past, all of it to the follower.
+        let whole = serde_json::to_string(&LogEntry {
+            time: "2026-12-06T00:00:00Z".into(),
+            source: "main".into(),
+            text: "two".into(),
+        })
+        .unwrap();
+        let (head, tail) = whole.split_at(10);
+        let mut raw = fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(LOG_FILE))
+            .unwrap();
+        raw.write_all(head.as_bytes()).unwrap();
+        let (past, mut f) = read_all_then_follow(dir.path());
+        let texts = |v: Vec<LogEntry>| v.into_iter().map(|e| e.text).collect::<Vec<_>>();
+        assert_eq!(texts(past), ["one"]);
+        raw.write_all(format!("{tail}\n").as_bytes()).unwrap();
+        assert_eq!(texts(f.poll()), ["two"]);
+        assert!(f.poll().is_empty());
     }
 }

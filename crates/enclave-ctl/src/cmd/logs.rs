@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use enclave_engine::logs::{read_all, Follower, LogEntry};
+use enclave_engine::logs::{read_all_then_follow, LogEntry};
 use enclave_engine::util::parse_rfc3339;
 use time::OffsetDateTime;
 
@@ -80,8 +80,8 @@ pub fn run(args: LogsArgs, remote: Option<&Remote>) -> Result<i32> {
     let keep = |e: &LogEntry| {
         e.source != "kernel" && since.is_none_or(|s| parse_rfc3339(&e.time).is_none_or(|t| t >= s))
     };
-    let mut follower = Follower::at_end(&dir);
-    let entries: Vec<LogEntry> = read_all(&dir).into_iter().filter(|e| keep(e)).collect();
+    let (entries, mut follower) = read_all_then_follow(&dir);
+    let entries: Vec<LogEntry> = entries.into_iter().filter(|e| keep(e)).collect();
     let start = args.tail.map_or(0, |n| entries.len().saturating_sub(n));
     for e in &entries[start..] {
         print_entry(e, args.timestamps);

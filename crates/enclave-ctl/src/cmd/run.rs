@@ -70,10 +70,10 @@ pub fn run(args: RunArgs, json_lines: bool) -> Result<i32> {
     };
     announce(&up);
     let logs_dir = root.dir(&up.id).join("logs");
-    for e in enclave_engine::logs::read_all(&logs_dir) {
+    let (past, mut follower) = enclave_engine::logs::read_all_then_follow(&logs_dir);
+    for e in past {
         print(&e);
     }
-    let mut follower = enclave_engine::logs::Follower::at_end(&logs_dir);
     let done = loop {
         for e in follower.poll() {
             print(&e);

@@ -27,12 +27,9 @@ pub fn logs(root: &StateRoot, r: &str, q: &BTreeMap<String, String>) -> Result<R
         e.source != "kernel" && since.is_none_or(|s| parse_rfc3339(&e.time).is_none_or(|t| t >= s))
     };
     let dir = root.dir(&rec.id).join("logs");
-    // The follower starts at the end before the past is read: no line falls between.
-    let mut follower = crate::logs::Follower::at_end(&dir);
-    let entries: Vec<LogEntry> = crate::logs::read_all(&dir)
-        .into_iter()
-        .filter(|e| keep(e))
-        .collect();
+    // The follower starts where the past ends: no line is lost or repeated between.
+    let (entries, mut follower) = crate::logs::read_all_then_follow(&dir);
+    let entries: Vec<LogEntry> = entries.into_iter().filter(|e| keep(e)).collect();
     let start = tail.map_or(0, |n| entries.len().saturating_sub(n));
     let line = |e: &LogEntry| {
         let mut text = serde_json::to_string(e).unwrap_or_default();
