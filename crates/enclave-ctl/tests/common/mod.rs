@@ -6,6 +6,7 @@ pub mod enclaves;
 pub mod kube;
 pub mod net;
 pub mod package;
+pub mod pidns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
