@@ -1,11 +1,13 @@
-//! How an enclave's life ends, seen from its supervisor: the graceful stop (ask enclave-init,
-//! then kill), the main service's exit code as it is recorded, and the removal of a `run --rm`
-//! enclave once it ended for good.
+//! How an enclave's life ends, seen from its supervisor: a boot without a heartbeat, a booted
+//! instance's exit judged, the graceful stop (ask enclave-init, then kill), the main service's
+//! exit code as it is recorded, and the removal of a `run --rm` enclave once it ended for good.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Ctx, Ending};
+use super::{Ctx, Ending, HeartbeatListener};
 use crate::backend::{Instance, InstanceExit};
+use crate::console::ConsoleState;
 use crate::error::{EngineError, Result};
 use crate::events::{self, Event, EventKind};
 use crate::state::{EnclaveRecord, StateRoot, Status};
@@ -93,3 +95,90 @@ pub(super) fn auto_remove(root: &StateRoot, rec: &EnclaveRecord, wait: Duration)
 /// How long a `--rm` enclave's supervisor waits for the attached `run` to read the final
 /// record.
 pub(super) const ATTACHED_WAIT: Duration = Duration::from_secs(30);
+
+/// How a boot that never got its heartbeat ended.
+pub(super) enum NoHeartbeat {
+    Exited(InstanceExit),
+    TimedOut,
+    Stopped,
+}
+
+/// Answers the boot heartbeat; how the boot ended when none came.
+pub(super) fn wait_heartbeat(
+    ctx: &mut Ctx<'_>,
+    listener: &HeartbeatListener,
+    instance: &mut dyn Instance,
+    started: Instant,
+) -> std::result::Result<(), NoHeartbeat> {
+    loop {
+        match listener.poll() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("heartbeat: {e}"),
+        }
+        if ctx.stop.load(Ordering::SeqCst) {
+            let _ = instance.kill();
+            return Err(NoHeartbeat::Stopped);
+        }
+        if let Ok(Some(exit)) = instance.try_wait() {
+            return Err(NoHeartbeat::Exited(exit));
+        }
+        if started.elapsed() > ctx.opts.boot_timeout {
+            let _ = instance.kill();
+            return Err(NoHeartbeat::TimedOut);
+        }
+        std::thread::sleep(ctx.opts.tick.min(Duration::from_millis(20)));
+    }
+}
+
+/// The ending of a boot without a heartbeat, with the console's last lines in its error.
+pub(super) fn ending_with_console(
+    ctx: &mut Ctx<'_>,
+    why: NoHeartbeat,
+    console: &ConsoleState,
+) -> Ending {
+    let tail = console.tail();
+    let tail = if tail.is_empty() {
+        "(the console printed nothing)".to_owned()
+    } else {
+        tail
+    };
+    let error = match why {
+        NoHeartbeat::Stopped => {
+            ctx.rec.exit = Some("stopped before the heartbeat".into());
+            ctx.save();
+            return Ending::Stopped;
+        }
+        NoHeartbeat::TimedOut => EngineError::BootTimeout {
+            secs: ctx.opts.boot_timeout.as_secs(),
+            console_tail: tail,
+        }
+        .to_string(),
+        NoHeartbeat::Exited(exit) => format!(
+            "the enclave ended before its boot heartbeat ({}); last console lines:\n{tail}",
+            exit.description
+        ),
+    };
+    super::fail(ctx, error)
+}
+
+/// The ending of a booted enclave by how its instance exited (a kernel panic, or an exit
+/// without enclave-init's power-off, is a failure).
+pub(super) fn judge(ctx: &mut Ctx<'_>, exit: InstanceExit, console: &ConsoleState) -> Ending {
+    let panicked = console.panicked.load(Ordering::SeqCst);
+    let powered_off = console.powered_off.load(Ordering::SeqCst);
+    let failed = panicked || (exit.failed && !powered_off);
+    let mut text = exit.description;
+    if panicked {
+        text.push_str(" after a kernel panic");
+    }
+    ctx.rec.exit = Some(text.clone());
+    if failed {
+        ctx.rec.error = Some(format!("{text}; last console lines:\n{}", console.tail()));
+        ctx.event(&format!("enclave failed: {text}"));
+        Ending::Failed
+    } else {
+        ctx.event(&format!("enclave ended: {text}"));
+        Ending::Clean
+    }
+}

@@ -22,10 +22,12 @@ use enclave_proto::wire::HealthStatus;
 use enclave_spec::MAIN_SERVICE;
 
 pub use ending::exit_code;
-use ending::{auto_remove, graceful_stop, ATTACHED_WAIT};
+use ending::{
+    auto_remove, ending_with_console, graceful_stop, judge, wait_heartbeat, ATTACHED_WAIT,
+};
 pub use heartbeat::HeartbeatListener;
 
-use crate::backend::{Attestation, Backend, Instance, InstanceExit, ParentPort, VsockRoute};
+use crate::backend::{Attestation, Backend, ParentPort, VsockRoute};
 use crate::console::{spawn_reader, ConsoleState};
 use crate::error::{EngineError, Result};
 use crate::events::{self, Event, EventKind};
@@ -270,7 +272,7 @@ fn boot_once(ctx: &mut Ctx<'_>, backend: &mut dyn Backend, route: &VsockRoute) -
         listener
     };
     if let Some(l) = listener.as_ref() {
-        match wait_heartbeat(ctx, l, instance.as_mut(), started, &console) {
+        match wait_heartbeat(ctx, l, instance.as_mut(), started) {
             Ok(()) => {}
             Err(ending) => {
                 finish_console(reader);
@@ -444,86 +446,6 @@ fn fail(ctx: &mut Ctx<'_>, error: String) -> Ending {
     ctx.rec.exit = Some(error);
     ctx.save();
     Ending::Failed
-}
-
-/// How a boot that never got its heartbeat ended.
-enum NoHeartbeat {
-    Exited(InstanceExit),
-    TimedOut,
-    Stopped,
-}
-
-fn wait_heartbeat(
-    ctx: &mut Ctx<'_>,
-    listener: &HeartbeatListener,
-    instance: &mut dyn Instance,
-    started: Instant,
-    _console: &ConsoleState,
-) -> std::result::Result<(), NoHeartbeat> {
-    loop {
-        match listener.poll() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => tracing::warn!("heartbeat: {e}"),
-        }
-        if ctx.stop.load(Ordering::SeqCst) {
-            let _ = instance.kill();
-            return Err(NoHeartbeat::Stopped);
-        }
-        if let Ok(Some(exit)) = instance.try_wait() {
-            return Err(NoHeartbeat::Exited(exit));
-        }
-        if started.elapsed() > ctx.opts.boot_timeout {
-            let _ = instance.kill();
-            return Err(NoHeartbeat::TimedOut);
-        }
-        std::thread::sleep(ctx.opts.tick.min(Duration::from_millis(20)));
-    }
-}
-
-fn ending_with_console(ctx: &mut Ctx<'_>, why: NoHeartbeat, console: &ConsoleState) -> Ending {
-    let tail = console.tail();
-    let tail = if tail.is_empty() {
-        "(the console printed nothing)".to_owned()
-    } else {
-        tail
-    };
-    let error = match why {
-        NoHeartbeat::Stopped => {
-            ctx.rec.exit = Some("stopped before the heartbeat".into());
-            ctx.save();
-            return Ending::Stopped;
-        }
-        NoHeartbeat::TimedOut => EngineError::BootTimeout {
-            secs: ctx.opts.boot_timeout.as_secs(),
-            console_tail: tail,
-        }
-        .to_string(),
-        NoHeartbeat::Exited(exit) => format!(
-            "the enclave ended before its boot heartbeat ({}); last console lines:\n{tail}",
-            exit.description
-        ),
-    };
-    fail(ctx, error)
-}
-
-fn judge(ctx: &mut Ctx<'_>, exit: InstanceExit, console: &ConsoleState) -> Ending {
-    let panicked = console.panicked.load(Ordering::SeqCst);
-    let powered_off = console.powered_off.load(Ordering::SeqCst);
-    let failed = panicked || (exit.failed && !powered_off);
-    let mut text = exit.description;
-    if panicked {
-        text.push_str(" after a kernel panic");
-    }
-    ctx.rec.exit = Some(text.clone());
-    if failed {
-        ctx.rec.error = Some(format!("{text}; last console lines:\n{}", console.tail()));
-        ctx.event(&format!("enclave failed: {text}"));
-        Ending::Failed
-    } else {
-        ctx.event(&format!("enclave ended: {text}"));
-        Ending::Clean
-    }
 }
 
 /// Runs the supervisor of `id` as the `supervise` command does: takes the supervisor lock,
