@@ -150,14 +150,6 @@ fn read_open(mut f: File, from: u64, out: &mut Vec<LogEntry>) -> u64 {
     pos
 }
 
-/// Every kept entry, oldest first.
-pub fn read_all(dir: &Path) -> Vec<LogEntry> {
-    let mut out = Vec::new();
-    read_file(&dir.join(format!("{LOG_FILE}.1")), 0, &mut out);
-    read_file(&dir.join(LOG_FILE), 0, &mut out);
-    out
-}
-
 /// Every kept entry, oldest first, and a follower from just after the last of them: no entry is
 /// missed or seen twice whatever the writer does meanwhile (a follower made before the read
 /// would see again what the writer added between the two; one made after would miss it).
@@ -235,7 +227,7 @@ mod tests {
         }
         assert_eq!(seen.len(), 20);
         assert_eq!(seen[19].text, "line 19");
-        let kept = read_all(dir.path());
+        let (kept, _) = read_all_then_follow(dir.path());
         assert!(kept.len() < 20 && kept.last().unwrap().text == "line 19");
         let total: u64 = fs::read_dir(dir.path())
             .unwrap()

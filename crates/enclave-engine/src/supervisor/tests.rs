@@ -34,7 +34,7 @@ fn a_crash_is_restarted_under_on_failure_up_to_its_limit() {
     assert_eq!(rec.status, Status::Failed);
     assert_eq!(rec.restarts, 1);
     assert_eq!(fake.calls(), ["launch fake cid=16", "launch fake cid=16"]);
-    let logs = crate::logs::read_all(&root.dir(&id).join("logs"));
+    let (logs, _) = crate::logs::read_all_then_follow(&root.dir(&id).join("logs"));
     assert!(
         logs.iter().any(|e| e.source == "main" && e.text == "hello"),
         "{logs:?}"
