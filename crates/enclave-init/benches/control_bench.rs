@@ -18,11 +18,12 @@
 mod support;
 
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use enclave_proto::transport::Connection;
 use support::control::{boot, client, exec, req, scratch};
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -58,11 +59,16 @@ fn this_thread() -> String {
     link.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// file -> AF_UNIX stream -> file (fsynced), 256 KiB at a time, on two threads: the receiver
+/// file -> AF_UNIX stream -> file (fsynced), 256 KiB at a time, with the send buffer the control
+/// channel uses, on two threads: the receiver
 /// on CPU 0 (the enclave's), the sender on this thread (CPU 1, the client's). Returns the time
 /// and the receiving thread's CPU seconds.
 fn raw_copy(src: &std::path::Path, dst: &std::path::Path) -> (Duration, f64) {
     let (mut a, mut b) = UnixStream::pair().unwrap();
+    // The send buffer both ends of a control connection ask for.
+    Connection::Unix(a.try_clone().unwrap())
+        .set_bulk_send_buffer()
+        .unwrap();
     let dst = dst.to_owned();
     let start = Instant::now();
     let receiver = std::thread::spawn(move || {
@@ -92,6 +98,26 @@ fn raw_copy(src: &std::path::Path, dst: &std::path::Path) -> (Duration, f64) {
     drop(a);
     let receiver_cpu = receiver.join().unwrap();
     (start.elapsed(), receiver_cpu)
+}
+
+/// Writes `size` bytes of a repeated pseudo-random 1 MiB block to `path`.
+fn write_filled(path: &std::path::Path, size: u64) {
+    let mut block = vec![0u8; 1 << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for b in block.chunks_mut(8) {
+        // xorshift64: content that is not all zeros, cheap to make.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+    }
+    let mut f = File::create(path).unwrap();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
 }
 
 /// CPU seconds per GiB of AES-256-GCM as the records use it (ring, in place, full records):
@@ -163,15 +189,11 @@ fn main() {
     let mut c = client(&b);
     let dir = scratch();
 
-    // The file: sparse with a few written chunks, so that it is cheap to make and not all zeros.
+    // The file: every byte written (a 1 MiB pseudo-random block repeated), as the enclave's copy
+    // that cp out reads is. A sparse file would flatter whoever reads it: a hole is read by
+    // zeroing the reader's buffer, not by copying a page.
     let src = dir.path().join("big.bin");
-    let mut f = File::create(&src).unwrap();
-    f.set_len(size).unwrap();
-    for off in [0, size / 3, size - 64] {
-        f.seek(SeekFrom::Start(off)).unwrap();
-        f.write_all(&[0xa5; 64]).unwrap();
-    }
-    drop(f);
+    write_filled(&src, size);
     let mut raw_times = Vec::new();
     let mut raw_receiver_cpu = Vec::new();
     let (mut up_times, mut down_times) = (Vec::new(), Vec::new());

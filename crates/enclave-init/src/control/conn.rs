@@ -308,6 +308,11 @@ pub(super) fn serve(
     else {
         return;
     };
+    if transport.is_some() {
+        // The host-facing channel is where files are copied out: best effort, a smaller buffer
+        // is only slower.
+        let _ = sock.set_bulk_send_buffer();
+    }
     let (mut reader, writer) = match transport {
         Some(t) => (
             FrameReader::Secure(SecureReader::new(r, t.state())),

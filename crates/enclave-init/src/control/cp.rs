@@ -3,8 +3,9 @@
 //!
 //! A `cp_to`'s content is written by the connection's reader itself, through the descriptor the
 //! worker opened, whenever the worker has nothing queued ([`UploadHandle::deliver`]): the bytes
-//! go to the file straight from the record they were decrypted into, while they are still in
-//! the cache, with no hand-off (two context switches) per 64 KiB chunk. Everything that names a
+//! go to the file straight from the records they were decrypted into (held until 256 KiB are
+//! waiting, then written with one `writev`: [`TreeWriter::write_data`]), with no hand-off (two
+//! context switches) per 64 KiB chunk. Everything that names a
 //! path (the entries, the file ends with their rename, the removal of a failed file) stays on
 //! the worker. The enclave's filesystems are memory (tmpfs), so a write does not stall the
 //! reader for long.
@@ -59,9 +60,10 @@ struct Receiving {
 impl Receiving {
     /// Writes `data` through the file's descriptor; returns the credit to give back, if a
     /// batch is due.
-    fn write(&mut self, data: &[u8]) -> Result<Option<u32>, TreeError> {
+    fn write(&mut self, data: Bytes) -> Result<Option<u32>, TreeError> {
+        let len = data.len() as u32;
         self.writer.write_data(data)?;
-        self.consumed += data.len() as u32;
+        self.consumed += len;
         Ok((self.consumed >= CP_WINDOW / 4).then(|| std::mem::take(&mut self.consumed)))
     }
 }
@@ -122,7 +124,7 @@ impl UploadHandle {
         let Some(r) = receiving.as_mut() else {
             return Some(data);
         };
-        let written = r.write(&data);
+        let written = r.write(data);
         drop(receiving);
         match written {
             Ok(Some(bytes)) => {
@@ -237,7 +239,7 @@ fn receive(c: &Conn, id: RequestId, dest: &str, rx: mpsc::Receiver<Upload>, shar
         let mut credit = None;
         let result = match up {
             Upload::Entry(entry) => r.writer.entry(&entry),
-            Upload::Data(data) => r.write(&data).map(|c| credit = c),
+            Upload::Data(data) => r.write(data).map(|c| credit = c),
             Upload::FileEnd => r.writer.file_end(),
             Upload::Failed(e) => Err(e),
             Upload::Done => {

@@ -266,10 +266,11 @@ impl Client {
                     None => writer.entry(&entry),
                 },
                 ServerMessage::Data { id: rid, data, .. } if rid == id => {
-                    let r = writer.data(&data);
+                    let len = data.len();
+                    let r = writer.data(data);
                     if r.is_ok() {
-                        progress(data.len() as u64);
-                        consumed += data.len() as u32;
+                        progress(len as u64);
+                        consumed += len as u32;
                         if consumed >= CP_WINDOW / 4 {
                             let bytes = std::mem::take(&mut consumed);
                             self.send(&ClientMessage::WindowUpdate { id, bytes })?;

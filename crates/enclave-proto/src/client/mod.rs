@@ -206,6 +206,9 @@ impl Client {
                 Verdict::Deliver | Verdict::Discard => {}
             }
             if let Some(transport) = session.take_transport() {
+                // A client of the host-facing channel may copy files in: best effort, a
+                // smaller buffer is only slower.
+                let _ = conn.set_bulk_send_buffer();
                 // The handshake's last message was the last in clear.
                 reader =
                     FrameReader::Secure(SecureReader::new(conn.try_clone()?, transport.state()));
