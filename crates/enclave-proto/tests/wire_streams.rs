@@ -11,24 +11,14 @@ use session_support::*;
 
 #[test]
 fn stream_rules() {
-    let mut s = ready_server(&[Capability::Exec]);
-    s.on_recv(&ClientMessage::Request {
-        id: 1,
-        request: exec(true),
-    })
-    .unwrap();
+    let mut s = requested(&[Capability::Exec], exec(true));
     // Nothing before Started.
     assert!(matches!(
         s.on_recv(&data(1, Channel::Stdin, 1)),
         Err(SessionError::StreamProtocol { id: 1, .. })
     ));
 
-    let mut s = ready_server(&[Capability::Exec]);
-    s.on_recv(&ClientMessage::Request {
-        id: 1,
-        request: exec(true),
-    })
-    .unwrap();
+    let mut s = requested(&[Capability::Exec], exec(true));
     // The server cannot send data before starting, nor a reply of another operation.
     assert!(s
         .check_send(&ServerMessage::Data {
@@ -54,14 +44,7 @@ fn stream_rules() {
     );
     // Clients do not write stdout; stdin ends once.
     assert!(s.on_recv(&data(1, Channel::Stdout, 1)).is_err());
-    let mut s2 = ready_server(&[Capability::Exec]);
-    s2.on_recv(&ClientMessage::Request {
-        id: 1,
-        request: exec(true),
-    })
-    .unwrap();
-    s2.check_send(&ServerMessage::Started { id: 1, pid: None })
-        .unwrap();
+    let mut s2 = started(&[Capability::Exec], exec(true));
     s2.on_recv(&ClientMessage::Eof {
         id: 1,
         channel: Channel::Stdin,
@@ -69,28 +52,14 @@ fn stream_rules() {
     .unwrap();
     assert!(s2.on_recv(&data(1, Channel::Stdin, 1)).is_err());
     // Resize needs a tty.
-    let mut s3 = ready_server(&[Capability::Exec]);
-    s3.on_recv(&ClientMessage::Request {
-        id: 1,
-        request: exec(false),
-    })
-    .unwrap();
-    s3.check_send(&ServerMessage::Started { id: 1, pid: None })
-        .unwrap();
+    let mut s3 = started(&[Capability::Exec], exec(false));
     let resize = ClientMessage::Resize {
         id: 1,
         size: enclave_proto::wire::WindowSize { rows: 1, cols: 1 },
     };
     assert!(s3.on_recv(&resize).is_err());
     // Without `stdin`, no stdin data.
-    let mut s4 = ready_server(&[Capability::Exec]);
-    s4.on_recv(&ClientMessage::Request {
-        id: 1,
-        request: exec(false),
-    })
-    .unwrap();
-    s4.check_send(&ServerMessage::Started { id: 1, pid: None })
-        .unwrap();
+    let mut s4 = started(&[Capability::Exec], exec(false));
     assert!(s4.on_recv(&data(1, Channel::Stdin, 1)).is_err());
     // That was fatal: the session refuses everything now.
     assert_eq!(
@@ -98,14 +67,7 @@ fn stream_rules() {
         Err(SessionError::NotReady)
     );
     // After Exit the request is over: late stdin is discarded; the server cannot send more.
-    let mut s4 = ready_server(&[Capability::Exec]);
-    s4.on_recv(&ClientMessage::Request {
-        id: 1,
-        request: exec(true),
-    })
-    .unwrap();
-    s4.check_send(&ServerMessage::Started { id: 1, pid: None })
-        .unwrap();
+    let mut s4 = started(&[Capability::Exec], exec(true));
     s4.check_send(&ServerMessage::Exit {
         id: 1,
         status: ExitStatus::Code(0),
@@ -127,14 +89,7 @@ fn stream_rules() {
 
 #[test]
 fn data_beyond_the_window_is_refused() {
-    let mut s = ready_server(&[Capability::Exec]);
-    s.on_recv(&ClientMessage::Request {
-        id: 1,
-        request: exec(true),
-    })
-    .unwrap();
-    s.check_send(&ServerMessage::Started { id: 1, pid: None })
-        .unwrap();
+    let mut s = started(&[Capability::Exec], exec(true));
     let chunks = INITIAL_WINDOW as usize / MAX_DATA_CHUNK;
     for _ in 0..chunks {
         assert_eq!(
@@ -147,14 +102,7 @@ fn data_beyond_the_window_is_refused() {
     assert!(err.is_fatal());
 
     // With a window update in between, the same traffic is fine.
-    let mut s = ready_server(&[Capability::Exec]);
-    s.on_recv(&ClientMessage::Request {
-        id: 1,
-        request: exec(true),
-    })
-    .unwrap();
-    s.check_send(&ServerMessage::Started { id: 1, pid: None })
-        .unwrap();
+    let mut s = started(&[Capability::Exec], exec(true));
     for _ in 0..chunks {
         s.on_recv(&data(1, Channel::Stdin, MAX_DATA_CHUNK)).unwrap();
     }
@@ -173,14 +121,7 @@ fn data_beyond_the_window_is_refused() {
     );
 
     // The sending side refuses to overrun the window too.
-    let mut s = ready_server(&[Capability::Exec]);
-    s.on_recv(&ClientMessage::Request {
-        id: 1,
-        request: exec(false),
-    })
-    .unwrap();
-    s.check_send(&ServerMessage::Started { id: 1, pid: None })
-        .unwrap();
+    let mut s = started(&[Capability::Exec], exec(false));
     let out = |n| ServerMessage::Data {
         id: 1,
         channel: Channel::Stdout,
@@ -200,17 +141,12 @@ fn data_beyond_the_window_is_refused() {
 }
 
 fn cp_server() -> ServerSession {
-    let mut s = ready_server(&[Capability::Cp]);
-    s.on_recv(&ClientMessage::Request {
-        id: 1,
-        request: Request::CpTo {
+    started(
+        &[Capability::Cp],
+        Request::CpTo {
             dest: "/data".into(),
         },
-    })
-    .unwrap();
-    s.check_send(&ServerMessage::Started { id: 1, pid: None })
-        .unwrap();
-    s
+    )
 }
 
 fn entry(path: &str, kind: CpKind) -> ClientMessage {

@@ -9,8 +9,8 @@ use enclave_proto::wire::auth::{AuthorizedKeys, SigningKey};
 use enclave_proto::wire::secure::{ControlIdentity, ServerCheck};
 use enclave_proto::wire::{
     encode, Capability, Channel, ClientConfig, ClientHello, ClientMessage, ClientSession,
-    EnclaveInfo, ExecRequest, RemoteTrust, Request, Security, ServerConfig, ServerSession,
-    SessionError, Trust, Verdict, PROTOCOL_VERSION,
+    EnclaveInfo, ExecRequest, RemoteTrust, Request, Security, ServerConfig, ServerMessage,
+    ServerSession, SessionError, Trust, Verdict, PROTOCOL_VERSION,
 };
 
 /// A deterministic Ed25519 key.
@@ -122,6 +122,22 @@ pub fn ready_pair(caps: &[Capability]) -> (ServerSession, ClientSession) {
 /// A ready server granting `caps`.
 pub fn ready_server(caps: &[Capability]) -> ServerSession {
     ready_pair(caps).0
+}
+
+/// A ready server granting `caps` that received `request` as request 1.
+pub fn requested(caps: &[Capability], request: Request) -> ServerSession {
+    let mut s = ready_server(caps);
+    s.on_recv(&ClientMessage::Request { id: 1, request })
+        .unwrap();
+    s
+}
+
+/// [`requested`], and request 1 started.
+pub fn started(caps: &[Capability], request: Request) -> ServerSession {
+    let mut s = requested(caps, request);
+    s.check_send(&ServerMessage::Started { id: 1, pid: None })
+        .unwrap();
+    s
 }
 
 pub fn exec(stdin: bool) -> Request {
