@@ -308,11 +308,9 @@ pub(super) fn serve(
     else {
         return;
     };
-    if transport.is_some() {
-        // The host-facing channel is where files are copied out: best effort, a smaller buffer
-        // is only slower.
-        let _ = sock.set_bulk_send_buffer();
-    }
+    // The host-facing channel is where files are copied out: its socket gets a larger send
+    // buffer once the peer proved a key (an unauthenticated peer keeps the default).
+    let mut raise_send_buffer = transport.is_some();
     let (mut reader, writer) = match transport {
         Some(t) => (
             FrameReader::Secure(SecureReader::new(r, t.state())),
@@ -377,6 +375,11 @@ pub(super) fn serve(
         };
         if ready {
             authenticated.store(true, Ordering::Relaxed);
+            if raise_send_buffer {
+                raise_send_buffer = false;
+                // Best effort: a smaller buffer is only slower.
+                let _ = sock.set_bulk_send_buffer();
+            }
         }
         if idle_bounded && ready && asked {
             idle_bounded = false;
