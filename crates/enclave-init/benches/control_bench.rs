@@ -60,9 +60,8 @@ fn this_thread() -> String {
 }
 
 /// file -> AF_UNIX stream -> file (fsynced), 256 KiB at a time, with the send buffer the control
-/// channel uses, on two threads: the receiver
-/// on CPU 0 (the enclave's), the sender on this thread (CPU 1, the client's). Returns the time
-/// and the receiving thread's CPU seconds.
+/// channel uses, on two threads: the receiver on CPU 0 (the enclave's), the sender on this
+/// thread (CPU 1, the client's). Returns the time and the receiving thread's CPU seconds.
 fn raw_copy(src: &std::path::Path, dst: &std::path::Path) -> (Duration, f64) {
     let (mut a, mut b) = UnixStream::pair().unwrap();
     // The send buffer both ends of a control connection ask for.

@@ -209,7 +209,7 @@ impl Connection {
     ///
     /// With the default (about 208 KiB, under three records), two ends that cost the same per
     /// byte (a `cp` out of the enclave: its sender, the client's receiver) take turns waiting
-    /// on each other instead of overlapping (docs/benchmarks.md, "A larger socket buffer").
+    /// on each other instead of overlapping (docs/benchmarks.md, "A fair source file, a larger socket buffer, batched writes").
     /// The raised limit (`SO_SNDBUFFORCE` where the process may, else `SO_SNDBUF` up to
     /// `net.core.wmem_max`) is a cap on queued data, not memory taken up front.
     pub fn set_bulk_send_buffer(&self) -> io::Result<()> {

@@ -30,7 +30,7 @@ use crate::wire::{CpEntry, CpKind};
 
 /// Received content is written to the file this much at a time: a `write` for every 64 KiB
 /// chunk costs the receiving end of a copy about a tenth more CPU than 256 KiB writes do
-/// (docs/benchmarks.md, "Content written 256 KiB at a time").
+/// (docs/benchmarks.md, "A fair source file, a larger socket buffer, batched writes").
 const WRITE_BATCH: usize = 256 << 10;
 
 /// A file whose content is being received.
