@@ -45,7 +45,6 @@ struct Pending {
     mode: u32,
     /// Received content not written yet (less than [`WRITE_BATCH`] bytes, until the file ends).
     batch: Vec<Bytes>,
-    batched: usize,
 }
 
 impl Pending {
@@ -62,7 +61,6 @@ impl Pending {
             }
         }
         self.batch.clear();
-        self.batched = 0;
         Ok(())
     }
 }
@@ -293,7 +291,6 @@ impl TreeWriter {
                     size: *size,
                     mode: entry.mode,
                     batch: Vec::new(),
-                    batched: 0,
                 });
             }
         }
@@ -325,9 +322,8 @@ impl TreeWriter {
             ));
         }
         p.remaining -= data.len() as u64;
-        p.batched += data.len();
         p.batch.push(data);
-        if p.batched >= WRITE_BATCH {
+        if p.batch.iter().map(Bytes::len).sum::<usize>() >= WRITE_BATCH {
             p.write_batch()
                 .map_err(|e| TreeError::io(p.rel.clone(), e))?;
         }
