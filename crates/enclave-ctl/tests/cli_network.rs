@@ -92,6 +92,20 @@ impl Env {
         assert_ok(&o);
     }
 
+    /// `logs NAME`, polled until it contains `needle` or 15 s have passed; the last read is
+    /// returned either way, for the caller's assertion. A line the enclave writes reaches the
+    /// supervisor's log through the console, after the request that caused it has returned.
+    fn logs_containing(&self, name: &str, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let logs = stdout(&run(self.ctl().args(["logs", name])));
+            if logs.contains(needle) || std::time::Instant::now() >= deadline {
+                return logs;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// `exec NAME -- sh -c SCRIPT`: (exit code, stdout + stderr).
     fn sh(&self, name: &str, script: &str) -> (i32, String) {
         let o = run(self.ctl().args(["exec", name, "--", "sh", "-c", script]));
@@ -341,13 +355,9 @@ fn transparent_egress(backend: Netfilter) {
     assert_ne!(code, 0, "third: {out}");
     assert!(!out.contains("unreachable"), "{out}");
     // Refused inside the enclave, with the reason on its console.
-    let logs = stdout(&run(env.ctl().args(["logs", "transparent"])));
-    assert!(
-        logs.contains(&format!(
-            "127.0.1.4:{p3} is a loopback address (127.0.0.0/8)"
-        )),
-        "{logs}"
-    );
+    let refusal = format!("127.0.1.4:{p3} is a loopback address (127.0.0.0/8)");
+    let logs = env.logs_containing("transparent", &refusal);
+    assert!(logs.contains(&refusal), "{logs}");
     let (code, out) = get(&host_ip, p4);
     assert_eq!((code, out.as_str()), (0, "routed allowed"));
     assert!(
