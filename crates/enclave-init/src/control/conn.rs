@@ -368,6 +368,10 @@ pub(super) fn serve(
         if !handle(&conn, &frame) {
             break;
         }
+        if !idle_bounded {
+            // Set up: a session stays ready, so nothing below can change any more.
+            continue;
+        }
         let asked = {
             let state = conn.lock();
             ready = state.session.is_ready();
@@ -381,7 +385,7 @@ pub(super) fn serve(
                 let _ = sock.set_bulk_send_buffer();
             }
         }
-        if idle_bounded && ready && asked {
+        if ready && asked {
             idle_bounded = false;
             let _ = sock.set_read_timeout(None);
         }
@@ -409,7 +413,11 @@ fn close(conn: &Conn) {
 fn handle(conn: &Arc<Conn>, payload: &Bytes) -> bool {
     let mut state = conn.lock();
     let verdict = state.session.on_recv_bytes(payload);
-    conn.changed.notify_all();
+    // Waiters want send credit or a request's end; content brings neither (and a wake is a
+    // system call, with or without waiters, on every chunk of a copy).
+    if !matches!(verdict, Ok((ClientMessage::Data { .. }, _))) {
+        conn.changed.notify_all();
+    }
     let msg = match verdict {
         Ok((msg, Verdict::Deliver)) => msg,
         Ok((_, Verdict::Discard)) => return true,

@@ -270,7 +270,11 @@ impl Client {
             let (msg, verdict) = {
                 let mut session = self.shared.lock();
                 let v = session.on_recv_bytes(&frame);
-                self.shared.changed.notify_all();
+                // Waiters want send credit or a request's end; content brings neither (and a
+                // wake is a system call, with or without waiters, on every chunk of a copy).
+                if !matches!(v, Ok((ServerMessage::Data { .. }, _))) {
+                    self.shared.changed.notify_all();
+                }
                 v?
             };
             match verdict {
