@@ -20,7 +20,8 @@ use enclave_proto::wire::{
     ServiceRequest, SessionError,
 };
 use support::control::{
-    boot, exec, frame, hello_frame, opts, opts_with, raw, read_all, req, Access, RawSession,
+    boot, enclave_send_buffer, exec, frame, hello_frame, opts, opts_with, raw, read_all, req,
+    Access, RawSession,
 };
 
 fn ping(b: &Access) -> u64 {
@@ -186,6 +187,37 @@ fn nobody_without_a_key_gets_more_than_ping_and_info() {
     )
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "up\n");
+}
+
+/// A session that proved a key gets the larger send buffer `cp` needs; one that did not keeps
+/// the kernel's default (docs/security.md: an unauthenticated peer cannot make the enclave
+/// hold a megabyte per connection).
+#[test]
+fn only_a_session_with_a_proven_key_gets_the_larger_send_buffer() {
+    let Some(b) = boot(&serde_json::json!({})) else {
+        return;
+    };
+    let pinged = |s: &mut RawSession| {
+        // Answered after the frame before it was handled (and the buffer raised, if due).
+        s.send(&ClientMessage::Request {
+            id: 1,
+            request: Request::Ping { payload: 5 },
+        });
+        let pong = s.read_one();
+        assert!(
+            matches!(pong, ServerMessage::Reply { id: 1, .. }),
+            "{pong:?}"
+        );
+    };
+    let mut anonymous = RawSession::open(&b, &[], None);
+    pinged(&mut anonymous);
+    let mut operator = RawSession::open(&b, &[], Some(b.supervisor_key.clone()));
+    pinged(&mut operator);
+    let bulk = 2 * enclave_proto::transport::BULK_SEND_BUFFER as u64;
+    let anonymous_buffer = enclave_send_buffer(anonymous.inode());
+    assert!(anonymous_buffer < bulk, "{anonymous_buffer}");
+    // The kernel doubles what is asked for its bookkeeping.
+    assert_eq!(enclave_send_buffer(operator.inode()), bulk);
 }
 
 #[test]

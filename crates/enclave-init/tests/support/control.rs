@@ -330,6 +330,17 @@ impl RawSession {
         let _ = self.sock.write_all(bytes);
     }
 
+    /// The inode of this end's socket, as `ss` names it (`socket:[INODE]` in `/proc/self/fd`).
+    pub fn inode(&self) -> u64 {
+        use std::os::fd::AsRawFd;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", self.sock.as_raw_fd())).unwrap();
+        let link = link.to_string_lossy();
+        link.strip_prefix("socket:[")
+            .and_then(|l| l.strip_suffix(']'))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a socket: {link}"))
+    }
+
     /// Closes the sending side.
     pub fn shutdown_write(&self) {
         let _ = self.sock.shutdown(std::net::Shutdown::Write);
@@ -344,6 +355,36 @@ impl RawSession {
     pub fn read_all(&mut self) -> Vec<ServerMessage> {
         read_all(&mut self.reader)
     }
+}
+
+/// The send buffer (`tb` of `ss -xm`, bytes) of the enclave's end of the connection whose
+/// client end is socket `peer`. Read in this test's own network namespace: the kernel creates
+/// the accepted end of a Unix connection in the connecting socket's.
+pub fn enclave_send_buffer(peer: u64) -> u64 {
+    let o = std::process::Command::new("ss")
+        .args(["-xmH"])
+        .output()
+        .expect("ss (iproute2)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // `u_str ESTAB 0 0 PATH INODE * PEER skmem:(r0,rb..,t0,tb..,...)`: ss prints the memory on
+    // the line itself or the next one.
+    let tokens: Vec<&str> = out.split_whitespace().collect();
+    let at = tokens
+        .windows(2)
+        .position(|w| w[1] == peer.to_string() && w[0] == "*")
+        .unwrap_or_else(|| panic!("no socket with peer {peer} in:\n{out}"));
+    let skmem = tokens[at..]
+        .iter()
+        .find(|t| t.starts_with("skmem:("))
+        .unwrap_or_else(|| panic!("no skmem after peer {peer} in:\n{out}"));
+    skmem
+        .trim_start_matches("skmem:(")
+        .trim_end_matches(')')
+        .split(',')
+        .find_map(|f| f.strip_prefix("tb"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no tb in {skmem}"))
 }
 
 /// Number of open fds of a host pid.
