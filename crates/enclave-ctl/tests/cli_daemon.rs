@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::enclaves::{busybox_eif, Env};
+use common::enclaves::{busybox_eif, curl_unix_text, Env};
 use common::net::until;
 use common::{assert_ok, have, require, run, stdout};
 use serde_json::{json, Value};
@@ -40,32 +40,12 @@ struct Client {
 impl Client {
     /// `METHOD path` (with a JSON body); (status, body). `route` names the documented path.
     fn call(&self, method: &str, path: &str, route: &str, body: Option<&Value>) -> (u16, String) {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-s",
-            "-m",
-            "120",
-            "-X",
-            method,
-            "-w",
-            "\n%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(&self.socket)
-        .arg(format!("http://localhost{path}"));
-        if let Some(b) = body {
-            cmd.args(["-H", "content-type: application/json", "-d", &b.to_string()]);
-        }
-        let o = run(&mut cmd);
-        assert_ok(&o);
-        let out = stdout(&o);
-        let (text, code) = out.rsplit_once('\n').unwrap();
-        let code: u16 = code.parse().unwrap();
+        let (code, text) = curl_unix_text(&self.socket, method, path, &[], body);
         self.seen
             .lock()
             .unwrap()
             .insert((route.to_owned(), method.to_lowercase(), code));
-        (code, text.to_owned())
+        (code, text)
     }
 
     fn json(&self, method: &str, path: &str, route: &str, body: Option<&Value>) -> (u16, Value) {

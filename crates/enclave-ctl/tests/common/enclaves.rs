@@ -200,6 +200,18 @@ pub fn curl_unix(
     headers: &[&str],
     body: Option<&Value>,
 ) -> (u16, Value) {
+    let (code, text) = curl_unix_text(socket, method, path, headers, body);
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// [`curl_unix`], the body as text.
+pub fn curl_unix_text(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: Option<&Value>,
+) -> (u16, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-m", "300", "-X", method, "-w", "\n%{http_code}"])
         .arg("--unix-socket")
@@ -214,8 +226,5 @@ pub fn curl_unix(
     assert_ok(&o);
     let out = stdout(&o);
     let (text, code) = out.rsplit_once('\n').expect("curl's status line");
-    (
-        code.parse().expect("an HTTP status"),
-        serde_json::from_str(text).unwrap_or(Value::Null),
-    )
+    (code.parse().expect("an HTTP status"), text.to_owned())
 }
