@@ -1,5 +1,5 @@
-//! Helpers of the `package` tests (cli_package): the hello EIF and its base, the binaries'
-//! directory, and the real umoci and skopeo.
+//! Helpers of the `package` tests (cli_package, cli_package_errors): the hello EIF and its
+//! base, the binaries' directory, and the real umoci and skopeo.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
