@@ -29,6 +29,8 @@
 //! The build workloads also write per-phase times (from the build's `Progress` callbacks) and
 //! their PCRs to `result-MODE.txt`, which the parent reads to explain where the time goes.
 
+#[path = "support/measure.rs"]
+mod measure;
 #[path = "support/rootfs.rs"]
 mod rootfs;
 
@@ -49,6 +51,7 @@ use enclave_image::kernel::{KernelInputs, KernelProfile};
 use enclave_image::source::ImageRef;
 use enclave_spec::EnclaveSpec;
 use flate2::read::MultiGzDecoder;
+use measure::{measure, print_table, run_once, stats, Sample, Stats};
 use nix::sys::resource::{getrusage, UsageWho};
 use sha2::{Digest, Sha384};
 
@@ -263,92 +266,6 @@ fn runner(mode: &str, dir: &Path) -> Result<()> {
     // ru_maxrss is in KiB on Linux.
     println!("{} {}", wall.as_secs_f64() * 1000.0, usage.max_rss());
     Ok(())
-}
-
-/// One run of one workload.
-#[derive(Clone, Default)]
-struct Sample {
-    wall_ms: f64,
-    rss_kib: u64,
-    /// `pcr0`.. and `phase` lines of the workload's result file.
-    pcrs: Vec<(String, String)>,
-    phases: Vec<(String, f64)>,
-}
-
-fn run_once(dir: &Path, mode: &str) -> Result<Sample> {
-    let result_file = dir.join(format!("result-{mode}.txt"));
-    let _ = fs::remove_file(&result_file);
-    let out = Command::new(std::env::current_exe()?)
-        .arg("--runner")
-        .arg(mode)
-        .arg(dir)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("{mode}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    let text = String::from_utf8(out.stdout)?;
-    let mut fields = text.split_whitespace();
-    let mut sample = Sample {
-        wall_ms: fields.next().ok_or("no wall time")?.parse()?,
-        rss_kib: fields.next().ok_or("no rss")?.parse()?,
-        ..Sample::default()
-    };
-    for line in fs::read_to_string(&result_file).unwrap_or_default().lines() {
-        match line.split_once(' ') {
-            Some(("phase", rest)) => {
-                let (ms, name) = rest.split_once(' ').ok_or("bad phase line")?;
-                sample.phases.push((name.to_owned(), ms.parse()?));
-            }
-            Some((key, value)) => sample.pcrs.push((key.to_owned(), value.to_owned())),
-            None => {}
-        }
-    }
-    Ok(sample)
-}
-
-/// `runs` rounds, the modes interleaved within each.
-fn measure(dir: &Path, modes: &[&str], runs: usize) -> Result<Vec<Vec<Sample>>> {
-    let mut results = vec![Vec::new(); modes.len()];
-    for _ in 0..runs {
-        for (i, mode) in modes.iter().enumerate() {
-            results[i].push(run_once(dir, mode)?);
-        }
-    }
-    Ok(results)
-}
-
-struct Stats {
-    best: f64,
-    median: f64,
-    rss_mib: f64,
-    /// The fastest run.
-    fastest: Sample,
-}
-
-fn stats(samples: &[Sample]) -> Stats {
-    let mut walls: Vec<f64> = samples.iter().map(|s| s.wall_ms).collect();
-    walls.sort_by(f64::total_cmp);
-    let fastest = samples
-        .iter()
-        .min_by(|a, b| a.wall_ms.total_cmp(&b.wall_ms))
-        .cloned()
-        .unwrap_or_default();
-    Stats {
-        best: walls[0],
-        median: walls[walls.len() / 2],
-        rss_mib: samples.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0,
-        fastest,
-    }
-}
-
-fn print_table(rows: &[(&str, &Stats)]) {
-    println!("\n| workload | wall time, best (median) | peak RSS |\n|---|---|---|");
-    for (name, s) in rows {
-        println!(
-            "| {name} | {:.0} ms ({:.0} ms) | {:.1} MiB |",
-            s.best, s.median, s.rss_mib
-        );
-    }
 }
 
 fn write_random(path: &Path, mib: usize, seed: u64) -> Result<()> {
