@@ -367,17 +367,18 @@ pub fn enclave_send_buffer(peer: u64) -> u64 {
         .expect("ss (iproute2)");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
-    // `u_str ESTAB 0 0 PATH INODE * PEER skmem:(r0,rb..,t0,tb..,...)`: ss prints the memory on
-    // the line itself or the next one.
-    let tokens: Vec<&str> = out.split_whitespace().collect();
-    let at = tokens
-        .windows(2)
-        .position(|w| w[1] == peer.to_string() && w[0] == "*")
+    // `u_str ESTAB 0 0 LOCAL INODE PEER_ADDR PEER_INODE skmem:(r0,rb..,t0,tb..,...)`, one line
+    // a socket. The peer's inode is the eighth column: the client's own line has `peer` too,
+    // in the sixth (its unbound local address prints as `*`, like a peer's).
+    let peer_inode = peer.to_string();
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(7) == Some(peer_inode.as_str()))
         .unwrap_or_else(|| panic!("no socket with peer {peer} in:\n{out}"));
-    let skmem = tokens[at..]
-        .iter()
+    let skmem = line
+        .split_whitespace()
         .find(|t| t.starts_with("skmem:("))
-        .unwrap_or_else(|| panic!("no skmem after peer {peer} in:\n{out}"));
+        .unwrap_or_else(|| panic!("no skmem in {line}"));
     skmem
         .trim_start_matches("skmem:(")
         .trim_end_matches(')')
