@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::net::free_port;
+use common::net::{free_port, until};
 use common::{assert_ok, example_image, run, stderr, stdout};
 use enclave_proto::init::Netfilter;
 
@@ -90,20 +90,6 @@ impl Env {
             .args(extra)
             .arg(eif));
         assert_ok(&o);
-    }
-
-    /// `logs NAME`, polled until it contains `needle` or 15 s have passed; the last read is
-    /// returned either way, for the caller's assertion. A line the enclave writes reaches the
-    /// supervisor's log through the console, after the request that caused it has returned.
-    fn logs_containing(&self, name: &str, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let logs = stdout(&run(self.ctl().args(["logs", name])));
-            if logs.contains(needle) || std::time::Instant::now() >= deadline {
-                return logs;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 
     /// `exec NAME -- sh -c SCRIPT`: (exit code, stdout + stderr).
@@ -355,9 +341,16 @@ fn transparent_egress(backend: Netfilter) {
     assert_ne!(code, 0, "third: {out}");
     assert!(!out.contains("unreachable"), "{out}");
     // Refused inside the enclave, with the reason on its console.
+    // The console line can trail the request that caused it: polled.
     let refusal = format!("127.0.1.4:{p3} is a loopback address (127.0.0.0/8)");
-    let logs = env.logs_containing("transparent", &refusal);
-    assert!(logs.contains(&refusal), "{logs}");
+    let logs = || stdout(&run(env.ctl().args(["logs", "transparent"])));
+    until(
+        "the refusal in the enclave's logs",
+        Duration::from_secs(15),
+        String::new,
+        || Some(logs()).filter(|l| !l.contains(&refusal)),
+    );
+    let logs = logs();
     let (code, out) = get(&host_ip, p4);
     assert_eq!((code, out.as_str()), (0, "routed allowed"));
     assert!(
