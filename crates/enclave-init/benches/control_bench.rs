@@ -9,7 +9,8 @@
 //!   receiving thread on CPU 0, its sender on CPU 1;
 //! - `exec true` round trips, each on a new connection (handshake and authentication included)
 //!   and on one connection, against spawning `true` locally plus a one-byte socket round trip;
-//! - the floor no encrypted copy goes below: the raw copy plus AES-256-GCM at each end.
+//! - the same copy in AES-256-GCM records with no protocol around them (`baselines/mod.rs`), and
+//!   the floor no encrypted copy goes below: the raw copy plus AES-256-GCM at each end.
 //!
 //! `cargo bench -p enclave-init --bench control_bench [-- --size-mib N --execs N]`
 
@@ -17,13 +18,15 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod baselines;
+
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use enclave_proto::transport::Connection;
+use baselines::{aead_secs_per_gib, raw_copy, sealed_copy, PageReporting};
 use support::control::{boot, client, exec, req, scratch};
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -59,46 +62,6 @@ fn this_thread() -> String {
     link.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// file -> AF_UNIX stream -> file (fsynced), 256 KiB at a time, with the send buffer the control
-/// channel uses, on two threads: the receiver on CPU 0 (the enclave's), the sender on this
-/// thread (CPU 1, the client's). Returns the time and the receiving thread's CPU seconds.
-fn raw_copy(src: &std::path::Path, dst: &std::path::Path) -> (Duration, f64) {
-    let (mut a, mut b) = UnixStream::pair().unwrap();
-    // The send buffer both ends of a control connection ask for.
-    Connection::Unix(a.try_clone().unwrap())
-        .set_bulk_send_buffer()
-        .unwrap();
-    let dst = dst.to_owned();
-    let start = Instant::now();
-    let receiver = std::thread::spawn(move || {
-        pin(&this_thread(), 0, false);
-        let cpu0 = cpu_secs("thread-self");
-        let mut out = File::create(&dst).unwrap();
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = b.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n]).unwrap();
-        }
-        out.sync_all().unwrap();
-        cpu_secs("thread-self") - cpu0
-    });
-    let mut input = File::open(src).unwrap();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = input.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        a.write_all(&buf[..n]).unwrap();
-    }
-    drop(a);
-    let receiver_cpu = receiver.join().unwrap();
-    (start.elapsed(), receiver_cpu)
-}
-
 /// Writes `size` bytes of a repeated pseudo-random 1 MiB block to `path`.
 fn write_filled(path: &std::path::Path, size: u64) {
     let mut block = vec![0u8; 1 << 20];
@@ -117,24 +80,6 @@ fn write_filled(path: &std::path::Path, size: u64) {
         f.write_all(&block[..n]).unwrap();
         left -= n as u64;
     }
-}
-
-/// CPU seconds per GiB of AES-256-GCM as the records use it (ring, in place, full records):
-/// what each end of an encrypted copy pays on top of a raw one.
-fn aead_secs_per_gib() -> f64 {
-    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7; 32]).unwrap());
-    let mut record = vec![0xa5u8; 65519];
-    let records = (1u64 << 30) / record.len() as u64;
-    let cpu0 = cpu_secs("thread-self");
-    for n in 0..records {
-        let mut nonce = [0u8; 12];
-        nonce[4..].copy_from_slice(&n.to_be_bytes());
-        let nonce = Nonce::assume_unique_for_key(nonce);
-        let tag = key.seal_in_place_separate_tag(nonce, Aad::empty(), &mut record);
-        let _ = std::hint::black_box(tag.unwrap());
-    }
-    cpu_secs("thread-self") - cpu0
 }
 
 /// CPU seconds (user + system) a process used so far, over all its threads (exited ones
@@ -193,11 +138,17 @@ fn main() {
     // zeroing the reader's buffer, not by copying a page.
     let src = dir.path().join("big.bin");
     write_filled(&src, size);
+    let reporting = PageReporting::now();
+    if let Some(warning) = reporting.warning() {
+        eprintln!("{warning}");
+    }
     let mut raw_times = Vec::new();
     let mut raw_receiver_cpu = Vec::new();
+    let mut sealed_times = Vec::new();
     let (mut up_times, mut down_times) = (Vec::new(), Vec::new());
     // CPU seconds per round: (this process, init).
-    let (mut raw_cpu, mut up_cpu, mut down_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw_cpu, mut sealed_cpu) = (Vec::new(), Vec::new());
+    let (mut up_cpu, mut down_cpu) = (Vec::new(), Vec::new());
     for round in 0..3 {
         let copy = dir.path().join("raw.bin");
         raw_cpu.push(cpu_of(init, || {
@@ -205,6 +156,15 @@ fn main() {
             raw_times.push(time);
             raw_receiver_cpu.push(receiver);
         }));
+        fs::remove_file(&copy).unwrap();
+        sealed_cpu.push(cpu_of(init, || {
+            sealed_times.push(sealed_copy(&src, &copy).0);
+        }));
+        assert_eq!(
+            fs::metadata(&copy).unwrap().len(),
+            size,
+            "the sealed copy lost bytes"
+        );
         fs::remove_file(&copy).unwrap();
         // A new name each round, as the raw copy's: replacing the last round's file would free
         // its 1 GiB of pages inside the measurement.
@@ -224,22 +184,33 @@ fn main() {
         fs::remove_dir_all(&back).unwrap();
         exec(&mut c, req(&["rm", &remote]), None).unwrap();
     }
+    if let Some(mib) = PageReporting::now().reported_mib_since(&reporting) {
+        println!("memory reported to the host during the copies: {mib} MiB");
+    }
     let best = |v: &[Duration]| *v.iter().min().unwrap();
     let (raw, up, down) = (best(&raw_times), best(&up_times), best(&down_times));
+    let sealed = best(&sealed_times);
     println!(
-        "cp {} MiB, best of 3 (all: raw {raw_times:?}, up {up_times:?}, down {down_times:?})",
+        "cp {} MiB, best of 3 (all: raw {raw_times:?}, sealed {sealed_times:?}, up {up_times:?}, down {down_times:?})",
         size >> 20
     );
     println!("  raw socket copy   {:>8.1} MiB/s", mib_s(size, raw));
     println!(
-        "  cp into enclave   {:>8.1} MiB/s  ({:.0}% of raw)",
-        mib_s(size, up),
-        100.0 * raw.as_secs_f64() / up.as_secs_f64()
+        "  sealed copy       {:>8.1} MiB/s  ({:.0}% of raw; AES-256-GCM records, no protocol)",
+        mib_s(size, sealed),
+        100.0 * raw.as_secs_f64() / sealed.as_secs_f64()
     );
     println!(
-        "  cp out of enclave {:>8.1} MiB/s  ({:.0}% of raw)",
+        "  cp into enclave   {:>8.1} MiB/s  ({:.0}% of raw, {:.0}% of the sealed copy)",
+        mib_s(size, up),
+        100.0 * raw.as_secs_f64() / up.as_secs_f64(),
+        100.0 * sealed.as_secs_f64() / up.as_secs_f64()
+    );
+    println!(
+        "  cp out of enclave {:>8.1} MiB/s  ({:.0}% of raw, {:.0}% of the sealed copy)",
         mib_s(size, down),
-        100.0 * raw.as_secs_f64() / down.as_secs_f64()
+        100.0 * raw.as_secs_f64() / down.as_secs_f64(),
+        100.0 * sealed.as_secs_f64() / down.as_secs_f64()
     );
     // The round with the least CPU, per GiB, both ends summed.
     let gib = size as f64 / (1u64 << 30) as f64;
@@ -252,7 +223,12 @@ fn main() {
         (me / gib, init / gib)
     };
     let (raw_me, _) = least(&raw_cpu);
+    let (sealed_me, _) = least(&sealed_cpu);
     println!("  CPU s/GiB, both ends (least of 3): raw copy {raw_me:.2}");
+    println!(
+        "    sealed copy        {sealed_me:.2}, {:.2}x raw",
+        sealed_me / raw_me
+    );
     for (what, v) in [
         ("cp into enclave", &up_cpu),
         ("cp out of enclave", &down_cpu),
