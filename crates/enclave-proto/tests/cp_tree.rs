@@ -70,7 +70,15 @@ impl TreeSink for Recorder {
         Ok(100_000)
     }
 
-    fn data(&mut self, data: bytes::Bytes) -> Result<(), TreeError> {
+    fn data_from(
+        &mut self,
+        file: &mut std::fs::File,
+        len: usize,
+        what: &str,
+    ) -> Result<(), TreeError> {
+        let mut data = vec![0; len];
+        enclave_proto::tree::read_chunk(file, &mut data, what)?;
+        let data = Bytes::from(data);
         if let Some(w) = &mut self.writer {
             w.data(data.clone())?;
         }

@@ -6,9 +6,10 @@ use std::io::{Cursor, ErrorKind, Read, Write};
 
 use enclave_proto::wire::secure::{SecureReader, SecureWriter, ServerCheck, Transport};
 use enclave_proto::wire::{
-    decode_bytes, encode, encode_frame, read_message, write_message, Capability, Channel,
-    ClientMessage, ClientSession, ErrorCode, Request, ServerMessage, ServerSession, SessionError,
-    Verdict, MAX_DATA_CHUNK, MAX_FRAME_LEN, RECORD_DATA_CHUNK,
+    decode_bytes, encode, encode_frame, lay_out_data, read_message, write_message, Capability,
+    Channel, ClientMessage, ClientSession, ErrorCode, Request, ServerMessage, ServerSession,
+    SessionError, Verdict, LAID_OUT_BUFFER, LAID_OUT_DATA_AT, MAX_DATA_CHUNK, MAX_FRAME_LEN,
+    RECORD_DATA_CHUNK,
 };
 
 mod session_support;
@@ -156,6 +157,58 @@ fn frames_written_whole_are_read_in_place() {
         );
         assert_eq!(&decode_bytes::<ClientMessage>(f).unwrap(), m);
     }
+}
+
+/// `Data` frames laid out with room around their bytes and sealed where they lie
+/// ([`SecureWriter::write_frames_in_place`], how `cp` sends a file's chunks), one or several
+/// at a time, read back as the same messages written whole would, in order with the frames
+/// written around them; data too large for the layout, or a buffer without room for the
+/// record, is refused and nothing of the call is written.
+#[test]
+fn frames_sealed_in_place_read_back_in_order_with_the_others() {
+    let (st, ct) = pair();
+    let pattern = |id: u32, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u32).wrapping_mul(id) as u8)
+            .collect()
+    };
+    let mut w = SecureWriter::new(Vec::new(), ct.state());
+    let laid_out = |id: u32, len: usize| {
+        let mut buf = vec![0; LAID_OUT_BUFFER];
+        buf[LAID_OUT_DATA_AT..LAID_OUT_DATA_AT + len].copy_from_slice(&pattern(id, len));
+        let frame = lay_out_data(&mut buf, id, Channel::File, len).unwrap();
+        buf[frame].to_vec()
+    };
+    w.write_frame(&encode_frame(&ping(1)).unwrap()).unwrap();
+    let (mut a, mut b) = (laid_out(2, RECORD_DATA_CHUNK), laid_out(3, 1000));
+    w.write_frames_in_place(&mut [&mut a, &mut b]).unwrap();
+    w.write_frame(&encode_frame(&ping(4)).unwrap()).unwrap();
+    let mut c = laid_out(5, 10);
+    let no_room = w
+        .write_frames_in_place(&mut [&mut c, &mut [0; 17]])
+        .unwrap_err();
+    assert_eq!(no_room.kind(), ErrorKind::InvalidInput);
+    w.write_frames_in_place(&mut [&mut c]).unwrap();
+    let mut big = vec![0; LAID_OUT_BUFFER + 1];
+    assert!(lay_out_data(&mut big, 5, Channel::File, RECORD_DATA_CHUNK + 1).is_err());
+    w.flush().unwrap();
+    let (got, err) = read_all(&st, w.get_mut().clone());
+    assert!(err.is_none(), "{err:?}");
+    let data = |id: u32, len: usize| ClientMessage::Data {
+        id,
+        channel: Channel::File,
+        data: pattern(id, len).into(),
+    };
+    assert_eq!(
+        got,
+        [
+            ping(1),
+            data(2, RECORD_DATA_CHUNK),
+            data(3, 1000),
+            ping(4),
+            data(5, 10)
+        ]
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! One control connection: a reader thread (this one), a writer thread, and one worker per
-//! streaming request.
+//! One control connection: a reader thread (this one), a writer thread ([`super::writer`]), and
+//! one worker per streaming request.
 //!
 //! Every message sent goes through [`Conn::send`]: the session's `check_send` and the hand-off
 //! to the writer thread happen under one lock, so the wire order is the order the session
@@ -9,9 +9,8 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,8 @@ use enclave_proto::wire::{
     SessionError, Verdict, MAX_UNAUTHENTICATED_FRAME, RECORD_DATA_CHUNK,
 };
 
+use super::frames::LaidOutFrame;
+use super::writer::{write_loop, Outgoing};
 use super::{cp, exec, ops, Context};
 
 /// Time allowed for each read from connect until the session proved a key and sent its first
@@ -78,7 +79,7 @@ impl Conn {
         let mut head = Vec::new();
         if let Ok(data) = encode_frame_head(msg, &mut head) {
             let data = data.cloned();
-            let _ = self.out.send(Outgoing { head, data });
+            let _ = self.out.send(Outgoing::Frame { head, data });
         }
     }
 
@@ -90,6 +91,23 @@ impl Conn {
         }
         state.session.check_send(msg)?;
         self.push(msg);
+        Ok(())
+    }
+
+    /// Checks and queues the `Data` message of `len` bytes on `channel` laid out in `frame`.
+    pub(super) fn send_laid_out(
+        &self,
+        id: RequestId,
+        channel: Channel,
+        len: usize,
+        frame: LaidOutFrame,
+    ) -> Result<(), SessionError> {
+        let mut state = self.lock();
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(SessionError::NotReady);
+        }
+        state.session.check_send_data(id, channel, len)?;
+        let _ = self.out.send(Outgoing::LaidOut(frame));
         Ok(())
     }
 
@@ -194,58 +212,12 @@ impl Conn {
     pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
-}
 
-/// A frame for the writer thread: its head, then a `Data` message's bytes, shared with the
-/// message rather than copied (the record writer copies them once, into the record).
-struct Outgoing {
-    head: Vec<u8>,
-    data: Option<Bytes>,
-}
-
-/// Writes queued frames until the queue is closed, or the connection is and the queue drained.
-/// `w` buffers; it is flushed whenever the queue runs empty, so small messages coalesce and
-/// nothing waits.
-fn write_loop(
-    sock: Connection,
-    mut w: FrameWriter<Connection>,
-    rx: mpsc::Receiver<Outgoing>,
-    closed: Arc<Conn>,
-) {
-    let mut pending = false;
-    loop {
-        let frame = if pending {
-            match rx.try_recv() {
-                Ok(p) => p,
-                Err(_) => {
-                    pending = false;
-                    if w.flush().is_err() {
-                        break;
-                    }
-                    continue;
-                }
-            }
-        } else {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(p) => p,
-                Err(RecvTimeoutError::Timeout) if closed.is_closed() => break,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        };
-        let written = match &frame.data {
-            Some(data) => w.write_frame_parts(&[&frame.head, data]),
-            None => w.write_frame(&frame.head),
-        };
-        if written.is_err() {
-            break;
-        }
-        pending = true;
+    /// Marks the connection closed (its writer ended) and wakes whoever waits for credit.
+    pub(super) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.changed.notify_all();
     }
-    let _ = w.flush();
-    let _ = sock.shutdown(Shutdown::Both);
-    closed.closed.store(true, Ordering::Relaxed);
-    closed.changed.notify_all();
 }
 
 /// The set-up in clear: the hellos and, on the host-facing channel, the Noise handshake.

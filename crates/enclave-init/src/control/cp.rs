@@ -19,6 +19,7 @@
 //! which change every thread of the process. If the switch fails the request fails; it never
 //! proceeds as root. When the app's user is root, cp stays root, as exec does.
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -33,6 +34,7 @@ use rustix::process::{Gid, Uid};
 use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
 
 use super::conn::{Active, Conn, THREAD_STACK};
+use super::frames::FramePool;
 use crate::users::Credentials;
 
 /// The window a `cp_to` grants the client: the initial 256 KiB is too little to keep a fast
@@ -283,6 +285,8 @@ impl From<TreeError> for SinkError {
 struct Download<'a> {
     conn: &'a Conn,
     id: RequestId,
+    /// Buffers the file's chunks are read into, and sealed in by the connection's writer.
+    frames: FramePool,
 }
 
 impl TreeSink for Download<'_> {
@@ -300,13 +304,11 @@ impl TreeSink for Download<'_> {
         }
     }
 
-    fn data(&mut self, data: Bytes) -> Result<(), SinkError> {
-        let msg = ServerMessage::Data {
-            id: self.id,
-            channel: Channel::File,
-            data,
-        };
-        self.conn.send(&msg).map_err(|_| SinkError::Ended)
+    fn data_from(&mut self, file: &mut File, len: usize, what: &str) -> Result<(), SinkError> {
+        let frame = self.frames.read(file, len, what, self.id, Channel::File)?;
+        self.conn
+            .send_laid_out(self.id, Channel::File, len, frame)
+            .map_err(|_| SinkError::Ended)
     }
 
     fn file_end(&mut self) -> Result<(), SinkError> {
@@ -331,7 +333,11 @@ fn send(c: &Conn, id: RequestId, src: &str) {
     if !c.started_registered(id) {
         return;
     }
-    let mut sink = Download { conn: c, id };
+    let mut sink = Download {
+        conn: c,
+        id,
+        frames: FramePool::default(),
+    };
     match tree::send_tree(&tree, &mut sink) {
         Ok(()) => {}
         Err(SinkError::Ended) => return,

@@ -27,9 +27,11 @@ mod conn;
 mod cp;
 mod exec;
 mod exec_unsafe;
+mod frames;
 pub mod initctl;
 mod ops;
 pub mod slots;
+mod writer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,12 +4,14 @@
 //! enclave uses: below the local path the user gave, no symlink is ever followed, and no
 //! setuid/setgid bit is written.
 
+use std::fs::File;
 use std::path::Path;
 
 use super::{Client, ClientError};
 use crate::tree::{self, SourceLink, SourceTree, TreeError, TreeSink, TreeWriter};
 use crate::wire::{
-    Channel, ClientMessage, CpEntry, CpKind, ErrorCode, Reply, Request, RequestId, ServerMessage,
+    lay_out_data, Channel, ClientMessage, CpEntry, CpKind, ErrorCode, Reply, Request, RequestId,
+    ServerMessage, LAID_OUT_BUFFER, LAID_OUT_DATA_AT,
 };
 
 /// The window a download grants the enclave (the initial 256 KiB is too little to keep a fast
@@ -29,6 +31,8 @@ struct Upload<'a, P: FnMut(u64)> {
     client: &'a mut Client,
     id: RequestId,
     progress: P,
+    /// The buffer each chunk is read into and sealed in ([`LAID_OUT_BUFFER`] bytes).
+    frame: Vec<u8>,
 }
 
 impl<P: FnMut(u64)> Upload<'_, P> {
@@ -68,14 +72,17 @@ impl<P: FnMut(u64)> TreeSink for Upload<'_, P> {
         }
     }
 
-    fn data(&mut self, data: bytes::Bytes) -> Result<(), ClientError> {
-        let n = data.len() as u64;
-        self.client.send(&ClientMessage::Data {
-            id: self.id,
-            channel: Channel::File,
-            data,
-        })?;
-        (self.progress)(n);
+    fn data_from(&mut self, file: &mut File, len: usize, what: &str) -> Result<(), ClientError> {
+        let frame = &mut self.frame;
+        let data = frame
+            .get_mut(LAID_OUT_DATA_AT..LAID_OUT_DATA_AT + len)
+            .ok_or_else(|| TreeError::refused(what, "chunk larger than a record's data"))?;
+        tree::read_chunk(file, data, what)?;
+        let laid_out = lay_out_data(frame, self.id, Channel::File, len)?;
+        self.client
+            .shared
+            .send_laid_out(self.id, Channel::File, len, &mut frame[laid_out])?;
+        (self.progress)(len as u64);
         Ok(())
     }
 
@@ -177,6 +184,7 @@ impl Client {
             client: self,
             id,
             progress,
+            frame: vec![0; LAID_OUT_BUFFER],
         };
         // Wait for `started` (or the refusal).
         loop {

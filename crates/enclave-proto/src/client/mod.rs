@@ -28,7 +28,7 @@ use crate::wire::auth::SigningKey;
 use crate::wire::secure::{SecureReader, SecureWriter};
 use crate::wire::session::ClientConfig;
 use crate::wire::{
-    encode_frame, encode_frame_head, Capability, ClientMessage, ClientSession, ErrorCode,
+    encode_frame, encode_frame_head, Capability, Channel, ClientMessage, ClientSession, ErrorCode,
     FrameReader, FrameWriter, MessageError, Reply, Request, RequestId, Security, ServerHello,
     ServerMessage, ServiceRequest, SessionError, Verdict, MAX_FRAME_LEN,
 };
@@ -136,6 +136,24 @@ impl Shared {
             Some(data) => w.write_frame_parts(&[head, data])?,
             None => w.write_frame(head)?,
         }
+        w.flush()?;
+        Ok(())
+    }
+
+    /// Checks and sends the `Data` message of `len` bytes laid out in `frame`
+    /// ([`crate::wire::lay_out_data`]): sealed where it lies, its bytes never copied.
+    pub(crate) fn send_laid_out(
+        &self,
+        id: RequestId,
+        channel: Channel,
+        len: usize,
+        frame: &mut [u8],
+    ) -> Result<(), ClientError> {
+        let mut session = self.lock();
+        session.check_send_data(id, channel, len)?;
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let w = &mut guard.0;
+        w.write_frames_in_place(&mut [frame])?;
         w.flush()?;
         Ok(())
     }

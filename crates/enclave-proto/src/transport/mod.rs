@@ -256,6 +256,13 @@ impl Write for Connection {
         }
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Connection::Unix(s) => s.write_vectored(bufs),
+            Connection::Vsock(s) => s.write_vectored(bufs),
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Connection::Unix(s) => s.flush(),

@@ -106,6 +106,10 @@ impl Write for VsockStream {
         (&*self).write(buf)
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -119,6 +123,16 @@ impl Write for &VsockStream {
             self.fd.as_raw_fd(),
             buf,
             MsgFlags::MSG_NOSIGNAL,
+        )?)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        Ok(socket::sendmsg::<VsockAddr>(
+            self.fd.as_raw_fd(),
+            bufs,
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
         )?)
     }
 

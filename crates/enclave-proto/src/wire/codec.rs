@@ -55,9 +55,9 @@ pub trait WireMessage: Serialize + DeserializeOwned {
     fn data(id: RequestId, channel: Channel, data: Bytes) -> Self;
 }
 
-fn check_data(id: u32, data: &[u8]) -> Result<(), MessageError> {
+fn check_data(id: u32, len: usize) -> Result<(), MessageError> {
     check_id(id)?;
-    if data.len() > MAX_DATA_CHUNK {
+    if len > MAX_DATA_CHUNK {
         return Err(MessageError::Invalid("data chunk larger than 64 KiB"));
     }
     Ok(())
@@ -83,7 +83,7 @@ fn check_id(id: u32) -> Result<(), MessageError> {
 impl WireMessage for ClientMessage {
     fn check(&self) -> Result<(), MessageError> {
         match self {
-            ClientMessage::Data { id, data, .. } => check_data(*id, data),
+            ClientMessage::Data { id, data, .. } => check_data(*id, data.len()),
             ClientMessage::Handshake { noise } => check_noise(noise),
             other => other.request_id().map_or(Ok(()), check_id),
         }
@@ -108,7 +108,7 @@ impl WireMessage for ServerMessage {
             // Error may carry id 0: it then addresses the connection.
             M::Hello(_) | M::Authenticated { .. } | M::Error { .. } => Ok(()),
             M::Handshake { noise } => check_noise(noise),
-            M::Data { id, data, .. } => check_data(*id, data),
+            M::Data { id, data, .. } => check_data(*id, data.len()),
             M::Started { id, .. }
             | M::Reply { id, .. }
             | M::Eof { id, .. }
@@ -179,26 +179,42 @@ pub fn encode_frame_head<'m, M: WireMessage>(
     msg: &'m M,
     head: &mut Vec<u8>,
 ) -> Result<Option<&'m Bytes>, MessageError> {
+    if let Some((id, channel, bytes)) = msg.as_data() {
+        encode_data_head(id, channel, bytes.len(), head)?;
+        return Ok(Some(bytes));
+    }
     msg.check()?;
     head.clear();
     head.extend_from_slice(&[0; HEADER_LEN]);
-    let data = match msg.as_data() {
-        Some((id, channel, bytes)) => {
-            data::put_prefix(head, id, channel, bytes.len());
-            Some(bytes)
-        }
-        None => {
-            ciborium::into_writer(msg, &mut *head)
-                .map_err(|e| MessageError::Encode(e.to_string()))?;
-            None
-        }
-    };
-    let len = head.len() - HEADER_LEN + data.map_or(0, |d| d.len());
+    ciborium::into_writer(msg, &mut *head).map_err(|e| MessageError::Encode(e.to_string()))?;
+    finish_head(head, 0)?;
+    Ok(None)
+}
+
+/// The frame head of a `Data` message of `len` bytes on `channel` of request `id` (either
+/// direction: both encode it alike), for a sender that puts the bytes in place itself
+/// ([`super::FrameWriter::write_frame_filled`]).
+pub fn encode_data_head(
+    id: RequestId,
+    channel: Channel,
+    len: usize,
+    head: &mut Vec<u8>,
+) -> Result<(), MessageError> {
+    check_data(id, len)?;
+    head.clear();
+    head.extend_from_slice(&[0; HEADER_LEN]);
+    data::put_prefix(head, id, channel, len);
+    finish_head(head, len)
+}
+
+/// Puts the frame's length (`head`'s payload and `data_len` bytes after it) into its header.
+fn finish_head(head: &mut [u8], data_len: usize) -> Result<(), MessageError> {
+    let len = head.len() - HEADER_LEN + data_len;
     if len == 0 || len > MAX_FRAME_LEN as usize {
         return Err(FrameError::Oversize { len: len as u64 }.into());
     }
     head[..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(data)
+    Ok(())
 }
 
 /// Reads and decodes one message; `Ok(None)` on a clean end of stream.

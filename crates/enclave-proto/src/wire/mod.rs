@@ -33,8 +33,8 @@ pub mod session;
 pub mod stream;
 
 pub use codec::{
-    decode, decode_bytes, encode, encode_frame, encode_frame_head, read_message, write_message,
-    MessageError,
+    decode, decode_bytes, encode, encode_data_head, encode_frame, encode_frame_head, read_message,
+    write_message, MessageError,
 };
 pub use data::RECORD_DATA_CHUNK;
 pub use frame::{read_frame, read_frame_limited, write_frame, Frame, FrameDecoder, FrameError};
@@ -51,7 +51,7 @@ pub use session::{
     ClientConfig, ClientSession, RemoteTrust, Security, ServerConfig, ServerSession, SessionError,
     Trust, Verdict,
 };
-pub use stream::{FrameReader, FrameWriter};
+pub use stream::{lay_out_data, FrameReader, FrameWriter, LAID_OUT_BUFFER, LAID_OUT_DATA_AT};
 
 /// The protocol version this code speaks. A peer announces the highest version it speaks in its
 /// hello; the server answers with the version both will use.

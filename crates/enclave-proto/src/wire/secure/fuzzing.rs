@@ -5,6 +5,7 @@
 use std::io::{Cursor, Write};
 use std::sync::{Arc, OnceLock};
 
+use super::record::{ROOM_AFTER, ROOM_BEFORE};
 use super::{
     prologue, ControlIdentity, IdentityPayload, Initiator, Responder, SecureReader, SecureWriter,
     ServerCheck, Transport,
@@ -89,13 +90,20 @@ pub fn records(data: &[u8]) {
 
     let mut w = SecureWriter::new(Vec::new(), client.state());
     let half = data.len() / 2;
-    // Frames whole (as the endpoints write them) when the input's first byte is odd, as a raw
-    // byte stream otherwise: records then cut frames anywhere.
+    // Frames whole (as the endpoints write them) when the input's first byte is odd, some
+    // sealed in place (as `cp` sends a file's chunks), as a raw byte stream otherwise: records
+    // then cut frames anywhere.
     if data.first().is_some_and(|b| b & 1 == 1) {
         let mut rest = &data[..half];
         while let Some((len, tail)) = rest.split_first() {
-            let (frame, tail) = tail.split_at(usize::from(*len).min(tail.len()));
-            let _ = w.write_frame(frame);
+            let (frame, tail) = tail.split_at(usize::from(*len & 0x7f).min(tail.len()));
+            let _ = if len & 0x80 == 0 {
+                w.write_frame(frame)
+            } else {
+                let mut laid_out = vec![0; ROOM_BEFORE + frame.len() + ROOM_AFTER];
+                laid_out[ROOM_BEFORE..ROOM_BEFORE + frame.len()].copy_from_slice(frame);
+                w.write_frames_in_place(&mut [&mut laid_out])
+            };
             rest = tail;
         }
     } else {

@@ -16,9 +16,11 @@
 //! The writer buffers: [`SecureWriter::write`] fills a record and seals it when full;
 //! [`SecureWriter::flush`] seals what is pending and writes every sealed record in one go. So a
 //! burst of small frames costs one record and one `write`, and bulk data goes in full records.
+//! A sender that reads a file's chunk into a buffer with room for the record around it has the
+//! record sealed there ([`SecureWriter::write_frames_in_place`]): the chunk is never copied.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +32,10 @@ use crate::wire::frame::{self, FrameError, HEADER_LEN};
 pub const MAX_RECORD_PLAINTEXT: usize = 65535 - TAG_LEN;
 
 const TAG_LEN: usize = 16;
+/// Room a frame needs before it to be sealed where it lies: the record's length.
+pub const ROOM_BEFORE: usize = 2;
+/// Room a frame needs after it to be sealed where it lies: the record's tag.
+pub const ROOM_AFTER: usize = TAG_LEN;
 /// Sealed records are written once this many bytes are waiting.
 const WRITE_BATCH: usize = 256 << 10;
 /// At most this much pending plaintext is sealed on its own to let a large write go direct.
@@ -39,6 +45,19 @@ const READ_BUFFER: usize = 4 << 10;
 /// Buffers of earlier records the reader keeps to reuse once their frames are dropped: fresh
 /// memory for every record costs page faults and zeroing, more than the decryption.
 const RECYCLED: usize = 8;
+
+/// `write_all` of several buffers in as few vectored writes as the stream takes.
+fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 pub(super) fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
@@ -133,6 +152,46 @@ impl<W: Write> SecureWriter<W> {
         if self.sealed.len() >= WRITE_BATCH {
             self.write_sealed()?;
         }
+        Ok(())
+    }
+
+    /// Writes each frame laid out in `frames` (the frame in `buf[ROOM_BEFORE..buf.len() -
+    /// ROOM_AFTER]`, 1 to [`MAX_RECORD_PLAINTEXT`] bytes) as a record of its own, sealed where
+    /// it lies, after everything written before them, all in one vectored write: chunks read
+    /// into their place are never copied.
+    pub fn write_frames_in_place(&mut self, frames: &mut [&mut [u8]]) -> io::Result<()> {
+        let fits = |buf: &&mut [u8]| {
+            buf.len()
+                .checked_sub(ROOM_BEFORE + ROOM_AFTER)
+                .is_some_and(|n| (1..=MAX_RECORD_PLAINTEXT).contains(&n))
+        };
+        if !frames.iter().all(fits) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a frame sealed in place must fit one record, with room around it",
+            ));
+        }
+        self.seal()?;
+        for buf in frames.iter_mut() {
+            let frame_len = buf.len() - ROOM_BEFORE - ROOM_AFTER;
+            let (length, rest) = buf.split_at_mut(ROOM_BEFORE);
+            let (body, tag_room) = rest.split_at_mut(frame_len);
+            let tag = self.keys.seal(self.nonce, body)?;
+            tag_room.copy_from_slice(tag.as_ref());
+            // At most MAX_RECORD_PLAINTEXT + TAG_LEN = 65535.
+            length.copy_from_slice(&((frame_len + TAG_LEN) as u16).to_be_bytes());
+            self.nonce = self
+                .nonce
+                .checked_add(1)
+                .ok_or_else(|| invalid("record counter exhausted"))?;
+        }
+        let mut slices: Vec<IoSlice<'_>> = std::iter::once(&self.sealed[..])
+            .chain(frames.iter().map(|f| &f[..]))
+            .filter(|b| !b.is_empty())
+            .map(IoSlice::new)
+            .collect();
+        write_all_vectored(&mut self.inner, &mut slices)?;
+        self.sealed.clear();
         Ok(())
     }
 

@@ -5,12 +5,12 @@ use bytes::Bytes;
 use super::super::auth::SigningKey;
 use super::super::codec::{decode, decode_bytes, encode, MessageError};
 use super::super::message::{
-    Auth, Capability, ClientHello, ClientMessage, RequestId, ServerHello, ServerMessage,
+    Auth, Capability, Channel, ClientHello, ClientMessage, RequestId, ServerHello, ServerMessage,
 };
 use super::super::ops::Request;
 use super::super::secure::{prologue, Initiator, ServerCheck, Transport, NOISE_PARAMS};
 use super::super::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-use super::kind::{client_kind, server_kind};
+use super::kind::{client_kind, server_kind, Kind};
 use super::streams::{Outcome, Side, Streams};
 use super::{SessionError, Verdict};
 
@@ -365,6 +365,24 @@ impl ClientSession {
                 "hello, handshake or auth sent by the application",
             ));
         };
+        self.check_stream_send(id, kind)
+    }
+
+    /// [`check_send`](Self::check_send) of a `Data` message of `len` bytes whose bytes are not
+    /// read yet (a sender that reads them into the record's place once allowed).
+    pub fn check_send_data(
+        &mut self,
+        id: RequestId,
+        channel: Channel,
+        len: usize,
+    ) -> Result<(), SessionError> {
+        if !matches!(self.phase, Phase::Ready | Phase::Secured { .. }) {
+            return Err(SessionError::NotReady);
+        }
+        self.check_stream_send(id, Kind::Data { channel, len })
+    }
+
+    fn check_stream_send(&mut self, id: RequestId, kind: Kind<'_>) -> Result<(), SessionError> {
         match self.streams.apply(Side::Client, id, kind, false)? {
             Outcome::Applied => Ok(()),
             Outcome::Stale => Err(SessionError::Ended(id)),

@@ -7,14 +7,14 @@ use bytes::Bytes;
 use super::super::auth::{AuthorizedKeys, KeyError, VerifyingKey};
 use super::super::codec::{decode, decode_bytes, encode, MessageError};
 use super::super::message::{
-    Capability, ClientMessage, EnclaveInfo, RequestId, ServerHello, ServerMessage,
+    Capability, Channel, ClientMessage, EnclaveInfo, RequestId, ServerHello, ServerMessage,
 };
 use super::super::ops::Request;
 use super::super::secure::{
     prologue, ControlIdentity, Responder, Transport, NOISE_PARAMS, RESERVED_USER_DATA_PREFIX,
 };
 use super::super::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-use super::kind::{client_kind, server_kind};
+use super::kind::{client_kind, server_kind, Kind};
 use super::streams::{Outcome, Side, Streams};
 use super::{SessionError, Verdict};
 use enclave_spec::DebugSpec;
@@ -360,6 +360,26 @@ impl ServerSession {
             Outcome::Applied => Ok(()),
             // The answer to a request refused by `on_recv`, or to one that ended by an error.
             Outcome::Stale if matches!(msg, ServerMessage::Error { .. }) => Ok(()),
+            Outcome::Stale => Err(SessionError::Ended(id)),
+        }
+    }
+
+    /// [`check_send`](Self::check_send) of a `Data` message of `len` bytes laid out to be
+    /// sealed in place ([`crate::wire::lay_out_data`]), without the message itself.
+    pub fn check_send_data(
+        &mut self,
+        id: RequestId,
+        channel: Channel,
+        len: usize,
+    ) -> Result<(), SessionError> {
+        if !self.is_open() {
+            return Err(SessionError::NotReady);
+        }
+        match self
+            .streams
+            .apply(Side::Server, id, Kind::Data { channel, len }, false)?
+        {
+            Outcome::Applied => Ok(()),
             Outcome::Stale => Err(SessionError::Ended(id)),
         }
     }
