@@ -365,7 +365,7 @@ impl ClientSession {
                 "hello, handshake or auth sent by the application",
             ));
         };
-        self.check_stream_send(id, kind)
+        self.streams.apply_sent(Side::Client, id, kind)
     }
 
     /// [`check_send`](Self::check_send) of a `Data` message of `len` bytes whose bytes are not
@@ -379,13 +379,7 @@ impl ClientSession {
         if !matches!(self.phase, Phase::Ready | Phase::Secured { .. }) {
             return Err(SessionError::NotReady);
         }
-        self.check_stream_send(id, Kind::Data { channel, len })
-    }
-
-    fn check_stream_send(&mut self, id: RequestId, kind: Kind<'_>) -> Result<(), SessionError> {
-        match self.streams.apply(Side::Client, id, kind, false)? {
-            Outcome::Applied => Ok(()),
-            Outcome::Stale => Err(SessionError::Ended(id)),
-        }
+        self.streams
+            .apply_sent(Side::Client, id, Kind::Data { channel, len })
     }
 }

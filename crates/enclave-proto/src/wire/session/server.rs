@@ -375,13 +375,8 @@ impl ServerSession {
         if !self.is_open() {
             return Err(SessionError::NotReady);
         }
-        match self
-            .streams
-            .apply(Side::Server, id, Kind::Data { channel, len }, false)?
-        {
-            Outcome::Applied => Ok(()),
-            Outcome::Stale => Err(SessionError::Ended(id)),
-        }
+        self.streams
+            .apply_sent(Side::Server, id, Kind::Data { channel, len })
     }
 
     /// How many `Data` bytes the server may still send on a request before the client grants

@@ -342,6 +342,20 @@ impl Streams {
     /// Applies a stream message. A refused message changes nothing, except that with
     /// `end_on_error` (the server receiving) a non-fatal error ends the request: the server
     /// answers it with an error, after which its stream is stale.
+    /// [`apply`](Self::apply) of a message this side is about to send: `Ended` when its request
+    /// has already ended.
+    pub(super) fn apply_sent(
+        &mut self,
+        from: Side,
+        id: RequestId,
+        kind: Kind<'_>,
+    ) -> Result<(), SessionError> {
+        match self.apply(from, id, kind, false)? {
+            Outcome::Applied => Ok(()),
+            Outcome::Stale => Err(SessionError::Ended(id)),
+        }
+    }
+
     pub(super) fn apply(
         &mut self,
         from: Side,
