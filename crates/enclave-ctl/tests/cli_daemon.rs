@@ -14,12 +14,14 @@
 
 mod common;
 
+#[path = "cli_daemon/bad_input.rs"]
+mod bad_input;
+#[path = "cli_daemon/crowd.rs"]
+mod crowd;
+
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,29 +64,6 @@ fn build(init: &Path, dir: &Path) -> PathBuf {
         &["sh", "sleep"],
         "from: dir:rootfs\nentrypoint: [/bin/sh, -c, \"echo up; while true; do sleep 1; done\"]\n",
     )
-}
-
-/// `GET path` on the socket over one plain HTTP/1.1 connection (no process per request, so
-/// that 100 clients can keep asking); (status, body).
-fn raw_get(socket: &Path, path: &str) -> (u16, String) {
-    let mut stream = UnixStream::connect(socket).expect("the daemon's socket");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {head:?}"));
-    (code, body.to_owned())
 }
 
 #[test]
@@ -324,201 +303,9 @@ fn the_api_runs_lists_streams_survives_a_kill_and_matches_its_openapi_document()
     assert_eq!(code, 200);
     assert_eq!(again, list);
 
-    // Bad input: 4xx with a code, never a 5xx.
-    for (method, path, route, body, want, code_word) in [
-        (
-            "POST",
-            "/v1/enclaves",
-            "/v1/enclaves",
-            Some(json!({"eif": "/x", "evil": 1})),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/v1/enclaves",
-            "/v1/enclaves",
-            Some(json!({"eif": "/no/such.eif"})),
-            404,
-            "no_such_eif",
-        ),
-        (
-            "GET",
-            "/v1/enclaves?status=zombie",
-            "/v1/enclaves",
-            None,
-            400,
-            "bad_request",
-        ),
-        (
-            "GET",
-            "/v1/enclaves/nope",
-            "/v1/enclaves/{enclave}",
-            None,
-            404,
-            "no_such_enclave",
-        ),
-        (
-            "DELETE",
-            "/v1/enclaves/d",
-            "/v1/enclaves/{enclave}",
-            None,
-            409,
-            "running",
-        ),
-        (
-            "POST",
-            "/v1/enclaves/d/stop?timeout=soon",
-            "/v1/enclaves/{enclave}/stop",
-            None,
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/v1/images",
-            "/v1/images",
-            Some(json!({"spec": "enclave.yaml"})),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/v1/images/measure",
-            "/v1/images/measure",
-            Some(json!({"eif": "/no/such.eif"})),
-            404,
-            "no_such_eif",
-        ),
-        (
-            "GET",
-            "/v1/images/ffff",
-            "/v1/images/{image}",
-            None,
-            404,
-            "no_such_image",
-        ),
-        (
-            "POST",
-            "/v1/enclaves/nope/kill",
-            "/v1/enclaves/{enclave}/kill",
-            None,
-            404,
-            "no_such_enclave",
-        ),
-        (
-            "POST",
-            "/v1/enclaves/nope/start",
-            "/v1/enclaves/{enclave}/start",
-            None,
-            404,
-            "no_such_enclave",
-        ),
-        (
-            "POST",
-            "/v1/enclaves/d/restart?timeout=soon",
-            "/v1/enclaves/{enclave}/restart",
-            None,
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/v1/enclaves/d/control",
-            "/v1/enclaves/{enclave}/control",
-            None,
-            426,
-            "upgrade_required",
-        ),
-        (
-            "GET",
-            "/v1/events?type=pause",
-            "/v1/events",
-            None,
-            400,
-            "bad_request",
-        ),
-    ] {
-        let (code, err) = c.json(method, path, route, body.as_ref());
-        assert_eq!(
-            (code, err["code"].as_str()),
-            (want, Some(code_word)),
-            "{method} {path}: {err}"
-        );
-    }
-    let (code, err) = c.json("PUT", "/v1/enclaves", "-", None);
-    assert_eq!(
-        (code, err["code"].as_str()),
-        (405, Some("method_not_allowed"))
-    );
-    let (code, err) = c.json("GET", "/v2/enclaves", "-", None);
-    assert_eq!((code, err["code"].as_str()), (404, Some("not_found")));
-
-    // 100 clients listing and inspecting, one request after another, while the enclave is
-    // stopped, started again, stopped and removed: every answer a 200 with the record (or the
-    // list), or a 404 once it is gone; never an error, a torn record or a hang.
-    let done = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..100)
-        .map(|i| {
-            let (socket, done) = (c.socket.clone(), done.clone());
-            std::thread::spawn(move || {
-                let path = if i % 2 == 0 {
-                    "/v1/enclaves"
-                } else {
-                    "/v1/enclaves/d"
-                };
-                let mut answers = Vec::new();
-                loop {
-                    let last = done.load(Ordering::SeqCst);
-                    answers.push(raw_get(&socket, path));
-                    if last {
-                        return answers;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-        })
-        .collect();
-    for (op, route) in [
-        ("stop?timeout=5", "/v1/enclaves/{enclave}/stop"),
-        ("start", "/v1/enclaves/{enclave}/start"),
-        ("stop?timeout=5", "/v1/enclaves/{enclave}/stop"),
-    ] {
-        let (code, answer) = c.json("POST", &format!("/v1/enclaves/d/{op}"), route, None);
-        assert_eq!(code, 200, "{op}: {answer}");
-    }
-    let (code, _) = c.call("DELETE", "/v1/enclaves/d", "/v1/enclaves/{enclave}", None);
-    assert_eq!(code, 204);
-    done.store(true, Ordering::SeqCst);
-    let mut inspected = BTreeSet::new();
-    for (i, t) in clients.into_iter().enumerate() {
-        let answers = t.join().unwrap();
-        assert!(
-            answers.len() >= 2,
-            "client {i} made {} requests",
-            answers.len()
-        );
-        for (code, body) in answers {
-            let body: Value = serde_json::from_str(&body)
-                .unwrap_or_else(|e| panic!("client {i}: {code} {body:?}: {e}"));
-            match code {
-                200 if i % 2 == 0 => assert!(body.is_array(), "{body}"),
-                200 => {
-                    let state: enclave_engine::state::Status =
-                        serde_json::from_value(body["status"].clone())
-                            .unwrap_or_else(|e| panic!("{body}: {e}"));
-                    inspected.insert(state.to_string());
-                }
-                404 => assert_eq!(body["code"], "no_such_enclave", "{body}"),
-                _ => panic!("client {i} got {code}: {body}"),
-            }
-        }
-    }
-    // The clients saw it run and end (each state is held for seconds under TCG).
-    assert!(
-        inspected.contains("running") && inspected.contains("exited"),
-        "{inspected:?}"
-    );
+    // Bad input, then a crowd of clients through the enclave's end (each in its own file).
+    bad_input::answers_4xx_with_a_code(&c);
+    crowd::every_answer_whole_while_the_enclave_stops_starts_and_goes(&c);
     let (code, _) = c.json("GET", "/v1/enclaves/d", "/v1/enclaves/{enclave}", None);
     assert_eq!(code, 404);
     let (code, doc) = c.json("GET", "/v1/openapi.json", "/v1/openapi.json", None);
