@@ -193,8 +193,8 @@ pub fn encode_frame_head<'m, M: WireMessage>(
 
 /// The frame head of a `Data` message of `len` bytes on `channel` of request `id` (either
 /// direction: both encode it alike), for a sender that puts the bytes in place itself
-/// ([`super::FrameWriter::write_frame_filled`]).
-pub fn encode_data_head(
+/// ([`super::lay_out_data`]).
+pub(super) fn encode_data_head(
     id: RequestId,
     channel: Channel,
     len: usize,

@@ -33,8 +33,8 @@ pub mod session;
 pub mod stream;
 
 pub use codec::{
-    decode, decode_bytes, encode, encode_data_head, encode_frame, encode_frame_head, read_message,
-    write_message, MessageError,
+    decode, decode_bytes, encode, encode_frame, encode_frame_head, read_message, write_message,
+    MessageError,
 };
 pub use data::RECORD_DATA_CHUNK;
 pub use frame::{read_frame, read_frame_limited, write_frame, Frame, FrameDecoder, FrameError};
